@@ -1,0 +1,591 @@
+"""Which service ports the rules implement, with entry points and exact endpoint shares.
+
+``build_service_ports(ruleset)`` groups kube-proxy's per-service chains by their
+shared hash (``KUBE-SVC-X``, ``KUBE-EXT-X``, ``KUBE-FW-X``... of one service port),
+finds every entry point (cluster IP, external IP, load-balancer IP, node port,
+health-check node port, filter REJECT/DROP), and walks the cascade of the
+cluster-policy and local-policy chains to the endpoints' DNAT targets.
+
+Works without comments (kube-proxy's large-cluster mode, or old releases):
+chains are tied together by their hash; names come from comments when present.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+
+from svcinspect.kubeproxy import (
+    ChainKind,
+    CommentRole,
+    cascade_shares,
+    chain_hash,
+    classify_chain,
+    hash16,
+    hash_candidates,
+    interpret_probability,
+    parse_comment,
+)
+from svcinspect.model.netfilter import Chain, Family, Rule, Ruleset, Table
+
+
+class EntryKind:
+    CLUSTER_IP = "clusterIP"
+    EXTERNAL_IP = "externalIP"
+    LOAD_BALANCER = "loadBalancer"
+    NODE_PORT = "nodePort"
+    HEALTH_CHECK = "healthCheckNodePort"
+    ALL = ("clusterIP", "externalIP", "loadBalancer", "nodePort", "healthCheckNodePort")
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPoint:
+    """Where traffic enters a service port. ``address`` None: any local address
+    (node ports); ``verdict`` is set for filter-table REJECT/DROP/ACCEPT entries."""
+
+    kind: str
+    address: str | None
+    port: int | None
+    protocol: str | None
+    chain: str | None
+    table: str
+    line: int
+    text: str
+    verdict: str | None = None
+    localhost: bool = False
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """One jump of a KUBE-SVC/SVL chain to an endpoint chain."""
+
+    sep: str
+    line: int
+    text: str
+    probability: str | None = None       # as printed; None = unconditional
+    affinity_seconds: int | None = None  # set on ``-m recent --rcheck`` branches
+    comment_endpoint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointShare:
+    endpoint: str | None   # "10.244.1.5:8080"; None when the SEP chain is missing
+    sep: str
+    share: Fraction
+    probability: str | None
+    line: int
+
+    @property
+    def share_float(self) -> float:
+        return round(float(self.share), 10)
+
+
+@dataclass(frozen=True)
+class ServicePortRules:
+    """Everything the rules say about one service port in one address family."""
+
+    key: str                       # the chain hash, or the name when there is no chain
+    family: Family
+    name: str | None
+    protocol: str | None
+    entries: tuple[EntryPoint, ...]
+    chains: dict[str, object]
+    endpoints: tuple[EndpointShare, ...]          # cluster policy (KUBE-SVC)
+    local_endpoints: tuple[EndpointShare, ...] | None  # local policy (KUBE-SVL), None if absent
+    affinity_seconds: int | None
+    source_ranges: tuple[str, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"<no comment: {self.key}>"
+
+    def entries_of(self, kind: str) -> list[EntryPoint]:
+        return [e for e in self.entries if e.kind == kind]
+
+    @property
+    def cluster_ip(self) -> EntryPoint | None:
+        found = self.entries_of(EntryKind.CLUSTER_IP)
+        return found[0] if found else None
+
+    @property
+    def node_port(self) -> int | None:
+        for e in self.entries_of(EntryKind.NODE_PORT):
+            return e.port
+        return None
+
+
+# --- fast facts from raw lines -------------------------------------------------
+# kube-proxy's own shapes, in both argument orders; anything else is decoded.
+_COMMENT = r'(?:-m comment --comment (?P<c>"[^"\\]*"|[^\s"]+) )?'
+_SVC_BRANCH = re.compile(
+    r"^(?:\[\d+:\d+\] )?-A \S+ " + _COMMENT +
+    r"(?:-m statistic --mode random --probability (?P<p>[0-9.]+) "
+    r"|-m recent --rcheck --seconds (?P<s>\d+) --reap --name \S+ --mask [0-9.]+ --rsource "
+    r"|-m recent --name \S+ --rcheck --seconds (?P<s2>\d+) --reap )?"
+    r"-j (?P<t>KUBE-SEP-[A-Z2-7]{16})$"
+)
+_DNAT = re.compile(r" -j DNAT --to-destination (\S+)$")
+_SIMPLE_TAIL = re.compile(r" -j (KUBE-MARK-MASQ|KUBE-MARK-DROP)$")
+
+
+def _branches(chain: Chain) -> tuple[list[Branch], list[str]]:
+    """The endpoint jumps of a SVC/SVL/XLB chain, in order, plus other targets."""
+    out: list[Branch] = []
+    others: list[str] = []
+    raw = chain.rules.raw
+    for i, (line, text) in enumerate(raw):
+        m = _SVC_BRANCH.match(text)
+        if m:
+            c = m.group("c")
+            ep = c.rstrip('"').rsplit(" -> ", 1)[1] if c and " -> " in c else None
+            s = m.group("s") or m.group("s2")
+            out.append(Branch(m.group("t"), line, text, m.group("p"), int(s) if s else None, ep))
+            continue
+        if _SIMPLE_TAIL.search(text) and "--probability" not in text and "--rcheck" not in text:
+            others.append(text.rsplit(" -j ", 1)[1])
+            continue
+        rule = chain.rules[i]
+        b = branch_of(rule)
+        if b is not None:
+            out.append(b)
+        elif rule.target is not None:
+            others.append(rule.target.name)
+    return out, others
+
+
+def branch_of(rule: Rule) -> Branch | None:
+    """The general (decoded) reading of a cascade rule; None if not a SEP jump."""
+    t = rule.target
+    if t is None or classify_chain(t.name) is not ChainKind.SEP:
+        return None
+    prob = None
+    seconds = None
+    st = rule.spec.match("statistic")
+    if st is not None and st.value("--mode") == "random":
+        prob = st.value("--probability")
+    rc = rule.spec.match("recent")
+    if rc is not None and rc.has("--rcheck"):
+        sec = rc.value("--seconds")
+        seconds = int(sec) if sec and sec.isdigit() else 0
+    info = parse_comment(rule.comment)
+    return Branch(t.name, rule.line, rule.text, prob, seconds, info.endpoint if info else None)
+
+
+def sep_endpoint(table: Table, name: str) -> str | None:
+    """The DNAT destination (``IP:port``) of endpoint chain ``name``."""
+    for i, (_, text) in enumerate(table.raw_rules(name) or ()):
+        m = _DNAT.search(text)
+        if m and '"' not in text[m.start():]:
+            return m.group(1)
+        if "DNAT" in text:
+            rule = table.chains[name].rules[i]
+            if rule.target is not None and rule.target.name == "DNAT":
+                return rule.target.value("--to-destination")
+    return None
+
+
+# --- the walk -------------------------------------------------------------------
+
+class _Acc:
+    __slots__ = ("names", "protocol", "entries", "filter_entries", "warnings")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.protocol: str | None = None
+        self.entries: list[EntryPoint] = []
+        self.filter_entries: list[EntryPoint] = []
+        self.warnings: list[str] = []
+
+
+def build_service_ports(ruleset: Ruleset, only: Iterable[str] | None = None) -> list[ServicePortRules]:
+    """Every service port found in the rules, sorted by name then family.
+
+    ``only``: restrict to these chain hashes (a trace of one service needs no more).
+    """
+    wanted = set(only) if only is not None else None
+    out: list[ServicePortRules] = []
+    for family in ruleset.families:
+        nat = ruleset.table("nat", family)
+        filt = ruleset.table("filter", family)
+        accs: dict[str, _Acc] = {}
+        if nat is not None:
+            _scan_nat(nat, accs, wanted)
+        if filt is not None:
+            _scan_filter(filt, accs, wanted)
+        for key, acc in accs.items():
+            out.append(_finish(key, family, acc, nat))
+    out.sort(key=lambda s: (s.name is None, s.name or s.key, int(s.family)))
+    return out
+
+
+def _acc(accs: dict[str, _Acc], key: str) -> _Acc:
+    a = accs.get(key)
+    if a is None:
+        a = accs[key] = _Acc()
+    return a
+
+
+def _port(rule: Rule) -> int | None:
+    for m in rule.spec.matches:
+        if m.module in ("tcp", "udp", "sctp", "multiport"):
+            v = m.value("--dport") or m.value("--destination-port") or m.value("--dports")
+            if v and v.isdigit():
+                return int(v)
+    return None
+
+
+def _address(rule: Rule) -> str | None:
+    d = rule.spec.destination
+    if d is None or d.negated:
+        return None
+    net = d.network
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+def _proto(rule: Rule) -> str | None:
+    p = rule.spec.protocol
+    return p.value if p is not None and not p.negated else None
+
+
+_ENTRY_BY_ROLE = {CommentRole.CLUSTER_IP: EntryKind.CLUSTER_IP, CommentRole.EXTERNAL_IP: EntryKind.EXTERNAL_IP,
+                  CommentRole.LOADBALANCER_IP: EntryKind.LOAD_BALANCER}
+
+
+def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> None:
+    services = nat.chains.get("KUBE-SERVICES")
+    if services is not None:
+        for facts in _service_entry_facts(services, wanted):
+            dst, proto, comment, port, target, line, text = facts
+            kind = classify_chain(target)
+            if kind not in (ChainKind.SVC, ChainKind.SVL, ChainKind.EXT, ChainKind.FW, ChainKind.XLB):
+                continue
+            key = chain_hash(target)
+            if wanted is not None and key not in wanted:
+                continue
+            info = parse_comment(comment)
+            acc = _acc(accs, key)
+            note = None
+            if info is not None and info.role in _ENTRY_BY_ROLE:
+                ekind = _ENTRY_BY_ROLE[info.role]
+            elif kind in (ChainKind.SVC, ChainKind.SVL):
+                ekind = EntryKind.CLUSTER_IP
+            elif kind is ChainKind.FW:
+                ekind = EntryKind.LOAD_BALANCER
+            else:
+                ekind, note = EntryKind.EXTERNAL_IP, "external or load-balancer IP (the rule has no comment to tell)"
+            if info is not None and info.spn:
+                acc.names.append(info.spn)
+            acc.protocol = acc.protocol or proto
+            entry = EntryPoint(ekind, dst, port, proto, target, "nat", line, text, note=note)
+            if not any((e.kind, e.address, e.port) == (entry.kind, entry.address, entry.port) for e in acc.entries):
+                acc.entries.append(entry)
+    nodeports = nat.chains.get("KUBE-NODEPORTS")
+    if nodeports is not None:
+        for rule in _rules_for(nodeports, wanted):
+            t = rule.target
+            if t is None or classify_chain(t.name) not in (ChainKind.EXT, ChainKind.SVC, ChainKind.XLB, ChainKind.SVL, ChainKind.FW):
+                continue
+            key = chain_hash(t.name)
+            if wanted is not None and key not in wanted:
+                continue
+            acc = _acc(accs, key)
+            info = parse_comment(rule.comment)
+            if info is not None and info.spn:
+                acc.names.append(info.spn)
+            proto = _proto(rule)
+            acc.protocol = acc.protocol or proto
+            d = rule.spec.destination
+            port = _port(rule)
+            localhost = d is not None and not d.negated and d.network.is_loopback
+            prev = [e for e in acc.entries if e.kind == EntryKind.NODE_PORT and e.port == port]
+            if prev:
+                if localhost and not prev[0].localhost:
+                    acc.entries[acc.entries.index(prev[0])] = _replace_localhost(prev[0])
+                continue
+            addr = None if d is None or d.negated or localhost else _address(rule)
+            acc.entries.append(EntryPoint(EntryKind.NODE_PORT, addr, port, proto, t.name, "nat", rule.line, rule.text,
+                                          localhost=localhost))
+    # Per-service chains that nothing above reached (excerpts, stale chains).
+    for name in nat.chains:
+        kind = classify_chain(name)
+        if kind in (ChainKind.SVC, ChainKind.SVL, ChainKind.EXT, ChainKind.FW, ChainKind.XLB):
+            key = chain_hash(name)
+            if (wanted is None or key in wanted) and key not in accs:
+                accs[key] = _Acc()
+
+
+# KUBE-SERVICES dispatch rules as the kernel prints them and as kube-proxy writes them.
+_TAIL = r"-j (?P<t>KUBE-(?:SVC|SVL|EXT|FW|XLB)-[A-Z2-7]{16})$"
+_QC = r'(?:"(?P<c>[^"\\]*)"|(?P<c2>[^\s"]+))'
+_ENTRY_SHAPES = (
+    re.compile(r"^(?:\[\d+:\d+\] )?-A \S+ -d (?P<d>[0-9a-fA-F.:]+?)(?:/(?:32|128))? -p (?P<p>\w+) "
+               r"-m comment --comment " + _QC + r" -m (?P=p) --dport (?P<port>\d+) " + _TAIL),
+    re.compile(r"^(?:\[\d+:\d+\] )?-A \S+ -m comment --comment " + _QC + r" -m (?P<m>\w+) -p (?P<p>\w+) "
+               r"-d (?P<d>[0-9a-fA-F.:]+?)(?:/(?:32|128))? --dport (?P<port>\d+) " + _TAIL),
+)
+
+
+def _service_entry_facts(services: Chain, wanted: set[str] | None):
+    """(dst, proto, comment, port, target, line, text) for each KUBE-SERVICES rule
+    that jumps somewhere; standard shapes are read by regex, others decoded."""
+    raw = services.rules.raw
+    for i, (line, text) in enumerate(raw):
+        if wanted is not None and not any(h in text for h in wanted):
+            continue
+        for shape in _ENTRY_SHAPES:
+            m = shape.match(text)
+            if m:
+                yield (m.group("d"), m.group("p").lower(), m.group("c") if m.group("c") is not None else m.group("c2"),
+                       int(m.group("port")), m.group("t"), line, text)
+                break
+        else:
+            rule = services.rules[i]
+            if rule.target is not None:
+                yield (_address(rule), _proto(rule), rule.comment, _port(rule), rule.target.name, line, text)
+
+
+def _replace_localhost(e: EntryPoint) -> EntryPoint:
+    return EntryPoint(e.kind, e.address, e.port, e.protocol, e.chain, e.table, e.line, e.text, e.verdict, True, e.note)
+
+
+def _rules_for(chain: Chain, wanted: set[str] | None) -> Iterable[Rule]:
+    """All rules, or (for a targeted lookup) only those naming a wanted hash."""
+    if wanted is None:
+        return chain.rules
+    raw = chain.rules.raw
+    return [chain.rules[i] for i, (_, text) in enumerate(raw) if any(h in text for h in wanted)]
+
+
+_FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL")
+_FILTER_ROLES = {CommentRole.NO_ENDPOINTS: "reject", CommentRole.NO_LOCAL_ENDPOINTS: "drop",
+                 CommentRole.HEALTH_CHECK: "accept", CommentRole.FIREWALL_DROP: "drop"}
+
+
+def _scan_filter(filt: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> None:
+    for cname in _FILTER_CHAINS:
+        chain = filt.chains.get(cname)
+        if chain is None:
+            continue
+        for rule in chain.rules:
+            info = parse_comment(rule.comment)
+            if info is None or info.spn is None or info.role not in _FILTER_ROLES:
+                continue
+            proto = _proto(rule) or "tcp"
+            key = _key_for(info.spn, proto, accs)
+            if wanted is not None and key not in wanted:
+                continue
+            acc = _acc(accs, key)
+            acc.names.append(info.spn)
+            acc.protocol = acc.protocol or proto
+            verdict = _FILTER_ROLES[info.role]
+            local_dst = rule.spec.match("addrtype")
+            if info.role is CommentRole.HEALTH_CHECK:
+                kind = EntryKind.HEALTH_CHECK
+            elif cname == "KUBE-PROXY-FIREWALL":
+                kind = EntryKind.LOAD_BALANCER
+            elif local_dst is not None and local_dst.value("--dst-type") == "LOCAL":
+                kind = EntryKind.NODE_PORT
+            elif cname == "KUBE-EXTERNAL-SERVICES":
+                kind = EntryKind.EXTERNAL_IP
+            else:
+                kind = EntryKind.CLUSTER_IP
+            addr = None if kind in (EntryKind.NODE_PORT, EntryKind.HEALTH_CHECK) else _address(rule)
+            acc.filter_entries.append(EntryPoint(kind, addr, _port(rule), proto, None, "filter", rule.line,
+                                                 rule.text, verdict=verdict, note=rule.comment))
+
+
+def _key_for(spn: str, proto: str, accs: dict[str, _Acc]) -> str:
+    for candidate in hash_candidates(spn):
+        h = hash16(candidate + proto)
+        if h in accs:
+            return h
+    return hash16(spn + proto)
+
+
+def _finish(key: str, family: Family, acc: _Acc, nat: Table | None) -> ServicePortRules:
+    warnings = list(acc.warnings)
+    chains: dict[str, object] = {}
+    endpoints: tuple[EndpointShare, ...] = ()
+    local: tuple[EndpointShare, ...] | None = None
+    affinity: int | None = None
+    ranges: list[str] = []
+    names = list(acc.names)
+    protocol = acc.protocol
+    if nat is not None:
+        for prefix in ("SVC", "SVL", "EXT", "FW", "XLB"):
+            name = f"KUBE-{prefix}-{key}"
+            if name in nat.chains:
+                chains[prefix.lower()] = name
+        seps: list[str] = []
+        for prefix in ("svc", "svl", "xlb"):
+            if prefix not in chains:
+                continue
+            chain = nat.chains[chains[prefix]]
+            branches, _ = _branches(chain)
+            shares, aff, w, pnames, pproto = _endpoint_shares(nat, chain.name, branches, bool(names), protocol)
+            warnings.extend(w)
+            names.extend(pnames)
+            protocol = protocol or pproto
+            affinity = affinity if affinity is not None else aff
+            seps.extend(s.sep for s in shares if s.sep not in seps)
+            if prefix == "svc":
+                endpoints = shares
+            else:
+                local = shares if local is None else local + shares
+        chains["sep"] = seps
+        if "fw" in chains:
+            for rule in nat.chains[chains["fw"]].rules:
+                s = rule.spec.source
+                if s is not None and not s.negated and rule.target is not None:
+                    ranges.append(str(s.network))
+        for prefix in ("svc", "svl", "ext", "fw", "xlb"):
+            if prefix in chains and not names:
+                names.extend(_names_in(nat.chains[chains[prefix]]))
+    name = names[0] if names else None
+    if names and len(set(names)) > 1:
+        warnings.append(f"comments name different services for the same chains: {', '.join(sorted(set(names)))}")
+    if name and protocol and chains and not any(hash16(c + protocol) == key for c in hash_candidates(name)):
+        warnings.append(f"chain hash {key} is not the hash of {name} {protocol}: hand-edited or stale comments")
+    entries = list(acc.entries)
+    for fe in acc.filter_entries:
+        entries.append(fe)
+    if chains.get("svc") or chains.get("svl") or chains.get("xlb"):
+        if not acc.entries:
+            warnings.append("no entry point: no KUBE-SERVICES or KUBE-NODEPORTS rule jumps to these chains (stale, or an excerpt)")
+    return ServicePortRules(key, family, name, protocol, tuple(entries), chains, endpoints, local, affinity,
+                            tuple(ranges), tuple(warnings))
+
+
+def _names_in(chain: Chain) -> list[str]:
+    for i, (_, text) in enumerate(chain.rules.raw):
+        if "--comment" in text:
+            info = parse_comment(chain.rules[i].comment)
+            if info is not None and info.spn:
+                return [info.spn]
+    return []
+
+
+def _endpoint_shares(nat: Table, chain_name: str, branches: list[Branch], named: bool = False,
+                     protocol: str | None = None):
+    """Exact shares of a cascade; warnings for anything kube-proxy would not write."""
+    warnings: list[str] = []
+    names: list[str] = []
+    affinity = None
+    for b in branches:
+        if b.affinity_seconds is not None:
+            affinity = b.affinity_seconds
+    cascade = [b for b in branches if b.affinity_seconds is None]
+    n = len(cascade)
+    uniform = _is_uniform(cascade)
+    if uniform:
+        # p_i = 1/(n-i) on every branch, the last unconditional: exactly 1/n each.
+        shares = [_one_in(n)] * n
+    else:
+        probs: list[Fraction | None] = []
+        for b in cascade:
+            p = None if b.probability is None else interpret_probability(b.probability).exact
+            if b.probability is not None and p is None:
+                warnings.append(f"line {b.line}: probability {b.probability!r} is not a number between 0 and 1; "
+                                "counted as never matching")
+                p = Fraction(0)
+            probs.append(p)
+        shares = cascade_shares(probs)
+    out: list[EndpointShare] = []
+    for i, (b, share) in enumerate(zip(cascade, shares)):
+        if b.sep not in nat.chains:
+            warnings.append(f"{chain_name} jumps to {b.sep}, which does not exist (line {b.line}): "
+                            f"{_pct(share)} of new connections fail")
+            endpoint = b.comment_endpoint
+        else:
+            endpoint = sep_endpoint(nat, b.sep)
+            if endpoint is None:
+                warnings.append(f"{b.sep} has no DNAT rule: traffic sent there is not redirected")
+            if not (named or names) or protocol is None:
+                n2, p2 = _sep_meta(nat.raw_rules(b.sep) or ())
+                names.extend(n2)
+                protocol = protocol or p2
+        if b.comment_endpoint and endpoint and b.comment_endpoint != endpoint:
+            warnings.append(f"line {b.line}: comment says {b.comment_endpoint} but {b.sep} DNATs to {endpoint}")
+        if not uniform:
+            if b.probability is not None:
+                if interpret_probability(b.probability).intended_k != n - i:
+                    warnings.append(f"line {b.line}: probability {b.probability} where kube-proxy writes "
+                                    f"1/{n - i} for endpoint {i + 1} of {n}")
+            elif i != n - 1:
+                warnings.append(f"line {b.line}: unconditional jump before the end of the cascade; "
+                                f"the {n - 1 - i} rule(s) after it are never reached")
+        out.append(EndpointShare(endpoint, b.sep, share, b.probability, b.line))
+    if not uniform and cascade:
+        total = sum(shares, Fraction(0))
+        if total != 1:
+            warnings.append(f"{chain_name}: the shares add up to {_pct(total)}; the other {_pct(1 - total)} of new "
+                            f"connections fall through the chain")
+        elif len(set(shares)) > 1:
+            warnings.append(f"{chain_name}: endpoints do not get equal shares ("
+                            + ", ".join(f"{s.endpoint or s.sep} {_pct(s.share)}" for s in out) + ")")
+    return tuple(out), affinity, warnings, names, protocol
+
+
+@lru_cache(maxsize=1024)
+def _one_in(n: int) -> Fraction:
+    return Fraction(1, n)
+
+
+def _is_uniform(cascade: list[Branch]) -> bool:
+    n = len(cascade)
+    if n == 0:
+        return False
+    for i, b in enumerate(cascade):
+        if i == n - 1:
+            if b.probability is not None:
+                return False
+        elif b.probability is None or interpret_probability(b.probability).intended_k != n - i:
+            return False
+    return True
+
+
+_RAW_COMMENT = re.compile(r' --comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
+_RAW_PROTO = re.compile(r"(?:^|\s)-p (\w+)")
+
+
+def _sep_meta(raw) -> tuple[list[str], str | None]:
+    """Service name (from comments) and protocol of an endpoint chain, read from raw text."""
+    names: list[str] = []
+    proto = None
+    for _, text in raw:
+        if not names:
+            m = _RAW_COMMENT.search(text)
+            info = parse_comment((m.group(1) or m.group(2)).replace('\\"', '"')) if m else None
+            if info is not None and info.spn:
+                names.append(info.spn)
+        if proto is None:
+            m = _RAW_PROTO.search(text)
+            if m and " ! -p " not in text:
+                proto = m.group(1).lower()
+    return names, proto
+
+
+def _pct(x: Fraction) -> str:
+    return f"{float(x) * 100:.2f}%"
+
+
+def find_service(ports: list[ServicePortRules], query: str) -> list[ServicePortRules]:
+    """Service ports matching ``ns/name``, ``ns/name:port`` or a chain name/hash."""
+    q = query.strip()
+    hits = []
+    for sp in ports:
+        if sp.name is None:
+            if q in (sp.key, f"KUBE-SVC-{sp.key}", f"KUBE-SVL-{sp.key}", f"KUBE-EXT-{sp.key}"):
+                hits.append(sp)
+            continue
+        base, _, port = sp.name.partition(":") if "/" in sp.name else (sp.name, "", "")
+        if sp.name == q or base == q or sp.key == q:
+            hits.append(sp)
+        elif ":" in q and q.rsplit(":", 1)[0] == base and port == q.rsplit(":", 1)[1]:
+            hits.append(sp)
+    return hits
