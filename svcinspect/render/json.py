@@ -1,0 +1,60 @@
+"""JSON documents (``"schema": "svcinspect/v1"``) for every command's result."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from svcinspect.errors import Diagnostic
+from svcinspect.services import EndpointShare, EntryKind, ServicePortRules
+
+SCHEMA = "svcinspect/v1"
+
+
+def document(**fields: Any) -> dict[str, Any]:
+    return {"schema": SCHEMA, **fields}
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+
+
+def diagnostic_json(d: Diagnostic) -> dict[str, Any]:
+    return {"severity": str(d.severity), "source": d.source, "line": d.line, "message": d.message, "text": d.text.strip()}
+
+
+def endpoint_json(e: EndpointShare) -> dict[str, Any]:
+    return {"endpoint": e.endpoint, "share": e.share_float, "fraction": str(e.share),
+            "probability": e.probability, "chain": e.sep, "line": e.line}
+
+
+def service_port_json(sp: ServicePortRules) -> dict[str, Any]:
+    cip = sp.cluster_ip
+    hc = sp.entries_of(EntryKind.HEALTH_CHECK)
+    return {
+        "name": sp.name,
+        "key": sp.key,
+        "family": f"IPv{int(sp.family)}",
+        "protocol": sp.protocol,
+        "clusterIP": cip.address if cip else None,
+        "port": cip.port if cip else None,
+        "nodePort": sp.node_port,
+        "externalIPs": sorted({e.address for e in sp.entries_of(EntryKind.EXTERNAL_IP) if e.address}),
+        "loadBalancerIPs": sorted({e.address for e in sp.entries_of(EntryKind.LOAD_BALANCER) if e.address}),
+        "loadBalancerSourceRanges": list(sp.source_ranges),
+        "healthCheckNodePort": hc[0].port if hc else None,
+        "endpoints": [endpoint_json(e) for e in sp.endpoints],
+        "localEndpoints": None if sp.local_endpoints is None else [endpoint_json(e) for e in sp.local_endpoints],
+        "affinity": None if sp.affinity_seconds is None else {"timeoutSeconds": sp.affinity_seconds},
+        "filter": [{"verdict": e.verdict, "kind": e.kind, "address": e.address, "port": e.port, "line": e.line,
+                    "comment": e.note} for e in sp.entries if e.table == "filter"],
+        "entries": [{"kind": e.kind, "address": e.address, "port": e.port, "chain": e.chain, "line": e.line,
+                     "localhost": e.localhost} for e in sp.entries if e.table == "nat"],
+        "chains": sp.chains,
+        "warnings": list(sp.warnings),
+    }
+
+
+def services_json(ports: list[ServicePortRules], diagnostics: list[Diagnostic]) -> dict[str, Any]:
+    return document(services=[service_port_json(sp) for sp in ports],
+                    diagnostics=[diagnostic_json(d) for d in diagnostics])
