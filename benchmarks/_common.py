@@ -1,0 +1,95 @@
+"""Shared benchmark plumbing: generate a kube-proxy-like dump, load it into a
+private network namespace, and time commands (wall time and peak RSS per child).
+
+Benchmarks print figures; they never pass or fail on time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATOR = ROOT.parent / "shared" / "bench" / "gen_kubeproxy_dump.py"
+OUT = ROOT / "benchmarks" / "out"
+
+
+def generate(services: int, endpoints: int) -> Path:
+    """The restore input for SERVICES x ENDPOINTS (cached under benchmarks/out/)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"gen-{services}x{endpoints}.rules"
+    if not path.exists():
+        if not GENERATOR.exists():
+            sys.exit(f"generator not found at {GENERATOR} (it lives in the shared folder beside the repo)")
+        with open(path, "w") as fh:
+            subprocess.run([sys.executable, str(GENERATOR), str(services), str(endpoints)], stdout=fh, check=True)
+    return path
+
+
+class Namespace:
+    """``ip netns add`` a throwaway namespace; never touches the host's tables."""
+
+    def __init__(self) -> None:
+        if os.geteuid() != 0:
+            sys.exit("benchmarks that load rules need root (a private network namespace)")
+        self.name = "svcibench-" + uuid.uuid4().hex[:8]
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+
+    def cmd(self, *argv: str) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def restore(self, path: Path, tool: str = "iptables-legacy-restore") -> None:
+        if shutil.which("nfacct"):
+            for obj in ("ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts"):
+                subprocess.run(self.cmd("nfacct", "add", obj), capture_output=True)
+        with open(path) as fh:
+            subprocess.run(self.cmd(tool), stdin=fh, check=True)
+
+    def close(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+    def __enter__(self) -> "Namespace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_timed(argv: list[str], stdout_path: Path | None = None) -> tuple[float, int]:
+    """Run argv once; return (wall seconds, peak RSS in MB) of that child alone."""
+    out = open(stdout_path, "w") if stdout_path else subprocess.DEVNULL
+    try:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    finally:
+        if stdout_path:
+            out.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{argv} exited {os.waitstatus_to_exitcode(status)}")
+    return wall, usage.ru_maxrss // 1024
+
+
+def best_of(n: int, argv: list[str], stdout_path: Path | None = None) -> tuple[float, int]:
+    """Median wall time of n runs and the largest peak RSS."""
+    runs = [run_timed(argv, stdout_path) for _ in range(n)]
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def svcinspect(*args: str) -> list[str]:
+    return [sys.executable, "-m", "svcinspect", *args]
+
+
+def saved_dump(ns: Namespace, services: int, endpoints: int, save: str = "iptables-legacy-save") -> Path:
+    """What the kernel gives back (normalised order), as users would save it."""
+    path = OUT / f"saved-{save}-{services}x{endpoints}.txt"
+    with open(path, "w") as fh:
+        subprocess.run(ns.cmd(save), stdout=fh, check=True)
+    return path
