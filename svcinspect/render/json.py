@@ -58,3 +58,30 @@ def service_port_json(sp: ServicePortRules) -> dict[str, Any]:
 def services_json(ports: list[ServicePortRules], diagnostics: list[Diagnostic]) -> dict[str, Any]:
     return document(services=[service_port_json(sp) for sp in ports],
                     diagnostics=[diagnostic_json(d) for d in diagnostics])
+
+
+def packet_json(p) -> dict[str, Any]:
+    return {"src": str(p.src), "dst": str(p.dst), "dport": p.dport, "proto": p.proto, "hook": p.hook.value}
+
+
+def step_json(s) -> dict[str, Any]:
+    return {"table": s.table, "chain": s.chain, "line": s.line, "rule": s.rule, "action": s.action}
+
+
+def outcome_json(o) -> dict[str, Any]:
+    return {
+        "disposition": o.disposition.value,
+        "endpoint": o.endpoint,
+        "probability": round(float(o.probability), 10),
+        "fraction": str(o.probability),
+        "masquerade": o.masquerade,
+        "final": {"src": o.snat_source if o.masquerade and o.snat_source else str(o.packet.src), "dst": str(o.packet.dst),
+                  "dport": o.packet.dport},
+        "steps": [step_json(s) for s in o.steps],
+        "assumptions": list(o.assumptions),
+    }
+
+
+def simulation_json(sim) -> dict[str, Any]:
+    return document(packet=packet_json(sim.packet), outcomes=[outcome_json(o) for o in sim.outcomes],
+                    warnings=list(sim.warnings))

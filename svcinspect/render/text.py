@@ -73,3 +73,47 @@ def render_diagnostics(diags: list[Diagnostic], verbose: bool = False, limit: in
     if hidden and not verbose:
         lines.append(f"({hidden} informational note(s); --verbose shows them)")
     return "\n".join(lines)
+
+
+_HOOK_TEXT = {"prerouting": "prerouting (from a pod or from outside the node)",
+              "output": "output (from a process on the node or a hostNetwork pod)"}
+
+
+def _share(p) -> str:
+    return f"{p} ({float(p) * 100:.1f}%)" if p != 1 else "1 (100%)"
+
+
+def _final(o) -> str:
+    src = o.snat_source if o.masquerade and o.snat_source else str(o.packet.src)
+    return f"{src} -> {o.packet.endpoint()}"
+
+
+def render_steps(steps, indent: str = "    ", width: int = 110) -> str:
+    rows = []
+    for s in steps:
+        where = f"line {s.line}" if s.line else ("assumed" if s.source.startswith("<assumed") else "-")
+        rule = s.rule if len(s.rule) <= width else s.rule[: width - 3] + "..."
+        rows.append(f"{indent}{s.table:<6} {s.chain:<26} {where:<10} {s.action}\n{indent}{'':<44}{rule}")
+    return "\n".join(rows)
+
+
+def render_simulation(sim) -> str:
+    p = sim.packet
+    out = [f"Packet: {p.proto} {p.src}:{p.sport} -> {p.endpoint()}, entering at {_HOOK_TEXT[p.hook.value]}", ""]
+    rows = []
+    for i, o in enumerate(sim.outcomes, 1):
+        rows.append([i, o.disposition.value, _share(o.probability), o.endpoint or "-",
+                     "yes" if o.masquerade else "no", _final(o)])
+    out.append(tabulate(rows, headers=["#", "DISPOSITION", "PROBABILITY", "ENDPOINT", "MASQUERADE", "LEAVES AS"],
+                        tablefmt="simple", disable_numparse=True))
+    for i, o in enumerate(sim.outcomes, 1):
+        what = {"dnat": f"DNAT to {o.endpoint}", "reject": "rejected", "drop": "dropped",
+                "accept": "accepted", "none": "no rule decided (passes untouched)"}[o.disposition.value]
+        out += ["", f"Outcome {i}: {what}, probability {_share(o.probability)}"
+                    + (", masqueraded" if o.masquerade else "")]
+        out.append(render_steps(o.steps))
+        for a in o.assumptions:
+            out.append(f"    assumes: {a}")
+    if sim.warnings:
+        out += ["", "Warnings:"] + [f"  {w}" for w in sim.warnings]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,661 @@
+"""The rule evaluator shared by ``trace`` and ``packet``: run one packet through
+nat and filter the way the kernel does, returning every possible outcome.
+
+Semantics follow netfilter: rules in order, jump/goto/RETURN, built-in chain
+policies, DNAT ends the nat traversal and later tables see the rewritten
+destination, MARK/KUBE-MARK-MASQ set the mark that KUBE-POSTROUTING tests, and
+the first packet of a connection is conntrack state NEW (plus DNAT once
+rewritten). What the dump cannot tell becomes a stated assumption:
+
+- ``-m statistic --mode random`` splits the outcome with its exact probability;
+- ``-m recent --rcheck`` does not match (a first packet: no affinity memory yet);
+- which addresses are local (``-m addrtype LOCAL`` and the routing decision) comes
+  from ``node_ips``; when it is not given the outcome splits into "if X is a node
+  address" and "if not";
+- interfaces (``-i``/``-o``), ipsets and modules the evaluator does not know split
+  into "matches" and "does not match" alternatives, each named in the outcome.
+
+Dumps without the built-in hooks (kube-proxy's own restore input) are simulated as
+if kube-proxy's standard hooks were installed, with a warning.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+
+from svcinspect.kubeproxy import interpret_probability
+from svcinspect.model.flow import Disposition, Hook, IPAddress, Outcome, Packet, Simulation, Step
+from svcinspect.model.netfilter import Family, Rule, Ruleset, Table
+from svcinspect.parse.iptables_save import decode_spec
+
+MAX_DEPTH = 50
+_PROTO_NUMBERS = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp"}
+_TERMINAL = {"ACCEPT", "DROP", "REJECT"}
+_NAT_TERMINAL = {"DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP"}
+_CONTINUE_TARGETS = {"LOG", "NFLOG", "ULOG", "TRACE", "AUDIT", "CHECKSUM", "TCPMSS", "CT", "NOTRACK", "CLASSIFY",
+                     "CONNMARK", "TOS", "DSCP", "TTL", "HL", "SECMARK", "CONNSECMARK", "IDLETIMER", "LED", "SET"}
+
+# kube-proxy's standard hooks, installed separately from its restore input.
+STANDARD_HOOKS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    ("nat", "PREROUTING"): (("KUBE-SERVICES", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),),
+    ("nat", "OUTPUT"): (("KUBE-SERVICES", '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),),
+    ("nat", "POSTROUTING"): (("KUBE-POSTROUTING",
+                              '-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING'),),
+    ("filter", "INPUT"): (
+        ("KUBE-PROXY-FIREWALL", '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" '
+                                '-j KUBE-PROXY-FIREWALL'),
+        ("KUBE-NODEPORTS", '-m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS'),
+        ("KUBE-EXTERNAL-SERVICES", '-m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible '
+                                   'service portals" -j KUBE-EXTERNAL-SERVICES'),
+    ),
+    ("filter", "FORWARD"): (
+        ("KUBE-PROXY-FIREWALL", '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" '
+                                '-j KUBE-PROXY-FIREWALL'),
+        ("KUBE-FORWARD", '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD'),
+        ("KUBE-SERVICES", '-m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" '
+                          '-j KUBE-SERVICES'),
+        ("KUBE-EXTERNAL-SERVICES", '-m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible '
+                                   'service portals" -j KUBE-EXTERNAL-SERVICES'),
+    ),
+    ("filter", "OUTPUT"): (
+        ("KUBE-PROXY-FIREWALL", '-m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" '
+                                '-j KUBE-PROXY-FIREWALL'),
+        ("KUBE-SERVICES", '-m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" '
+                          '-j KUBE-SERVICES'),
+    ),
+}
+ASSUMED_HOOK_SOURCE = "<assumed kube-proxy hook>"
+
+
+class _World:
+    """One way the packet can be going: its header, mark, probability, history."""
+
+    __slots__ = ("src", "dst", "dport", "proto", "mark", "prob", "steps", "assumptions", "facts", "said",
+                 "dnat", "masq", "snat", "decided", "verdict_step")
+
+    def __init__(self, p: Packet):
+        self.src, self.dst, self.dport, self.proto, self.mark = p.src, p.dst, p.dport, p.proto, p.mark
+        self.prob = Fraction(1)
+        self.steps: list[Step] = []
+        self.assumptions: list[str] = []
+        self.facts: dict[str, bool] = {}
+        self.said: dict[str, str] = {}  # fact key -> the assumption text it added
+        self.dnat: str | None = None
+        self.masq = False
+        self.snat: str | None = None
+        self.decided = False
+        self.verdict_step: Step | None = None
+
+    def fork(self) -> _World:
+        w = _World.__new__(_World)
+        w.src, w.dst, w.dport, w.proto, w.mark = self.src, self.dst, self.dport, self.proto, self.mark
+        w.prob, w.steps, w.assumptions, w.facts = self.prob, list(self.steps), list(self.assumptions), dict(self.facts)
+        w.said = dict(self.said)
+        w.dnat, w.masq, w.snat, w.decided, w.verdict_step = self.dnat, self.masq, self.snat, self.decided, self.verdict_step
+        return w
+
+
+Result = list[tuple[_World, str | None]]  # (world, terminal verdict or None = fell through / returned)
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """What the dump does not say: the node's addresses (``None``: unknown)."""
+
+    node_ips: frozenset[IPAddress] | None = None
+    cluster_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+
+class Evaluator:
+    """Simulates packets against one address family of a ruleset."""
+
+    def __init__(self, ruleset: Ruleset, family: Family, env: Environment = Environment()):
+        self.family = family
+        self.env = env
+        self.tables: dict[str, Table] = {}
+        for name in ("nat", "filter"):
+            t = ruleset.table(name, family)
+            if t is not None:
+                self.tables[name] = t
+        self.warnings: list[str] = []
+        self._hooks: dict[tuple[str, str], list[Rule]] = {}
+        self._index: dict[tuple[str, str], _ChainIndex | None] = {}
+        self._assume_missing_hooks()
+
+    # --- set-up -------------------------------------------------------------
+    def _assume_missing_hooks(self) -> None:
+        # Only a table with no hook into kube-proxy's chains at all is kube-proxy's
+        # restore input; a real dump missing one hook is that release's layout (or
+        # a real fault, which `check` reports), so it is simulated as it is.
+        hooked = {name for name, t in self.tables.items() if any(
+            " -j KUBE-" in text or " -g KUBE-" in text
+            for builtin in ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+            for _, text in (t.raw_rules(builtin) or ()))}
+        for (table, chain), hooks in STANDARD_HOOKS.items():
+            t = self.tables.get(table)
+            if t is None or table in hooked:
+                continue
+            existing = t.raw_rules(chain) or ()
+            targets = {text.rsplit(" -j ", 1)[-1].split()[0] for _, text in existing if " -j " in text}
+            for target, body in hooks:
+                if target in t.chains and target not in targets:
+                    spec = decode_spec(body)
+                    rule = Rule(table, chain, 0, spec, f"-A {chain} {body}", 0, ASSUMED_HOOK_SOURCE)
+                    self._hooks.setdefault((table, chain), []).append(rule)
+                    self.warnings.append(
+                        f"{table} {chain} does not jump to {target}: simulated as if kube-proxy's standard hook "
+                        f"were installed (normal for kube-proxy's restore input; on a live node every Service "
+                        f"using {target} would be broken)")
+
+    def _rules(self, table: str, chain: str, packet: _World) -> Iterable[Rule]:
+        hooks = self._hooks.get((table, chain))
+        if hooks:
+            yield from hooks
+        t = self.tables[table]
+        ch = t.chains.get(chain)
+        if ch is None:
+            return
+        # DNAT ends a nat traversal and filter never rewrites, so every world still
+        # walking this chain has the entry world's destination: one lookup serves all.
+        key = (table, chain)
+        if key not in self._index:
+            self._index[key] = _ChainIndex.build(t.raw_rules(chain) or ()) if len(ch.rules) >= 64 else None
+        index = self._index[key]
+        if index is None:
+            yield from ch.rules
+        else:
+            for i in index.candidates(str(packet.dst), packet.dport):
+                yield ch.rules[i]
+
+    # --- the packet path ------------------------------------------------------
+    def simulate(self, packet: Packet) -> Simulation:
+        if packet.family != int(self.family):
+            raise ValueError("packet and ruleset families differ")
+        start = _World(packet)
+        done: list[tuple[_World, str]] = []
+        if packet.hook is Hook.PREROUTING:
+            for w, v in self._table_hook("nat", "PREROUTING", start):
+                if v in ("DROP", "REJECT"):
+                    done.append((w, v))
+                    continue
+                for w2, local in self._locality(w, w.dst, "destination after PREROUTING"):
+                    chain = "INPUT" if local else "FORWARD"
+                    for w3, v3 in self._table_hook("filter", chain, w2):
+                        if v3 in ("DROP", "REJECT"):
+                            done.append((w3, v3))
+                            continue
+                        last = "INPUT" if local else "POSTROUTING"
+                        for w4, v4 in self._table_hook("nat", last, w3):
+                            done.append((w4, v4 or "ACCEPT"))
+        else:
+            for w, v in self._table_hook("nat", "OUTPUT", start):
+                if v in ("DROP", "REJECT"):
+                    done.append((w, v))
+                    continue
+                for w3, v3 in self._table_hook("filter", "OUTPUT", w):
+                    if v3 in ("DROP", "REJECT"):
+                        done.append((w3, v3))
+                        continue
+                    for w4, v4 in self._table_hook("nat", "POSTROUTING", w3):
+                        done.append((w4, v4 or "ACCEPT"))
+        outcomes = tuple(self._outcome(packet, w, v) for w, v in _merge_irrelevant(done))
+        return Simulation(packet, outcomes, tuple(self.warnings))
+
+    def _outcome(self, packet: Packet, w: _World, verdict: str) -> Outcome:
+        disp = _disposition(w, verdict)
+        out = Packet(w.src, w.dst, w.dport, w.proto, packet.hook, packet.sport, w.mark)
+        return Outcome(disp, w.prob, out, w.dnat, w.masq, tuple(w.steps), tuple(w.assumptions),
+                       w.verdict_step, w.snat)
+
+    def _table_hook(self, table: str, chain: str, w: _World) -> Result:
+        """Traverse a built-in chain; falling off it applies the policy."""
+        if table not in self.tables:
+            return [(w, None)]
+        ch = self.tables[table].chains.get(chain)
+        if ch is None and not self._hooks.get((table, chain)):
+            return [(w, None)]
+        out: Result = []
+        for w2, v in self._run(table, chain, w, 0):
+            if v is None:
+                policy = (ch.policy if ch is not None else None) or "ACCEPT"
+                if policy != "ACCEPT" and table == "filter":
+                    step = Step(table, chain, 0, f"policy {policy}", f"policy {policy}: nothing accepted the packet",
+                                ch.source if ch else "")
+                    w2.steps.append(step)
+                    w2.verdict_step = step
+                    out.append((w2, policy))
+                    continue
+                out.append((w2, None))
+            elif v in _NAT_TERMINAL or v == "ACCEPT":
+                out.append((w2, None if table == "nat" else "ACCEPT"))
+            else:
+                out.append((w2, v))
+        return out
+
+    # --- chains -------------------------------------------------------------
+    def _run(self, table: str, chain: str, world: _World, depth: int) -> Result:
+        if depth > MAX_DEPTH:
+            world.assumptions.append(f"stopped after {MAX_DEPTH} nested jumps at {chain} (a loop in the rules?)")
+            return [(world, None)]
+        pending = [world]
+        done: Result = []
+        for rule in self._rules(table, chain, world):
+            if not pending:
+                break
+            nxt: list[_World] = []
+            for w in pending:
+                for w2, matched in self._match(rule, w, table, chain):
+                    if not matched:
+                        nxt.append(w2)
+                        continue
+                    for w3, res in self._apply(rule, w2, table, chain, depth):
+                        if res == "CONTINUE":
+                            nxt.append(w3)
+                        elif res == "RETURN":
+                            done.append((w3, None))
+                        else:
+                            done.append((w3, res))
+            pending = nxt
+        done.extend((w, None) for w in pending)
+        return done
+
+    def _apply(self, rule: Rule, w: _World, table: str, chain: str, depth: int) -> list[tuple[_World, str]]:
+        t = rule.target
+        if t is None:
+            return [(w, "CONTINUE")]
+        name = t.name
+        if name in self.tables[table].chains:
+            w.steps.append(self._step(rule, ("goto " if t.goto else "jump ") + name))
+            out = []
+            for w2, v in self._run(table, name, w, depth + 1):
+                if v is None:
+                    out.append((w2, "RETURN" if t.goto else "CONTINUE"))
+                else:
+                    out.append((w2, v))
+            return out
+        if name == "RETURN":
+            w.steps.append(self._step(rule, "RETURN"))
+            return [(w, "RETURN")]
+        if name in _TERMINAL:
+            step = self._step(rule, name + (" " + " ".join(" ".join((o.name,) + o.args) for o in t.options)
+                                             if t.options else ""))
+            w.steps.append(step)
+            w.verdict_step = step
+            if name == "ACCEPT":
+                w.decided = True
+            return [(w, name)]
+        if name == "DNAT":
+            return [(w, self._dnat(rule, w))]
+        if name in ("MASQUERADE", "SNAT"):
+            w.masq = True
+            w.snat = t.value("--to-source") or self._node_address()
+            w.steps.append(self._step(rule, f"{name}: source {w.src} -> {w.snat}"))
+            w.verdict_step = w.verdict_step or w.steps[-1]
+            return [(w, name)]
+        if name == "MARK":
+            before = w.mark
+            w.mark = _apply_mark(w.mark, t)
+            w.steps.append(self._step(rule, f"MARK {before:#x} -> {w.mark:#x}"))
+            return [(w, "CONTINUE")]
+        if name in _CONTINUE_TARGETS:
+            w.steps.append(self._step(rule, f"{name} (no effect on the path)"))
+            return [(w, "CONTINUE")]
+        if name == "REDIRECT":
+            w.steps.append(self._step(rule, "REDIRECT to a local port"))
+            w.decided = True
+            return [(w, "REDIRECT")]
+        # Unknown target or a chain that does not exist in this table.
+        w.assumptions.append(f"line {rule.line}: target {name} is not a chain of table {table} nor a target the "
+                             f"evaluator knows; assumed to continue")
+        w.steps.append(self._step(rule, f"{name}? (unknown: assumed to continue)"))
+        return [(w, "CONTINUE")]
+
+    def _dnat(self, rule: Rule, w: _World) -> str:
+        to = rule.target.value("--to-destination") if rule.target else None
+        before = f"{_fmt(w.dst)}:{w.dport}"
+        if to:
+            addr, port = _split_hostport(to)
+            if "-" in addr:
+                w.assumptions.append(f"line {rule.line}: DNAT to a range {addr}; the first address is shown")
+                addr = addr.split("-")[0]
+            try:
+                w.dst = ipaddress.ip_address(addr)
+            except ValueError:
+                w.assumptions.append(f"line {rule.line}: DNAT destination {to!r} is not an address")
+            if port:
+                w.dport = int(port.split("-")[0])
+        w.dnat = f"{_fmt(w.dst)}:{w.dport}"
+        step = self._step(rule, f"DNAT {before} -> {w.dnat}")
+        w.steps.append(step)
+        w.verdict_step = step
+        return "DNAT"
+
+    def _node_address(self) -> str:
+        for ip in sorted(self.env.node_ips or (), key=str):
+            if ip.version == int(self.family) and not ip.is_loopback:
+                return str(ip)
+        return "<node address on the outgoing interface>"
+
+    @staticmethod
+    def _step(rule: Rule, action: str) -> Step:
+        return Step(rule.table, rule.chain, rule.line, rule.text, action, rule.source)
+
+    # --- matches --------------------------------------------------------------
+    def _match(self, rule: Rule, w: _World, table: str, chain: str) -> list[tuple[_World, bool]]:
+        s = rule.spec
+        if s.source is not None and ((w.src in s.source.network) == s.source.negated):
+            return [(w, False)]
+        if s.destination is not None and ((w.dst in s.destination.network) == s.destination.negated):
+            return [(w, False)]
+        if s.protocol is not None and _proto_matches(w.proto, s.protocol.value) == s.protocol.negated:
+            return [(w, False)]
+        if s.fragment is True:
+            return [(w, False)]  # the first packet of a connection is not a fragment
+        worlds = [(w, True)]
+        for verb, vm in (("arrives on", s.in_interface), ("leaves by", s.out_interface)):
+            if vm is not None:  # the dump cannot tell which interface a packet uses
+                worlds = self._each(worlds, lambda x, vm=vm, verb=verb: self._assume(
+                    x, f"{verb}:{vm.value}", f"the packet {verb} an interface matching {vm.value}"),
+                    negated=vm.negated)
+        for m in s.matches:
+            worlds = self._each(worlds, lambda x, m=m: self._module(m, x, rule))
+            if not any(ok for _, ok in worlds):
+                break
+        return worlds
+
+    @staticmethod
+    def _each(worlds, cond, negated: bool = False):
+        out = []
+        for x, ok in worlds:
+            if not ok:
+                out.append((x, False))
+                continue
+            for y, r in cond(x):
+                out.append((y, r != negated))
+        return out
+
+    def _assume(self, w: _World, key: str, text: str) -> list[tuple[_World, bool]]:
+        """Split on something the dump cannot tell; each side records what it assumed."""
+        if key in w.facts:
+            return [(w, w.facts[key])]
+        yes, no = w, w.fork()
+        yes.facts[key], no.facts[key] = True, False
+        yes.said[key], no.said[key] = "if " + text, "if not: " + text
+        yes.assumptions.append(yes.said[key])
+        no.assumptions.append(no.said[key])
+        return [(yes, True), (no, False)]
+
+    def _locality(self, w: _World, addr: IPAddress, what: str) -> list[tuple[_World, bool]]:
+        if addr.is_loopback:
+            return [(w, True)]
+        if self.env.node_ips is not None:
+            return [(w, addr in self.env.node_ips)]
+        if w.dnat is not None and addr == w.dst:
+            note = f"the endpoint {addr} is not an address of this node (give --node-ip to decide)"
+            if note not in w.assumptions:
+                w.assumptions.append(note)
+            return [(w, False)]
+        return self._assume(w, f"local:{addr}", f"{addr} is an address of this node (give --node-ip to decide)")
+
+    def _module(self, m, w: _World, rule: Rule) -> list[tuple[_World, bool]]:
+        mod = m.module
+        if mod in ("comment", "nfacct"):
+            return [(w, True)]
+        if mod in ("tcp", "udp", "sctp", "udplite", "dccp"):
+            if w.proto != mod:
+                return [(w, False)]
+            for opt in m.options:
+                if opt.name in ("--dport", "--destination-port", "--sport", "--source-port"):
+                    port = w.dport if opt.name in ("--dport", "--destination-port") else 40000
+                    if opt.name in ("--sport", "--source-port"):
+                        return self._assume(w, f"sport:{opt.value}", f"the source port is {opt.value}")
+                    if _port_in(port, opt.value) == opt.negated:
+                        return [(w, False)]
+                elif opt.name == "--syn":
+                    if opt.negated:
+                        return [(w, False)]
+                elif opt.name == "--tcp-flags":
+                    return self._unknown(w, rule, f"tcp flags {' '.join(opt.args)}")
+                else:
+                    return self._unknown(w, rule, f"{mod} {opt.name}")
+            return [(w, True)]
+        if mod == "multiport":
+            for opt in m.options:
+                if opt.name in ("--dports", "--destination-ports", "--ports"):
+                    hit = any(_port_in(w.dport, p) for p in (opt.value or "").split(","))
+                    if hit == opt.negated:
+                        return [(w, False)]
+                else:
+                    return self._unknown(w, rule, f"multiport {opt.name}")
+            return [(w, True)]
+        if mod == "addrtype":
+            return self._addrtype(m, w, rule)
+        if mod == "statistic":
+            return self._statistic(m, w, rule)
+        if mod == "recent":
+            for opt in m.options:
+                if opt.name in ("--rcheck", "--update"):
+                    note = ("first packet from this client: no session-affinity entry yet, so "
+                            "-m recent --rcheck rules do not match (later packets stick to the endpoint chosen)")
+                    if note not in w.assumptions:
+                        w.assumptions.append(note)
+                    return [(w, opt.negated)]
+                if opt.name == "--remove":
+                    return [(w, opt.negated)]
+            return [(w, True)]  # --set always matches (and records the source)
+        if mod == "mark":
+            opt = m.option("--mark")
+            if opt is None or not opt.value:
+                return self._unknown(w, rule, "mark")
+            value, _, mask = opt.value.partition("/")
+            hit = (w.mark & int(mask or "0xffffffff", 0)) == int(value, 0)
+            return [(w, hit != opt.negated)]
+        if mod in ("conntrack", "state"):
+            for opt in m.options:
+                if opt.name in ("--ctstate", "--state"):
+                    states = set((opt.value or "").split(","))
+                    hit = "NEW" in states or ("DNAT" in states and w.dnat is not None)
+                    if hit == opt.negated:
+                        return [(w, False)]
+                else:
+                    return self._unknown(w, rule, f"{mod} {opt.name}")
+            return [(w, True)]
+        if mod == "physdev":
+            note = "the packet is not bridged (-m physdev tests are false)"
+            if note not in w.assumptions:
+                w.assumptions.append(note)
+            hit = True
+            for opt in m.options:
+                if opt.name.startswith("--physdev"):
+                    hit = hit and opt.negated
+            return [(w, hit)]
+        return self._unknown(w, rule, f"-m {mod}")
+
+    def _unknown(self, w: _World, rule: Rule, what: str) -> list[tuple[_World, bool]]:
+        return self._assume(w, f"rule:{rule.table}:{rule.chain}:{rule.line}:{what}",
+                            f"line {rule.line} ({what}, which svcinspect does not evaluate) matches")
+
+    def _addrtype(self, m, w: _World, rule: Rule) -> list[tuple[_World, bool]]:
+        worlds = [(w, True)]
+        for opt in m.options:
+            if opt.name in ("--dst-type", "--src-type"):
+                addr_of = (lambda x: x.dst) if opt.name == "--dst-type" else (lambda x: x.src)
+                types = set((opt.value or "").split(","))
+                if types <= {"LOCAL"}:
+                    worlds = self._each(worlds, lambda x, a=addr_of: self._locality(x, a(x), "address"),
+                                        negated=opt.negated)
+                elif types <= {"UNICAST"}:
+                    worlds = [(x, ok and not opt.negated) for x, ok in worlds]
+                else:
+                    worlds = self._each(worlds, lambda x: self._unknown(x, rule, f"addrtype {opt.value}"))
+            elif opt.name.startswith("--limit-iface"):
+                continue
+        return worlds
+
+    def _statistic(self, m, w: _World, rule: Rule) -> list[tuple[_World, bool]]:
+        if m.value("--mode") != "random" or m.value("--probability") is None:
+            return self._unknown(w, rule, "statistic " + (m.value("--mode") or ""))
+        p = interpret_probability(m.value("--probability")).exact
+        if p is None:
+            return self._unknown(w, rule, f"statistic probability {m.value('--probability')!r}")
+        opt = m.option("--probability")
+        if opt is not None and opt.negated:
+            p = 1 - p
+        if p >= 1:
+            return [(w, True)]
+        if p <= 0:
+            return [(w, False)]
+        no = w.fork()
+        w.prob *= p
+        no.prob *= 1 - p
+        return [(w, True), (no, False)]
+
+
+def _disposition(w: _World, verdict: str) -> Disposition:
+    if verdict == "DROP":
+        return Disposition.DROP
+    if verdict == "REJECT":
+        return Disposition.REJECT
+    if w.dnat is not None:
+        return Disposition.DNAT
+    return Disposition.ACCEPT if w.decided else Disposition.NONE
+
+
+def _result_key(w: _World, verdict: str) -> tuple:
+    """What a user sees of an outcome (the path aside)."""
+    return (_disposition(w, verdict), w.dnat, w.masq, w.snat, w.src, w.dst, w.dport, w.prob)
+
+
+def _merge_irrelevant(done: list[tuple[_World, str]], limit: int = 256) -> list[tuple[_World, str]]:
+    """Fold alternatives that differ in one assumption but end the same way: the
+    assumption does not matter for the result, so it is not listed as a condition
+    (a note says the path, not the result, depends on it)."""
+    items = list(done)
+    if len(items) > limit:
+        return items
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(items)):
+            a, va = items[i]
+            for j in range(i + 1, len(items)):
+                b, vb = items[j]
+                if _result_key(a, va) != _result_key(b, vb) or a.facts.keys() != b.facts.keys():
+                    continue
+                diff = [k for k in a.facts if a.facts[k] != b.facts[k]]
+                if len(diff) != 1:
+                    continue
+                key = diff[0]
+                text = a.said[key]
+                a.assumptions = [x for x in a.assumptions if x != text]
+                del a.facts[key]
+                condition = text.split(": ", 1)[1] if text.startswith("if not: ") else text[3:]
+                a.assumptions.append(f"the rules taken depend on whether {condition}; the result does not")
+                del a.said[key]
+                items.pop(j)
+                merged = True
+                break
+            if merged:
+                break
+    return items
+
+
+class _ChainIndex:
+    """For long chains (KUBE-SERVICES has one rule per service address): which
+    rules can match a destination address and port, read from raw text. Rules
+    that test neither in a simple form are always candidates."""
+
+    __slots__ = ("by_dst", "by_port", "always")
+
+    _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+    _DST = re.compile(r"(?:^|\s)(!\s+)?-d\s+([0-9a-fA-F:.]+)(/\d+)?(?=\s|$)")
+    _PORT = re.compile(r"(?:^|\s)(!\s+)?--dport\s+(\d+)(?=\s|$)")
+
+    def __init__(self) -> None:
+        self.by_dst: dict[str, list[int]] = {}
+        self.by_port: dict[int, list[int]] = {}
+        self.always: list[int] = []
+
+    @classmethod
+    def build(cls, raw) -> _ChainIndex:
+        idx = cls()
+        for i, (_, text) in enumerate(raw):
+            bare = cls._QUOTED.sub('""', text) if '"' in text else text
+            d = cls._DST.findall(bare)
+            if len(d) == 1 and not d[0][0] and d[0][2] in ("", "/32", "/128"):
+                idx.by_dst.setdefault(_norm(d[0][1]), []).append(i)
+                continue
+            p = cls._PORT.findall(bare)
+            if not d and len(p) == 1 and not p[0][0] and " --dports" not in bare:
+                idx.by_port.setdefault(int(p[0][1]), []).append(i)
+                continue
+            idx.always.append(i)
+        return idx
+
+    def candidates(self, dst: str, dport: int) -> list[int]:
+        return sorted(self.by_dst.get(dst, []) + self.by_port.get(dport, []) + self.always)
+
+
+def _norm(addr: str) -> str:
+    try:
+        return str(ipaddress.ip_address(addr))
+    except ValueError:
+        return addr
+
+
+def _fmt(ip: IPAddress) -> str:
+    return f"[{ip}]" if ip.version == 6 else str(ip)
+
+
+def _split_hostport(text: str) -> tuple[str, str | None]:
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, rest[1:] if rest.startswith(":") else None
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, port
+    return text, None
+
+
+def _proto_matches(packet_proto: str, rule_proto: str) -> bool:
+    rule_proto = _PROTO_NUMBERS.get(rule_proto, rule_proto)
+    return rule_proto in ("all", "0") or rule_proto == packet_proto
+
+
+def _port_in(port: int, spec: str | None) -> bool:
+    if not spec:
+        return False
+    lo, sep, hi = spec.partition(":")
+    if sep:
+        return int(lo or 0) <= port <= int(hi or 65535)
+    return port == int(spec)
+
+
+def _apply_mark(mark: int, target) -> int:
+    for opt in target.options:
+        if not opt.value:
+            continue
+        value, _, mask = opt.value.partition("/")
+        v = int(value, 0)
+        if opt.name == "--set-xmark":
+            m = int(mask, 0) if mask else 0xFFFFFFFF
+            return (mark & ~m & 0xFFFFFFFF) ^ v
+        if opt.name == "--set-mark":
+            m = int(mask, 0) if mask else 0xFFFFFFFF
+            return (mark & ~m & 0xFFFFFFFF) | v
+        if opt.name == "--or-mark":
+            return mark | v
+        if opt.name == "--and-mark":
+            return mark & v
+        if opt.name == "--xor-mark":
+            return mark ^ v
+    return mark
+
+
+def simulate(ruleset: Ruleset, packet: Packet, env: Environment = Environment()) -> Simulation:
+    """Run ``packet`` through the ruleset's tables of its address family."""
+    return Evaluator(ruleset, Family(packet.family), env).simulate(packet)
