@@ -207,6 +207,30 @@ def packet(src, dst, dport, proto, hook, node_ips, cluster_cidrs, output, **sour
     _emit_diagnostics(_decoded_diagnostics(ruleset))
 
 
+@cli.command()
+@click.argument("service")
+@click.option("-n", "--namespace", help="Namespace, when SERVICE is a bare name.")
+@click.option("--port", "port_name", help="Only this service port (its name, or its number).")
+@rules_options
+@environment_options
+@output_option("text", "json", default="text")
+def trace(service, namespace, port_name, node_ips, cluster_cidrs, output, **source) -> None:
+    """Explain how SERVICE (NAMESPACE/NAME[:PORT]) is load-balanced on this node:
+    every entry point, the rule path, endpoints with exact shares, masquerade."""
+    from svcinspect.trace import trace_service
+
+    query = service if "/" in service else f"{namespace or 'default'}/{service}"
+    if port_name:
+        query = query.split(":")[0] + ":" + port_name
+    ruleset = load_rules(**source)
+    result = trace_service(ruleset, query, _environment(node_ips, cluster_cidrs))
+    if output == "json":
+        click.echo(render_json.dumps(render_json.trace_json(result)), nl=False)
+    else:
+        click.echo(render_text.render_trace(result), nl=False)
+    _emit_diagnostics(_decoded_diagnostics(ruleset))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, mapping svcinspect errors to one line + exit code."""
     # A short-lived process building ~10^5 objects: the cyclic GC only costs time.

@@ -85,3 +85,37 @@ def outcome_json(o) -> dict[str, Any]:
 def simulation_json(sim) -> dict[str, Any]:
     return document(packet=packet_json(sim.packet), outcomes=[outcome_json(o) for o in sim.outcomes],
                     warnings=list(sim.warnings))
+
+
+def trace_json(tr) -> dict[str, Any]:
+    from svcinspect.trace import endpoint_masquerade, summarize
+
+    ports = []
+    for pt in tr.ports:
+        sp = pt.port
+        entries = []
+        for et in pt.entries:
+            masq = endpoint_masquerade(et)
+            source = sp.local_endpoints if (sp.local_endpoints and not sp.endpoints) else sp.endpoints
+            entries.append({
+                "kind": et.entry.kind, "address": et.entry.address, "port": et.entry.port,
+                "verdict": et.entry.verdict,
+                "path": [step_json(s) for s in et.path],
+                "endpoints": [{"endpoint": e.endpoint, "share": e.share_float, "fraction": str(e.share),
+                               "masquerade": masq.get(e.endpoint)} for e in source],
+                "scenarios": [{"client": sc.label, "packet": packet_json(sc.packet),
+                               "outcomes": [{"disposition": d, "endpoint": None if ep == "-" else ep,
+                                             "probability": round(float(p), 10), "fraction": str(p),
+                                             "masquerade": m} for d, ep, p, m in summarize(sc)],
+                               "assumptions": sorted({a for o in sc.outcomes for a in o.assumptions})}
+                              for sc in et.scenarios],
+                "notes": list(et.notes),
+            })
+        ports.append({"name": sp.name, "key": sp.key, "family": f"IPv{int(sp.family)}", "protocol": sp.protocol,
+                      "chains": sp.chains, "affinity": None if sp.affinity_seconds is None else
+                      {"timeoutSeconds": sp.affinity_seconds},
+                      "endpoints": [endpoint_json(e) for e in sp.endpoints],
+                      "localEndpoints": None if sp.local_endpoints is None else
+                      [endpoint_json(e) for e in sp.local_endpoints],
+                      "entries": entries, "notes": list(pt.notes), "warnings": list(sp.warnings)})
+    return document(service=tr.query, ports=ports, warnings=list(tr.warnings))

@@ -117,3 +117,74 @@ def render_simulation(sim) -> str:
     if sim.warnings:
         out += ["", "Warnings:"] + [f"  {w}" for w in sim.warnings]
     return "\n".join(out) + "\n"
+
+
+def render_trace(tr) -> str:
+    from svcinspect.trace import summarize
+
+    out: list[str] = []
+    for pt in tr.ports:
+        sp = pt.port
+        fam = "" if int(sp.family) == 4 else " (IPv6)"
+        out.append(f"Service port {sp.display_name}{fam}, protocol {sp.protocol or '?'}")
+        chains = [f"{v} ({k})" for k, v in sp.chains.items() if k != "sep" and v]
+        if chains:
+            out.append("  chains: " + ", ".join(chains))
+        for title, eps in (("endpoints (cluster policy, KUBE-SVC)", sp.endpoints),
+                           ("endpoints (local policy, this node only)", sp.local_endpoints)):
+            if eps:
+                out.append(f"  {title}:")
+                rows = [[e.endpoint or "?", f"{e.share} ({float(e.share) * 100:.1f}%)", e.sep, f"line {e.line}"]
+                        for e in eps]
+                out.append(_indent(tabulate(rows, headers=["ENDPOINT", "SHARE", "CHAIN", "JUMP"],
+                                            tablefmt="simple", disable_numparse=True), "    "))
+        if not sp.endpoints and not sp.local_endpoints:
+            out.append("  endpoints: none")
+        for n in pt.notes:
+            out.append(f"  note: {n}")
+        for w in sp.warnings:
+            out.append(f"  WARNING: {w}")
+        for et in pt.entries:
+            out.append("")
+            out.append(f"  Entry: {et.title}")
+            if et.path:
+                out.append("    path (first client below):")
+                out.append(render_steps(et.path, indent="      "))
+            for o, steps in et.branches[:16]:
+                lead = f"{o.probability} ->" if o.probability != 1 else "->"
+                dest = o.endpoint or o.disposition.value.upper()
+                out.append(f"      {lead} {dest}")
+                shown = [s for s in steps if s.table == "nat" and s.chain.startswith(("KUBE-SVC", "KUBE-SVL",
+                                                                                      "KUBE-SEP", "KUBE-XLB"))]
+                if shown:
+                    out.append(render_steps(shown[:4], indent="         "))
+            if len(et.branches) > 16:
+                out.append(f"      ... and {len(et.branches) - 16} more outcomes")
+            out.append("    who gets where:")
+            for sc in et.scenarios:
+                rows = summarize(sc)
+                desc = "; ".join(_describe(d, ep, p, m) for d, ep, p, m in rows)
+                out.append(f"      {sc.label}: {desc}")
+                reason = sc.masquerade_reason
+                if reason is not None and any(m for *_, m in rows):
+                    out.append(f"        masqueraded because of {reason.chain} line {reason.line}: {reason.rule}")
+                for a in sorted({a for o in sc.outcomes for a in o.assumptions}):
+                    out.append(f"        assumes: {a}")
+            for n in et.notes:
+                out.append(f"    note: {n}")
+        out.append("")
+    if tr.warnings:
+        out.append("Warnings:")
+        out += [f"  {w}" for w in tr.warnings]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _describe(disp: str, ep: str, p, masq: bool) -> str:
+    share = "" if p == 1 else f"{p} "
+    if disp == "dnat":
+        return f"{share}{ep}" + (" (masqueraded)" if masq else " (source kept)")
+    return f"{share}{disp.upper()}" if disp != "none" else f"{share}not handled (no rule matches)"
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + ln for ln in text.splitlines())

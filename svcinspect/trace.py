@@ -1,0 +1,368 @@
+"""``trace``: how one Service is load-balanced on this node, entry point by entry point.
+
+For each service port the rules implement, and each way in (cluster IP, external
+IP, load-balancer IP, node port, health-check node port, filter REJECT/DROP),
+``trace_service`` simulates representative first packets with the shared
+evaluator (from a pod, from this node, from outside, from allowed and blocked
+load-balancer sources, from each endpoint for hairpin) and reports the rule path,
+the endpoints with their exact shares, and who is masqueraded and why.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import itertools
+import re
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+
+from svcinspect.errors import UnknownServiceError
+from svcinspect.evaluate import Environment, Evaluator
+from svcinspect.kubeproxy import hash16, hash_candidates
+from svcinspect.model.flow import Disposition, Hook, Outcome, Packet, Step
+from svcinspect.model.netfilter import Family, Ruleset
+from svcinspect.services import EntryKind, EntryPoint, ServicePortRules, build_service_ports
+
+# Addresses used for representative clients when the user gives none. They are
+# documentation ranges (RFC 5737 / 3849), never a real peer.
+OUTSIDE = {4: ipaddress.ip_address("203.0.113.99"), 6: ipaddress.ip_address("2001:db8::99")}
+PLACEHOLDER_NODE = {4: ipaddress.ip_address("192.0.2.1"), 6: ipaddress.ip_address("2001:db8::1")}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One kind of client hitting one entry point, and what happens to it."""
+
+    label: str
+    packet: Packet
+    outcomes: tuple[Outcome, ...]
+
+    @property
+    def masquerade_reason(self) -> Step | None:
+        """The rule that sent the packet to KUBE-MARK-MASQ (why it is SNATed)."""
+        for o in self.outcomes:
+            for s in o.steps:
+                if s.action == "jump KUBE-MARK-MASQ":
+                    return s
+        return None
+
+
+@dataclass(frozen=True)
+class EntryTrace:
+    entry: EntryPoint
+    title: str
+    path: tuple[Step, ...]                 # the common part of the representative flow
+    branches: tuple[tuple[Outcome, tuple[Step, ...]], ...]  # per outcome: the steps after the common part
+    scenarios: tuple[Scenario, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PortTrace:
+    port: ServicePortRules
+    entries: tuple[EntryTrace, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServiceTrace:
+    query: str
+    ports: tuple[PortTrace, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+
+_SPN_IN_COMMENT = re.compile(r'--comment "?(?:[^"]* for |other traffic to )?([a-z0-9][-a-z0-9.]*/[^\s:"]+(?::[^\s"]*)?)')
+
+
+def locate_service(ruleset: Ruleset, query: str) -> dict[str, tuple[str, str] | None]:
+    """Chain hashes of the service ports ``query`` names (``ns/name`` or
+    ``ns/name:port``), found from raw text without analysing every service,
+    mapped to the (name, protocol) that produced them when found by recomputing
+    the hash (rules without comments). Needs a port name in that case."""
+    ns_name, _, port = query.partition(":") if query.count("/") == 1 else (query, "", "")
+    wanted: dict[str, tuple[str, str] | None] = {}
+    needle = ns_name + (":" + port if port else "")
+    for fam in ruleset.families:
+        for table, chains in (("nat", ("KUBE-SERVICES", "KUBE-NODEPORTS")),
+                              ("filter", ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS",
+                                          "KUBE-PROXY-FIREWALL"))):
+            t = ruleset.table(table, fam)
+            if t is None:
+                continue
+            for chain in chains:
+                for _, text in t.raw_rules(chain) or ():
+                    if ns_name not in text:
+                        continue
+                    m = _SPN_IN_COMMENT.search(text)
+                    if not m:
+                        continue
+                    spn = m.group(1).rstrip(":")
+                    base, _, p = spn.partition(":")
+                    if base == ns_name and (not port or p == port):
+                        proto = re.search(r"(?:^|\s)-p (\w+)", text)
+                        for cand in hash_candidates(spn):
+                            wanted.setdefault(hash16(cand + (proto.group(1).lower() if proto else "tcp")), None)
+        # Large-cluster mode / old releases: no comments, but the hash is recomputable.
+        nat = ruleset.table("nat", fam)
+        if nat is not None:
+            for cand in hash_candidates(needle):
+                for proto in ("tcp", "udp", "sctp"):
+                    h = hash16(cand + proto)
+                    if any(f"KUBE-{p}-{h}" in nat.chains for p in ("SVC", "SVL", "EXT", "FW", "XLB")):
+                        wanted[h] = (needle, proto)
+    # A chain name or bare hash works too.
+    m = re.fullmatch(r"(?:KUBE-(?:SVC|SVL|EXT|FW|XLB)-)?([A-Z2-7]{16})", query)
+    if m:
+        wanted.setdefault(m.group(1), None)
+    return wanted
+
+
+def suggest(ruleset: Ruleset, query: str, n: int = 5) -> list[str]:
+    names = sorted({p.name for p in build_service_ports(ruleset) if p.name})
+    bases = sorted({nm.split(":")[0] for nm in names} | set(names))
+    return difflib.get_close_matches(query, bases, n=n, cutoff=0.4)
+
+
+def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment()) -> ServiceTrace:
+    """Trace every service port ``query`` names (``ns/name``, ``ns/name:portname``
+    or ``ns/name:portnumber``). Raises UnknownServiceError with the closest names
+    when the rules have no such service."""
+    base, _, port_part = query.partition(":")
+    number = int(port_part) if port_part.isdigit() else None
+    keys = locate_service(ruleset, base if number is not None else query)
+    ports = []
+    for p in (build_service_ports(ruleset, only=set(keys)) if keys else []):
+        found = keys.get(p.key)
+        if p.name is None and found is not None:
+            # No comments (large-cluster mode, old releases): the hash of the
+            # name asked for is the chain's hash, so the name is known.
+            p = replace(p, name=found[0], protocol=p.protocol or found[1],
+                        warnings=p.warnings + (f"named by recomputing the chain hash of {found[0]} {found[1]}: "
+                                               f"the rules carry no comments",))
+        ports.append(p)
+    ns_name, _, port = query.partition(":")
+    if ports and "/" in query:
+        named = [p for p in ports if p.name is None or p.name.split(":")[0] == ns_name or p.name == query]
+        ports = named or ports
+    if number is not None:
+        ports = [p for p in ports if any(e.port == number for e in p.entries if e.kind != EntryKind.HEALTH_CHECK)]
+    if not ports:
+        close = suggest(ruleset, query)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise UnknownServiceError(f"no service {query!r} in the rules{hint}")
+    evaluators: dict[Family, Evaluator] = {}
+    traces = []
+    warnings: list[str] = []
+    for sp in ports:
+        ev = evaluators.get(sp.family)
+        if ev is None:
+            fam_env = env
+            if _node_address(env, int(sp.family)) is None:
+                # Node ports need a local address to aim at: use a documentation
+                # address and say so, rather than guessing the node's.
+                placeholder = PLACEHOLDER_NODE[int(sp.family)]
+                fam_env = Environment(frozenset(env.node_ips or ()) | {placeholder}, env.cluster_cidrs)
+                warnings.append(f"no --node-ip for IPv{int(sp.family)}: this node is shown as {placeholder} "
+                                f"(give --node-ip to see its real addresses)")
+            ev = evaluators[sp.family] = Evaluator(ruleset, sp.family, fam_env)
+        traces.append(_trace_port(sp, ev, ev.env))
+    for ev in evaluators.values():
+        warnings.extend(w for w in ev.warnings if w not in warnings)
+        if "nat" in ev.tables and "KUBE-SERVICES" not in ev.tables["nat"].chains:
+            warnings.append(f"the IPv{int(ev.family)} nat table has no KUBE-SERVICES chain (an excerpt?): packets "
+                            f"cannot be followed into the service's chains, so the paths below are incomplete")
+    return ServiceTrace(query, tuple(traces), tuple(warnings))
+
+
+# --- per port -------------------------------------------------------------------
+
+def _trace_port(sp: ServicePortRules, ev: Evaluator, env: Environment) -> PortTrace:
+    fam = int(sp.family)
+    notes: list[str] = []
+    if sp.affinity_seconds is not None:
+        notes.append(f"session affinity ClientIP, {sp.affinity_seconds} s: a client's first connection takes the "
+                     f"probability cascade; its later ones within {sp.affinity_seconds} s go to the same endpoint "
+                     f"(-m recent --rcheck before the cascade, --set in each KUBE-SEP chain)")
+    if sp.local_endpoints is not None:
+        scope = "external traffic (externalTrafficPolicy: Local)" if "ext" in sp.chains or "xlb" in sp.chains \
+            else "cluster traffic (internalTrafficPolicy: Local)"
+        notes.append(f"{scope} only goes to the {len(sp.local_endpoints)} endpoint(s) on this node "
+                     f"({sp.chains.get('svl') or sp.chains.get('xlb')})")
+    if "svc" not in sp.chains and "svl" not in sp.chains and not sp.endpoints:
+        notes.append("no endpoint chains: kube-proxy found no usable endpoints for this port")
+    pod = _pod_address(sp, ev, fam)
+    node = _node_address(env, fam)
+    entries = []
+    for e in _entries_to_trace(sp):
+        entries.append(_trace_entry(sp, e, ev, fam, pod, node, env))
+    return PortTrace(sp, tuple(entries), tuple(notes))
+
+
+def _entries_to_trace(sp: ServicePortRules) -> list[EntryPoint]:
+    """nat entries, plus filter entries that nat does not cover (no endpoints,
+    health check); a drop rule for the same address is shown by simulation."""
+    out = [e for e in sp.entries if e.table == "nat"]
+    covered = {(e.kind, e.address, e.port) for e in out}
+    for e in sp.entries:
+        if e.table == "filter" and (e.kind, e.address, e.port) not in covered:
+            if e.kind == EntryKind.LOAD_BALANCER and any(x.kind == EntryKind.LOAD_BALANCER for x in out):
+                continue  # the KUBE-PROXY-FIREWALL drop: shown as the blocked-source scenario
+            out.append(e)
+            covered.add((e.kind, e.address, e.port))
+    return out
+
+
+_MASQ_UNLESS = re.compile(r"(?:^|\s)! -s (\S+) .*-j KUBE-MARK-MASQ$")
+
+
+def _cluster_cidr(sp: ServicePortRules, ev: Evaluator, env: Environment):
+    """--cluster-cidr, else what kube-proxy's own masquerade rules say it is
+    (``! -s <cidr> ... -j KUBE-MARK-MASQ``), in this service's chains or another's."""
+    for net in env.cluster_cidrs:
+        if net.version == int(sp.family):
+            return net
+    nat = ev.tables.get("nat")
+    if nat is None:
+        return None
+    own = [sp.chains[k] for k in ("svc", "svl") if sp.chains.get(k)]
+    others = (n for n in nat.chains if n.startswith(("KUBE-SVC-", "KUBE-SVL-")))
+    for i, chain in enumerate(own + list(itertools.islice(others, 50))):
+        for _, text in nat.raw_rules(chain) or ():
+            m = _MASQ_UNLESS.search(text)
+            if m:
+                try:
+                    return ipaddress.ip_network(m.group(1), strict=False)
+                except ValueError:
+                    continue
+    return None
+
+
+def _pod_address(sp: ServicePortRules, ev: Evaluator, fam: int):
+    """An address in the cluster CIDR that is not an endpoint: 'a pod'."""
+    cidr = _cluster_cidr(sp, ev, ev.env)
+    taken = {(e.endpoint or "").rsplit(":", 1)[0].strip("[]") for e in sp.endpoints + (sp.local_endpoints or ())}
+    if cidr is not None:
+        for i, host in enumerate(cidr.hosts()):
+            if str(host) not in taken:
+                return host
+            if i > 1000:
+                break
+    return None
+
+
+def _node_address(env: Environment, fam: int):
+    for ip in sorted(env.node_ips or (), key=str):
+        if ip.version == fam and not ip.is_loopback:
+            return ip
+    return None
+
+
+def _trace_entry(sp, e: EntryPoint, ev: Evaluator, fam: int, pod, node, env) -> EntryTrace:
+    proto = e.protocol or sp.protocol or "tcp"
+    port = e.port or 0
+    notes: list[str] = []
+    node_dst = node or PLACEHOLDER_NODE[fam]
+    scenarios: list[tuple[str, IPish, IPish, Hook]] = []
+    if e.kind == EntryKind.CLUSTER_IP and e.address:
+        dst = ipaddress.ip_address(e.address)
+        if pod is not None:
+            scenarios.append((f"from a pod ({pod})", pod, dst, Hook.PREROUTING))
+        scenarios.append((f"from this node ({node_dst})", node_dst, dst, Hook.OUTPUT))
+    elif e.kind in (EntryKind.EXTERNAL_IP, EntryKind.LOAD_BALANCER) and e.address:
+        dst = ipaddress.ip_address(e.address.split("/")[0])
+        if e.kind == EntryKind.LOAD_BALANCER and sp.source_ranges:
+            for r in sp.source_ranges:
+                net = ipaddress.ip_network(r)
+                if net.version == fam:
+                    src = next(net.hosts(), net.network_address)
+                    scenarios.append((f"from an allowed source ({src}, in {r})", src, dst, Hook.PREROUTING))
+            blocked = _outside_ranges(sp.source_ranges, fam)
+            scenarios.append((f"from a source outside the allowed ranges ({blocked})", blocked, dst,
+                              Hook.PREROUTING))
+        else:
+            scenarios.append((f"from outside the cluster ({OUTSIDE[fam]})", OUTSIDE[fam], dst, Hook.PREROUTING))
+        if pod is not None:
+            scenarios.append((f"from a pod ({pod})", pod, dst, Hook.PREROUTING))
+    elif e.kind in (EntryKind.NODE_PORT, EntryKind.HEALTH_CHECK):
+        dst = ipaddress.ip_address(e.address) if e.address else node_dst
+        scenarios.append((f"from outside the cluster ({OUTSIDE[fam]} -> {dst})", OUTSIDE[fam], dst, Hook.PREROUTING))
+        if pod is not None and e.kind == EntryKind.NODE_PORT:
+            scenarios.append((f"from a pod ({pod} -> {dst})", pod, dst, Hook.PREROUTING))
+        if e.localhost:
+            lo = ipaddress.ip_address("127.0.0.1")
+            scenarios.append(("from this node via localhost (127.0.0.1)", lo, lo, Hook.OUTPUT))
+    done = [Scenario(label, p, ev.simulate(p).outcomes) for label, p in
+            ((label, Packet(src, dst, port, proto, hook)) for label, src, dst, hook in scenarios)]
+    # Hairpin: an endpoint reaching its own service lands on itself masqueraded.
+    if e.kind == EntryKind.CLUSTER_IP and e.address:
+        hairpin = []
+        for ep in sp.endpoints[:8]:
+            if ep.endpoint:
+                ip = ipaddress.ip_address(ep.endpoint.rsplit(":", 1)[0].strip("[]"))
+                sim = ev.simulate(Packet(ip, ipaddress.ip_address(e.address), port, proto, Hook.PREROUTING))
+                own = [o for o in sim.outcomes if o.endpoint == ep.endpoint]
+                if own and own[0].masquerade and not any(o.masquerade for o in sim.outcomes if o not in own):
+                    hairpin.append(ep.endpoint)
+        if hairpin:
+            notes.append("hairpin: a pod that is an endpoint and reaches this service is masqueraded only when it "
+                         "lands on itself (the '-s <endpoint> -j KUBE-MARK-MASQ' rule in its KUBE-SEP chain), so "
+                         "its own replies come back through the node")
+    first = done[0] if done else None
+    path, branches = _split_paths(first.outcomes if first else ())
+    title = _title(e, proto)
+    return EntryTrace(e, title, path, branches, tuple(done), tuple(notes))
+
+
+IPish = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _outside_ranges(ranges, fam: int):
+    nets = [ipaddress.ip_network(r) for r in ranges if ipaddress.ip_network(r).version == fam]
+    for cand in ("8.8.8.8", "192.0.2.200", "100.64.0.1") if fam == 4 else ("2001:db8:ffff::1",):
+        ip = ipaddress.ip_address(cand)
+        if not any(ip in n for n in nets):
+            return ip
+    return OUTSIDE[fam]
+
+
+def _title(e: EntryPoint, proto: str) -> str:
+    if e.kind == EntryKind.CLUSTER_IP:
+        return f"cluster IP {e.address}:{e.port}/{proto}"
+    if e.kind == EntryKind.EXTERNAL_IP:
+        return f"external IP {e.address}:{e.port}/{proto}" + (f" ({e.note})" if e.note else "")
+    if e.kind == EntryKind.LOAD_BALANCER:
+        return f"load-balancer IP {e.address}:{e.port}/{proto}"
+    if e.kind == EntryKind.NODE_PORT:
+        where = e.address or "every local address"
+        return f"node port {e.port}/{proto} on {where}" + (" and 127.0.0.1" if e.localhost else "")
+    return f"health-check node port {e.port}/{proto}"
+
+
+def _split_paths(outcomes) -> tuple[tuple[Step, ...], tuple[tuple[Outcome, tuple[Step, ...]], ...]]:
+    """The steps every outcome shares (up to the cascade), then each outcome's own."""
+    if not outcomes:
+        return (), ()
+    lists = [list(o.steps) for o in outcomes]
+    common = 0
+    while all(len(s) > common for s in lists) and all(s[common] == lists[0][common] for s in lists):
+        common += 1
+    path = tuple(lists[0][:common])
+    return path, tuple((o, tuple(o.steps[common:])) for o in outcomes)
+
+
+def summarize(scenario: Scenario) -> list[tuple[str, str, Fraction, bool]]:
+    """(disposition, endpoint, probability, masquerade) per outcome, merged by endpoint."""
+    rows: dict[tuple, Fraction] = {}
+    for o in scenario.outcomes:
+        key = (o.disposition.value, o.endpoint or "-", o.masquerade)
+        rows[key] = rows.get(key, Fraction(0)) + o.probability
+    return [(d, ep, p, m) for (d, ep, m), p in rows.items()]
+
+
+def endpoint_masquerade(trace: EntryTrace) -> dict[str, bool]:
+    """Per endpoint: masqueraded for the first scenario's client."""
+    if not trace.scenarios:
+        return {}
+    return {o.endpoint: o.masquerade for o in trace.scenarios[0].outcomes
+            if o.disposition is Disposition.DNAT and o.endpoint}
