@@ -207,6 +207,49 @@ def packet(src, dst, dport, proto, hook, node_ips, cluster_cidrs, output, **sour
     _emit_diagnostics(_decoded_diagnostics(ruleset))
 
 
+@cli.command("graph")
+@rules_options
+@click.argument("service", required=False)
+@click.option("-n", "--namespace", help="Every service port of this namespace, one group each.")
+@click.option("-o", "--output", type=click.Choice(["dot", "svg", "png", "json"]), default="dot", show_default=True,
+              help="DOT text, SVG/PNG drawn by Graphviz's dot, or networkx node-link JSON.")
+@click.option("--out", "out", metavar="FILE", help="Write here instead of stdout.")
+@click.option("--expand", is_flag=True, help="Whole dump: draw every chain instead of one node per service port.")
+def graph_command(rules, strict, service, namespace, output, out, expand) -> None:
+    """Draw the chain graph: SERVICE (ns/name[:port]) from its entry points to its
+    endpoints, with exact shares; -n NAMESPACE; or the whole dump, one node per
+    service port."""
+    from svcinspect.graph import build_graph
+    from svcinspect.render.dot import render_dot, render_node_link_json
+
+    if output in ("svg", "png") and out is None and sys.stdout.isatty():
+        raise InputError(f"not writing {output} to a terminal: pass --out FILE or redirect stdout")
+    ruleset = load_rules(rules, strict)
+    g, title = build_graph(ruleset, service, namespace, expand=expand)
+    if output == "json":
+        data = render_node_link_json(g).encode()
+    else:
+        data = render_dot(g, title).encode()
+        if output != "dot":
+            from svcinspect.sources.graphviz import render_with_dot
+            data = render_with_dot(data.decode(), output)
+    _write_output(data, out)
+    _emit_diagnostics(_decoded_diagnostics(ruleset))
+
+
+def _write_output(data: bytes, path: str | None) -> None:
+    from svcinspect.errors import EnvironmentProblem
+
+    if path is None:
+        click.get_binary_stream("stdout").write(data)
+        return
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise EnvironmentProblem(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
 @cli.command()
 @click.argument("service")
 @click.option("-n", "--namespace", help="Namespace, when SERVICE is a bare name.")

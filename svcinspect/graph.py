@@ -1,0 +1,548 @@
+"""The chain graph: queries over jumps (dangling, unreferenced, cycles, one service's
+chains) and a networkx graph of chains, entry points and endpoints for rendering.
+
+Pure values: a :class:`Ruleset` in, lists, sets and ``networkx`` graphs out.
+
+Large dumps (~330k rules) are scanned from the raw rule text: the target of a rule
+is the word after its last `` -j ``/`` -g `` when no quote follows it (so it cannot
+sit inside a comment or a quoted option). Only rules that do not fit that shape are
+decoded, one by one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import networkx as nx
+
+from svcinspect.errors import UnknownServiceError
+from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, hash16, parse_comment
+from svcinspect.model.netfilter import BUILTIN_CHAINS, Family, Ruleset, Table
+from svcinspect.parse.iptables_save import KNOWN_TARGETS
+from svcinspect.services import ServicePortRules, build_service_ports, find_service
+
+# Chains kube-proxy and kubelet create on purpose with nothing jumping to them.
+UNREFERENCED_OK = frozenset({"KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"})
+_PER_SERVICE_PREFIXES = ("SVC", "SVL", "EXT", "FW", "XLB")
+
+
+@dataclass(frozen=True, slots=True)
+class DanglingJump:
+    """A rule that jumps (or goes) to a name that is neither a chain of its table
+    nor a target iptables knows: iptables-restore would refuse it, or it is an excerpt."""
+
+    family: Family
+    table: str
+    chain: str
+    line: int
+    text: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRef:
+    """A chain, located: ``line`` is where it is declared (or first used)."""
+
+    family: Family
+    table: str
+    chain: str
+    line: int
+
+
+# --- jumps, read from raw text ------------------------------------------------------
+
+# One rule's jump as the scan sees it: (chain, index in chain, line, text, target, goto).
+_RawJump = tuple[str, int, int, str, str, bool]
+
+
+def raw_target(text: str) -> tuple[str, bool] | None | bool:
+    """``(target, goto)`` of a raw rule line, ``None`` when it has no target, or
+    ``False`` when only the decoder can tell (quotes after the flag, tabs, long
+    options, a truncated line).
+
+    >>> raw_target('-A KUBE-SERVICES -m comment --comment "a -j b" -j KUBE-SVC-X')
+    ('KUBE-SVC-X', False)
+    """
+    j = text.rfind(" -j ")
+    g = text.rfind(" -g ")
+    i = j if j > g else g
+    if "\t" in text or "--jump" in text or "--goto" in text:
+        return False
+    if i < 0:
+        # No flag: no target, unless the line ends in a bare flag (truncated) or
+        # a quote could hide something.
+        if text.endswith((" -j", " -g")) or '"' in text:
+            return False
+        return None
+    rest = text[i + 4:]
+    if '"' in rest:
+        return False
+    name = rest.split(" ", 1)[0]
+    if not name:
+        return False
+    return name, i == g
+
+
+def _scan(table: Table, names=None) -> Iterator[_RawJump]:
+    """Every rule with a target in ``table`` (or in the chains ``names``)."""
+    for cname in (table.chains if names is None else names):
+        raw = table.raw_rules(cname) or ()
+        for i, (line, text) in enumerate(raw):
+            t = raw_target(text)
+            if t is None:
+                continue
+            if t is False:
+                target = table.chains[cname].rules[i].target
+                if target is None:
+                    continue
+                t = (target.name, target.goto)
+            yield cname, i, line, text, t[0], t[1]
+
+
+# The last few tables scanned (a `check` asks several questions of one dump).
+_CACHE: list[tuple[Table, tuple[_RawJump, ...]]] = []
+
+
+def _jumps(table: Table) -> tuple[_RawJump, ...]:
+    for t, jumps in _CACHE:
+        if t is table:
+            return jumps
+    jumps = tuple(_scan(table))
+    _CACHE.insert(0, (table, jumps))
+    del _CACHE[4:]
+    return jumps
+
+
+def find_dangling_jumps(ruleset: Ruleset) -> list[DanglingJump]:
+    """Rules whose ``-j``/``-g`` names no chain of their table and no known target,
+    in dump order."""
+    out = []
+    for table in ruleset.tables:
+        chains = table.chains
+        for cname, _, line, text, target, _ in _jumps(table):
+            if target not in chains and target not in KNOWN_TARGETS:
+                out.append(DanglingJump(table.family, table.name, cname, line, text, target))
+    out.sort(key=lambda d: (int(d.family), d.table, d.line))
+    return out
+
+
+def _is_builtin(table: str, name: str) -> bool:
+    return name in BUILTIN_CHAINS.get(table, ()) or classify_chain(name) is ChainKind.BUILTIN
+
+
+def find_unreferenced_chains(ruleset: Ruleset) -> list[ChainRef]:
+    """User-defined chains that no rule of another chain jumps to (stale KUBE-SVC
+    or KUBE-SEP chains, leftovers of uninstalled tools). Built-in chains and the
+    canaries and hint chain kube-proxy and kubelet leave unreferenced on purpose
+    are not reported."""
+    out = []
+    for table in ruleset.tables:
+        referenced = {target for cname, _, _, _, target, _ in _jumps(table) if target != cname}
+        for name in table.chains:
+            if name in referenced or name in UNREFERENCED_OK or _is_builtin(table.name, name):
+                continue
+            out.append(ChainRef(table.family, table.name, name, table.chains[name].line))
+    out.sort(key=lambda c: (int(c.family), c.table, c.line, c.chain))
+    return out
+
+
+def find_cycles(ruleset: Ruleset) -> list[list[str]]:
+    """Loops of jumps between chains, one per group of chains that reach each other
+    (iptables-restore refuses them, so they come from hand-made or merged dumps).
+
+    Each cycle lists chain names in jump order, starting at the smallest name;
+    the cycles of one table are never mixed with another's.
+    """
+    out: list[list[str]] = []
+    for table in ruleset.tables:
+        names = set(table.chains)
+        edges = {(cname, target) for cname, _, _, _, target, _ in _jumps(table) if target in names}
+        # Peel off jumps into chains that lead nowhere, layer by layer (kube-proxy's
+        # graph is a DAG about six deep), so only loops and what feeds them remain.
+        while True:
+            sources = {c for c, _ in edges}
+            kept = {e for e in edges if e[1] in sources}
+            if len(kept) == len(edges):
+                break
+            edges = kept
+        g = nx.DiGraph()
+        g.add_edges_from(sorted(edges))
+        for scc in nx.strongly_connected_components(g):
+            start = min(scc)
+            if len(scc) == 1 and not g.has_edge(start, start):
+                continue
+            cycle = [u for u, _ in nx.find_cycle(g.subgraph(scc), source=start)]
+            first = cycle.index(min(cycle))
+            out.append(cycle[first:] + cycle[:first])
+    return out
+
+
+def chains_of_service(ruleset: Ruleset, key: str, family: Family = Family.V4) -> set[str]:
+    """Every nat chain of the service port whose chain hash is ``key``: its
+    KUBE-SVC/SVL/EXT/FW/XLB chains and the KUBE-SEP chains they jump to.
+
+    >>> # chains_of_service(rs, "DZ6LTOHRG6HQWHYE")
+    >>> # {'KUBE-SVC-DZ6LTOHRG6HQWHYE', 'KUBE-EXT-DZ6LTOHRG6HQWHYE', 'KUBE-SEP-...', ...}
+    """
+    nat = ruleset.table("nat", family)
+    if nat is None:
+        return set()
+    todo = [f"KUBE-{p}-{key}" for p in _PER_SERVICE_PREFIXES if f"KUBE-{p}-{key}" in nat.chains]
+    found = set(todo)
+    while todo:
+        for _, _, _, _, target, _ in _scan(nat, [todo.pop()]):
+            if target in found or target not in nat.chains:
+                continue
+            kind = classify_chain(target)
+            if kind is ChainKind.SEP or (kind.per_service and chain_hash(target) == key):
+                found.add(target)
+                todo.append(target)
+    return found
+
+
+# --- the networkx graph -----------------------------------------------------------------
+#
+# Node ids are strings that stay readable in DOT and JSON:
+#   v4/nat/KUBE-SVC-X           a chain (family/table/name)
+#   v4/endpoint/10.244.1.5:8080  an endpoint (a DNAT destination)
+#   v4/entry/nodePort/*:31611/tcp  an entry point of a service port
+#   v4/service/X                 a service port collapsed to one node (X: its chain hash)
+#   v4/target/REJECT             a verdict or non-chain target reached from a service
+# Every node has ``type`` (chain, endpoint, entry, service, target) and ``label``;
+# ``cluster`` names the group it is drawn in (graph attribute ``clusters``: id -> title).
+
+_MASQ = "KUBE-MARK-MASQ"
+_COMMENT_RE = re.compile(r' ?-m comment --comment (?:"(?:[^"\\]|\\.)*"|\S+)')
+_NOISE_RE = re.compile(r" ?-m statistic --mode random --probability \S+| ?-m recent .*$| ?-m (?:tcp|udp|sctp)(?= |$)")
+_SOURCE_RE = re.compile(r"(?:! )?-s \S+")
+_SECONDS_RE = re.compile(r"--rcheck.*?--seconds (\d+)|--seconds (\d+).*?--rcheck")
+_DNAT_TO_RE = re.compile(r"--to-destination (\S+)")
+_RAW_COMMENT_RE = re.compile(r' --comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
+
+
+def _fam(family: Family) -> str:
+    return f"v{int(family)}"
+
+
+def chain_node(family: Family, table: str, chain: str) -> str:
+    return f"{_fam(family)}/{table}/{chain}"
+
+
+def endpoint_node(family: Family, endpoint: str) -> str:
+    return f"{_fam(family)}/endpoint/{endpoint}"
+
+
+def match_summary(text: str) -> str:
+    """The matches of a raw rule, short: no chain, comment, cascade or target.
+
+    >>> match_summary('-A KUBE-SVC-X ! -s 10.244.0.0/16 -d 10.96.10.10/32 -p tcp -m comment --comment "c" -m tcp --dport 80 -j KUBE-MARK-MASQ')
+    '! -s 10.244.0.0/16 -d 10.96.10.10/32 -p tcp --dport 80'
+    """
+    body = text.split("] ", 1)[1] if text.startswith("[") else text
+    if body.startswith("-A "):
+        body = body[3:].partition(" ")[2]
+    body = _COMMENT_RE.sub("", body)
+    cut = max(body.rfind(" -j "), body.rfind(" -g "), -1)
+    if cut >= 0:
+        body = body[:cut]
+    elif body.startswith(("-j ", "-g ")):
+        body = ""
+    return _NOISE_RE.sub("", body).strip()
+
+
+def _chain_attrs(family: Family, table: Table, name: str, service: str | None) -> dict:
+    kind = classify_chain(name)
+    return {"type": "chain", "label": name, "table": table.name, "family": _fam(family), "chain": name,
+            "kind": kind.value, "service": service or "", "rules": len(table.raw_rules(name) or ())}
+
+
+def build_service_graph(ruleset: Ruleset, ports: list[ServicePortRules], *, clusters: str = "service") -> nx.MultiDiGraph:
+    """The chains, entry points and endpoints of the given service ports.
+
+    ``clusters="entry"`` groups each entry point with the chains only it uses (one
+    service in detail); ``"service"`` draws one group per service port. Edges carry
+    ``line``, ``match``, ``goto``, ``share`` ("1/3", the exact share of new
+    connections from build_service_ports), ``affinity`` (seconds of a ClientIP
+    affinity branch, or "set" on a DNAT that records it) and ``masquerade`` (every
+    packet on this edge is marked for masquerade).
+    """
+    g = nx.MultiDiGraph(clusters={}, view="services")
+    for sp in ports:
+        _add_service_port(g, ruleset, sp, clusters)
+    return g
+
+
+def _add_service_port(g: nx.MultiDiGraph, ruleset: Ruleset, sp: ServicePortRules, clusters: str) -> None:
+    fam = sp.family
+    nat = ruleset.table("nat", fam)
+    name = sp.display_name
+    svc_cluster = f"{_fam(fam)}/{sp.key}"
+    if clusters == "service":
+        g.graph["clusters"][svc_cluster] = f"{name} ({sp.protocol or '?'}, IPv{int(fam)})"
+    shares = {(e.line, e.sep): e.share for e in sp.endpoints + (sp.local_endpoints or ())}
+    chains = chains_of_service(ruleset, sp.key, fam)
+    owner: dict[str, set[str]] = {}   # node -> entry clusters that reach it
+
+    def put(node: str, **attrs) -> None:
+        if "type" not in g.nodes.get(node, {}):  # new, or only met as an edge's end so far
+            g.add_node(node, **attrs)
+            if clusters == "service":
+                g.nodes[node]["cluster"] = svc_cluster
+            elif attrs.get("type") != "target":
+                # A node reached through several entries (or services) belongs to none.
+                g.nodes[node]["cluster"] = ""
+        elif clusters == "service" and g.nodes[node].get("cluster") != svc_cluster:
+            g.nodes[node]["cluster"] = ""
+
+    for e in sp.entries:
+        where = f"{e.address or '*'}:{e.port if e.port is not None else '*'}"
+        node = f"{_fam(fam)}/entry/{e.kind}/{where}/{e.protocol or '?'}"
+        title = {"clusterIP": "cluster IP", "externalIP": "external IP", "loadBalancer": "load-balancer IP",
+                 "nodePort": "node port", "healthCheckNodePort": "health-check node port"}.get(e.kind, e.kind)
+        label = f"{title}\n{where}/{e.protocol or '?'}" + ("\n(also 127.0.0.1)" if e.localhost else "")
+        put(node, type="entry", label=label, kind=e.kind, family=_fam(fam), address=e.address or "",
+            port=e.port if e.port is not None else "", protocol=e.protocol or "", service=name, table=e.table)
+        if clusters == "entry":
+            g.graph["clusters"][node] = f"{title} {where}"
+            g.nodes[node]["cluster"] = node
+        if e.chain is not None:
+            target = chain_node(fam, e.table, e.chain)
+        else:  # filter REJECT/DROP/ACCEPT: the packet ends here
+            target = f"{_fam(fam)}/target/{e.verdict.upper() if e.verdict else 'ACCEPT'}"
+            put(target, type="target", label=target.rsplit("/", 1)[1], family=_fam(fam))
+        g.add_edge(node, target, line=e.line, match="", goto=False, share="", affinity="",
+                   masquerade=False, note=e.note or "")
+        if e.chain is not None:
+            for reached in _reach(nat, e.chain, chains) if nat is not None else ():
+                owner.setdefault(reached, set()).add(node)
+
+    for cname in sorted(chains):
+        _add_chain_rules(g, ruleset, fam, nat, cname, chains, shares, name, put)
+    if clusters == "entry":
+        for cname, entries in owner.items():
+            node = chain_node(fam, "nat", cname)
+            if node in g and len(entries) == 1:
+                g.nodes[node]["cluster"] = next(iter(entries))
+
+
+def _reach(nat: Table, start: str, chains: set[str]) -> set[str]:
+    seen, todo = {start}, [start]
+    while todo:
+        for _, _, _, _, target, _ in _scan(nat, [todo.pop()]):
+            if target in chains and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def _add_chain_rules(g, ruleset, fam, nat, cname, chains, shares, service, put) -> None:
+    node = chain_node(fam, "nat", cname)
+    put(node, **_chain_attrs(fam, nat, cname, service), masquerade="")
+    masq_all = False
+    for _, i, line, text, target, goto in _scan(nat, [cname]):
+        match = match_summary(text)
+        if target == _MASQ:
+            # Shown on the chain, not as an edge: where masquerading is decided.
+            src = _SOURCE_RE.search(match)
+            why = src.group(0) if src else (match or "always")
+            if src and classify_chain(cname) is ChainKind.SEP:
+                why = f"hairpin {why}"
+            g.nodes[node]["masquerade"] = "; ".join(filter(None, (g.nodes[node]["masquerade"], why)))
+            masq_all = masq_all or not match
+            continue
+        sec = _SECONDS_RE.search(text)
+        attrs = dict(line=line, match=match, goto=goto, share="", affinity="", masquerade=masq_all, note="")
+        if target == "DNAT":
+            m = _DNAT_TO_RE.search(text)
+            ep = m.group(1) if m else "?"
+            dst = endpoint_node(fam, ep)
+            put(dst, type="endpoint", label=ep, family=_fam(fam), endpoint=ep)
+            attrs.update(affinity="set" if " --set" in text else "", match="DNAT")
+        elif target in nat.chains:
+            dst = chain_node(fam, "nat", target)
+            if target not in chains:
+                put(dst, **_chain_attrs(fam, nat, target, None))
+            share = shares.get((line, target))
+            attrs.update(share=str(share) if share is not None else "",
+                         affinity=(sec.group(1) or sec.group(2)) if sec else "")
+        else:
+            dst = f"{_fam(fam)}/target/{target}"
+            put(dst, type="target", label=target, family=_fam(fam))
+        g.add_edge(node, dst, **attrs)
+
+
+def build_overview_graph(ruleset: Ruleset, *, expand: bool = False) -> nx.MultiDiGraph:
+    """The whole kube-proxy graph: every chain that is not per-service, and one node
+    per service port standing for its KUBE-SVC/SVL/EXT/FW/XLB/SEP chains (so 10k
+    services stay drawable). ``expand=True`` keeps every chain and adds endpoints.
+
+    Collapsed, endpoint chains are counted on their service node and not scanned
+    (they only mark for masquerade and DNAT); jumps into KUBE-MARK-MASQ from a
+    service are shown as its ``masquerade`` attribute.
+    """
+    g = nx.MultiDiGraph(clusters={}, view="expanded" if expand else "collapsed")
+    for table in ruleset.tables:
+        fam = table.family
+        chains = set(table.chains)
+        for cname in table.chains:
+            if not expand and cname.startswith("KUBE-SEP-"):
+                continue  # ~10 per service: skip before the (regex) classification
+            kind = classify_chain(cname)
+            if kind is ChainKind.SEP and not expand:
+                continue
+            collapse = kind.per_service and not expand
+            src = _overview_node(g, fam, table, cname, expand)
+            attrs = g.nodes[src]
+            n_sep = 0
+            for i, (line, text) in enumerate(table.raw_rules(cname) or ()):
+                if collapse:
+                    # Inside a service: only count endpoints and note masquerading.
+                    if text.endswith(" -j " + _MASQ):
+                        attrs["masquerade"] = True
+                        continue
+                    if " -j KUBE-SEP-" in text and '"' not in text[text.rfind(" -j "):]:
+                        if "--rcheck" not in text:  # affinity rules repeat the cascade's jumps
+                            n_sep += 1
+                        continue
+                t = raw_target(text)
+                if t is False:
+                    rt = table.chains[cname].rules[i].target
+                    t = (rt.name, rt.goto) if rt is not None else None
+                if t is None:
+                    continue
+                target, goto = t
+                if target in chains:
+                    if collapse and (target == _MASQ or classify_chain(target) is ChainKind.SEP):
+                        continue
+                    dst = _overview_node(g, fam, table, target, expand)
+                    if dst == src and not expand:
+                        continue  # EXT -> SVC inside one service
+                elif expand and target == "DNAT":
+                    m = _DNAT_TO_RE.search(text)
+                    ep = m.group(1) if m else "?"
+                    dst = endpoint_node(fam, ep)
+                    if dst not in g:
+                        g.add_node(dst, type="endpoint", label=ep, family=_fam(fam), endpoint=ep, cluster="")
+                else:
+                    continue
+                g.add_edge(src, dst, line=line, match=match_summary(text), goto=goto, share="", affinity="",
+                           masquerade=False, note="")
+                if not expand and kind in (ChainKind.SERVICES, ChainKind.NODEPORTS) and "--comment" in text:
+                    _name_service(g, dst, text)
+            if collapse and kind in (ChainKind.SVC, ChainKind.SVL, ChainKind.XLB):
+                # The cluster- or local-policy chain with the most endpoints.
+                attrs["endpoints"] = max(attrs["endpoints"], n_sep)
+    return g
+
+
+def _overview_node(g: nx.MultiDiGraph, fam: Family, table: Table, cname: str, expand: bool) -> str:
+    kind = classify_chain(cname)
+    if expand or not kind.per_service:
+        node = chain_node(fam, table.name, cname)
+        if node not in g:
+            g.add_node(node, cluster="", **_chain_attrs(fam, table, cname, None))
+        return node
+    key = chain_hash(cname) or cname
+    node = f"{_fam(fam)}/service/{key}"
+    if node not in g:
+        g.add_node(node, type="service", label=key, key=key, family=_fam(fam), table=table.name, service="",
+                   kind="service", chains=[], endpoints=0, masquerade=False, cluster="")
+    if kind is not ChainKind.SEP and cname not in g.nodes[node]["chains"]:
+        g.nodes[node]["chains"].append(cname)
+    return node
+
+
+def _name_service(g: nx.MultiDiGraph, node: str, text: str) -> None:
+    attrs = g.nodes[node]
+    if attrs.get("type") != "service" or attrs["service"]:
+        return
+    m = _RAW_COMMENT_RE.search(text)
+    info = parse_comment(m.group(1) or m.group(2)) if m else None
+    if info is not None and info.spn:
+        attrs["service"] = info.spn
+        attrs["label"] = info.spn
+
+
+# --- choosing what to draw ----------------------------------------------------------------
+
+_SELECT_CHAINS = (("nat", "KUBE-SERVICES"), ("nat", "KUBE-NODEPORTS"), ("filter", "KUBE-SERVICES"),
+                  ("filter", "KUBE-EXTERNAL-SERVICES"), ("filter", "KUBE-NODEPORTS"))
+_PROTO_RE = re.compile(r"(?:^| )-p (\w+)")
+
+
+def _spn_matches(spn: str, query: str) -> bool:
+    if query.endswith("/"):
+        return spn.startswith(query)
+    return spn == query or spn.split(":", 1)[0] == query
+
+
+def _dispatch_names(ruleset: Ruleset, query: str | None) -> tuple[set[str], set[str]]:
+    """(chain hashes of service ports matching ``query``, every service port name
+    seen), read from the comments of the dispatch chains' raw rules."""
+    keys: set[str] = set()
+    names: set[str] = set()
+    for table in ruleset.tables:
+        for tname, cname in _SELECT_CHAINS:
+            if table.name != tname:
+                continue
+            for _, text in table.raw_rules(cname) or ():
+                m = _RAW_COMMENT_RE.search(text)
+                info = parse_comment(m.group(1) or m.group(2)) if m else None
+                if info is None or info.spn is None:
+                    continue
+                names.add(info.spn)
+                if query is None or not _spn_matches(info.spn, query):
+                    continue
+                t = raw_target(text)
+                key = chain_hash(t[0]) if t else None
+                if key is None:  # filter REJECT/DROP: the hash kube-proxy would use
+                    p = _PROTO_RE.search(text)
+                    key = hash16(info.spn + (p.group(1).lower() if p else "tcp"))
+                keys.add(key)
+    return keys, names
+
+
+def select_service_ports(ruleset: Ruleset, service: str | None = None,
+                         namespace: str | None = None) -> list[ServicePortRules]:
+    """The service ports named by ``service`` (``ns/name`` or ``ns/name:port``, or a
+    bare name with ``namespace``) or every one of ``namespace``.
+
+    Only the matching ports are analysed (a 10k-service dump stays fast). Raises
+    :class:`UnknownServiceError` naming the closest service ports when none match.
+    """
+    if service is not None and "/" not in service and namespace:
+        service = f"{namespace}/{service}"
+    query = service if service is not None else f"{namespace}/"
+    keys, names = _dispatch_names(ruleset, query)
+    ports = build_service_ports(ruleset, only=keys) if keys else []
+    if service is not None:
+        ports = find_service(ports, service) if ports else []
+        if not ports:  # no comments to go by (large-cluster mode): try hashes and chain names
+            ports = find_service(build_service_ports(ruleset), service)
+    else:
+        ports = [p for p in ports if p.name and p.name.startswith(query)]
+    if not ports:
+        what = f"service {service}" if service is not None else f"namespace {namespace}"
+        close = difflib.get_close_matches(query, sorted(names), n=3, cutoff=0.5)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise UnknownServiceError(f"{what} is not in the rules{hint}")
+    return ports
+
+
+def build_graph(ruleset: Ruleset, service: str | None = None, namespace: str | None = None, *,
+                expand: bool = False) -> tuple[nx.MultiDiGraph, str]:
+    """The graph the ``graph`` command draws and its title: one service port in
+    detail (a group per entry point), every service of a namespace (a group each),
+    or, with neither, the whole dump collapsed to one node per service port."""
+    if service is None and namespace is None:
+        g = build_overview_graph(ruleset, expand=expand)
+        n = sum(1 for _, t in g.nodes(data="type") if t == "service")
+        return g, "all chains" if expand else f"{n} service ports (one node each; --expand shows chains)"
+    ports = select_service_ports(ruleset, service, namespace)
+    if service is not None:
+        title = ", ".join(sorted({p.display_name for p in ports}))
+        return build_service_graph(ruleset, ports, clusters="entry" if len(ports) == 1 else "service"), title
+    return build_service_graph(ruleset, ports, clusters="service"), f"namespace {namespace}"
