@@ -70,6 +70,74 @@ def output_option(*choices: str, default: str) -> Callable[..., Any]:
                         help="Output format.")
 
 
+class ObjectsSource:
+    """Where Kubernetes objects come from (the ``objects_options`` bundle)."""
+
+    def __init__(self, paths: tuple[str, ...], kubeconfig: str | None, context: str | None, api: bool,
+                 namespace: str | None, request_timeout: float, node: str | None) -> None:
+        self.paths, self.kubeconfig, self.context, self.api = paths, kubeconfig, context, api
+        self.namespace, self.request_timeout, self.node = namespace, request_timeout, node
+
+    @property
+    def from_api(self) -> bool:
+        return bool(self.kubeconfig or self.context or self.api)
+
+
+def objects_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options for reading Services, EndpointSlices and Nodes (files or the API
+    server) and naming the node; the command gets them as ``objects_from``."""
+
+    @click.option("--objects", "objects", multiple=True, metavar="PATH",
+                  help="Kubernetes objects: `kubectl get svc,endpointslices,nodes -A -o json` output, YAML or "
+                       "multi-document YAML (repeatable; - for stdin).")
+    @click.option("--kubeconfig", metavar="PATH", help="Read the objects from the API server of this kubeconfig.")
+    @click.option("--context", metavar="NAME", help="kubeconfig context to use (implies reading the API).")
+    @click.option("--api", "use_api", is_flag=True,
+                  help="Read the objects from the API server: $KUBECONFIG, ~/.kube/config, or in-cluster config "
+                       "when running in a pod.")
+    @click.option("-n", "--namespace", "objects_namespace", metavar="NS",
+                  help="Only Services of this namespace (and their rules).")
+    @click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+                  metavar="SECONDS", help="API server request timeout.")
+    @click.option("--node", metavar="NAME",
+                  help="The node the rules come from (default when reading the live node: its host name). "
+                       "Needed for Local traffic policies and topology hints.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, objects: tuple[str, ...], kubeconfig: str | None, context: str | None, use_api: bool,
+                objects_namespace: str | None, request_timeout: float, node: str | None, **kwargs: Any) -> Any:
+        src = ObjectsSource(objects, kubeconfig, context, use_api, objects_namespace, request_timeout, node)
+        return func(*args, objects_from=src, **kwargs)
+
+    return wrapper
+
+
+def load_objects(src: ObjectsSource):
+    """The ClusterState from ``--objects`` files or the API server; None when neither was asked for."""
+    from svcinspect.parse.kube_objects import merge_states, parse_objects
+
+    if src.paths and src.from_api:
+        raise InputError("--objects reads files, --kubeconfig/--context/--api read the API server: use one of them")
+    if src.paths:
+        state = merge_states(parse_objects(t.text, t.name) for t in (read_text(p) for p in src.paths))
+        return state.in_namespace(src.namespace)
+    if src.from_api:
+        from svcinspect.sources.kubeapi import ApiRequest, load_cluster_state
+        return load_cluster_state(ApiRequest(src.kubeconfig, src.context, src.namespace, src.request_timeout))
+    return None
+
+
+def node_name(src: ObjectsSource, rules: tuple[str, ...]) -> str | None:
+    """``--node``, else the live host's node name when the rules are read live
+    (kubelet names a node after its host name unless told otherwise)."""
+    if src.node:
+        return src.node
+    if not rules:
+        import os
+        import socket
+        return os.environ.get("NODE_NAME") or socket.gethostname().lower()
+    return None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="svcinspect")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
@@ -119,19 +187,26 @@ def _decoded_diagnostics(ruleset: Ruleset) -> list[Diagnostic]:
 
 @cli.command()
 @rules_options
+@objects_options
 @output_option("table", "json", default="table")
-def services(rules: tuple[str, ...], strict: bool, output: str) -> None:
+def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: ObjectsSource) -> None:
     """List every service port the rules implement: addresses, ports, endpoints
-    with their exact share, affinity, and the chains behind them."""
+    with their exact share, affinity, and the chains behind them (with objects:
+    pod names and endpoint conditions too)."""
     from svcinspect.services import build_service_ports
 
     ruleset = load_rules(rules, strict)
     ports = build_service_ports(ruleset)
+    state = load_objects(objects_from)
+    objects = None
+    if state is not None:
+        from svcinspect.expected import build_expected, endpoints_by_port
+        objects = endpoints_by_port(build_expected(state, node_name(objects_from, rules), ruleset.families))
     diags = _decoded_diagnostics(ruleset)
     if output == "json":
-        click.echo(render_json.dumps(render_json.services_json(ports, diags)), nl=False)
+        click.echo(render_json.dumps(render_json.services_json(ports, diags, objects)), nl=False)
     else:
-        click.echo(render_text.render_services(ports), nl=False)
+        click.echo(render_text.render_services(ports, objects), nl=False)
     _emit_diagnostics(diags)
 
 
@@ -272,6 +347,33 @@ def trace(service, namespace, port_name, node_ips, cluster_cidrs, output, **sour
     else:
         click.echo(render_text.render_trace(result), nl=False)
     _emit_diagnostics(_decoded_diagnostics(ruleset))
+
+
+@cli.command()
+@rules_options
+@objects_options
+@click.option("--fail-on", type=click.Choice(["error", "warning", "never"]), default="error", show_default=True,
+              help="Exit 1 when there is a finding of this severity or worse.")
+@output_option("text", "json", default="text")
+def check(fail_on: str, output: str, objects_from: ObjectsSource, **source: Any) -> None:
+    """Find what is stale, missing or wrong in this node's kube-proxy rules,
+    compared with the Services and EndpointSlices (--objects or the API); without
+    objects, check the rules alone (hooks, dangling jumps, cascades)."""
+    from svcinspect.check import check_rules, fails
+    from svcinspect.errors import EXIT_FINDINGS
+    from svcinspect.render.check import check_json, render_check_text
+
+    ruleset = load_rules(**source)
+    state = load_objects(objects_from)
+    report = check_rules(ruleset, state, node_name(objects_from, source.get("rules", ())), objects_from.namespace)
+    diags = _decoded_diagnostics(ruleset)
+    if output == "json":
+        click.echo(render_json.dumps(check_json(report, diags)), nl=False)
+    else:
+        click.echo(render_check_text(report), nl=False)
+    _emit_diagnostics(diags)
+    if fails(report, fail_on):
+        sys.exit(EXIT_FINDINGS)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,18 @@ def endpoint_json(e: EndpointShare) -> dict[str, Any]:
             "probability": e.probability, "chain": e.sep, "line": e.line}
 
 
-def service_port_json(sp: ServicePortRules) -> dict[str, Any]:
+def object_endpoint_json(e) -> dict[str, Any]:
+    """An endpoint as the EndpointSlices describe it (an ``expected.ExpectedEndpoint``)."""
+    c = e.conditions
+    return {"endpoint": e.endpoint, "pod": e.pod, "node": e.node_name, "local": e.local, "zone": e.zone,
+            "slice": e.slice, "conditions": {"ready": c.is_ready, "serving": c.is_serving,
+                                             "terminating": c.is_terminating}}
+
+
+def service_port_json(sp: ServicePortRules, objects=None) -> dict[str, Any]:
+    """``objects``: (chain hash, family) -> endpoints from the EndpointSlices; when
+    given, endpoints carry pod, node and conditions, and ``objectEndpoints`` lists
+    every endpoint of the slices with ``inRules``."""
     cip = sp.cluster_ip
     hc = sp.entries_of(EntryKind.HEALTH_CHECK)
     return {
@@ -52,11 +63,27 @@ def service_port_json(sp: ServicePortRules) -> dict[str, Any]:
                      "localhost": e.localhost} for e in sp.entries if e.table == "nat"],
         "chains": sp.chains,
         "warnings": list(sp.warnings),
-    }
+    } | ({} if objects is None else _with_objects(sp, objects))
 
 
-def services_json(ports: list[ServicePortRules], diagnostics: list[Diagnostic]) -> dict[str, Any]:
-    return document(services=[service_port_json(sp) for sp in ports],
+def _with_objects(sp: ServicePortRules, objects) -> dict[str, Any]:
+    known = {e.endpoint: e for e in objects.get((sp.key, sp.family), ())}
+    in_rules = {e.endpoint for e in sp.endpoints + (sp.local_endpoints or ())}
+
+    def enrich(e: EndpointShare) -> dict[str, Any]:
+        info = known.get(e.endpoint)
+        extra = object_endpoint_json(info) if info else {"pod": None, "node": None, "local": None, "zone": None,
+                                                         "slice": None, "conditions": None}
+        return endpoint_json(e) | {k: v for k, v in extra.items() if k != "endpoint"}
+
+    return {"endpoints": [enrich(e) for e in sp.endpoints],
+            "localEndpoints": None if sp.local_endpoints is None else [enrich(e) for e in sp.local_endpoints],
+            "objectEndpoints": [object_endpoint_json(e) | {"inRules": e.endpoint in in_rules}
+                                for e in known.values()]}
+
+
+def services_json(ports: list[ServicePortRules], diagnostics: list[Diagnostic], objects=None) -> dict[str, Any]:
+    return document(services=[service_port_json(sp, objects) for sp in ports],
                     diagnostics=[diagnostic_json(d) for d in diagnostics])
 
 

@@ -29,7 +29,9 @@ def endpoints_summary(endpoints: tuple[EndpointShare, ...] | None, sp: ServicePo
     return f"{len(endpoints)} (" + " / ".join(pct(e.share) for e in endpoints) + ")"
 
 
-def render_services(ports: list[ServicePortRules]) -> str:
+def render_services(ports: list[ServicePortRules], objects=None) -> str:
+    """``objects``: (chain hash, family) -> endpoints from the EndpointSlices
+    (:func:`svcinspect.expected.endpoints_by_port`), to show pods and conditions."""
     rows = []
     for sp in ports:
         cip = sp.cluster_ip
@@ -57,7 +59,27 @@ def render_services(ports: list[ServicePortRules]) -> str:
     warned = [sp for sp in ports if sp.warnings]
     if warned:
         out += "\n\nWarnings:\n" + "\n".join(f"  {sp.display_name}: {w}" for sp in warned for w in sp.warnings)
+    if objects is not None:
+        out += "\n\n" + render_object_endpoints(ports, objects)
     return out + "\n"
+
+
+def render_object_endpoints(ports: list[ServicePortRules], objects) -> str:
+    """Every endpoint of the rules and of the EndpointSlices: pod, node, conditions,
+    and whether the rules use it."""
+    rows = []
+    for sp in ports:
+        known = {e.endpoint: e for e in objects.get((sp.key, sp.family), ())}
+        in_rules = [e.endpoint for e in sp.endpoints + (sp.local_endpoints or ()) if e.endpoint]
+        for ep in dict.fromkeys([*in_rules, *known]):
+            info = known.get(ep)
+            rows.append([sp.display_name + ("" if int(sp.family) == 4 else " [v6]"), ep,
+                         (info.pod or "-") if info else "-",
+                         ((info.node_name or "-") + (" (this node)" if info.local else "")) if info else "-",
+                         info.conditions.describe() if info else "not in any EndpointSlice",
+                         "yes" if ep in in_rules else "no"])
+    headers = ["SERVICE PORT", "ENDPOINT", "POD", "NODE", "CONDITIONS", "IN RULES"]
+    return "Endpoints in the objects:\n" + tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
 def render_diagnostics(diags: list[Diagnostic], verbose: bool = False, limit: int = 20) -> str:
