@@ -601,10 +601,9 @@ class _ChainIndex:
 
 
 def _norm(addr: str) -> str:
-    try:
-        return str(ipaddress.ip_address(addr))
-    except ValueError:
-        return addr
+    # iptables-save prints addresses canonically (IPv6 compressed); only the case
+    # of hand-written IPv6 can differ from str(ip_address(...)).
+    return addr.lower()
 
 
 def _fmt(ip: IPAddress) -> str:

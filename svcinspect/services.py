@@ -311,11 +311,16 @@ def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> Non
             acc.entries.append(EntryPoint(EntryKind.NODE_PORT, addr, port, proto, t.name, "nat", rule.line, rule.text,
                                           localhost=localhost))
     # Per-service chains that nothing above reached (excerpts, stale chains).
+    if wanted is not None:  # a targeted lookup: test the few names instead of every chain
+        for key in wanted:
+            if key not in accs and any(f"KUBE-{p}-{key}" in nat.chains for p in ("SVC", "SVL", "EXT", "FW", "XLB")):
+                accs[key] = _Acc()
+        return
     for name in nat.chains:
         kind = classify_chain(name)
         if kind in (ChainKind.SVC, ChainKind.SVL, ChainKind.EXT, ChainKind.FW, ChainKind.XLB):
             key = chain_hash(name)
-            if (wanted is None or key in wanted) and key not in accs:
+            if key not in accs:
                 accs[key] = _Acc()
 
 

@@ -527,7 +527,11 @@ class LazyChains(Mapping[str, Chain]):
         entry = self._entries.get(name)
         if entry is None:
             return None
-        return RuleList(self._table, name, self._source, None, None, segments=entry[3]).raw
+        segments = entry[3]
+        if len(segments) == 1:  # the usual case: one contiguous block (every KUBE-SEP chain)
+            first, block = segments[0]
+            return tuple((first + i, text.strip()) for i, text in enumerate(block.splitlines()))
+        return RuleList(self._table, name, self._source, None, None, segments=segments).raw
 
     def __iter__(self):
         return iter(self._entries)
