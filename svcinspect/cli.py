@@ -126,6 +126,15 @@ def load_objects(src: ObjectsSource):
     return None
 
 
+def _object_endpoints(objects_from: ObjectsSource, ruleset: Ruleset, rules: tuple[str, ...]):
+    """(chain hash, family) -> endpoints of the EndpointSlices, or None without objects."""
+    state = load_objects(objects_from)
+    if state is None:
+        return None
+    from svcinspect.expected import build_expected, endpoints_by_port
+    return endpoints_by_port(build_expected(state, node_name(objects_from, rules), ruleset.families))
+
+
 def node_name(src: ObjectsSource, rules: tuple[str, ...]) -> str | None:
     """``--node``, else the live host's node name when the rules are read live
     (kubelet names a node after its host name unless told otherwise)."""
@@ -197,11 +206,7 @@ def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: Ob
 
     ruleset = load_rules(rules, strict)
     ports = build_service_ports(ruleset)
-    state = load_objects(objects_from)
-    objects = None
-    if state is not None:
-        from svcinspect.expected import build_expected, endpoints_by_port
-        objects = endpoints_by_port(build_expected(state, node_name(objects_from, rules), ruleset.families))
+    objects = _object_endpoints(objects_from, ruleset, rules)
     diags = _decoded_diagnostics(ruleset)
     if output == "json":
         click.echo(render_json.dumps(render_json.services_json(ports, diags, objects)), nl=False)
@@ -327,21 +332,23 @@ def _write_output(data: bytes, path: str | None) -> None:
 
 @cli.command()
 @click.argument("service")
-@click.option("-n", "--namespace", help="Namespace, when SERVICE is a bare name.")
 @click.option("--port", "port_name", help="Only this service port (its name, or its number).")
 @rules_options
+@objects_options
 @environment_options
 @output_option("text", "json", default="text")
-def trace(service, namespace, port_name, node_ips, cluster_cidrs, output, **source) -> None:
-    """Explain how SERVICE (NAMESPACE/NAME[:PORT]) is load-balanced on this node:
-    every entry point, the rule path, endpoints with exact shares, masquerade."""
+def trace(service, port_name, node_ips, cluster_cidrs, output, objects_from: ObjectsSource, **source) -> None:
+    """Explain how SERVICE (NAMESPACE/NAME[:PORT], or NAME with -n) is load-balanced
+    on this node: every entry point, the rule path, endpoints with exact shares,
+    masquerade; with objects, the pods, nodes and conditions behind the endpoints."""
     from svcinspect.trace import trace_service
 
-    query = service if "/" in service else f"{namespace or 'default'}/{service}"
+    query = service if "/" in service else f"{objects_from.namespace or 'default'}/{service}"
     if port_name:
         query = query.split(":")[0] + ":" + port_name
     ruleset = load_rules(**source)
-    result = trace_service(ruleset, query, _environment(node_ips, cluster_cidrs))
+    objects = _object_endpoints(objects_from, ruleset, source.get("rules", ()))
+    result = trace_service(ruleset, query, _environment(node_ips, cluster_cidrs), objects)
     if output == "json":
         click.echo(render_json.dumps(render_json.trace_json(result)), nl=False)
     else:

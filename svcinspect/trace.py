@@ -63,6 +63,7 @@ class PortTrace:
     port: ServicePortRules
     entries: tuple[EntryTrace, ...]
     notes: tuple[str, ...]
+    objects: tuple | None = None   # ExpectedEndpoint of this port from the EndpointSlices, when given
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,13 @@ def suggest(ruleset: Ruleset, query: str, n: int = 5) -> list[str]:
     return difflib.get_close_matches(query, bases, n=n, cutoff=0.4)
 
 
-def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment()) -> ServiceTrace:
+def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment(),
+                  objects: dict | None = None) -> ServiceTrace:
     """Trace every service port ``query`` names (``ns/name``, ``ns/name:portname``
     or ``ns/name:portnumber``). Raises UnknownServiceError with the closest names
-    when the rules have no such service."""
+    when the rules have no such service. ``objects``: (chain hash, family) ->
+    endpoints from the EndpointSlices (``expected.endpoints_by_port``), to show
+    pods, nodes and conditions beside the rules."""
     base, _, port_part = query.partition(":")
     number = int(port_part) if port_part.isdigit() else None
     keys = locate_service(ruleset, base if number is not None else query)
@@ -166,7 +170,10 @@ def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment()
                 warnings.append(f"no --node-ip for IPv{int(sp.family)}: this node is shown as {placeholder} "
                                 f"(give --node-ip to see its real addresses)")
             ev = evaluators[sp.family] = Evaluator(ruleset, sp.family, fam_env)
-        traces.append(_trace_port(sp, ev, ev.env))
+        pt = _trace_port(sp, ev, ev.env)
+        if objects is not None:
+            pt = replace(pt, objects=tuple(objects.get((sp.key, sp.family), ())))
+        traces.append(pt)
     for ev in evaluators.values():
         warnings.extend(w for w in ev.warnings if w not in warnings)
         if "nat" in ev.tables and "KUBE-SERVICES" not in ev.tables["nat"].chains:

@@ -197,3 +197,16 @@ def test_unknown_service_lists_the_closest_names(cli):
 def test_bare_name_with_namespace_option(cli):
     doc = json.loads(cli("trace", "kube-dns", "-n", "kube-system", "--rules", RULES, "-o", "json").out)
     assert len(doc["ports"]) == 3
+
+
+def test_objects_show_pods_nodes_and_conditions(cli):
+    objects = ["--objects", str(IPT / "objects.json"), "--node", "node-a"]
+    r = cli("trace", "default/mixed-readiness", "--rules", RULES, *NODE, *objects)
+    assert r.code == 0, r.err
+    row = [ln for ln in r.out.splitlines() if ln.strip().startswith("10.244.1.120:8080")][0]
+    assert "mixed-ready" in row and "node-a (this node)" in row and "ready" in row
+    assert "not in the rules: 10.244.2.120:8080 (pod mixed-notready, node node-b, not ready)" in r.out
+    doc = trace_json(cli, "default/mixed-readiness", *objects)
+    objs = {o["endpoint"]: o for o in doc["ports"][0]["objects"]}
+    assert objs["10.244.1.120:8080"]["inRules"] and objs["10.244.1.120:8080"]["pod"] == "mixed-ready"
+    assert not objs["10.244.2.121:8080"]["inRules"] and objs["10.244.2.121:8080"]["terminating"]

@@ -138,7 +138,14 @@ def trace_json(tr) -> dict[str, Any]:
                               for sc in et.scenarios],
                 "notes": list(et.notes),
             })
+        objects = None if pt.objects is None else [
+            {"endpoint": e.endpoint, "pod": e.pod, "node": e.node_name, "local": e.local,
+             "ready": e.conditions.is_ready, "serving": e.conditions.is_serving,
+             "terminating": e.conditions.is_terminating,
+             "inRules": e.endpoint in {x.endpoint for x in sp.endpoints + (sp.local_endpoints or ())}}
+            for e in pt.objects]
         ports.append({"name": sp.name, "key": sp.key, "family": f"IPv{int(sp.family)}", "protocol": sp.protocol,
+                      "objects": objects,
                       "chains": sp.chains, "affinity": None if sp.affinity_seconds is None else
                       {"timeoutSeconds": sp.affinity_seconds},
                       "endpoints": [endpoint_json(e) for e in sp.endpoints],

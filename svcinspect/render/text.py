@@ -152,16 +152,28 @@ def render_trace(tr) -> str:
         chains = [f"{v} ({k})" for k, v in sp.chains.items() if k != "sep" and v]
         if chains:
             out.append("  chains: " + ", ".join(chains))
+        known = {e.endpoint: e for e in pt.objects or ()}
         for title, eps in (("endpoints (cluster policy, KUBE-SVC)", sp.endpoints),
                            ("endpoints (local policy, this node only)", sp.local_endpoints)):
             if eps:
                 out.append(f"  {title}:")
+                headers = ["ENDPOINT", "SHARE", "CHAIN", "JUMP"]
                 rows = [[e.endpoint or "?", f"{e.share} ({float(e.share) * 100:.1f}%)", e.sep, f"line {e.line}"]
                         for e in eps]
-                out.append(_indent(tabulate(rows, headers=["ENDPOINT", "SHARE", "CHAIN", "JUMP"],
-                                            tablefmt="simple", disable_numparse=True), "    "))
+                if pt.objects is not None:
+                    headers += ["POD", "NODE", "CONDITIONS"]
+                    for row, e in zip(rows, eps):
+                        info = known.get(e.endpoint)
+                        row += ([info.pod or "-", (info.node_name or "-") + (" (this node)" if info.local else ""),
+                                 info.conditions.describe()] if info else ["-", "-", "not in any EndpointSlice"])
+                out.append(_indent(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True), "    "))
         if not sp.endpoints and not sp.local_endpoints:
             out.append("  endpoints: none")
+        in_rules = {e.endpoint for e in sp.endpoints + (sp.local_endpoints or ())}
+        for e in pt.objects or ():
+            if e.endpoint not in in_rules:
+                out.append(f"  not in the rules: {e.endpoint} (pod {e.pod or '-'}, node {e.node_name or '-'}, "
+                           f"{e.conditions.describe()})")
         for n in pt.notes:
             out.append(f"  note: {n}")
         for w in sp.warnings:
