@@ -45,24 +45,53 @@ def _emit_diagnostics(diags: list[Diagnostic]) -> None:
         click.echo(text, err=True)
 
 
+_LIVE_OPTIONS = "svcinspect.live_options"
+
+
 def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Options every rules-reading command shares."""
+    """Options every rules-reading command shares: ``--rules``/``--strict`` (passed
+    to the command), and ``--reader``/``--netns``/``--family``, which the wrapper
+    keeps on the click context so that ``load_rules(rules, strict)`` sees them
+    without every command passing them along."""
 
     @click.option("--rules", "rules", multiple=True, metavar="PATH",
-                  help="iptables-save / ip6tables-save output to analyse (repeatable; - for stdin).")
+                  help="iptables-save / ip6tables-save output to analyse (repeatable; - for stdin). "
+                       "Without it, read the live node (root).")
     @click.option("--strict", is_flag=True, help="Treat any diagnostic about the input as an error (exit 2).")
+    @click.option("--reader", type=click.Choice(["auto", "iptc", "save"]), default=None,
+                  help="Live reading: iptables-*-save subprocesses (save), python-iptables for the legacy "
+                       "backend (iptc), or auto (save; it is faster).  [default: auto]")
+    @click.option("--netns", metavar="NAME|PATH",
+                  help="Live reading: read this network namespace (`ip netns` name, /proc/PID/ns/net or a "
+                       "bind-mounted path) instead of the current one.")
+    @click.option("--family", type=click.Choice(["4", "6", "both"]), default="both", show_default=True,
+                  help="Address families to read (live) or keep (--rules).")
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, reader: str | None, netns: str | None, family: str, **kwargs: Any) -> Any:
+        click.get_current_context().meta[_LIVE_OPTIONS] = (reader, netns, family)
         return func(*args, **kwargs)
 
     return wrapper
 
 
-def load_rules(rules: tuple[str, ...], strict: bool) -> Ruleset:
-    """Build the ruleset from the rules options."""
+def load_rules(rules: tuple[str, ...], strict: bool, *, reader: str | None = None, netns: str | None = None,
+               family: str | None = None) -> Ruleset:
+    """Build the ruleset from the rules options: the ``--rules`` files, or the live
+    node (``--reader``/``--netns``/``--family`` default to the command line's)."""
+    ctx = click.get_current_context(silent=True)
+    given = ctx.meta.get(_LIVE_OPTIONS, (None, None, "both")) if ctx is not None else (None, None, "both")
+    reader, netns, family = reader or given[0], netns or given[1], family or given[2]
+    families = (Family.V4, Family.V6) if family == "both" else (Family(int(family)),)
     if not rules:
-        raise InputError("no rules to read: pass --rules FILE (the output of iptables-save; - for stdin)")
-    return parse_dumps([read_text(p) for p in rules], strict=strict)
+        from svcinspect.sources.command import read_live
+        return read_live(reader or "auto", families, netns, strict=strict)
+    if reader or netns:
+        raise InputError("--reader and --netns read the live node; they cannot be combined with --rules")
+    ruleset = parse_dumps([read_text(p) for p in rules], strict=strict)
+    if len(families) == 1:
+        ruleset = Ruleset(tuple(t for t in ruleset.tables if t.family in families), ruleset.diagnostics,
+                          ruleset.origin, ruleset.notes)
+    return ruleset
 
 
 def output_option(*choices: str, default: str) -> Callable[..., Any]:
@@ -160,14 +189,11 @@ def cli(debug: bool, verbose: bool) -> None:
 
 @cli.command()
 @rules_options
-@click.option("--family", type=click.Choice(["4", "6", "both"]), default="both", show_default=True,
-              help="Which address family to print.")
 @click.option("--counters/--no-counters", default=True, show_default=True, help="Keep packet/byte counters.")
-def dump(rules: tuple[str, ...], strict: bool, family: str, counters: bool) -> None:
+def dump(rules: tuple[str, ...], strict: bool, counters: bool) -> None:
     """Print what was read as canonical iptables-save text (restorable)."""
-    ruleset = load_rules(rules, strict)
-    fam = None if family == "both" else Family(int(family))
-    click.echo(render_ruleset(ruleset, counters=counters, family=fam), nl=False)
+    ruleset = load_rules(rules, strict)  # --family (from rules_options) already selected the tables
+    click.echo(render_ruleset(ruleset, counters=counters), nl=False)
     _emit_diagnostics(_all_diagnostics(ruleset))
 
 

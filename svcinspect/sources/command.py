@@ -1,0 +1,310 @@
+"""Read the live node's tables: ``iptables-*-save`` subprocesses, backend detection.
+
+:func:`read_live` is what the CLI calls without ``--rules``. It runs
+``iptables-legacy-save`` and ``iptables-nft-save`` (and the ``ip6tables`` ones), optionally through ``nsenter --net=PATH``, counts kube-proxy's rules in each
+backend, keeps the backend with more of them (as kube-proxy's own images decide)
+and parses its text with the ordinary parser. Both backends holding KUBE chains
+("split brain") is a warning on the ruleset saying which one looks stale.
+
+Readers (``--reader``):
+
+- ``save``: the subprocesses above.
+- ``iptc``: python-iptables for the legacy backend (in-process, see
+  :mod:`svcinspect.sources.iptc`); the nft backend is still checked with
+  ``iptables-nft-save`` so rules kept there are never taken for "no services".
+- ``auto`` (default): ``save``, because it is much faster (10000 services x 10
+  endpoints, 440k lines: ``iptables-legacy-save`` 2.3 s, python-iptables 167 s;
+  ``benchmarks/bench_live.py``). Falls back to python-iptables only when no
+  ``*-save`` binary is installed.
+
+Read-only: the save commands neither write nor take the xtables lock, and only
+tables that already exist are read (opening a legacy table would create it).
+The command runner is injectable (:class:`FakeRunner` in tests).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from svcinspect.errors import Diagnostic, EnvironmentProblem, Severity
+from svcinspect.model.netfilter import Family, Ruleset
+from svcinspect.parse.iptables_save import parse_iptables_save
+from svcinspect.sources.netns import NetnsRef, nsenter_argv, resolve_netns
+
+READERS = ("auto", "iptc", "save")
+BACKENDS = ("nft", "legacy")  # on a tie kube-proxy's wrapper picks nft
+INSTALL_IPTABLES = "install iptables (apt-get install iptables)"
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+# Runs every argv (concurrently if it likes) and returns their results in order.
+# A missing executable is returncode 127 with "No such file or directory".
+Runner = Callable[[Sequence[list[str]]], list[CommandResult]]
+
+
+def run_commands(argvs: Sequence[list[str]]) -> list[CommandResult]:
+    """The real runner: all commands at once (the backends are read in parallel)."""
+    def one(argv: list[str]) -> CommandResult:
+        try:
+            proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            return CommandResult(127, "", f"{argv[0]}: No such file or directory")
+        except PermissionError:
+            return CommandResult(126, "", f"{argv[0]}: Permission denied")
+        return CommandResult(proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                             proc.stderr.decode("utf-8", "replace"))
+
+    if len(argvs) == 1:
+        return [one(argvs[0])]
+    with ThreadPoolExecutor(max_workers=len(argvs)) as pool:
+        return list(pool.map(one, argvs))
+
+
+class FakeRunner:
+    """A runner answering from a dict ``{command name: CommandResult or text}``;
+    commands it does not know are missing binaries. Records what was run."""
+
+    def __init__(self, answers: dict[str, CommandResult | str]):
+        self.answers = answers
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argvs: Sequence[list[str]]) -> list[CommandResult]:
+        out = []
+        for argv in argvs:
+            self.calls.append(list(argv))
+            name = argv[argv.index("--") + 1] if argv[0] == "nsenter" else argv[0]
+            answer = self.answers.get(name)
+            if answer is None:
+                out.append(CommandResult(127, "", f"{name}: No such file or directory"))
+            else:
+                out.append(answer if isinstance(answer, CommandResult) else CommandResult(0, answer, ""))
+        return out
+
+
+def save_command(backend: str, family: Family) -> str:
+    return ("iptables" if family is Family.V4 else "ip6tables") + f"-{backend}-save"
+
+
+@dataclass(frozen=True, slots=True)
+class KubeCount:
+    """How much of kube-proxy one backend holds (IPv4 and IPv6 together)."""
+
+    rules: int = 0
+    chains: int = 0
+    canary: bool = False
+    total_rules: int = 0
+
+    def __add__(self, other: KubeCount) -> KubeCount:
+        return KubeCount(self.rules + other.rules, self.chains + other.chains,
+                         self.canary or other.canary, self.total_rules + other.total_rules)
+
+    def describe(self) -> str:
+        canary = "with" if self.canary else "no"
+        return f"{self.rules} KUBE rules in {self.chains} KUBE chains ({canary} KUBE-PROXY-CANARY)"
+
+
+def count_kube(text: str) -> KubeCount:
+    """Count kube-proxy's chains and rules in ``iptables-save`` text (str.count: a
+    440k-line dump takes milliseconds)."""
+    return KubeCount(rules=text.count("-A KUBE-"), chains=text.count("\n:KUBE-") + text.startswith(":KUBE-"),
+                     canary=":KUBE-PROXY-CANARY " in text, total_rules=text.count("-A "))
+
+
+def choose_backend(counts: dict[str, KubeCount]) -> tuple[str, list[Diagnostic]]:
+    """Pick the backend kube-proxy uses: more KUBE rules wins (nft on a tie, and
+    when neither has any, the one with more rules at all). Warns about split brain
+    and about a node without kube-proxy chains. ``counts`` has the readable backends."""
+    if not counts:
+        raise EnvironmentProblem(f"no iptables backend could be read: {INSTALL_IPTABLES}")
+
+    def key(backend: str) -> tuple:
+        c = counts[backend]
+        return (c.rules, c.chains, c.canary, c.total_rules, backend == "nft")
+
+    chosen = max(counts, key=key)
+    diags: list[Diagnostic] = []
+    others = [b for b in counts if b != chosen]
+    if counts[chosen].chains == 0:
+        where = ", ".join(f"iptables-{b}: {c.total_rules} rules" for b, c in counts.items())
+        diags.append(Diagnostic(Severity.WARNING,
+                                f"no kube-proxy (KUBE-*) chains in any iptables backend ({where}); is kube-proxy "
+                                "running in iptables mode here? (its nftables mode keeps rules in "
+                                "`nft list table ip kube-proxy`, which svcinspect does not read)", "live"))
+    for other in others:
+        if counts[other].chains:
+            diags.append(Diagnostic(Severity.WARNING, _split_brain(chosen, other, counts), "live"))
+    diags.append(Diagnostic(Severity.INFO, f"reading the iptables-{chosen} backend: {counts[chosen].describe()}", "live"))
+    return chosen, diags
+
+
+def _split_brain(chosen: str, other: str, counts: dict[str, KubeCount]) -> str:
+    mine, theirs = counts[chosen], counts[other]
+    why = (["fewer KUBE rules"] if theirs.rules < mine.rules else []) + (
+        ["no KUBE-PROXY-CANARY"] if mine.canary and not theirs.canary else [])
+    verdict = (f"the iptables-{other} rules look stale ({', '.join(why)})" if why
+               else f"unclear which is stale")
+    if theirs.canary:
+        verdict += f"; iptables-{other} has KUBE-PROXY-CANARY too, so a kube-proxy may still be writing it"
+    return (f"kube-proxy chains in both iptables backends (split brain): iptables-{chosen} has {mine.describe()}, "
+            f"iptables-{other} has {theirs.describe()}; reading iptables-{chosen} (more KUBE rules, as kube-proxy "
+            f"decides); {verdict}. To inspect the other: iptables-{other}-save > FILE, then --rules FILE")
+
+
+def effective_capabilities() -> int:
+    """This process's effective capability mask (from /proc/self/status)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return -1 if os.geteuid() == 0 else 0
+
+
+def check_privileges(netns: NetnsRef | None, caps: int | None = None) -> None:
+    """Raise a one-line :class:`EnvironmentProblem` when reading would be refused."""
+    caps = effective_capabilities() if caps is None else caps
+    if not caps & (1 << CAP_NET_ADMIN):
+        raise EnvironmentProblem("reading the live tables needs root (CAP_NET_ADMIN): run with sudo, "
+                                 "or pass --rules FILE with saved iptables-save output")
+    if netns is not None and not caps & (1 << CAP_SYS_ADMIN):
+        raise EnvironmentProblem(f"entering network namespace {netns.name} needs root (CAP_SYS_ADMIN): run with sudo")
+
+
+def _missing(result: CommandResult) -> bool:
+    return result.returncode == 127 or (
+        result.returncode != 0 and ("No such file or directory" in result.stderr
+                                    and "failed to execute" in result.stderr))
+
+
+def _check(result: CommandResult, argv: list[str], netns: NetnsRef | None) -> None:
+    """Map a failed save to one line naming the fix (missing binaries are handled by the caller)."""
+    if result.returncode == 0:
+        return
+    err = result.stderr
+    cmd = argv[argv.index("--") + 1] if argv[0] == "nsenter" else argv[0]
+    first = next((ln.strip() for ln in err.splitlines() if ln.strip()), f"exit status {result.returncode}")
+    if "xtables lock" in err:
+        raise EnvironmentProblem(f"{cmd}: the xtables lock is held by another iptables command; "
+                                 "retry in a moment (check `fuser /run/xtables.lock`)")
+    if argv[0] == "nsenter" and "reassociate" in err:
+        raise EnvironmentProblem(f"cannot enter network namespace {netns.name if netns else ''}: "
+                                 f"{first.split(': ')[-1]} (run as root)")
+    if "ermission denied" in err or "Operation not permitted" in err or "must be root" in err:
+        raise EnvironmentProblem(f"{cmd}: permission denied (run as root, or with CAP_NET_ADMIN)")
+    raise EnvironmentProblem(f"{cmd} failed: {first}")
+
+
+def run_saves(backends: Sequence[str], families: Sequence[Family], netns: NetnsRef | None,
+              runner: Runner, counters: bool = False) -> dict[tuple[str, Family], str | None]:
+    """``{(backend, family): iptables-save text, or None if the binary is missing}``."""
+    keys = [(b, f) for b in backends for f in families]
+    argvs = [nsenter_argv(netns, [save_command(b, f)] + (["-c"] if counters else [])) for b, f in keys]
+    results = runner(argvs)
+    out: dict[tuple[str, Family], str | None] = {}
+    for key, argv, result in zip(keys, argvs, results):
+        if _missing(result):
+            if argv[0] == "nsenter" and result.stderr.startswith("nsenter: No such file"):
+                raise EnvironmentProblem("nsenter not found, needed for --netns: install util-linux "
+                                         "(apt-get install util-linux)")
+            out[key] = None
+            continue
+        _check(result, argv, netns)
+        out[key] = result.stdout
+    return out
+
+
+def _has_tables(text: str) -> bool:
+    return text.startswith("*") or "\n*" in text
+
+
+def read_live(reader: str = "auto", families: Sequence[Family] = (Family.V4, Family.V6),
+              netns: str | None = None, *, counters: bool = False, strict: bool = False,
+              runner: Runner | None = None, caps: int | None = None) -> Ruleset:
+    """Read the node's (or ``netns``'s) current tables into a :class:`Ruleset`.
+
+    Chooses the backend that holds kube-proxy's rules; the ruleset's diagnostics
+    say which one and warn about split brain. ``counters`` adds rule counters
+    (``-c``; it makes iptables-nft-save a third slower, and no analysis needs
+    them yet; chain counters are always there). Raises :class:`EnvironmentProblem`
+    (exit 3) for missing privilege, binaries, python-iptables or namespace.
+    """
+    if reader not in READERS:
+        raise ValueError(f"reader must be one of {READERS}")
+    runner = runner or run_commands
+    families = tuple(families)
+    ref = resolve_netns(netns) if netns else None
+    check_privileges(ref, caps)
+
+    if reader == "iptc":
+        from svcinspect.sources.iptc import check_iptc_installed
+        check_iptc_installed()
+    saves = run_saves(BACKENDS if reader != "iptc" else ("nft",), families, ref, runner, counters)
+    texts: dict[tuple[str, Family], str | None] = dict(saves)
+    diags: list[Diagnostic] = []
+    use_iptc = reader == "iptc"
+    if reader == "auto" and all(v is None for v in saves.values()):
+        use_iptc = _iptc_available()  # no *-save binary at all: python-iptables still reads legacy
+        if not use_iptc:
+            raise EnvironmentProblem(f"iptables-legacy-save and iptables-nft-save not found: {INSTALL_IPTABLES}")
+    if use_iptc:
+        from svcinspect.sources.iptc import read_iptc_texts
+        for fam, text in read_iptc_texts(families, ref, counters).items():
+            texts[("legacy", fam)] = text
+        if all(texts.get(("nft", f)) is None for f in families):
+            diags.append(Diagnostic(Severity.INFO, "iptables-nft-save not found: only the iptables-legacy backend "
+                                    "(python-iptables) was read", "live"))
+
+    counts: dict[str, KubeCount] = {}
+    for (backend, _fam), text in texts.items():
+        if text is not None:
+            counts[backend] = counts.get(backend, KubeCount()) + count_kube(text)
+    if not counts:
+        raise EnvironmentProblem(f"iptables-legacy-save and iptables-nft-save not found: {INSTALL_IPTABLES}")
+    chosen, choice_diags = choose_backend(counts)
+    if use_iptc and chosen == "nft" and not counts["nft"].rules and "legacy" in counts:
+        chosen = "legacy"  # no kube-proxy anywhere: show what the chosen reader sees
+        choice_diags = [d for d in choice_diags if d.severity > Severity.INFO] + [
+            Diagnostic(Severity.INFO, f"reading the iptables-legacy backend: {counts['legacy'].describe()}", "live")]
+    if use_iptc and chosen == "nft" and counts["nft"].rules:
+        raise EnvironmentProblem(
+            f"python-iptables reads only the iptables-legacy backend ({counts.get('legacy', KubeCount()).describe()}), "
+            f"but kube-proxy's rules are in iptables-nft ({counts['nft'].describe()}): use --reader save (or auto)")
+    diags.extend(choice_diags)
+
+    where = ref.label if ref else ""
+    tables, origin = [], []
+    for fam in families:
+        text = texts.get((chosen, fam))
+        if not text or not _has_tables(text):
+            continue
+        tool = f"python-iptables-ipv{int(fam)}" if chosen == "legacy" and use_iptc else save_command(chosen, fam)
+        source = f"live:{tool}{where}"
+        parsed = parse_iptables_save(text, source, family=fam, strict=strict)
+        tables.extend(parsed.tables)
+        # The "legacy tables present" banner is what this reader just resolved.
+        diags.extend(d for d in parsed.diagnostics if "other iptables tables exist" not in d.message)
+        origin.append(source)
+    return Ruleset(tuple(tables), tuple(diags), tuple(origin))
+
+
+def _iptc_available() -> bool:
+    from svcinspect.sources.iptc import check_iptc_installed
+    try:
+        check_iptc_installed()
+    except EnvironmentProblem:
+        return False
+    return True
