@@ -39,6 +39,11 @@ class _State:
     verbose = False
 
 
+def _for_a_person() -> bool:
+    """Indent JSON on a terminal; compact when piped to a program (or a file)."""
+    return sys.stdout.isatty()
+
+
 def _emit_diagnostics(diags: list[Diagnostic]) -> None:
     text = render_text.render_diagnostics(list(diags), verbose=_State.verbose)
     if text:
@@ -235,7 +240,7 @@ def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: Ob
     objects = _object_endpoints(objects_from, ruleset, rules)
     diags = _decoded_diagnostics(ruleset)
     if output == "json":
-        click.echo(render_json.dumps(render_json.services_json(ports, diags, objects)), nl=False)
+        click.echo(render_json.dumps(render_json.services_json(ports, diags, objects), pretty=_for_a_person()), nl=False)
     else:
         click.echo(render_text.render_services(ports, objects), nl=False)
     _emit_diagnostics(diags)
@@ -307,7 +312,7 @@ def packet(src, dst, dport, proto, hook, node_ips, cluster_cidrs, output, **sour
                          f"pass {'ip6tables-save' if dst.version == 6 else 'iptables-save'} output too")
     sim = simulate(ruleset, Packet(src, dst, dport, proto, Hook(hook)), _environment(node_ips, cluster_cidrs))
     if output == "json":
-        click.echo(render_json.dumps(render_json.simulation_json(sim)), nl=False)
+        click.echo(render_json.dumps(render_json.simulation_json(sim), pretty=_for_a_person()), nl=False)
     else:
         click.echo(render_text.render_simulation(sim), nl=False)
     _emit_diagnostics(_decoded_diagnostics(ruleset))
@@ -376,7 +381,7 @@ def trace(service, port_name, node_ips, cluster_cidrs, output, objects_from: Obj
     objects = _object_endpoints(objects_from, ruleset, source.get("rules", ()))
     result = trace_service(ruleset, query, _environment(node_ips, cluster_cidrs), objects)
     if output == "json":
-        click.echo(render_json.dumps(render_json.trace_json(result)), nl=False)
+        click.echo(render_json.dumps(render_json.trace_json(result), pretty=_for_a_person()), nl=False)
     else:
         click.echo(render_text.render_trace(result), nl=False)
     _emit_diagnostics(_decoded_diagnostics(ruleset))
@@ -401,7 +406,7 @@ def check(fail_on: str, output: str, objects_from: ObjectsSource, **source: Any)
     report = check_rules(ruleset, state, node_name(objects_from, source.get("rules", ())), objects_from.namespace)
     diags = _decoded_diagnostics(ruleset)
     if output == "json":
-        click.echo(render_json.dumps(check_json(report, diags)), nl=False)
+        click.echo(render_json.dumps(check_json(report, diags), pretty=_for_a_person()), nl=False)
     else:
         click.echo(render_check_text(report), nl=False)
     _emit_diagnostics(diags)

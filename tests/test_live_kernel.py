@@ -163,6 +163,9 @@ COMMANDS = [
     ["dump"],
     ["dump", "--family", "6"],
     ["packet", "--src", "10.244.1.5", "--dst", "10.96.10.10", "--dport", "80"],
+    ["trace", "default/hello-world"],
+    ["check", "--fail-on", "never"],
+    ["graph", "default/hello-world"],
 ]
 READERS = ["auto", "save", "iptc"]
 
