@@ -150,14 +150,6 @@ class ExpectedServicePort:
         return self.chain("SVL" if self.internal_local else "SVC")
 
     @property
-    def external_policy_chain(self) -> str:
-        return self.chain("SVL" if self.external_local else "SVC")
-
-    @property
-    def load_balancer_chain(self) -> str:
-        return self.chain("FW" if self.uses_fw else "EXT")
-
-    @property
     def internal_verdict(self) -> str | None:
         """The filter verdict for the cluster IP: reject, drop, or None (traffic is DNATed)."""
         if not self.has_endpoints:
@@ -196,10 +188,6 @@ class ExpectedState:
     ports: tuple[ExpectedServicePort, ...]
     not_proxied: tuple[tuple[Service, str], ...]    # services kube-proxy writes no rules for, and why
     notes: tuple[str, ...] = ()
-
-    def by_key(self) -> dict[tuple[str, Family], ExpectedServicePort]:
-        return {(p.key, p.family): p for p in self.ports}
-
 
 def build_expected(state: ClusterState, node: str | None,
                    families: tuple[Family, ...] = (Family.V4, Family.V6)) -> ExpectedState:
@@ -252,14 +240,8 @@ def format_endpoint(ip: str, port: int) -> str:
 
 
 def _of_family(addresses, family: Family) -> str | None:
-    for a in addresses:
-        try:
-            ip = ipaddress.ip_address(a)
-        except ValueError:
-            continue
-        if ip.version == int(family):
-            return str(ip)
-    return None
+    found = _all_of_family(addresses, family)
+    return found[0] if found else None
 
 
 def _all_of_family(addresses, family: Family) -> tuple[str, ...]:

@@ -84,12 +84,6 @@ _FIXED_KIND = {
 _BUILTINS = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
 _HASHED = re.compile(r"^KUBE-(SVC|SVL|EXT|FW|XLB|SEP)-([A-Z2-7]{16})$")
 
-FOREIGN_OWNERS = (
-    ("DOCKER", "Docker"), ("cali-", "Calico"), ("FLANNEL", "Flannel"), ("CILIUM", "Cilium"),
-    ("ISTIO", "Istio"), ("WEAVE", "Weave"), ("KIND-", "kind"), ("LIBVIRT", "libvirt"),
-    ("AWS-", "AWS VPC CNI"), ("ANTREA", "Antrea"), ("OVN-", "OVN"), ("IP-MASQ", "ip-masq-agent"),
-)
-
 
 @lru_cache(maxsize=None)
 def classify_chain(name: str) -> ChainKind:
@@ -116,15 +110,6 @@ def chain_hash(name: str) -> str | None:
     m = _HASHED.match(name)
     return m.group(2) if m else None
 
-
-def foreign_owner(name: str) -> str | None:
-    for prefix, owner in FOREIGN_OWNERS:
-        if name.startswith(prefix):
-            return owner
-    return None
-
-
-# --- comments ----------------------------------------------------------------
 
 class CommentRole(enum.Enum):
     CLUSTER_IP = "cluster IP"
@@ -253,8 +238,3 @@ def cascade_shares(probabilities: list[Fraction | None]) -> list[Fraction]:
         out.append(share)
         left -= share
     return out
-
-
-def expected_probability(n_left: int) -> str:
-    """The ``--probability`` kube-proxy writes when ``n_left`` endpoints remain."""
-    return f"{1.0 / n_left:.10f}"

@@ -38,7 +38,6 @@ class EntryKind:
     LOAD_BALANCER = "loadBalancer"
     NODE_PORT = "nodePort"
     HEALTH_CHECK = "healthCheckNodePort"
-    ALL = ("clusterIP", "externalIP", "loadBalancer", "nodePort", "healthCheckNodePort")
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import pytest
 from conftest import IPT, KP, WILD
 from svcinspect.model.netfilter import Family
 from svcinspect.parse.iptables_save import parse_iptables_save
-from svcinspect.services import Branch, branch_of, build_service_ports, find_service, sep_endpoint, _branches
+from svcinspect.services import branch_of, build_service_ports, find_service, sep_endpoint, _branches
 
 
 @pytest.fixture(scope="module")

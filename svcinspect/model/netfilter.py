@@ -207,15 +207,6 @@ class RuleList(Sequence[Rule]):
         self._rules: tuple[Rule, ...] | None = tuple(rules) if rules is not None else None
         self._some: dict[int, Rule] | None = None
 
-    @classmethod
-    def of(cls, rules: Sequence[Rule]) -> RuleList:
-        """A list of already decoded rules (for readers that decode directly)."""
-        rules = tuple(rules)
-        raw = tuple((r.line, r.text) for r in rules)
-        first = rules[0] if rules else None
-        return cls(first.table if first else "", first.chain if first else "",
-                   first.source if first else "", raw, None, rules)
-
     @property
     def raw(self) -> tuple[RawRule, ...]:
         raw = self._raw

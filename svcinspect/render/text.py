@@ -170,8 +170,8 @@ def render_trace(tr) -> str:
                     headers += ["POD", "NODE", "CONDITIONS"]
                     for row, e in zip(rows, eps):
                         info = known.get(e.endpoint)
-                        row += ([info.pod or "-", (info.node_name or "-") + (" (this node)" if info.local else ""),
-                                 info.conditions.describe()] if info else ["-", "-", "not in any EndpointSlice"])
+                        row.extend([info.pod or "-", (info.node_name or "-") + (" (this node)" if info.local else ""),
+                                    info.conditions.describe()] if info else ["-", "-", "not in any EndpointSlice"])
                 out.append(_indent(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True), "    "))
         if not sp.endpoints and not sp.local_endpoints:
             out.append("  endpoints: none")

@@ -154,7 +154,7 @@ def _split_brain(chosen: str, other: str, counts: dict[str, KubeCount]) -> str:
     why = (["fewer KUBE rules"] if theirs.rules < mine.rules else []) + (
         ["no KUBE-PROXY-CANARY"] if mine.canary and not theirs.canary else [])
     verdict = (f"the iptables-{other} rules look stale ({', '.join(why)})" if why
-               else f"unclear which is stale")
+               else "unclear which is stale")
     if theirs.canary:
         verdict += f"; iptables-{other} has KUBE-PROXY-CANARY too, so a kube-proxy may still be writing it"
     return (f"kube-proxy chains in both iptables backends (split brain): iptables-{chosen} has {mine.describe()}, "
