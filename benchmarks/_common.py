@@ -93,3 +93,14 @@ def saved_dump(ns: Namespace, services: int, endpoints: int, save: str = "iptabl
     with open(path, "w") as fh:
         subprocess.run(ns.cmd(save), stdout=fh, check=True)
     return path
+
+
+def prepared_dump(services: int, endpoints: int = 10) -> tuple[Path, float, int, int]:
+    """Generate, restore into a throwaway namespace and save back: the saved dump,
+    the median time and peak RSS of `iptables-legacy-save` printing it, and its lines."""
+    gen = generate(services, endpoints)
+    with Namespace() as ns:
+        ns.restore(gen)
+        dump = saved_dump(ns, services, endpoints)
+        save_t, save_rss = best_of(3, ns.cmd("iptables-legacy-save"))
+    return dump, save_t, save_rss, sum(1 for _ in open(dump))

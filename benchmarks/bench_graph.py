@@ -15,7 +15,7 @@ Restores the generator's output into a private namespace, times
 import shutil
 import sys
 
-from _common import OUT, Namespace, best_of, generate, saved_dump, svcinspect
+from _common import OUT, best_of, prepared_dump, svcinspect
 
 
 def size(path) -> str:
@@ -25,12 +25,7 @@ def size(path) -> str:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
-    gen = generate(n, 10)
-    with Namespace() as ns:
-        ns.restore(gen)
-        dump = saved_dump(ns, n, 10)
-        save_t, save_rss = best_of(3, ns.cmd("iptables-legacy-save"))
-    lines = sum(1 for _ in open(dump))
+    dump, save_t, save_rss, lines = prepared_dump(n)
     one = "ns0/svc0:http"
     whole_out, one_out, peer_out = OUT / f"graph-all-{n}.dot", OUT / f"graph-one-{n}.dot", OUT / f"peer-{n}.dot"
     whole_t, whole_rss = best_of(3, svcinspect("graph", "--rules", str(dump), "-o", "dot"), whole_out)

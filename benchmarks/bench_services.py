@@ -11,19 +11,14 @@ iptables-legacy-restore, time `iptables-legacy-save` printing it, then time
 
 import sys
 
-from _common import Namespace, best_of, generate, saved_dump, svcinspect
+from _common import best_of, prepared_dump, svcinspect
 
 
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [1000, 3000, 10000, 30000]
     rows = []
     for n in sizes:
-        gen = generate(n, 10)
-        with Namespace() as ns:
-            ns.restore(gen)
-            dump = saved_dump(ns, n, 10)
-            save_t, save_rss = best_of(3, ns.cmd("iptables-legacy-save"))
-        lines = sum(1 for _ in open(dump))
+        dump, save_t, save_rss, lines = prepared_dump(n)
         svc_t, svc_rss = best_of(3, svcinspect("services", "--rules", str(dump)))
         json_t, _ = best_of(1, svcinspect("services", "--rules", str(dump), "-o", "json"))
         rows.append((n, lines, save_t, svc_t, svc_t / save_t, svc_rss, json_t))
