@@ -334,12 +334,13 @@ def _outside_ranges(ranges, fam: int):
 
 
 def _title(e: EntryPoint, proto: str) -> str:
+    where = f"{e.address}:{e.port}/{proto}" if e.port is not None else f"{e.address} (every {proto} port)"
     if e.kind == EntryKind.CLUSTER_IP:
-        return f"cluster IP {e.address}:{e.port}/{proto}"
+        return f"cluster IP {where}"
     if e.kind == EntryKind.EXTERNAL_IP:
-        return f"external IP {e.address}:{e.port}/{proto}" + (f" ({e.note})" if e.note else "")
+        return f"external IP {where}" + (f" ({e.note})" if e.note else "")
     if e.kind == EntryKind.LOAD_BALANCER:
-        return f"load-balancer IP {e.address}:{e.port}/{proto}"
+        return f"load-balancer IP {where}"
     if e.kind == EntryKind.NODE_PORT:
         where = e.address or "every local address"
         return f"node port {e.port}/{proto} on {where}" + (" and 127.0.0.1" if e.localhost else "")
@@ -358,13 +359,20 @@ def _split_paths(outcomes) -> tuple[tuple[Step, ...], tuple[tuple[Outcome, tuple
     return path, tuple((o, tuple(o.steps[common:])) for o in outcomes)
 
 
-def summarize(scenario: Scenario) -> list[tuple[str, str, Fraction, bool]]:
-    """(disposition, endpoint, probability, masquerade) per outcome, merged by endpoint."""
-    rows: dict[tuple, Fraction] = {}
+def conditions(o: Outcome) -> tuple[str, ...]:
+    """The alternatives an outcome depends on ("if ..." assumptions)."""
+    return tuple(a for a in o.assumptions if a.startswith("if "))
+
+
+def summarize(scenario: Scenario) -> list[tuple[tuple[str, ...], list[tuple[str, str, Fraction, bool]]]]:
+    """Per set of conditions (alternatives are not added up): (disposition,
+    endpoint, probability, masquerade) rows, merged by endpoint."""
+    groups: dict[tuple[str, ...], dict[tuple, Fraction]] = {}
     for o in scenario.outcomes:
+        rows = groups.setdefault(conditions(o), {})
         key = (o.disposition.value, o.endpoint or "-", o.masquerade)
         rows[key] = rows.get(key, Fraction(0)) + o.probability
-    return [(d, ep, p, m) for (d, ep, m), p in rows.items()]
+    return [(cond, [(d, ep, p, m) for (d, ep, m), p in rows.items()]) for cond, rows in groups.items()]
 
 
 def endpoint_masquerade(trace: EntryTrace) -> dict[str, bool]:

@@ -33,12 +33,30 @@ def client(e, words):
     return sc
 
 
-@pytest.mark.parametrize("service", ["default/hello-world", "default/lb-ranges", "default/etp-local-has",
-                                     "default/affinity", "default/no-endpoints-np"])
+GOLDEN = ["default/hello-world", "default/cascade-1ep", "default/cascade-2ep", "default/cascade-3ep",
+          "default/cascade-4ep", "default/cascade-7ep", "default/web-multi", "kube-system/kube-dns",
+          "default/diameter-sctp", "default/no-endpoints", "default/no-endpoints-np", "default/affinity",
+          "default/extip", "default/lb-ranges", "default/lb-plain", "default/etp-local-has", "default/etp-local-none",
+          "default/itp-local-has", "default/itp-local-none", "default/only-terminating", "default/mixed-readiness"]
+
+
+@pytest.mark.parametrize("service", GOLDEN)
 def test_golden_text(cli, service):
     r = cli("trace", service, "--rules", RULES, *NODE)
     assert r.code == 0, r.err
     check_golden(f"trace-{service.replace('/', '_')}.txt", r.out)
+
+
+@pytest.mark.parametrize("name,service,dump", [
+    ("xlb-1.16", "infra/statsd", "016-counters-xlb-user-annotated-excerpt.rules"),
+    ("no-comments", "kube-system/kube-dns:dns-tcp", "018-no-comments-svc-affinity-calico-excerpt.rules"),
+    ("gke-1.2", "default/nginx", "042-gke-2016-v1.4.14-loadbalancer-prefw-full.rules"),
+    ("aks-1.30", "app-routing-system/nginx", "059-aks-1.30-lb-local-kube-ext-svl-azv-no-dport-duplicated.rules"),
+])
+def test_golden_text_old_and_wild_layouts(cli, name, service, dump):
+    r = cli("trace", service, "--rules", str(WILD / dump), "--node-ip", "192.0.2.1")
+    assert r.code == 0, r.err
+    check_golden(f"trace-wild-{name}.txt", r.out)
 
 
 def test_hello_world_nodeport(cli):

@@ -137,7 +137,8 @@ def trace_json(tr) -> dict[str, Any]:
                 "scenarios": [{"client": sc.label, "packet": packet_json(sc.packet),
                                "outcomes": [{"disposition": d, "endpoint": None if ep == "-" else ep,
                                              "probability": round(float(p), 10), "fraction": str(p),
-                                             "masquerade": m} for d, ep, p, m in summarize(sc)],
+                                             "masquerade": m, "conditions": list(cond)}
+                                            for cond, rows in summarize(sc) for d, ep, p, m in rows],
                                "assumptions": sorted({a for o in sc.outcomes for a in o.assumptions})}
                               for sc in et.scenarios],
                 "notes": list(et.notes),

@@ -202,13 +202,18 @@ def render_trace(tr) -> str:
                 out.append(f"      ... and {len(et.branches) - 16} more outcomes")
             out.append("    who gets where:")
             for sc in et.scenarios:
-                rows = summarize(sc)
-                desc = "; ".join(_describe(d, ep, p, m) for d, ep, p, m in rows)
-                out.append(f"      {sc.label}: {desc}")
+                groups = summarize(sc)
+                if len(groups) == 1 and not groups[0][0]:
+                    out.append(f"      {sc.label}: " + "; ".join(_describe(*row) for row in groups[0][1]))
+                else:  # alternatives the dump cannot decide between, each on its own line
+                    out.append(f"      {sc.label}:")
+                    for cond, rows in groups:
+                        out.append(f"        {' and '.join(cond) or 'in every case'}: "
+                                   + "; ".join(_describe(*row) for row in rows))
                 reason = sc.masquerade_reason
-                if reason is not None and any(m for *_, m in rows):
+                if reason is not None and any(row[3] for _, rows in groups for row in rows):
                     out.append(f"        masqueraded because of {reason.chain} line {reason.line}: {reason.rule}")
-                for a in sorted({a for o in sc.outcomes for a in o.assumptions}):
+                for a in sorted({a for o in sc.outcomes for a in o.assumptions if not a.startswith("if ")}):
                     out.append(f"        assumes: {a}")
             for n in et.notes:
                 out.append(f"    note: {n}")
