@@ -30,7 +30,7 @@ from fractions import Fraction
 from svcinspect.kubeproxy import interpret_probability
 from svcinspect.model.flow import Disposition, Hook, IPAddress, Outcome, Packet, Simulation, Step
 from svcinspect.model.netfilter import Family, Rule, Ruleset, Table
-from svcinspect.parse.iptables_save import decode_spec
+from svcinspect.parse.iptables_save import decode_spec, raw_target
 
 MAX_DEPTH = 50
 _PROTO_NUMBERS = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp"}
@@ -139,8 +139,14 @@ class Evaluator:
             t = self.tables.get(table)
             if t is None or table in hooked:
                 continue
-            existing = t.raw_rules(chain) or ()
-            targets = {text.rsplit(" -j ", 1)[-1].split()[0] for _, text in existing if " -j " in text}
+            targets = set()
+            for i, (_, text) in enumerate(t.raw_rules(chain) or ()):
+                found = raw_target(text)
+                if found is False:  # only the decoder can tell (quotes, long options)
+                    rule = t.chains[chain].rules[i]
+                    found = (rule.target.name, rule.target.goto) if rule.target else None
+                if found:
+                    targets.add(found[0])
             for target, body in hooks:
                 if target in t.chains and target not in targets:
                     spec = decode_spec(body)

@@ -11,18 +11,17 @@ decoded, one by one.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import networkx as nx
 
-from svcinspect.errors import UnknownServiceError
-from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, hash16, parse_comment
+from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment
 from svcinspect.model.netfilter import BUILTIN_CHAINS, Family, Ruleset, Table
-from svcinspect.parse.iptables_save import KNOWN_TARGETS
-from svcinspect.services import ServicePortRules, build_service_ports, find_service
+from svcinspect.parse.iptables_save import KNOWN_TARGETS, raw_target
+from svcinspect.services import ServicePortRules
+from svcinspect.services import select_service_ports as _select
 
 # Chains kube-proxy and kubelet create on purpose with nothing jumping to them.
 UNREFERENCED_OK = frozenset({"KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"})
@@ -56,34 +55,6 @@ class ChainRef:
 
 # One rule's jump as the scan sees it: (chain, index in chain, line, text, target, goto).
 _RawJump = tuple[str, int, int, str, str, bool]
-
-
-def raw_target(text: str) -> tuple[str, bool] | None | bool:
-    """``(target, goto)`` of a raw rule line, ``None`` when it has no target, or
-    ``False`` when only the decoder can tell (quotes after the flag, tabs, long
-    options, a truncated line).
-
-    >>> raw_target('-A KUBE-SERVICES -m comment --comment "a -j b" -j KUBE-SVC-X')
-    ('KUBE-SVC-X', False)
-    """
-    j = text.rfind(" -j ")
-    g = text.rfind(" -g ")
-    i = j if j > g else g
-    if "\t" in text or "--jump" in text or "--goto" in text:
-        return False
-    if i < 0:
-        # No flag: no target, unless the line ends in a bare flag (truncated) or
-        # a quote could hide something.
-        if text.endswith((" -j", " -g")) or '"' in text:
-            return False
-        return None
-    rest = text[i + 4:]
-    if '"' in rest:
-        return False
-    name = rest.split(" ", 1)[0]
-    if not name:
-        return False
-    return name, i == g
 
 
 def _scan(table: Table, names=None) -> Iterator[_RawJump]:
@@ -468,68 +439,11 @@ def _name_service(g: nx.MultiDiGraph, node: str, text: str) -> None:
 
 # --- choosing what to draw ----------------------------------------------------------------
 
-_SELECT_CHAINS = (("nat", "KUBE-SERVICES"), ("nat", "KUBE-NODEPORTS"), ("filter", "KUBE-SERVICES"),
-                  ("filter", "KUBE-EXTERNAL-SERVICES"), ("filter", "KUBE-NODEPORTS"))
-_PROTO_RE = re.compile(r"(?:^| )-p (\w+)")
-
-
-def _spn_matches(spn: str, query: str) -> bool:
-    if query.endswith("/"):
-        return spn.startswith(query)
-    return spn == query or spn.split(":", 1)[0] == query
-
-
-def _dispatch_names(ruleset: Ruleset, query: str | None) -> tuple[set[str], set[str]]:
-    """(chain hashes of service ports matching ``query``, every service port name
-    seen), read from the comments of the dispatch chains' raw rules."""
-    keys: set[str] = set()
-    names: set[str] = set()
-    for table in ruleset.tables:
-        for tname, cname in _SELECT_CHAINS:
-            if table.name != tname:
-                continue
-            for _, text in table.raw_rules(cname) or ():
-                m = _RAW_COMMENT_RE.search(text)
-                info = parse_comment(m.group(1) or m.group(2)) if m else None
-                if info is None or info.spn is None:
-                    continue
-                names.add(info.spn)
-                if query is None or not _spn_matches(info.spn, query):
-                    continue
-                t = raw_target(text)
-                key = chain_hash(t[0]) if t else None
-                if key is None:  # filter REJECT/DROP: the hash kube-proxy would use
-                    p = _PROTO_RE.search(text)
-                    key = hash16(info.spn + (p.group(1).lower() if p else "tcp"))
-                keys.add(key)
-    return keys, names
-
-
 def select_service_ports(ruleset: Ruleset, service: str | None = None,
                          namespace: str | None = None) -> list[ServicePortRules]:
-    """The service ports named by ``service`` (``ns/name`` or ``ns/name:port``, or a
-    bare name with ``namespace``) or every one of ``namespace``.
-
-    Only the matching ports are analysed (a 10k-service dump stays fast). Raises
-    :class:`UnknownServiceError` naming the closest service ports when none match.
-    """
-    if service is not None and "/" not in service and namespace:
-        service = f"{namespace}/{service}"
-    query = service if service is not None else f"{namespace}/"
-    keys, names = _dispatch_names(ruleset, query)
-    ports = build_service_ports(ruleset, only=keys) if keys else []
-    if service is not None:
-        ports = find_service(ports, service) if ports else []
-        if not ports:  # no comments to go by (large-cluster mode): try hashes and chain names
-            ports = find_service(build_service_ports(ruleset), service)
-    else:
-        ports = [p for p in ports if p.name and p.name.startswith(query)]
-    if not ports:
-        what = f"service {service}" if service is not None else f"namespace {namespace}"
-        close = difflib.get_close_matches(query, sorted(names), n=3, cutoff=0.5)
-        hint = f"; closest: {', '.join(close)}" if close else ""
-        raise UnknownServiceError(f"{what} is not in the rules{hint}")
-    return ports
+    """The service ports named by ``service`` (or every one of ``namespace``); see
+    :func:`svcinspect.services.select_service_ports`."""
+    return _select(ruleset, service, namespace)
 
 
 def build_graph(ruleset: Ruleset, service: str | None = None, namespace: str | None = None, *,

@@ -12,9 +12,10 @@ chains are tied together by their hash; names come from comments when present.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import lru_cache
 
@@ -29,7 +30,9 @@ from svcinspect.kubeproxy import (
     interpret_probability,
     parse_comment,
 )
+from svcinspect.errors import UnknownServiceError
 from svcinspect.model.netfilter import Chain, Family, Rule, Ruleset, Table
+from svcinspect.parse.iptables_save import raw_target
 
 
 class EntryKind:
@@ -146,7 +149,7 @@ def _branches(chain: Chain) -> tuple[list[Branch], list[str]]:
             out.append(Branch(m.group("t"), line, text, m.group("p"), int(s) if s else None, ep))
             continue
         if _SIMPLE_TAIL.search(text) and "--probability" not in text and "--rcheck" not in text:
-            others.append(text.rsplit(" -j ", 1)[1])
+            others.append(_SIMPLE_TAIL.search(text).group(1))
             continue
         rule = chain.rules[i]
         b = branch_of(rule)
@@ -593,3 +596,96 @@ def find_service(ports: list[ServicePortRules], query: str) -> list[ServicePortR
         elif ":" in q and q.rsplit(":", 1)[0] == base and port == q.rsplit(":", 1)[1]:
             hits.append(sp)
     return hits
+
+
+# --- finding service ports by name ------------------------------------------------
+
+_DISPATCH = (("nat", "KUBE-SERVICES"), ("nat", "KUBE-NODEPORTS"), ("filter", "KUBE-SERVICES"),
+             ("filter", "KUBE-EXTERNAL-SERVICES"), ("filter", "KUBE-NODEPORTS"), ("filter", "KUBE-PROXY-FIREWALL"))
+
+
+def _dispatch_index(ruleset: Ruleset, match, needle: str) -> tuple[dict[str, tuple[str, str] | None], set[str]]:
+    """(chain hashes of the service ports whose comment name satisfies ``match``,
+    every name seen), from the raw dispatch rules; lines without ``needle`` are skipped."""
+    keys: dict[str, tuple[str, str] | None] = {}
+    names: set[str] = set()
+    for table in ruleset.tables:
+        for tname, cname in _DISPATCH:
+            if table.name != tname:
+                continue
+            for _, text in table.raw_rules(cname) or ():
+                if needle not in text or "--comment" not in text:
+                    continue
+                m = _RAW_COMMENT.search(text)
+                info = parse_comment((m.group(1) or m.group(2)).replace('\\"', '"')) if m else None
+                if info is None or info.spn is None:
+                    continue
+                names.add(info.spn)
+                if not match(info.spn):
+                    continue
+                target = raw_target(text)
+                key = chain_hash(target[0]) if target else None
+                if key is None:  # a filter REJECT/DROP: the hash kube-proxy uses for the port
+                    p = _RAW_PROTO.search(text)
+                    key = hash16(info.spn + (p.group(1).lower() if p else "tcp"))
+                keys.setdefault(key, None)
+    return keys, names
+
+
+def select_service_ports(ruleset: Ruleset, query: str | None = None,
+                         namespace: str | None = None) -> list[ServicePortRules]:
+    """The service ports ``query`` names: ``ns/name``, ``ns/name:portname``,
+    ``ns/name:portnumber``, a bare name with ``namespace``, a chain name or hash;
+    or, with no query, every service port of ``namespace``.
+
+    Only those ports are analysed (a 10k-service dump stays fast). Without
+    comments (kube-proxy's large-cluster mode, old releases) a named port is found
+    by recomputing its chain hash, and gets its name back. Raises
+    UnknownServiceError with the closest names when nothing matches.
+    """
+    if query is not None and "/" not in query and namespace and not _HASH_QUERY.fullmatch(query):
+        query = f"{namespace}/{query}"
+    if query is None:
+        prefix = f"{namespace}/"
+        keys, _ = _dispatch_index(ruleset, lambda spn: spn.startswith(prefix), prefix)
+        ports = [p for p in build_service_ports(ruleset, only=set(keys)) if p.name and p.name.startswith(prefix)]
+        if not ports:
+            raise UnknownServiceError(f"no service in namespace {namespace!r} in the rules")
+        return ports
+    base, _, port = query.partition(":") if "/" in query else (query, "", "")
+    number = int(port) if port.isdigit() else None
+    named = query if port and number is None else None
+    keys, _ = _dispatch_index(ruleset, lambda spn: spn == named if named else spn.split(":")[0] == base, base)
+    for fam in ruleset.families:
+        nat = ruleset.table("nat", fam)
+        if nat is None:
+            continue
+        for cand in hash_candidates(named or base):
+            for proto in ("tcp", "udp", "sctp"):
+                h = hash16(cand + proto)
+                if any(f"KUBE-{p}-{h}" in nat.chains for p in ("SVC", "SVL", "EXT", "FW", "XLB")):
+                    keys[h] = (named or base, proto)
+    m = _HASH_QUERY.fullmatch(query)
+    if m:
+        keys.setdefault(m.group(1), None)
+    ports = []
+    for p in build_service_ports(ruleset, only=set(keys)) if keys else []:
+        found = keys.get(p.key)
+        if p.name is None and found is not None:
+            p = replace(p, name=found[0], protocol=p.protocol or found[1],
+                        warnings=p.warnings + (f"named by recomputing the chain hash of {found[0]} {found[1]}: "
+                                               f"the rules carry no comments",))
+        if m or p.name is None or p.name.split(":")[0] == base:
+            ports.append(p)
+    if number is not None:
+        ports = [p for p in ports if any(e.port == number for e in p.entries if e.kind != EntryKind.HEALTH_CHECK)]
+    if not ports:
+        _, names = _dispatch_index(ruleset, lambda spn: True, "")
+        bases = sorted({n.split(":")[0] for n in names} | names)
+        close = difflib.get_close_matches(query, bases, n=5, cutoff=0.4)
+        raise UnknownServiceError(f"no service {query!r} in the rules" + (f"; closest: {', '.join(close)}"
+                                                                          if close else ""))
+    return ports
+
+
+_HASH_QUERY = re.compile(r"(?:KUBE-(?:SVC|SVL|EXT|FW|XLB)-)?([A-Z2-7]{16})")

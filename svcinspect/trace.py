@@ -10,19 +10,16 @@ the endpoints with their exact shares, and who is masqueraded and why.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import itertools
 import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from svcinspect.errors import UnknownServiceError
 from svcinspect.evaluate import Environment, Evaluator
-from svcinspect.kubeproxy import hash16, hash_candidates
 from svcinspect.model.flow import Disposition, Hook, Outcome, Packet, Step
 from svcinspect.model.netfilter import Family, Ruleset
-from svcinspect.services import EntryKind, EntryPoint, ServicePortRules, build_service_ports
+from svcinspect.services import EntryKind, EntryPoint, ServicePortRules, select_service_ports
 
 # Addresses used for representative clients when the user gives none. They are
 # documentation ranges (RFC 5737 / 3849), never a real peer.
@@ -73,58 +70,6 @@ class ServiceTrace:
     warnings: tuple[str, ...] = field(default=())
 
 
-_SPN_IN_COMMENT = re.compile(r'--comment "?(?:[^"]* for |other traffic to )?([a-z0-9][-a-z0-9.]*/[^\s:"]+(?::[^\s"]*)?)')
-
-
-def locate_service(ruleset: Ruleset, query: str) -> dict[str, tuple[str, str] | None]:
-    """Chain hashes of the service ports ``query`` names (``ns/name`` or
-    ``ns/name:port``), found from raw text without analysing every service,
-    mapped to the (name, protocol) that produced them when found by recomputing
-    the hash (rules without comments). Needs a port name in that case."""
-    ns_name, _, port = query.partition(":") if query.count("/") == 1 else (query, "", "")
-    wanted: dict[str, tuple[str, str] | None] = {}
-    needle = ns_name + (":" + port if port else "")
-    for fam in ruleset.families:
-        for table, chains in (("nat", ("KUBE-SERVICES", "KUBE-NODEPORTS")),
-                              ("filter", ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS",
-                                          "KUBE-PROXY-FIREWALL"))):
-            t = ruleset.table(table, fam)
-            if t is None:
-                continue
-            for chain in chains:
-                for _, text in t.raw_rules(chain) or ():
-                    if ns_name not in text:
-                        continue
-                    m = _SPN_IN_COMMENT.search(text)
-                    if not m:
-                        continue
-                    spn = m.group(1).rstrip(":")
-                    base, _, p = spn.partition(":")
-                    if base == ns_name and (not port or p == port):
-                        proto = re.search(r"(?:^|\s)-p (\w+)", text)
-                        for cand in hash_candidates(spn):
-                            wanted.setdefault(hash16(cand + (proto.group(1).lower() if proto else "tcp")), None)
-        # Large-cluster mode / old releases: no comments, but the hash is recomputable.
-        nat = ruleset.table("nat", fam)
-        if nat is not None:
-            for cand in hash_candidates(needle):
-                for proto in ("tcp", "udp", "sctp"):
-                    h = hash16(cand + proto)
-                    if any(f"KUBE-{p}-{h}" in nat.chains for p in ("SVC", "SVL", "EXT", "FW", "XLB")):
-                        wanted[h] = (needle, proto)
-    # A chain name or bare hash works too.
-    m = re.fullmatch(r"(?:KUBE-(?:SVC|SVL|EXT|FW|XLB)-)?([A-Z2-7]{16})", query)
-    if m:
-        wanted.setdefault(m.group(1), None)
-    return wanted
-
-
-def suggest(ruleset: Ruleset, query: str, n: int = 5) -> list[str]:
-    names = sorted({p.name for p in build_service_ports(ruleset) if p.name})
-    bases = sorted({nm.split(":")[0] for nm in names} | set(names))
-    return difflib.get_close_matches(query, bases, n=n, cutoff=0.4)
-
-
 def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment(),
                   objects: dict | None = None) -> ServiceTrace:
     """Trace every service port ``query`` names (``ns/name``, ``ns/name:portname``
@@ -132,29 +77,7 @@ def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment()
     when the rules have no such service. ``objects``: (chain hash, family) ->
     endpoints from the EndpointSlices (``expected.endpoints_by_port``), to show
     pods, nodes and conditions beside the rules."""
-    base, _, port_part = query.partition(":")
-    number = int(port_part) if port_part.isdigit() else None
-    keys = locate_service(ruleset, base if number is not None else query)
-    ports = []
-    for p in (build_service_ports(ruleset, only=set(keys)) if keys else []):
-        found = keys.get(p.key)
-        if p.name is None and found is not None:
-            # No comments (large-cluster mode, old releases): the hash of the
-            # name asked for is the chain's hash, so the name is known.
-            p = replace(p, name=found[0], protocol=p.protocol or found[1],
-                        warnings=p.warnings + (f"named by recomputing the chain hash of {found[0]} {found[1]}: "
-                                               f"the rules carry no comments",))
-        ports.append(p)
-    ns_name, _, port = query.partition(":")
-    if ports and "/" in query:
-        named = [p for p in ports if p.name is None or p.name.split(":")[0] == ns_name or p.name == query]
-        ports = named or ports
-    if number is not None:
-        ports = [p for p in ports if any(e.port == number for e in p.entries if e.kind != EntryKind.HEALTH_CHECK)]
-    if not ports:
-        close = suggest(ruleset, query)
-        hint = f"; closest: {', '.join(close)}" if close else ""
-        raise UnknownServiceError(f"no service {query!r} in the rules{hint}")
+    ports = select_service_ports(ruleset, query)
     evaluators: dict[Family, Evaluator] = {}
     traces = []
     warnings: list[str] = []

@@ -182,6 +182,6 @@ def test_binary_refused_on_a_terminal(cli, monkeypatch):
 def test_unknown_service_names_the_closest(cli):
     r = cli("graph", "default/hello-wrld", "--rules", V4)
     assert r.code == 2
-    assert "default/hello-wrld is not in the rules" in r.err and "default/hello-world" in r.err
+    assert "no service 'default/hello-wrld' in the rules" in r.err and "closest: default/hello-world" in r.err
     r = cli("graph", "-n", "nope", "--rules", V4)
-    assert r.code == 2 and "namespace nope" in r.err
+    assert r.code == 2 and "no service in namespace 'nope'" in r.err

@@ -168,6 +168,34 @@ def decode_rule(table: str, chain: str, index: int, raw: RawRule, source: str) -
     return Rule(table, chain, index, spec, text, line, source, counters, tuple(diags))
 
 
+def raw_target(text: str) -> tuple[str, bool] | None | bool:
+    """``(target, goto)`` of a raw rule line, ``None`` when it has no target, or
+    ``False`` when only the decoder can tell (quotes after the flag, tabs, long
+    options, a truncated line).
+
+    >>> raw_target('-A KUBE-SERVICES -m comment --comment "a -j b" -j KUBE-SVC-X')
+    ('KUBE-SVC-X', False)
+    """
+    j = text.rfind(" -j ")
+    g = text.rfind(" -g ")
+    i = j if j > g else g
+    if "\t" in text or "--jump" in text or "--goto" in text:
+        return False
+    if i < 0:
+        # No flag: no target, unless the line ends in a bare flag (truncated) or
+        # a quote could hide something.
+        if text.endswith((" -j", " -g")) or '"' in text:
+            return False
+        return None
+    rest = text[i + 4:]
+    if '"' in rest:
+        return False
+    name = rest.split(" ", 1)[0]
+    if not name:
+        return False
+    return name, i == g
+
+
 def decode_chain(table: str, chain: str, source: str, raws, first: int = 1) -> tuple[Rule, ...]:
     """Decode raw rules of a chain (``first`` is the index of ``raws[0]``); flags
     rules identical to an earlier one (a dump pasted twice, or a hand-made copy),
