@@ -374,12 +374,11 @@ def trace(service, port_name, node_ips, cluster_cidrs, output, objects_from: Obj
     masquerade; with objects, the pods, nodes and conditions behind the endpoints."""
     from svcinspect.trace import trace_service
 
-    query = service if "/" in service else f"{objects_from.namespace or 'default'}/{service}"
-    if port_name:
-        query = query.split(":")[0] + ":" + port_name
+    query = service.split(":")[0] + ":" + port_name if port_name else service
     ruleset = load_rules(**source)
     objects = _object_endpoints(objects_from, ruleset, source.get("rules", ()))
-    result = trace_service(ruleset, query, _environment(node_ips, cluster_cidrs), objects)
+    result = trace_service(ruleset, query, _environment(node_ips, cluster_cidrs), objects,
+                           namespace=objects_from.namespace or "default")
     if output == "json":
         click.echo(render_json.dumps(render_json.trace_json(result), pretty=_for_a_person()), nl=False)
     else:

@@ -71,13 +71,14 @@ class ServiceTrace:
 
 
 def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment(),
-                  objects: dict | None = None) -> ServiceTrace:
+                  objects: dict | None = None, namespace: str | None = None) -> ServiceTrace:
     """Trace every service port ``query`` names (``ns/name``, ``ns/name:portname``
     or ``ns/name:portnumber``). Raises UnknownServiceError with the closest names
     when the rules have no such service. ``objects``: (chain hash, family) ->
     endpoints from the EndpointSlices (``expected.endpoints_by_port``), to show
-    pods, nodes and conditions beside the rules."""
-    ports = select_service_ports(ruleset, query)
+    pods, nodes and conditions beside the rules. ``namespace`` completes a bare
+    name (a chain name or hash needs none)."""
+    ports = select_service_ports(ruleset, query, namespace)
     evaluators: dict[Family, Evaluator] = {}
     traces = []
     warnings: list[str] = []

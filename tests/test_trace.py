@@ -228,3 +228,14 @@ def test_objects_show_pods_nodes_and_conditions(cli):
     objs = {o["endpoint"]: o for o in doc["ports"][0]["objects"]}
     assert objs["10.244.1.120:8080"]["inRules"] and objs["10.244.1.120:8080"]["pod"] == "mixed-ready"
     assert not objs["10.244.2.121:8080"]["inRules"] and objs["10.244.2.121:8080"]["terminating"]
+
+
+def test_a_service_shown_by_hash_can_be_traced_by_that_hash(cli):
+    """services shows comment-less ports by chain hash; trace must accept what it shows."""
+    rules = str(WILD / "018-no-comments-svc-affinity-calico-excerpt.rules")
+    shown = [s["key"] for s in json.loads(cli("services", "--rules", rules, "-o", "json").out)["services"]]
+    assert "NPX46M4PTMTKRN6Y" in shown
+    for query in ("NPX46M4PTMTKRN6Y", "KUBE-SVC-NPX46M4PTMTKRN6Y"):
+        doc = trace_json(cli, query, rules=rules)
+        assert [p["chains"]["svc"] for p in doc["ports"]] == ["KUBE-SVC-NPX46M4PTMTKRN6Y"]
+        assert doc["ports"][0]["affinity"] == {"timeoutSeconds": 10800}
