@@ -19,7 +19,7 @@ import networkx as nx
 
 from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment
 from svcinspect.model.netfilter import BUILTIN_CHAINS, Family, Ruleset, Table
-from svcinspect.parse.iptables_save import KNOWN_TARGETS, raw_target
+from svcinspect.parse.iptables_save import KNOWN_TARGETS, raw_comment, raw_target
 from svcinspect.services import ServicePortRules
 from svcinspect.services import select_service_ports as _select
 
@@ -191,7 +191,6 @@ _NOISE_RE = re.compile(r" ?-m statistic --mode random --probability \S+| ?-m rec
 _SOURCE_RE = re.compile(r"(?:! )?-s \S+")
 _SECONDS_RE = re.compile(r"--rcheck.*?--seconds (\d+)|--seconds (\d+).*?--rcheck")
 _DNAT_TO_RE = re.compile(r"--to-destination (\S+)")
-_RAW_COMMENT_RE = re.compile(r' --comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
 
 
 def _fam(family: Family) -> str:
@@ -430,8 +429,7 @@ def _name_service(g: nx.MultiDiGraph, node: str, text: str) -> None:
     attrs = g.nodes[node]
     if attrs.get("type") != "service" or attrs["service"]:
         return
-    m = _RAW_COMMENT_RE.search(text)
-    info = parse_comment(m.group(1) or m.group(2)) if m else None
+    info = parse_comment(raw_comment(text))
     if info is not None and info.spn:
         attrs["service"] = info.spn
         attrs["label"] = info.spn

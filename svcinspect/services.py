@@ -32,7 +32,7 @@ from svcinspect.kubeproxy import (
 )
 from svcinspect.errors import UnknownServiceError
 from svcinspect.model.netfilter import Chain, Family, Rule, Ruleset, Table
-from svcinspect.parse.iptables_save import raw_target
+from svcinspect.parse.iptables_save import raw_comment, raw_target
 
 
 class EntryKind:
@@ -556,7 +556,6 @@ def _is_uniform(cascade: list[Branch]) -> bool:
     return True
 
 
-_RAW_COMMENT = re.compile(r' --comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
 _RAW_PROTO = re.compile(r"(?:^|\s)-p (\w+)")
 
 
@@ -566,8 +565,7 @@ def _sep_meta(raw) -> tuple[list[str], str | None]:
     proto = None
     for _, text in raw:
         if not names:
-            m = _RAW_COMMENT.search(text)
-            info = parse_comment((m.group(1) or m.group(2)).replace('\\"', '"')) if m else None
+            info = parse_comment(raw_comment(text))
             if info is not None and info.spn:
                 names.append(info.spn)
         if proto is None:
@@ -616,8 +614,7 @@ def _dispatch_index(ruleset: Ruleset, match, needle: str) -> tuple[dict[str, tup
             for _, text in table.raw_rules(cname) or ():
                 if needle not in text or "--comment" not in text:
                     continue
-                m = _RAW_COMMENT.search(text)
-                info = parse_comment((m.group(1) or m.group(2)).replace('\\"', '"')) if m else None
+                info = parse_comment(raw_comment(text))
                 if info is None or info.spn is None:
                     continue
                 names.add(info.spn)

@@ -168,6 +168,23 @@ def decode_rule(table: str, chain: str, index: int, raw: RawRule, source: str) -
     return Rule(table, chain, index, spec, text, line, source, counters, tuple(diags))
 
 
+_RAW_COMMENT = re.compile(r' --comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
+
+
+def raw_comment(text: str) -> str | None:
+    r"""The ``--comment`` of a raw rule line, unquoted, without decoding the rule.
+
+    >>> raw_comment('-A X -m comment --comment "a \\"b\\" c" -j Y')
+    'a "b" c'
+    """
+    m = _RAW_COMMENT.search(text)
+    if m is None:
+        return None
+    if m.group(1) is None:
+        return m.group(2)
+    return re.sub(r"\\(.)", r"\1", m.group(1))
+
+
 def raw_target(text: str) -> tuple[str, bool] | None | bool:
     """``(target, goto)`` of a raw rule line, ``None`` when it has no target, or
     ``False`` when only the decoder can tell (quotes after the flag, tabs, long
