@@ -79,24 +79,46 @@ def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def load_rules(rules: tuple[str, ...], strict: bool, *, reader: str | None = None, netns: str | None = None,
-               family: str | None = None) -> Ruleset:
-    """Build the ruleset from the rules options: the ``--rules`` files, or the live
-    node (``--reader``/``--netns``/``--family`` default to the command line's)."""
+def _live_options(reader: str | None, netns: str | None, family: str | None) -> tuple:
     ctx = click.get_current_context(silent=True)
     given = ctx.meta.get(_LIVE_OPTIONS, (None, None, "both")) if ctx is not None else (None, None, "both")
-    reader, netns, family = reader or given[0], netns or given[1], family or given[2]
+    family = family or given[2]
     families = (Family.V4, Family.V6) if family == "both" else (Family(int(family)),)
+    return reader or given[0], netns or given[1], families
+
+
+def load_rules(rules: tuple[str, ...], strict: bool, *, reader: str | None = None, netns: str | None = None,
+               family: str | None = None, texts: list | None = None) -> Ruleset:
+    """Build the ruleset from the rules options: the ``--rules`` files (``texts``
+    when already read), or the live node (``--reader``/``--netns``/``--family``
+    default to the command line's)."""
+    reader, netns, families = _live_options(reader, netns, family)
     if not rules:
         from svcinspect.sources.command import read_live
         return read_live(reader or "auto", families, netns, strict=strict)
     if reader or netns:
         raise InputError("--reader and --netns read the live node; they cannot be combined with --rules")
-    ruleset = parse_dumps([read_text(p) for p in rules], strict=strict)
-    if len(families) == 1:
-        ruleset = Ruleset(tuple(t for t in ruleset.tables if t.family in families), ruleset.diagnostics,
-                          ruleset.origin, ruleset.notes)
-    return ruleset
+    if texts is None:
+        texts = [read_text(p) for p in rules]
+    return parse_dumps(texts, strict=strict).only(families)
+
+
+def analyse_rules(rules: tuple[str, ...], strict: bool, analysis: Callable[[Ruleset], Any]) -> tuple[Ruleset, Any]:
+    """``analysis(ruleset)`` for commands that read a few chains (packet, trace):
+    first on an index of the dumps that finds chains by bisection, when they are
+    shaped as iptables-save prints them and the lookups are confirmed whole
+    (``parse.save_index``); otherwise on the full parse. Same answer, less time."""
+    reader, netns, families = _live_options(None, None, None)
+    texts = None
+    if rules and not strict and not (reader or netns):
+        from svcinspect.parse.save_index import analyse_indexed
+
+        texts = [read_text(p) for p in rules]
+        done = analyse_indexed(texts, analysis, families)
+        if done is not None:
+            return done
+    ruleset = load_rules(rules, strict, texts=texts)
+    return ruleset, analysis(ruleset)
 
 
 def output_option(*choices: str, default: str) -> Callable[..., Any]:
@@ -216,9 +238,7 @@ def _decoded_diagnostics(ruleset: Ruleset) -> list[Diagnostic]:
     """Reader diagnostics plus those of the rules an analysis actually decoded."""
     out = list(ruleset.diagnostics)
     for t in ruleset.tables:
-        built = getattr(t.chains, "_built", None)
-        chains = built.values() if built is not None else t.chains.values()
-        for ch in chains:
+        for ch in t.decoded_chains():
             if ch.rules.decoded:
                 for r in ch.rules:
                     out.extend(r.diagnostics)
@@ -305,12 +325,17 @@ def packet(src, dst, dport, proto, hook, node_ips, cluster_cidrs, output, **sour
         raise InputError(f"--src {src} and --dst {dst} are of different address families")
     if hook is None:
         hook = "output" if (src.is_loopback or src in set(node_ips)) else "prerouting"
-    ruleset = load_rules(**source)
-    if ruleset.table("nat", Family(dst.version)) is None and ruleset.table("filter", Family(dst.version)) is None:
-        have = ", ".join(f"IPv{int(f)}" for f in ruleset.families) or "none"
-        raise InputError(f"the rules have no IPv{dst.version} nat or filter table (have: {have}); "
-                         f"pass {'ip6tables-save' if dst.version == 6 else 'iptables-save'} output too")
-    sim = simulate(ruleset, Packet(src, dst, dport, proto, Hook(hook)), _environment(node_ips, cluster_cidrs))
+    first = Packet(src, dst, dport, proto, Hook(hook))
+    env = _environment(node_ips, cluster_cidrs)
+
+    def analysis(ruleset: Ruleset):
+        if ruleset.table("nat", Family(dst.version)) is None and ruleset.table("filter", Family(dst.version)) is None:
+            have = ", ".join(f"IPv{int(f)}" for f in ruleset.families) or "none"
+            raise InputError(f"the rules have no IPv{dst.version} nat or filter table (have: {have}); "
+                             f"pass {'ip6tables-save' if dst.version == 6 else 'iptables-save'} output too")
+        return simulate(ruleset, first, env)
+
+    ruleset, sim = analyse_rules(source["rules"], source["strict"], analysis)
     if output == "json":
         click.echo(render_json.dumps(render_json.simulation_json(sim), pretty=_for_a_person()), nl=False)
     else:

@@ -565,6 +565,10 @@ class LazyChains(Mapping[str, Chain]):
             ch = self._built[name] = Chain(self._table, name, rules, policy, counters, line, self._source, declared)
         return ch
 
+    def decoded_chains(self) -> list[Chain]:
+        """The chains built so far (for reporting the diagnostics of what was read)."""
+        return list(self._built.values())
+
     def raw_rules(self, name: str) -> tuple[RawRule, ...] | None:
         built = self._built.get(name)
         if built is not None:

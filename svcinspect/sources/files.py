@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 from svcinspect.errors import EnvironmentProblem, InputError, NotADumpError
 
 
-@dataclass(frozen=True, slots=True)
 class TextSource:
-    name: str
-    text: str
+    """A named text read from a file or stdin. Holds the bytes as read and decodes
+    them on first use of ``text`` (a bisecting reader of a large dump may never
+    need the whole text as ``str``)."""
+
+    __slots__ = ("name", "_data", "_text")
+
+    def __init__(self, name: str, text: str | None = None, *, data: bytes | None = None):
+        if text is None and data is None:
+            raise ValueError("TextSource needs text or data")
+        self.name, self._text, self._data = name, text, data
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            assert self._data is not None
+            self._text = self._data.decode("utf-8", errors="replace")
+        return self._text
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            assert self._text is not None
+            self._data = self._text.encode("utf-8")
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"TextSource({self.name!r})"
 
 
 def read_text(path: str) -> TextSource:
@@ -34,4 +57,4 @@ def read_text(path: str) -> TextSource:
         raise EnvironmentProblem(f"{path}: cannot read: {exc.strerror or exc}") from None
     if b"\x00" in data[:4096]:
         raise NotADumpError("binary data, not text; pass the output of `iptables-save` (or the objects as JSON/YAML)", name)
-    return TextSource(name, data.decode("utf-8", errors="replace"))
+    return TextSource(name, data=data)
