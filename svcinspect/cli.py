@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import gc
 import sys
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,6 @@ from svcinspect.model.netfilter import Family, Ruleset
 from svcinspect.parse.iptables_save import parse_dumps
 from svcinspect.render import json as render_json
 from svcinspect.render import text as render_text
-from svcinspect.render.iptables import render_ruleset
 from svcinspect.sources.files import read_text
 
 EXIT_CODES_HELP = """\b
@@ -220,6 +218,8 @@ def cli(debug: bool, verbose: bool) -> None:
 def dump(rules: tuple[str, ...], strict: bool, counters: bool) -> None:
     """Print what was read as canonical iptables-save text (restorable)."""
     ruleset = load_rules(rules, strict)  # --family (from rules_options) already selected the tables
+    from svcinspect.render.iptables import render_ruleset
+
     click.echo(render_ruleset(ruleset, counters=counters), nl=False)
     _emit_diagnostics(_all_diagnostics(ruleset))
 
@@ -461,6 +461,8 @@ def _run(argv: list[str] | None) -> None:
         sys.exit(exc.exit_code if exc.exit_code else EXIT_INPUT)
     except SvcinspectError as exc:
         if _State.debug:
+            import traceback
+
             traceback.print_exc()
         click.echo(f"svcinspect: error: {exc}", err=True)
         sys.exit(exc.exit_code)

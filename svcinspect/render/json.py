@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from svcinspect.errors import Diagnostic
-from svcinspect.services import EndpointShare, EntryKind, ServicePortRules
+
+if TYPE_CHECKING:  # services (and kubeproxy) load only for the commands that list them
+    from svcinspect.services import EndpointShare, ServicePortRules
 
 SCHEMA = "svcinspect/v1"
 
@@ -44,6 +46,8 @@ def service_port_json(sp: ServicePortRules, objects=None) -> dict[str, Any]:
     """``objects``: (chain hash, family) -> endpoints from the EndpointSlices; when
     given, endpoints carry pod, node and conditions, and ``objectEndpoints`` lists
     every endpoint of the slices with ``inRules``."""
+    from svcinspect.services import EntryKind
+
     cip = sp.cluster_ip
     hc = sp.entries_of(EntryKind.HEALTH_CHECK)
     return {

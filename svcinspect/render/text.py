@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-
+from typing import TYPE_CHECKING
 
 from svcinspect.errors import Diagnostic, Severity
-from svcinspect.services import EndpointShare, EntryKind, ServicePortRules
+
+if TYPE_CHECKING:  # services (and kubeproxy) load only for the commands that list them
+    from svcinspect.services import EndpointShare, ServicePortRules
 
 
 def tabulate(rows, **kwargs) -> str:
@@ -48,6 +50,8 @@ def endpoints_summary(endpoints: tuple[EndpointShare, ...] | None, sp: ServicePo
 def render_services(ports: list[ServicePortRules], objects=None) -> str:
     """``objects``: (chain hash, family) -> endpoints from the EndpointSlices
     (:func:`svcinspect.expected.endpoints_by_port`), to show pods and conditions."""
+    from svcinspect.services import EntryKind
+
     rows = []
     for sp in ports:
         cip = sp.cluster_ip
