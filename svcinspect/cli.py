@@ -400,10 +400,15 @@ def trace(service, port_name, node_ips, cluster_cidrs, output, objects_from: Obj
     from svcinspect.trace import trace_service
 
     query = service.split(":")[0] + ":" + port_name if port_name else service
-    ruleset = load_rules(**source)
-    objects = _object_endpoints(objects_from, ruleset, source.get("rules", ()))
-    result = trace_service(ruleset, query, _environment(node_ips, cluster_cidrs), objects,
-                           namespace=objects_from.namespace or "default")
+    env = _environment(node_ips, cluster_cidrs)
+    objects: dict = {}  # read once, whichever ruleset the analysis runs on (both have the same families)
+
+    def analysis(ruleset: Ruleset):
+        if "endpoints" not in objects:
+            objects["endpoints"] = _object_endpoints(objects_from, ruleset, source.get("rules", ()))
+        return trace_service(ruleset, query, env, objects["endpoints"], namespace=objects_from.namespace or "default")
+
+    ruleset, result = analyse_rules(source["rules"], source["strict"], analysis)
     if output == "json":
         click.echo(render_json.dumps(render_json.trace_json(result), pretty=_for_a_person()), nl=False)
     else:

@@ -574,55 +574,57 @@ class _ChainIndex:
     """For long chains (KUBE-SERVICES has one rule per service address): which
     rules can match a destination address and port.
 
-    Searched in the chain's text rather than read rule by rule: 10k rules cost
-    ~70 ms in a Python loop, ~20 ms as one regex scan plus ~10 ms per question. A rule
-    is left out only when one of its own plain tests rules the packet out, in
-    the order iptables-save prints them: a leading ``-d host`` (after an optional
-    ``-s``) naming another address, or ``-p P [-m comment ...] -m P --dport N``
-    naming another port. Rules of any other shape are classified one by one
-    (kube-proxy's restore input puts ``-d`` after the comment), and those testing
-    neither in a simple form are always candidates.
+    Read in one regex pass (``findall``: no match objects) rather than with
+    three regexes per rule: 10k rules cost ~15 ms instead of ~70 ms, and each
+    question after that ~1 ms. A rule is left out only when one of
+    its own plain tests rules the packet out, in the order iptables-save prints
+    them: a leading ``-d host`` (after an optional ``-s``) naming another
+    address, or ``-p P [-m comment ...] -m P --dport N`` naming another port.
+    Rules of any other shape are classified one by one (kube-proxy's restore
+    input puts ``-d`` after the comment), and those testing neither in a
+    simple form are always candidates.
     """
 
-    __slots__ = ("text", "by_dst", "by_port", "always", "_asked")
+    __slots__ = ("dsts", "ports", "by_dst", "by_port", "always", "_asked")
 
-    # Each line is matched from the newline before it (the text starts with one):
-    # a literal first character lets re skip ahead, where ``^`` with re.M would
-    # try every position (20x slower).
-    _HEAD = r"\n(?:\[\d+:\d+\] )?-A \S+ "
-    _DST_SHAPE = _HEAD + r"(?:(?:! )?-s \S+ )?-d (?i:{addr})(?:/32|/128)? "
-    _PORT_SHAPE = _HEAD + r'-p \S+ (?:-m comment --comment (?:"(?:[^"\\\n]|\\.)*"|[^ "\n]+) )?-m \S+ --dport {port} '
-    _OTHER = re.compile("\n(?!" + _DST_SHAPE.format(addr="[0-9a-fA-F:.]+")[2:] + "|"
-                        + _PORT_SHAPE.format(port=r"\d+")[2:] + ")")
+    # Each rule is matched from the newline before it (the text starts with
+    # one): a literal first character lets re skip ahead, where ``^`` with re.M
+    # would try every position (20x slower).
+    _SHAPES = re.compile(
+        r"\n(?:"
+        + r"(?:\[\d+:\d+\] )?-A \S+ (?:(?:! )?-s \S+ )?-d ([0-9a-fA-F:.]+)(?:/32|/128)? "
+        + r'|(?:\[\d+:\d+\] )?-A \S+ -p \S+ (?:-m comment --comment (?:"(?:[^"\\\n]|\\.)*"|[^ "\n]+) )?'
+        + r"-m \S+ --dport (\d+) "
+        + r"|)")
+    _UPPER_HEX = re.compile(r"\n(?:\[\d+:\d+\] )?-A \S+ (?:(?:! )?-s \S+ )?-d [0-9a-f:.]*[A-F]")
 
     _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
     _DST = re.compile(r"(?:^|\s)(!\s+)?-d\s+([0-9a-fA-F:.]+)(/\d+)?(?=\s|$)")
     _PORT = re.compile(r"(?:^|\s)(!\s+)?--dport\s+(\d+)(?=\s|$)")
 
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.by_dst: dict[str, list[int]] = {}
+    def __init__(self) -> None:
+        self.dsts: tuple[str, ...] = ()   # per rule: its leading plain -d host, or ""
+        self.ports: tuple[str, ...] = ()  # per rule: its --dport in the port-only shape, or ""
+        self.by_dst: dict[str, list[int]] = {}  # rules of other shapes, classified one by one
         self.by_port: dict[int, list[int]] = {}
         self.always: list[int] = []
         self._asked: dict[tuple[str, int], list[int]] = {}
 
     @classmethod
     def build(cls, raw) -> _ChainIndex:
-        idx = cls("\n" + "\n".join(t for _, t in raw) + "\n")
-        for i in idx._lines(cls._OTHER.finditer(idx.text)):
-            if i < len(raw):  # (the newline ending the last line)
+        idx = cls()
+        text = "\n" + "\n".join(t for _, t in raw) + "\n"
+        rows = cls._SHAPES.findall(text)[:len(raw)]  # (the last newline ends the text)
+        if not rows:
+            return idx
+        dsts, ports = zip(*rows)
+        if cls._UPPER_HEX.search(text):  # hand-written IPv6; iptables-save prints lower case
+            dsts = tuple(_norm(d) for d in dsts)
+        idx.dsts, idx.ports = dsts, ports
+        for i, (dst, port) in enumerate(rows):
+            if not dst and not port:
                 idx._classify(i, raw[i][1])
         return idx
-
-    def _lines(self, matches) -> list[int]:
-        """Line indexes of regex matches (each at the newline before a line), in order."""
-        out: list[int] = []
-        pos = line = 0
-        for m in matches:
-            line += self.text.count("\n", pos, m.start())
-            pos = m.start()
-            out.append(line)
-        return out
 
     def _classify(self, i: int, text: str) -> None:
         """Any other order (kube-proxy's restore input, hand-written rules)."""
@@ -640,11 +642,11 @@ class _ChainIndex:
     def candidates(self, dst: str, dport: int) -> list[int]:
         found = self._asked.get((dst, dport))
         if found is None:
-            shaped = re.compile("\n(?:" + self._DST_SHAPE.format(addr=re.escape(dst))[2:] + "|"
-                                + self._PORT_SHAPE.format(port=dport)[2:] + ")")
+            port = str(dport)
+            shaped = [i for i, d in enumerate(self.dsts) if d == dst]
+            shaped += [i for i, p in enumerate(self.ports) if p == port]
             found = self._asked[(dst, dport)] = sorted(
-                self._lines(shaped.finditer(self.text)) + self.by_dst.get(dst, []) + self.by_port.get(dport, [])
-                + self.always)
+                shaped + self.by_dst.get(dst, []) + self.by_port.get(dport, []) + self.always)
         return found
 
 

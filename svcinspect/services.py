@@ -337,13 +337,38 @@ _ENTRY_SHAPES = (
 )
 
 
+def _naming(raw: tuple[tuple[int, str], ...], needles: Iterable[str] | None) -> Iterable[int]:
+    """Indexes of the raw rules whose text contains one of ``needles`` (all of
+    them for None). Long chains (KUBE-SERVICES: one rule per service port) are
+    searched as one text, not tested rule by rule in Python."""
+    if needles is None:
+        return range(len(raw))
+    needles = [n for n in needles]
+    if len(raw) < 64 or "" in needles:
+        return [i for i, (_, t) in enumerate(raw) if any(n in t for n in needles)]
+    text = "\n".join(t for _, t in raw)
+    hits = set()
+    for n in needles:
+        pos = text.find(n)
+        while pos >= 0:
+            hits.add(pos)
+            pos = text.find(n, pos + 1)
+    out: list[int] = []
+    line = last = 0
+    for pos in sorted(hits):
+        line += text.count("\n", last, pos)
+        last = pos
+        if not out or out[-1] != line:
+            out.append(line)
+    return out
+
+
 def _service_entry_facts(services: Chain, wanted: set[str] | None):
     """(dst, proto, comment, port, target, line, text) for each KUBE-SERVICES rule
     that jumps somewhere; standard shapes are read by regex, others decoded."""
     raw = services.rules.raw
-    for i, (line, text) in enumerate(raw):
-        if wanted is not None and not any(h in text for h in wanted):
-            continue
+    for i in _naming(raw, wanted):
+        line, text = raw[i]
         for shape in _ENTRY_SHAPES:
             m = shape.match(text)
             if m:
@@ -364,8 +389,7 @@ def _rules_for(chain: Chain, wanted: set[str] | None) -> Iterable[Rule]:
     """All rules, or (for a targeted lookup) only those naming a wanted hash."""
     if wanted is None:
         return chain.rules
-    raw = chain.rules.raw
-    return [chain.rules[i] for i, (_, text) in enumerate(raw) if any(h in text for h in wanted)]
+    return [chain.rules[i] for i in _naming(chain.rules.raw, wanted)]
 
 
 _FILTER_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL")
@@ -611,8 +635,10 @@ def _dispatch_index(ruleset: Ruleset, match, needle: str) -> tuple[dict[str, tup
         for tname, cname in _DISPATCH:
             if table.name != tname:
                 continue
-            for _, text in table.raw_rules(cname) or ():
-                if needle not in text or "--comment" not in text:
+            raw = table.raw_rules(cname) or ()
+            for i in _naming(raw, (needle,)):
+                text = raw[i][1]
+                if "--comment" not in text:
                     continue
                 info = parse_comment(raw_comment(text))
                 if info is None or info.spn is None:

@@ -19,6 +19,7 @@ from fractions import Fraction
 from svcinspect.evaluate import Environment, Evaluator
 from svcinspect.model.flow import Disposition, Hook, Outcome, Packet, Step
 from svcinspect.model.netfilter import Family, Ruleset
+from svcinspect.parse.iptables_save import raw_target
 from svcinspect.services import EntryKind, EntryPoint, ServicePortRules, select_service_ports
 
 # Addresses used for representative clients when the user gives none. They are
@@ -157,8 +158,24 @@ def _cluster_cidr(sp: ServicePortRules, ev: Evaluator, env: Environment):
     if nat is None:
         return None
     own = [sp.chains[k] for k in ("svc", "svl") if sp.chains.get(k)]
-    others = (n for n in nat.chains if n.startswith(("KUBE-SVC-", "KUBE-SVL-")))
-    for i, chain in enumerate(own + list(itertools.islice(others, 50))):
+
+    def others():
+        """Other services' chains, as KUBE-SERVICES jumps to them (a generator: it
+        runs only when this service's own chains do not tell). Listing every chain
+        name would be a question about the whole table, which a dump read by
+        bisection cannot answer cheaply; excerpts without KUBE-SERVICES still do."""
+        seen = 0
+        for _, text in nat.raw_rules("KUBE-SERVICES") or ():
+            target = raw_target(text)
+            if target and target[0].startswith(("KUBE-SVC-", "KUBE-SVL-")):
+                seen += 1
+                yield target[0]
+                if seen >= 50:
+                    return
+        if not seen:
+            yield from itertools.islice((n for n in nat.chains if n.startswith(("KUBE-SVC-", "KUBE-SVL-"))), 50)
+
+    for chain in itertools.chain(own, others()):
         for _, text in nat.raw_rules(chain) or ():
             m = _MASQ_UNLESS.search(text)
             if m:

@@ -202,3 +202,20 @@ def test_whatever_the_layout_the_answer_is_the_full_parse_answer(case, edit, pic
     done = analyse_indexed([TextSource("edited", text)], lambda rs: simulate(rs, _packet(case), ENV))
     if done is not None:
         assert done[1] == full
+
+
+TRACED = ["default/hello-world", "default/web-multi", "default/lb-ranges", "default/etp-local-has", "default/affinity",
+          "default/no-endpoints-np", "default/itp-local-none", "kube-system/kube-dns"]
+
+
+@pytest.mark.parametrize("service", TRACED)
+def test_trace_agrees_and_is_confirmed(service):
+    """trace reads a few chains too: on a clean dump it must not need the whole
+    table (or the fast path silently stops paying), and must say the same."""
+    from svcinspect.trace import trace_service
+
+    data = (IPT / "iptables-save.txt").read_bytes()
+    full = trace_service(parse_iptables_save(data.decode(), "iptables-save.txt"), service, ENV)
+    done = analyse_indexed([TextSource("iptables-save.txt", data=data)], lambda rs: trace_service(rs, service, ENV))
+    assert done is not None
+    assert done[1] == full

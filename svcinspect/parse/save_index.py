@@ -34,7 +34,8 @@ from svcinspect.errors import Diagnostic, Severity
 from svcinspect.model.netfilter import Chain, Counters, Family, RawRule, RuleList, Ruleset, Table
 from svcinspect.parse.iptables_save import _DECL, decode_chain
 
-_CHUNK = 1 << 20  # newlines are counted per MiB of rules: line numbers without another pass
+_CHUNK = 1 << 18  # newlines are counted per 256 KiB of rules: line numbers without another pass
+_NEAR = 1 << 16   # "a small table": its COMMIT (or the next header) is this close
 _DECL_NAME = re.compile(rb"\n:(\S*)")
 _RULE_NAME = re.compile(rb"-A ([^ \n]+)")
 _COUNTED_RULE_NAME = re.compile(rb"\[\d+:\d+\] -A ([^ \n]+)")
@@ -83,16 +84,47 @@ def _index_table(data: bytes, start: int, name: str, family: Family, source: str
                  header_line: int) -> tuple[Table, int, int] | None:
     """Check one table's body (``start``: just after ``*name``) and index it;
     returns the table, the offset and the line number after its COMMIT."""
+    commit = data.find(b"\nCOMMIT\n", start - 1, start + _NEAR)
+    if commit >= 0:
+        return _shape_table(data, start, commit + 1, name, family, source, header_line)
+    # A large table: searching 50 MB for its COMMIT costs ~30 ms, so guess it from
+    # the end of the file first; a wrong guess fails the shape checks.
+    guess = _end_of_large_table(data, start)
+    if guess >= 0:
+        found = _shape_table(data, start, guess + 1, name, family, source, header_line)
+        if found is not None:
+            return found
     commit = data.find(b"\nCOMMIT\n", start - 1)
-    if commit < 0:
+    if commit < 0 or commit == guess:
         return None
-    body_end = commit + 1  # where the COMMIT line starts
+    return _shape_table(data, start, commit + 1, name, family, source, header_line)
+
+
+def _end_of_large_table(data: bytes, start: int) -> int:
+    """Where the COMMIT of a large table that starts at ``start`` should be,
+    walking back from the end of the file over the small tables that follow it
+    (iptables-save prints filter/mangle/raw and nat in no fixed order)."""
+    end = len(data)
+    while True:
+        commit = data.rfind(b"\nCOMMIT\n", start - 1, end)
+        if commit < 0:
+            return -1
+        header = data.rfind(b"\n*", max(start, commit - _NEAR), commit)
+        if header < 0:
+            return commit  # no table starts near it: it ends a large table, ours if the shapes agree
+        end = header
+
+
+def _shape_table(data: bytes, start: int, body_end: int, name: str, family: Family, source: str,
+                 header_line: int) -> tuple[Table, int, int] | None:
+    """The table whose body runs from ``start`` to its COMMIT line at
+    ``body_end``, if the body is declarations then rules and nothing else."""
     plain = data.find(b"\n-A ", start - 1, body_end)
     counted = data.find(b"\n[", start - 1, body_end if plain < 0 else plain)
     first = counted if counted >= 0 else plain
     rules_start = first + 1 if first >= 0 else body_end
 
-    # Newlines per MiB of the body: the line count, and any line number later.
+    # Newlines per chunk of the body: the line count, and any line number later.
     per_chunk = [data.count(b"\n", a, min(a + _CHUNK, body_end)) for a in range(start, body_end, _CHUNK)]
     body_lines = sum(per_chunk)
     decl_lines = data.count(b"\n", start, rules_start)
@@ -253,13 +285,9 @@ class IndexedChains(Mapping[str, Chain]):
         return isinstance(name, str) and self._declared(name) is not None
 
     def raw_rules(self, name: str) -> tuple[RawRule, ...] | None:
-        built = self._built.get(name)
-        if built is not None:
-            return built.rules.raw
-        key = self._declared(name)
-        if key is None:
-            return None
-        return RuleList(self._table, name, self._source, None, segments=self._block(key)).raw
+        # Building the chain is cheap (its rules decode lazily) and keeps the
+        # split lines for the next question about the same chain.
+        return self[name].rules.raw if name in self else None
 
     def decoded_chains(self) -> list[Chain]:
         """The chains built so far (for reporting the diagnostics of what was read)."""
