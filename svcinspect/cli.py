@@ -102,7 +102,8 @@ def load_rules(rules: tuple[str, ...], strict: bool, *, reader: str | None = Non
 
 
 def analyse_rules(rules: tuple[str, ...], strict: bool, analysis: Callable[[Ruleset], Any]) -> tuple[Ruleset, Any]:
-    """``analysis(ruleset)`` for commands that read a few chains (packet, trace):
+    """``analysis(ruleset)`` for commands that read a few chains (packet, trace,
+    graph of a service):
     first on an index of the dumps that finds chains by bisection, when they are
     shaped as iptables-save prints them and the lookups are confirmed whole
     (``parse.save_index``); otherwise on the full parse. Same answer, less time."""
@@ -360,8 +361,11 @@ def graph_command(rules, strict, service, namespace, output, out, expand) -> Non
 
     if output in ("svg", "png") and out is None and sys.stdout.isatty():
         raise InputError(f"not writing {output} to a terminal: pass --out FILE or redirect stdout")
-    ruleset = load_rules(rules, strict)
-    g, title = build_graph(ruleset, service, namespace, expand=expand)
+    if service is None and namespace is None:  # the whole dump: every chain, no lookups to save
+        ruleset = load_rules(rules, strict)
+        g, title = build_graph(ruleset, None, None, expand=expand)
+    else:
+        ruleset, (g, title) = analyse_rules(rules, strict, lambda rs: build_graph(rs, service, namespace))
     if output == "json":
         data = render_node_link_json(g).encode()
     else:

@@ -219,3 +219,18 @@ def test_trace_agrees_and_is_confirmed(service):
     done = analyse_indexed([TextSource("iptables-save.txt", data=data)], lambda rs: trace_service(rs, service, ENV))
     assert done is not None
     assert done[1] == full
+
+
+@pytest.mark.parametrize("service, namespace", [("default/hello-world", None), ("default/lb-ranges", None),
+                                                (None, "kube-system")])
+def test_graph_of_a_service_agrees_and_is_confirmed(service, namespace):
+    import networkx as nx
+
+    from svcinspect.graph import build_graph
+
+    data = (IPT / "iptables-save.txt").read_bytes()
+    g, title = build_graph(parse_iptables_save(data.decode(), "iptables-save.txt"), service, namespace)
+    done = analyse_indexed([TextSource("iptables-save.txt", data=data)], lambda rs: build_graph(rs, service, namespace))
+    assert done is not None
+    g2, title2 = done[1]
+    assert title2 == title and nx.node_link_data(g2) == nx.node_link_data(g)
