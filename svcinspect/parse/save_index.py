@@ -4,8 +4,8 @@
 declaration per chain, the rules of the first declared chain, then of the next,
 ..., and ``COMMIT``. In such a dump each chain's rules are one block and the
 blocks follow declaration order, so a chain is found by bisection (~20 probes)
-instead of a pass over 400k lines. ``packet`` and ``trace`` read a few dozen
-chains of a dump, which makes this their fast path:
+instead of a pass over 400k lines. ``packet``, ``trace`` and ``graph`` of one
+service read a few dozen chains of a dump, which makes this their fast path:
 
 1. :func:`index_iptables_save` accepts only text shaped exactly like that (checked
    with a few counting passes, no per-line Python): comment lines outside tables,
@@ -20,8 +20,10 @@ chains of a dump, which makes this their fast path:
    and the caller runs the analysis again on the full parse.
 
 So the answer is always the full parser's answer; only the time differs. What
-the fast path does not report: rule diagnostics of chains it never read, like
-the full parser's lazy decoding, and undeclared chains nothing reads.
+the fast path does not report: rule diagnostics of chains it never read (like
+the full parser's lazy decoding), and chains that nothing reads but that are
+declared twice or have rules without a declaration (hand edits; iptables-save
+never prints them).
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ class IndexedChains(Mapping[str, Chain]):
     """
 
     __slots__ = ("_data", "_table", "_source", "_decl_start", "_start", "_end", "_first_line", "_prefix",
-                 "_counted", "_builtins", "_built", "_decls", "_runs", "_absent", "_doubtful")
+                 "_counted", "_builtins", "_built", "_decls", "_runs", "_doubtful")
 
     def __init__(self, data: bytes, table: str, source: str, decl_start: int, start: int, end: int,
                  first_line: int, prefix: list[int], counted: bool):
@@ -174,7 +176,6 @@ class IndexedChains(Mapping[str, Chain]):
         self._built: dict[str, Chain] = {}
         self._decls: dict[bytes, int | None] = {}      # chain -> offset of its declaration (None: absent)
         self._runs: dict[bytes, tuple[int, int]] = {}  # chain -> its block of rules [start, end)
-        self._absent: set[bytes] = set()               # asked for, not declared
         self._doubtful = False                         # something seen out of order
 
     def _read_builtins(self) -> dict[bytes, int]:
@@ -225,8 +226,6 @@ class IndexedChains(Mapping[str, Chain]):
             at = self._first(self._decl_start, self._start, self._decl_name, self._key(key))
             found = at < self._start and self._decl_name(at) == key
             self._decls[key] = at if found else None
-            if not found:
-                self._absent.add(key)
         return key if self._decls[key] is not None else None
 
     def _run(self, key: bytes) -> tuple[int, int]:
