@@ -42,6 +42,16 @@ def _for_a_person() -> bool:
     return sys.stdout.isatty()
 
 
+def _print_result(output: str, to_json: Callable[[], dict], to_text: Callable[[], str],
+                  diags: list[Diagnostic]) -> None:
+    """A command's result on stdout (JSON document or text), then its diagnostics on stderr."""
+    if output == "json":
+        click.echo(render_json.dumps(to_json(), pretty=_for_a_person()), nl=False)
+    else:
+        click.echo(to_text(), nl=False)
+    _emit_diagnostics(diags)
+
+
 def _emit_diagnostics(diags: list[Diagnostic]) -> None:
     text = render_text.render_diagnostics(list(diags), verbose=_State.verbose)
     if text:
@@ -260,11 +270,8 @@ def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: Ob
     ports = build_service_ports(ruleset)
     objects = _object_endpoints(objects_from, ruleset, rules)
     diags = _decoded_diagnostics(ruleset)
-    if output == "json":
-        click.echo(render_json.dumps(render_json.services_json(ports, diags, objects), pretty=_for_a_person()), nl=False)
-    else:
-        click.echo(render_text.render_services(ports, objects), nl=False)
-    _emit_diagnostics(diags)
+    _print_result(output, lambda: render_json.services_json(ports, diags, objects),
+                  lambda: render_text.render_services(ports, objects), diags)
 
 
 class _IPParam(click.ParamType):
@@ -337,11 +344,8 @@ def packet(src, dst, dport, proto, hook, node_ips, cluster_cidrs, output, **sour
         return simulate(ruleset, first, env)
 
     ruleset, sim = analyse_rules(source["rules"], source["strict"], analysis)
-    if output == "json":
-        click.echo(render_json.dumps(render_json.simulation_json(sim), pretty=_for_a_person()), nl=False)
-    else:
-        click.echo(render_text.render_simulation(sim), nl=False)
-    _emit_diagnostics(_decoded_diagnostics(ruleset))
+    _print_result(output, lambda: render_json.simulation_json(sim), lambda: render_text.render_simulation(sim),
+                  _decoded_diagnostics(ruleset))
 
 
 @cli.command("graph")
@@ -413,11 +417,8 @@ def trace(service, port_name, node_ips, cluster_cidrs, output, objects_from: Obj
         return trace_service(ruleset, query, env, objects["endpoints"], namespace=objects_from.namespace or "default")
 
     ruleset, result = analyse_rules(source["rules"], source["strict"], analysis)
-    if output == "json":
-        click.echo(render_json.dumps(render_json.trace_json(result), pretty=_for_a_person()), nl=False)
-    else:
-        click.echo(render_text.render_trace(result), nl=False)
-    _emit_diagnostics(_decoded_diagnostics(ruleset))
+    _print_result(output, lambda: render_json.trace_json(result), lambda: render_text.render_trace(result),
+                  _decoded_diagnostics(ruleset))
 
 
 @cli.command()
@@ -438,11 +439,7 @@ def check(fail_on: str, output: str, objects_from: ObjectsSource, **source: Any)
     state = load_objects(objects_from)
     report = check_rules(ruleset, state, node_name(objects_from, source.get("rules", ())), objects_from.namespace)
     diags = _decoded_diagnostics(ruleset)
-    if output == "json":
-        click.echo(render_json.dumps(check_json(report, diags), pretty=_for_a_person()), nl=False)
-    else:
-        click.echo(render_check_text(report), nl=False)
-    _emit_diagnostics(diags)
+    _print_result(output, lambda: check_json(report, diags), lambda: render_check_text(report), diags)
     if fails(report, fail_on):
         sys.exit(EXIT_FINDINGS)
 
