@@ -20,6 +20,7 @@ lists are opened, because opening a legacy table instantiates it.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 
 from svcinspect.errors import EnvironmentProblem
 from svcinspect.model.netfilter import Family
@@ -98,6 +99,19 @@ def _save_family(family: Family, counters: bool) -> str:
     return "\n".join(out) + "\n"
 
 
+def _prefix_length(value: str) -> str:
+    """``10.244.0.0/255.255.0.0`` (python-iptables) as iptables-save prints it,
+    ``10.244.0.0/16``, so that rule texts read live match a saved dump; a mask
+    that is not a prefix stays as it is, as iptables-save leaves it."""
+    addr, _, mask = value.partition("/")
+    if "." not in mask:
+        return value
+    try:
+        return f"{addr}/{ipaddress.IPv4Network('0.0.0.0/' + mask).prefixlen}"
+    except ValueError:
+        return value
+
+
 def render_iptc_rule(chain: str, rule, family: Family, counters: bool = False) -> str:
     """One python-iptables rule as ``iptables-save`` (``-c`` with ``counters``) prints it."""
     if counters:
@@ -109,7 +123,7 @@ def render_iptc_rule(chain: str, rule, family: Family, counters: bool = False) -
         neg = value.startswith("!")
         value = value.lstrip("!")
         if neg or value not in ("0.0.0.0/0.0.0.0", "::/0"):
-            parts.append(f"{'! ' if neg else ''}{flag} {value}")
+            parts.append(f"{'! ' if neg else ''}{flag} {_prefix_length(value)}")
     for flag, value in (("-i", rule.in_interface), ("-o", rule.out_interface)):
         if value:
             parts.append(f"! {flag} {value[1:]}" if value.startswith("!") else f"{flag} {value}")
