@@ -113,17 +113,27 @@ def load_rules(rules: tuple[str, ...], strict: bool, *, reader: str | None = Non
 
 def analyse_rules(rules: tuple[str, ...], strict: bool, analysis: Callable[[Ruleset], Any]) -> tuple[Ruleset, Any]:
     """``analysis(ruleset)`` for commands that read a few chains (packet, trace,
-    graph of a service):
-    first on an index of the dumps that finds chains by bisection, when they are
-    shaped as iptables-save prints them and the lookups are confirmed whole
-    (``parse.save_index``); otherwise on the full parse. Same answer, less time."""
-    reader, netns, families = _live_options(None, None, None)
-    texts = None
-    if rules and not strict and not (reader or netns):
-        from svcinspect.parse.save_index import analyse_indexed
+    graph of a service): first on an index of the dumps (files, or the live
+    node's save output) that finds chains by bisection, when they are shaped as
+    iptables-save prints them and the lookups are confirmed whole
+    (``parse.save_index``); otherwise on the full parse of the same text. Same
+    answer, less time."""
+    from svcinspect.parse.save_index import analyse_indexed, index_dumps
 
-        texts = [read_text(p) for p in rules]
-        done = analyse_indexed(texts, analysis, families)
+    reader, netns, families = _live_options(None, None, None)
+    if not rules:
+        from svcinspect.sources.command import index_live, parse_live, read_live_dump
+
+        dump = read_live_dump(reader or "auto", families, netns)
+        done = None if strict else analyse_indexed(index_live(dump), analysis)
+        if done is not None:
+            return done
+        ruleset = parse_live(dump, strict)
+        return ruleset, analysis(ruleset)
+    texts = [read_text(p) for p in rules] if not (reader or netns) else None
+    if texts is not None and not strict:
+        indexed = index_dumps(texts)
+        done = analyse_indexed(indexed.only(families) if indexed is not None else None, analysis)
         if done is not None:
             return done
     ruleset = load_rules(rules, strict, texts=texts)

@@ -104,6 +104,35 @@ def test_services_live_equals_services_of_the_saved_dump(netns, backend, reader)
     assert len(json.loads(live.stdout)["services"]) == 30
 
 
+@pytest.mark.parametrize("backend,reader", [("legacy", "save"), ("nft", "save"), ("legacy", "iptc")])
+@pytest.mark.parametrize("argv", [
+    ["packet", "--src", "10.244.1.7", "--dst", "10.96.10.10", "--dport", "80", "--node-ip", "192.168.10.11"],
+    ["packet", "--src", "203.0.113.5", "--dst", "192.168.10.11", "--dport", "31611", "--node-ip", "192.168.10.11"],
+    ["trace", "default/hello-world", "--node-ip", "192.168.10.11"],
+    ["graph", "default/web-multi", "-o", "json"],
+], ids=lambda a: " ".join(a[:2]) + (" " + a[6] if a[0] == "packet" else ""))
+def test_lookup_commands_live_equal_them_on_the_saved_dump(netns, backend, reader, argv):
+    """packet, trace and graph SERVICE look chains up in the live save output
+    (python-iptables' text is read in full): the same answer as on the file."""
+    netns.restore(V4, 4, backend)
+    netns.restore(V6, 6, backend)
+    json_argv = argv if argv[0] == "graph" else argv + ["-o", "json"]
+    live = svcinspect(*json_argv, "--netns", netns.name, "--reader", reader)
+    offline = svcinspect(*json_argv, "--rules", str(IPT / "iptables-save.txt"), "--rules", str(IPT / "ip6tables-save.txt"))
+    assert live.returncode == offline.returncode == 0, live.stderr + offline.stderr
+    skip = ("source", "origin", "warnings", "tooltip")
+    assert _without_lines(_without(json.loads(live.stdout), skip)) == \
+        _without_lines(_without(json.loads(offline.stdout), skip))
+
+
+def _without(doc, keys):
+    if isinstance(doc, dict):
+        return {k: _without(v, keys) for k, v in doc.items() if k not in keys}
+    if isinstance(doc, list):
+        return [_without(v, keys) for v in doc]
+    return doc
+
+
 def _without_lines(doc):
     if isinstance(doc, dict):
         return {k: _without_lines(v) for k, v in doc.items() if k not in ("line", "diagnostics")}

@@ -15,7 +15,7 @@ from conftest import FIXTURES, IPT, KP, WILD
 from svcinspect.evaluate import Environment, simulate
 from svcinspect.model.flow import Hook, Packet
 from svcinspect.parse.iptables_save import parse_iptables_save
-from svcinspect.parse.save_index import analyse_indexed, confirm_lookups, index_iptables_save
+from svcinspect.parse.save_index import analyse_indexed, confirm_lookups, index_dumps, index_iptables_save
 from svcinspect.sources.files import TextSource
 from test_packet import CASES, NODE
 
@@ -61,7 +61,7 @@ ENV = Environment(frozenset({ipaddress.ip_address(NODE)}))
 def test_packet_flows_agree_and_are_confirmed(case):
     data = (IPT / "iptables-save.txt").read_bytes()
     full = simulate(parse_iptables_save(data.decode(), "iptables-save.txt"), _packet(case), ENV)
-    done = analyse_indexed([TextSource("iptables-save.txt", data=data)], lambda rs: simulate(rs, _packet(case), ENV))
+    done = analyse_indexed(index_dumps([TextSource("iptables-save.txt", data=data)]), lambda rs: simulate(rs, _packet(case), ENV))
     assert done is not None, "a clean dump must be confirmed, or the fast path never pays"
     assert done[1] == full
 
@@ -123,7 +123,7 @@ def test_a_chain_moved_out_of_order_is_caught_and_the_answer_still_right():
     unchecked = simulate(idx, _packet(case), ENV)
     assert unchecked != full  # bisection missed the moved chain...
     assert not confirm_lookups(idx)  # ...and the proof says so
-    assert analyse_indexed([TextSource("moved", moved)], lambda rs: simulate(rs, _packet(case), ENV)) is None
+    assert analyse_indexed(index_dumps([TextSource("moved", moved)]), lambda rs: simulate(rs, _packet(case), ENV)) is None
 
 
 def test_one_rule_split_from_its_chain_is_caught():
@@ -199,7 +199,7 @@ def test_whatever_the_layout_the_answer_is_the_full_parse_answer(case, edit, pic
         if a and b and chain != other:
             text = text.replace("".join(a), "\0A").replace("".join(b), "".join(a)).replace("\0A", "".join(b))
     full = simulate(parse_iptables_save(text, "edited"), _packet(case), ENV)
-    done = analyse_indexed([TextSource("edited", text)], lambda rs: simulate(rs, _packet(case), ENV))
+    done = analyse_indexed(index_dumps([TextSource("edited", text)]), lambda rs: simulate(rs, _packet(case), ENV))
     if done is not None:
         assert done[1] == full
 
@@ -216,7 +216,7 @@ def test_trace_agrees_and_is_confirmed(service):
 
     data = (IPT / "iptables-save.txt").read_bytes()
     full = trace_service(parse_iptables_save(data.decode(), "iptables-save.txt"), service, ENV)
-    done = analyse_indexed([TextSource("iptables-save.txt", data=data)], lambda rs: trace_service(rs, service, ENV))
+    done = analyse_indexed(index_dumps([TextSource("iptables-save.txt", data=data)]), lambda rs: trace_service(rs, service, ENV))
     assert done is not None
     assert done[1] == full
 
@@ -230,7 +230,7 @@ def test_graph_of_a_service_agrees_and_is_confirmed(service, namespace):
 
     data = (IPT / "iptables-save.txt").read_bytes()
     g, title = build_graph(parse_iptables_save(data.decode(), "iptables-save.txt"), service, namespace)
-    done = analyse_indexed([TextSource("iptables-save.txt", data=data)], lambda rs: build_graph(rs, service, namespace))
+    done = analyse_indexed(index_dumps([TextSource("iptables-save.txt", data=data)]), lambda rs: build_graph(rs, service, namespace))
     assert done is not None
     g2, title2 = done[1]
     assert title2 == title and nx.node_link_data(g2) == nx.node_link_data(g)

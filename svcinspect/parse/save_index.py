@@ -397,19 +397,16 @@ def index_dumps(sources) -> Ruleset | None:
 T = TypeVar("T")
 
 
-def analyse_indexed(sources, analysis: Callable[[Ruleset], T],
-                    families=(Family.V4, Family.V6)) -> tuple[Ruleset, T] | None:
-    """``(ruleset, analysis(ruleset))`` on an index of the dumps, when they are
-    shaped for one and every lookup the analysis made is confirmed; None
+def analyse_indexed(indexed: Ruleset | None, analysis: Callable[[Ruleset], T]) -> tuple[Ruleset, T] | None:
+    """``(indexed, analysis(indexed))`` when every lookup the analysis made on the
+    indexed ruleset (from :func:`index_dumps`, or None) is confirmed; None
     otherwise, and the caller analyses the full parse instead.
 
     The analysis must be a pure function of the ruleset. If it raises on the
     index, the error stands only when the lookups are confirmed (a wrong lookup
     could have caused it)."""
-    indexed = index_dumps(sources)
     if indexed is None:
         return None
-    indexed = indexed.only(families)
     try:
         result = analysis(indexed)
     except Exception:

@@ -231,6 +231,15 @@ def _has_tables(text: str) -> bool:
     return text.startswith("*") or "\n*" in text
 
 
+@dataclass(frozen=True, slots=True)
+class LiveDump:
+    """What the live node gave: the chosen backend's save text per family
+    (``(family, source name, text)``) and what the reader noticed."""
+
+    texts: tuple[tuple[Family, str, str], ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+
 def read_live(reader: str = "auto", families: Sequence[Family] = (Family.V4, Family.V6),
               netns: str | None = None, *, counters: bool = False, strict: bool = False,
               runner: Runner | None = None, caps: int | None = None) -> Ruleset:
@@ -242,6 +251,43 @@ def read_live(reader: str = "auto", families: Sequence[Family] = (Family.V4, Fam
     them yet; chain counters are always there). Raises :class:`EnvironmentProblem`
     (exit 3) for missing privilege, binaries, python-iptables or namespace.
     """
+    return parse_live(read_live_dump(reader, families, netns, counters=counters, runner=runner, caps=caps), strict)
+
+
+def parse_live(dump: LiveDump, strict: bool = False) -> Ruleset:
+    """The ruleset of a live dump, every chain split (see :func:`index_live`)."""
+    return _assemble(dump, [parse_iptables_save(text, source, family=fam, strict=strict)
+                            for fam, source, text in dump.texts])
+
+
+def index_live(dump: LiveDump) -> Ruleset | None:
+    """The live dump indexed for chain lookups (``parse.save_index``), or None
+    when a text is not shaped for it (python-iptables' text, say)."""
+    from svcinspect.parse.save_index import index_iptables_save
+
+    parsed = []
+    for fam, source, text in dump.texts:
+        one = index_iptables_save(text.encode("utf-8", "surrogateescape"), source)
+        if one is None or any(t.family != fam for t in one.tables):
+            return None
+        parsed.append(one)
+    return _assemble(dump, parsed)
+
+
+def _assemble(dump: LiveDump, parsed: list[Ruleset]) -> Ruleset:
+    diags = list(dump.diagnostics)
+    for one in parsed:
+        # The "legacy tables present" banner is what this reader just resolved.
+        diags.extend(d for d in one.diagnostics if "other iptables tables exist" not in d.message)
+    return Ruleset(tuple(t for one in parsed for t in one.tables), tuple(diags),
+                   tuple(source for _, source, _ in dump.texts))
+
+
+def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4, Family.V6),
+                   netns: str | None = None, *, counters: bool = False, runner: Runner | None = None,
+                   caps: int | None = None) -> LiveDump:
+    """The save text of the backend holding kube-proxy's rules, per family (see
+    :func:`read_live`)."""
     if reader not in READERS:
         raise ValueError(f"reader must be one of {READERS}")
     runner = runner or run_commands
@@ -286,19 +332,14 @@ def read_live(reader: str = "auto", families: Sequence[Family] = (Family.V4, Fam
     diags.extend(choice_diags)
 
     where = ref.label if ref else ""
-    tables, origin = [], []
+    chosen_texts = []
     for fam in families:
         text = texts.get((chosen, fam))
         if not text or not _has_tables(text):
             continue
         tool = f"python-iptables-ipv{int(fam)}" if chosen == "legacy" and use_iptc else save_command(chosen, fam)
-        source = f"live:{tool}{where}"
-        parsed = parse_iptables_save(text, source, family=fam, strict=strict)
-        tables.extend(parsed.tables)
-        # The "legacy tables present" banner is what this reader just resolved.
-        diags.extend(d for d in parsed.diagnostics if "other iptables tables exist" not in d.message)
-        origin.append(source)
-    return Ruleset(tuple(tables), tuple(diags), tuple(origin))
+        chosen_texts.append((fam, f"live:{tool}{where}", text))
+    return LiveDump(tuple(chosen_texts), tuple(diags))
 
 
 def _iptc_available() -> bool:
