@@ -546,7 +546,26 @@ def _finish(tb: _TableBuilder, diags: list[Diagnostic]) -> Table:
     return Table(tb.name, fam, LazyChains(tb.name, tb.source, tb.chains), tb.source, tb.line)
 
 
-class LazyChains(Mapping[str, Chain]):
+class BuiltOnDemand(Mapping[str, Chain]):
+    """What the lazy chain maps (this module's and ``save_index``'s) share: the
+    chains built so far in ``_built``, and equality by content."""
+
+    __slots__ = ()
+    _built: dict[str, Chain]
+
+    def decoded_chains(self) -> list[Chain]:
+        """The chains built so far (for reporting the diagnostics of what was read)."""
+        return list(self._built.values())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return self.keys() == other.keys() and all(self[k] == other[k] for k in self)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class LazyChains(BuiltOnDemand):
     """A table's chains, each built (and its rules split) on first lookup."""
 
     __slots__ = ("_table", "_source", "_entries", "_built")
@@ -564,10 +583,6 @@ class LazyChains(Mapping[str, Chain]):
             rules = RuleList(self._table, name, self._source, None, decode_chain, segments=segments)
             ch = self._built[name] = Chain(self._table, name, rules, policy, counters, line, self._source, declared)
         return ch
-
-    def decoded_chains(self) -> list[Chain]:
-        """The chains built so far (for reporting the diagnostics of what was read)."""
-        return list(self._built.values())
 
     def raw_rules(self, name: str) -> tuple[RawRule, ...] | None:
         built = self._built.get(name)
@@ -591,12 +606,6 @@ class LazyChains(Mapping[str, Chain]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Mapping):
-            return NotImplemented
-        return self.keys() == other.keys() and all(self[k] == other[k] for k in self)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 _FILTER_TARGETS = (" -j REJECT", " -j DROP", " -j ACCEPT")

@@ -29,12 +29,12 @@ never prints them).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from svcinspect.errors import Diagnostic, Severity
 from svcinspect.model.netfilter import Chain, Counters, Family, RawRule, RuleList, Ruleset, Table
-from svcinspect.parse.iptables_save import _DECL, decode_chain
+from svcinspect.parse.iptables_save import _DECL, BuiltOnDemand, decode_chain
 
 _CHUNK = 1 << 18  # newlines are counted per 256 KiB of rules: line numbers without another pass
 _NEAR = 1 << 16   # "a small table": its COMMIT (or the next header) is this close
@@ -154,7 +154,7 @@ class OutOfOrder(Exception):
     index stops, and :func:`analyse_indexed` declines (the caller parses fully)."""
 
 
-class IndexedChains(Mapping[str, Chain]):
+class IndexedChains(BuiltOnDemand):
     """A table's chains, each found by bisection when first asked for.
 
     The bisection assumes iptables-save's order (built-in chains in declaration
@@ -288,10 +288,6 @@ class IndexedChains(Mapping[str, Chain]):
         # split lines for the next question about the same chain.
         return self[name].rules.raw if name in self else None
 
-    def decoded_chains(self) -> list[Chain]:
-        """The chains built so far (for reporting the diagnostics of what was read)."""
-        return list(self._built.values())
-
     def _names(self) -> list[str]:
         # Listing every chain is a question about the whole table, which the
         # bisection cannot vouch for (an undeclared chain could have rules).
@@ -304,13 +300,6 @@ class IndexedChains(Mapping[str, Chain]):
 
     def __len__(self) -> int:
         return len(self._names())
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Mapping):
-            return NotImplemented
-        return self.keys() == other.keys() and all(self[k] == other[k] for k in self)
-
-    __hash__ = None  # type: ignore[assignment]
 
     # --- the proof ----------------------------------------------------------
     def confirm(self) -> bool:
