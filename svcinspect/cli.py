@@ -454,6 +454,68 @@ def check(fail_on: str, output: str, objects_from: ObjectsSource, **source: Any)
         sys.exit(EXIT_FINDINGS)
 
 
+# --- issue 16: explain, node addresses from the Node object, kubectl conventions ---------------------------
+
+def node_environment(env, state, node: str | None):
+    """``env`` with this node's addresses from its Node object (InternalIP,
+    ExternalIP) when no --node-ip was given: a trace then shows the real node
+    address instead of a documentation placeholder."""
+    if env.node_ips or state is None or not node:
+        return env
+    import ipaddress
+
+    from svcinspect.evaluate import Environment
+    found = state.node(node)
+    ips = set()
+    for kind, addr in (found.addresses if found else ()):
+        if kind in ("InternalIP", "ExternalIP"):
+            try:
+                ips.add(ipaddress.ip_address(addr))
+            except ValueError:
+                continue
+    return Environment(frozenset(ips), env.cluster_cidrs) if ips else env
+
+
+@cli.command()
+@click.argument("service")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
+              help="Language of the explanation (zh: Chinese).")
+@click.option("--show-rules", is_flag=True, help="Print the full text of every cited rule under its sentence.")
+@rules_options
+@objects_options
+@environment_options
+@output_option("text", "json", default="text")
+def explain(service, lang, show_rules, node_ips, cluster_cidrs, output, objects_from: ObjectsSource,
+            **source) -> None:
+    """Explain in plain sentences what kube-proxy made of SERVICE and how each
+    kind of client reaches it, every sentence citing its rule."""
+    from svcinspect.explain import explain_trace
+    from svcinspect.render.explain import explanation_json, render_explanation
+    from svcinspect.trace import trace_service
+
+    state = load_objects(objects_from)
+    node = node_name(objects_from, source.get("rules", ()))
+    env = node_environment(_environment(node_ips, cluster_cidrs), state, node)
+    objects: dict = {}
+
+    def analysis(ruleset: Ruleset):
+        if "endpoints" not in objects:
+            objects["endpoints"] = _endpoints_of_state(state, node, ruleset)
+        tr = trace_service(ruleset, service, env, objects["endpoints"], namespace=objects_from.namespace or "default")
+        return explain_trace(tr, ruleset)
+
+    ruleset, result = analyse_rules(source["rules"], source["strict"], analysis)
+    _print_result(output, lambda: explanation_json(result, lang),
+                  lambda: render_explanation(result, lang, show_rules), _decoded_diagnostics(ruleset))
+
+
+def _endpoints_of_state(state, node: str | None, ruleset: Ruleset):
+    if state is None:
+        return None
+    from svcinspect.expected import build_expected, endpoints_by_port
+    return endpoints_by_port(build_expected(state, node, ruleset.families))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, mapping svcinspect errors to one line + exit code."""
     # A short-lived process building ~10^5 objects: the cyclic GC only costs time.

@@ -35,6 +35,7 @@ class Scenario:
     label: str
     packet: Packet
     outcomes: tuple[Outcome, ...]
+    client: str = ""   # pod, node, outside, localhost, allowed, blocked: what kind of client this is
 
     @property
     def masquerade_reason(self) -> Step | None:
@@ -211,12 +212,12 @@ def _trace_entry(sp, e: EntryPoint, ev: Evaluator, fam: int, pod, node, env) -> 
     port = e.port or 0
     notes: list[str] = []
     node_dst = node or PLACEHOLDER_NODE[fam]
-    scenarios: list[tuple[str, IPish, IPish, Hook]] = []
+    scenarios: list[tuple[str, IPish, IPish, Hook, str]] = []
     if e.kind == EntryKind.CLUSTER_IP and e.address:
         dst = ipaddress.ip_address(e.address)
         if pod is not None:
-            scenarios.append((f"from a pod ({pod})", pod, dst, Hook.PREROUTING))
-        scenarios.append((f"from this node ({node_dst})", node_dst, dst, Hook.OUTPUT))
+            scenarios.append((f"from a pod ({pod})", pod, dst, Hook.PREROUTING, "pod"))
+        scenarios.append((f"from this node ({node_dst})", node_dst, dst, Hook.OUTPUT, "node"))
     elif e.kind in (EntryKind.EXTERNAL_IP, EntryKind.LOAD_BALANCER) and e.address:
         dst = ipaddress.ip_address(e.address.split("/")[0])
         if e.kind == EntryKind.LOAD_BALANCER and sp.source_ranges:
@@ -224,24 +225,24 @@ def _trace_entry(sp, e: EntryPoint, ev: Evaluator, fam: int, pod, node, env) -> 
                 net = ipaddress.ip_network(r)
                 if net.version == fam:
                     src = next(net.hosts(), net.network_address)
-                    scenarios.append((f"from an allowed source ({src}, in {r})", src, dst, Hook.PREROUTING))
+                    scenarios.append((f"from an allowed source ({src}, in {r})", src, dst, Hook.PREROUTING, "allowed"))
             blocked = _outside_ranges(sp.source_ranges, fam)
             scenarios.append((f"from a source outside the allowed ranges ({blocked})", blocked, dst,
-                              Hook.PREROUTING))
+                              Hook.PREROUTING, "blocked"))
         else:
-            scenarios.append((f"from outside the cluster ({OUTSIDE[fam]})", OUTSIDE[fam], dst, Hook.PREROUTING))
+            scenarios.append((f"from outside the cluster ({OUTSIDE[fam]})", OUTSIDE[fam], dst, Hook.PREROUTING, "outside"))
         if pod is not None:
-            scenarios.append((f"from a pod ({pod})", pod, dst, Hook.PREROUTING))
+            scenarios.append((f"from a pod ({pod})", pod, dst, Hook.PREROUTING, "pod"))
     elif e.kind in (EntryKind.NODE_PORT, EntryKind.HEALTH_CHECK):
         dst = ipaddress.ip_address(e.address) if e.address else node_dst
-        scenarios.append((f"from outside the cluster ({OUTSIDE[fam]} -> {dst})", OUTSIDE[fam], dst, Hook.PREROUTING))
+        scenarios.append((f"from outside the cluster ({OUTSIDE[fam]} -> {dst})", OUTSIDE[fam], dst, Hook.PREROUTING, "outside"))
         if pod is not None and e.kind == EntryKind.NODE_PORT:
-            scenarios.append((f"from a pod ({pod} -> {dst})", pod, dst, Hook.PREROUTING))
+            scenarios.append((f"from a pod ({pod} -> {dst})", pod, dst, Hook.PREROUTING, "pod"))
         if e.localhost:
             lo = ipaddress.ip_address("127.0.0.1")
-            scenarios.append(("from this node via localhost (127.0.0.1)", lo, lo, Hook.OUTPUT))
-    done = [Scenario(label, p, ev.simulate(p).outcomes) for label, p in
-            ((label, Packet(src, dst, port, proto, hook)) for label, src, dst, hook in scenarios)]
+            scenarios.append(("from this node via localhost (127.0.0.1)", lo, lo, Hook.OUTPUT, "localhost"))
+    done = [Scenario(label, p, ev.simulate(p).outcomes, client) for label, p, client in
+            ((label, Packet(src, dst, port, proto, hook), client) for label, src, dst, hook, client in scenarios)]
     # Hairpin: an endpoint reaching its own service lands on itself masqueraded.
     if e.kind == EntryKind.CLUSTER_IP and e.address:
         hairpin = []
