@@ -407,27 +407,30 @@ def _write_output(data: bytes, path: str | None) -> None:
 @cli.command()
 @click.argument("service")
 @click.option("--port", "port_name", help="Only this service port (its name, or its number).")
+@click.option("--wide", is_flag=True, help="Print every rule's whole text (JSON always has it).")
 @rules_options
 @objects_options
 @environment_options
 @output_option("text", "json", default="text")
-def trace(service, port_name, node_ips, cluster_cidrs, output, objects_from: ObjectsSource, **source) -> None:
+def trace(service, port_name, wide, node_ips, cluster_cidrs, output, objects_from: ObjectsSource, **source) -> None:
     """Explain how SERVICE (NAMESPACE/NAME[:PORT], or NAME with -n) is load-balanced
     on this node: every entry point, the rule path, endpoints with exact shares,
     masquerade; with objects, the pods, nodes and conditions behind the endpoints."""
     from svcinspect.trace import trace_service
 
     query = service.split(":")[0] + ":" + port_name if port_name else service
-    env = _environment(node_ips, cluster_cidrs)
+    state = load_objects(objects_from)
+    node = node_name(objects_from, source.get("rules", ()))
+    env = simulation_environment(node_ips, cluster_cidrs, state, node, source.get("rules", ()))
     objects: dict = {}  # read once, whichever ruleset the analysis runs on (both have the same families)
 
     def analysis(ruleset: Ruleset):
         if "endpoints" not in objects:
-            objects["endpoints"] = _object_endpoints(objects_from, ruleset, source.get("rules", ()))
+            objects["endpoints"] = _endpoints_of_state(state, node, ruleset)
         return trace_service(ruleset, query, env, objects["endpoints"], namespace=objects_from.namespace or "default")
 
     ruleset, result = analyse_rules(source["rules"], source["strict"], analysis)
-    _print_result(output, lambda: render_json.trace_json(result), lambda: render_text.render_trace(result),
+    _print_result(output, lambda: render_json.trace_json(result), lambda: render_text.render_trace(result, wide),
                   _decoded_diagnostics(ruleset))
 
 
@@ -476,6 +479,21 @@ def node_environment(env, state, node: str | None):
     return Environment(frozenset(ips), env.cluster_cidrs) if ips else env
 
 
+def simulation_environment(node_ips, cluster_cidrs, state, node: str | None, rules: tuple[str, ...]):
+    """What a simulation is told about this node: --node-ip, else the Node
+    object's addresses, else (reading the live node, in --netns too) the
+    addresses its interfaces have; unknown only when none of these says."""
+    env = node_environment(_environment(node_ips, cluster_cidrs), state, node)
+    if env.node_ips or rules:
+        return env
+    from svcinspect.evaluate import Environment
+    from svcinspect.sources.addresses import read_node_addresses
+
+    _, netns, _ = _live_options(None, None, None)
+    ips = read_node_addresses(netns)
+    return Environment(ips, env.cluster_cidrs) if ips else env
+
+
 @cli.command()
 @click.argument("service")
 @click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
@@ -495,7 +513,7 @@ def explain(service, lang, show_rules, node_ips, cluster_cidrs, output, objects_
 
     state = load_objects(objects_from)
     node = node_name(objects_from, source.get("rules", ()))
-    env = node_environment(_environment(node_ips, cluster_cidrs), state, node)
+    env = simulation_environment(node_ips, cluster_cidrs, state, node, source.get("rules", ()))
     objects: dict = {}
 
     def analysis(ruleset: Ruleset):

@@ -301,6 +301,30 @@ def _split_paths(outcomes) -> tuple[tuple[Step, ...], tuple[tuple[Outcome, tuple
     return path, tuple((o, tuple(o.steps[common:])) for o in outcomes)
 
 
+def scenario_paths(sc: Scenario) -> tuple[tuple[Step, ...], tuple[tuple[Outcome, tuple[Step, ...]], ...],
+                                           tuple[Step, ...]]:
+    """One client's whole path, split for display: the steps every outcome takes
+    first (up to the random choice), each outcome's own steps, and the steps
+    every outcome takes after its own (filter, POSTROUTING), when those are the
+    same rules for all of them (otherwise they stay in each outcome's part)."""
+    path, branches = _split_paths(sc.outcomes)
+    if len(branches) < 2:
+        return path, branches, ()
+    tails = [list(steps) for _, steps in branches]
+    same = 0
+    while all(len(t) > same for t in tails) and all(
+            _same_rule(t[-1 - same], tails[0][-1 - same]) for t in tails):
+        same += 1
+    if same == 0:
+        return path, branches, ()
+    return (path, tuple((o, steps[:len(steps) - same]) for o, steps in branches),
+            tuple(branches[0][1][len(branches[0][1]) - same:]))
+
+
+def _same_rule(a: Step, b: Step) -> bool:
+    return (a.table, a.chain, a.line, a.rule, a.action) == (b.table, b.chain, b.line, b.rule, b.action)
+
+
 def conditions(o: Outcome) -> tuple[str, ...]:
     """The alternatives an outcome depends on ("if ..." assumptions)."""
     return tuple(a for a in o.assumptions if a.startswith("if "))

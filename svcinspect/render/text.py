@@ -130,11 +130,13 @@ def _final(o) -> str:
     return f"{src} -> {o.packet.endpoint()}"
 
 
-def render_steps(steps, indent: str = "    ", width: int = 110) -> str:
+def render_steps(steps, indent: str = "    ", width: int | None = 110) -> str:
+    """One step per two lines: table, chain, line and action, then the rule's
+    text (cut at ``width`` characters; None: whole)."""
     rows = []
     for s in steps:
         where = f"line {s.line}" if s.line else ("assumed" if s.source.startswith("<assumed") else "-")
-        rule = s.rule if len(s.rule) <= width else s.rule[: width - 3] + "..."
+        rule = s.rule if width is None or len(s.rule) <= width else s.rule[: width - 3] + "..."
         rows.append(f"{indent}{s.table:<6} {s.chain:<26} {where:<10} {s.action}\n{indent}{'':<44}{rule}")
     return "\n".join(rows)
 
@@ -161,8 +163,34 @@ def render_simulation(sim) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_trace(tr) -> str:
+def _scenario_path(sc, width: int | None) -> list[str]:
+    """Every step one client's first packet takes, through nat, filter and
+    POSTROUTING: the shared start, each outcome's own steps, the shared end."""
+    from svcinspect.trace import scenario_paths
+
+    path, branches, tail = scenario_paths(sc)
+    out = [f"    path {sc.label}:"]
+    if path:
+        out.append(render_steps(path, indent="      ", width=width))
+    for o, steps in branches[:16]:
+        if len(branches) > 1 or steps:
+            lead = f"{o.probability} ->" if o.probability != 1 else "->"
+            out.append(f"      {lead} {o.endpoint or o.disposition.value.upper()}")
+        if steps:
+            out.append(render_steps(steps, indent="         ", width=width))
+    if len(branches) > 16:
+        out.append(f"      ... and {len(branches) - 16} more outcomes")
+    if tail:
+        out.append("      then, for each of these:")
+        out.append(render_steps(tail, indent="         ", width=width))
+    return out
+
+
+def render_trace(tr, wide: bool = False) -> str:
+    """``wide``: every rule's whole text (otherwise cut at 110 characters)."""
     from svcinspect.trace import summarize
+
+    width = None if wide else 110
 
     out: list[str] = []
     for pt in tr.ports:
@@ -201,19 +229,8 @@ def render_trace(tr) -> str:
         for et in pt.entries:
             out.append("")
             out.append(f"  Entry: {et.title}")
-            if et.path:
-                out.append("    path (first client below):")
-                out.append(render_steps(et.path, indent="      "))
-            for o, steps in et.branches[:16]:
-                lead = f"{o.probability} ->" if o.probability != 1 else "->"
-                dest = o.endpoint or o.disposition.value.upper()
-                out.append(f"      {lead} {dest}")
-                shown = [s for s in steps if s.table == "nat" and s.chain.startswith(("KUBE-SVC", "KUBE-SVL",
-                                                                                      "KUBE-SEP", "KUBE-XLB"))]
-                if shown:
-                    out.append(render_steps(shown[:4], indent="         "))
-            if len(et.branches) > 16:
-                out.append(f"      ... and {len(et.branches) - 16} more outcomes")
+            for sc in et.scenarios:
+                out.extend(_scenario_path(sc, width))
             out.append("    who gets where:")
             for sc in et.scenarios:
                 groups = summarize(sc)
