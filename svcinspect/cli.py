@@ -47,6 +47,12 @@ def _print_result(output: str, to_json: Callable[[], dict], to_text: Callable[[]
     """A command's result on stdout (JSON document or text), then its diagnostics on stderr."""
     if output == "json":
         click.echo(render_json.dumps(to_json(), pretty=_for_a_person()), nl=False)
+    elif output == "yaml":
+        import json
+
+        import yaml
+        doc = json.loads(render_json.dumps(to_json(), pretty=False))  # the JSON document's own types
+        click.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), nl=False)
     else:
         click.echo(to_text(), nl=False)
     _emit_diagnostics(diags)
@@ -141,8 +147,54 @@ def analyse_rules(rules: tuple[str, ...], strict: bool, analysis: Callable[[Rule
 
 
 def output_option(*choices: str, default: str) -> Callable[..., Any]:
-    return click.option("-o", "--output", type=click.Choice(choices), default=default, show_default=True,
+    """``-o``, with kubectl's names accepted by every command: ``table`` and
+    ``text`` are the same, ``yaml`` is the JSON document as YAML, ``wide`` is the
+    text with everything (when the command has no wider form: its text), ``name``
+    only where a command lists names. The command receives the name it declared."""
+    return click.option("-o", "--output", type=OutputFormat(choices), default=default, show_default=True,
                         help="Output format.")
+
+
+_WIDE = "svcinspect.wide"
+
+
+class OutputFormat(click.ParamType):
+    name = "format"
+
+    def __init__(self, declared: tuple[str, ...]) -> None:
+        self.declared = declared
+        text = [c for c in declared if c in ("text", "table")]
+        self.text = text[0] if text else None
+        self.accepted = [c for c in ("table", "text", "wide", "json", "yaml", "name")
+                         if c in declared or (c in ("table", "text", "wide") and self.text) or c == "yaml"
+                         and "json" in declared] + [c for c in declared if c not in
+                                                    ("table", "text", "wide", "json", "yaml", "name")]
+
+    def get_metavar(self, param, *args) -> str:
+        return "[" + "|".join(self.accepted) + "]"
+
+    def convert(self, value, param, ctx):
+        if value in self.declared:
+            return value
+        if value in ("table", "text") and self.text:
+            return self.text
+        if value == "wide" and self.text:
+            if ctx is not None:
+                ctx.meta[_WIDE] = True
+            return self.text
+        if value == "yaml" and "json" in self.declared:
+            return "yaml"
+        self.fail(f"{value!r} is not one of {', '.join(self.accepted)}", param, ctx)
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+        return [CompletionItem(c) for c in self.accepted if c.startswith(incomplete)]
+
+
+def wide_output() -> bool:
+    """Whether ``-o wide`` was asked for."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(_WIDE))
 
 
 class ObjectsSource:
@@ -222,6 +274,54 @@ def node_name(src: ObjectsSource, rules: tuple[str, ...]) -> str | None:
     return None
 
 
+_ALL_NAMESPACES = "svcinspect.all_namespaces"
+
+
+def all_namespaces_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """kubectl's ``-A/--all-namespaces``: every namespace (the default when no
+    ``-n`` is given); a bare Service name is then looked up in all of them.
+    Refused together with ``-n``."""
+
+    @click.option("-A", "--all-namespaces", "all_namespaces", is_flag=True,
+                  help="Every namespace (a bare NAME is looked up in all of them).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, all_namespaces: bool, **kwargs: Any) -> Any:
+        if all_namespaces and (kwargs.get("objects_namespace") or kwargs.get("namespace")):
+            raise InputError("-n/--namespace and -A/--all-namespaces cannot be combined")
+        click.get_current_context().meta[_ALL_NAMESPACES] = all_namespaces
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def resolve_query(ruleset: Ruleset, service: str, objects_from: ObjectsSource) -> str:
+    """What SERVICE names, the kubectl way (svc/NAME, NAME in any namespace, a
+    cluster IP[:port], a node port): see ``svcinspect.lookup``."""
+    from svcinspect.lookup import resolve_service
+
+    ctx = click.get_current_context(silent=True)
+    every = bool(ctx is not None and ctx.meta.get(_ALL_NAMESPACES))
+    return resolve_service(ruleset, service, objects_from.namespace, every)
+
+
+def complete_service(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Service names for shell completion, from the --rules files already typed
+    (nothing without them: completion never reads the live node)."""
+    from click.shell_completion import CompletionItem
+
+    paths = [p for p in (ctx.params.get("rules") or ()) if p != "-"]
+    if not paths:
+        return []
+    try:
+        from svcinspect.lookup import service_names
+        ruleset = parse_dumps([read_text(p) for p in paths])
+        names = sorted(service_names(ruleset))
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+    bare = [n.split("/", 1)[1] for n in names]
+    return [CompletionItem(n) for n in dict.fromkeys(names + bare) if n.startswith(incomplete)]
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="svcinspect")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
@@ -267,10 +367,13 @@ def _decoded_diagnostics(ruleset: Ruleset) -> list[Diagnostic]:
 
 
 @cli.command()
+@all_namespaces_option
 @rules_options
 @objects_options
-@output_option("table", "json", default="table")
-def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: ObjectsSource) -> None:
+@output_option("table", "json", "name", default="table")
+@click.option("--no-headers", is_flag=True, help="Table output without the header lines.")
+def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: ObjectsSource,
+             no_headers: bool = False) -> None:
     """List every service port the rules implement: addresses, ports, endpoints
     with their exact share, affinity, and the chains behind them (with objects:
     pod names and endpoint conditions too)."""
@@ -280,8 +383,15 @@ def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: Ob
     ports = build_service_ports(ruleset)
     objects = _object_endpoints(objects_from, ruleset, rules)
     diags = _decoded_diagnostics(ruleset)
+    if output == "name":
+        ports = [p for p in ports if not objects_from.namespace or (p.name or "").startswith(objects_from.namespace
+                                                                                            + "/")]
+        click.echo("".join(f"{n}\n" for n in dict.fromkeys((p.name or p.key).split(":")[0] for p in ports)), nl=False)
+        _emit_diagnostics(diags)
+        return
     _print_result(output, lambda: render_json.services_json(ports, diags, objects),
-                  lambda: render_text.render_services(ports, objects), diags)
+                  lambda: render_text.render_services(ports, objects, wide=wide_output(), headers=not no_headers),
+                  diags)
 
 
 class _IPParam(click.ParamType):
@@ -359,8 +469,10 @@ def packet(src, dst, dport, proto, hook, node_ips, cluster_cidrs, output, **sour
 
 
 @cli.command("graph")
+@all_namespaces_option
 @rules_options
-@click.argument("service", required=False)
+@click.argument("service", required=False,
+                shell_complete=lambda ctx, param, incomplete: complete_service(ctx, param, incomplete))
 @click.option("-n", "--namespace", help="Every service port of this namespace, one group each.")
 @click.option("-o", "--output", type=click.Choice(["dot", "svg", "png", "json"]), default="dot", show_default=True,
               help="DOT text, SVG/PNG drawn by Graphviz's dot, or networkx node-link JSON.")
@@ -405,7 +517,8 @@ def _write_output(data: bytes, path: str | None) -> None:
 
 
 @cli.command()
-@click.argument("service")
+@all_namespaces_option
+@click.argument("service", shell_complete=lambda ctx, param, incomplete: complete_service(ctx, param, incomplete))
 @click.option("--port", "port_name", help="Only this service port (its name, or its number).")
 @click.option("--wide", is_flag=True, help="Print every rule's whole text (JSON always has it).")
 @rules_options
@@ -427,14 +540,17 @@ def trace(service, port_name, wide, node_ips, cluster_cidrs, output, objects_fro
     def analysis(ruleset: Ruleset):
         if "endpoints" not in objects:
             objects["endpoints"] = _endpoints_of_state(state, node, ruleset)
-        return trace_service(ruleset, query, env, objects["endpoints"], namespace=objects_from.namespace or "default")
+        return trace_service(ruleset, resolve_query(ruleset, query, objects_from), env, objects["endpoints"],
+                             namespace=objects_from.namespace or "default")
 
     ruleset, result = analyse_rules(source["rules"], source["strict"], analysis)
-    _print_result(output, lambda: render_json.trace_json(result), lambda: render_text.render_trace(result, wide),
+    _print_result(output, lambda: render_json.trace_json(result),
+                  lambda: render_text.render_trace(result, wide or wide_output()),
                   _decoded_diagnostics(ruleset))
 
 
 @cli.command()
+@all_namespaces_option
 @rules_options
 @objects_options
 @click.option("--fail-on", type=click.Choice(["error", "warning", "never"]), default="error", show_default=True,
@@ -495,7 +611,8 @@ def simulation_environment(node_ips, cluster_cidrs, state, node: str | None, rul
 
 
 @cli.command()
-@click.argument("service")
+@all_namespaces_option
+@click.argument("service", shell_complete=lambda ctx, param, incomplete: complete_service(ctx, param, incomplete))
 @click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
               help="Language of the explanation (zh: Chinese).")
 @click.option("--show-rules", is_flag=True, help="Print the full text of every cited rule under its sentence.")
@@ -519,12 +636,13 @@ def explain(service, lang, show_rules, node_ips, cluster_cidrs, output, objects_
     def analysis(ruleset: Ruleset):
         if "endpoints" not in objects:
             objects["endpoints"] = _endpoints_of_state(state, node, ruleset)
-        tr = trace_service(ruleset, service, env, objects["endpoints"], namespace=objects_from.namespace or "default")
+        tr = trace_service(ruleset, resolve_query(ruleset, service, objects_from), env, objects["endpoints"],
+                           namespace=objects_from.namespace or "default")
         return explain_trace(tr, ruleset)
 
     ruleset, result = analyse_rules(source["rules"], source["strict"], analysis)
     _print_result(output, lambda: explanation_json(result, lang),
-                  lambda: render_explanation(result, lang, show_rules), _decoded_diagnostics(ruleset))
+                  lambda: render_explanation(result, lang, show_rules or wide_output()), _decoded_diagnostics(ruleset))
 
 
 def _endpoints_of_state(state, node: str | None, ruleset: Ruleset):
@@ -532,6 +650,44 @@ def _endpoints_of_state(state, node: str | None, ruleset: Ruleset):
         return None
     from svcinspect.expected import build_expected, endpoints_by_port
     return endpoints_by_port(build_expected(state, node, ruleset.families))
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL. Commands, options and (from
+    the --rules files on the command line) service names complete.
+
+    \b
+      bash: source <(svcinspect completion bash)
+      zsh:  source <(svcinspect completion zsh)
+      fish: svcinspect completion fish | source
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    click.echo(cls(cli, {}, "svcinspect", "_SVCINSPECT_COMPLETE").source())
+
+
+def _set_flag(name: str):
+    def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            setattr(_State, name, True)
+    return callback
+
+
+def add_common_flags(group: click.Group = None) -> None:
+    """``-v/--verbose`` and ``--debug`` after the subcommand too (kubectl's
+    habit), on every command, including those registered after this module."""
+    group = group or cli
+    for command in group.commands.values():
+        if any(p.name == "common_verbose" for p in command.params):
+            continue
+        command.params.append(click.Option(["-v", "--verbose", "common_verbose"], is_flag=True, expose_value=False,
+                                           callback=_set_flag("verbose"), help="Also show informational diagnostics."))
+        command.params.append(click.Option(["--debug", "common_debug"], is_flag=True, expose_value=False,
+                                           callback=_set_flag("debug"), help="Show tracebacks instead of one-line "
+                                                                             "errors."))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -547,6 +703,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(argv: list[str] | None) -> None:
+    add_common_flags()
     try:
         cli.main(args=argv, prog_name="svcinspect", standalone_mode=False)
     except click.exceptions.Abort:

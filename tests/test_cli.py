@@ -47,7 +47,7 @@ def test_rules_from_stdin(cli):
     (["services", "--rules", str(WILD / "047-kind-lnv-v-kmg-suffix-filter.lnv")], 2, "iptables -L"),
     (["services", "--rules", str(KP)], 2, "is a directory"),
     (["services", "--rules", str(WILD / "042-gke-2016-v1.4.14-loadbalancer-prefw-full.rules"), "--strict"], 2, ":1:"),
-    (["services", "--rules", HELLO, "-o", "yaml"], 2, "Invalid value"),
+    (["services", "--rules", HELLO, "-o", "xml"], 2, "Invalid value"),
     (["nosuchcommand"], 2, "No such command"),
 ])
 def test_errors_are_one_line_with_documented_exit_codes(cli, args, code, words):

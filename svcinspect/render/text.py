@@ -47,9 +47,11 @@ def endpoints_summary(endpoints: tuple[EndpointShare, ...] | None, sp: ServicePo
     return f"{len(endpoints)} (" + " / ".join(pct(e.share) for e in endpoints) + ")"
 
 
-def render_services(ports: list[ServicePortRules], objects=None) -> str:
+def render_services(ports: list[ServicePortRules], objects=None, wide: bool = False, headers: bool = True) -> str:
     """``objects``: (chain hash, family) -> endpoints from the EndpointSlices
-    (:func:`svcinspect.expected.endpoints_by_port`), to show pods and conditions."""
+    (:func:`svcinspect.expected.endpoints_by_port`), to show pods and conditions.
+    ``wide`` (``-o wide``) adds every chain, the endpoints themselves and the
+    source ranges; ``headers=False`` (``--no-headers``) drops the header lines."""
     from svcinspect.services import EntryKind
 
     rows = []
@@ -74,8 +76,18 @@ def render_services(ports: list[ServicePortRules], objects=None) -> str:
             f"ClientIP {sp.affinity_seconds}s" if sp.affinity_seconds is not None else "-",
             sp.chains.get("svc") or sp.chains.get("svl") or sp.chains.get("xlb") or "-",
         ])
-    headers = ["SERVICE PORT", "PROTO", "CLUSTER IP", "NODE PORT", "EXTERNAL / LB", "ENDPOINTS", "AFFINITY", "CHAIN"]
-    out = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+        if wide:
+            rows[-1] += [" ".join(e.endpoint or "?" for e in sp.endpoints) or "-",
+                         ", ".join(sp.source_ranges) or "-",
+                         " ".join(v for k, v in sp.chains.items() if k not in ("sep", "svc") and isinstance(v, str))
+                         or "-"]
+    names = ["SERVICE PORT", "PROTO", "CLUSTER IP", "NODE PORT", "EXTERNAL / LB", "ENDPOINTS", "AFFINITY", "CHAIN"]
+    if wide:
+        names += ["ENDPOINT ADDRESSES", "SOURCE RANGES", "OTHER CHAINS"]
+    if headers:
+        out = tabulate(rows, headers=names, tablefmt="simple", disable_numparse=True)
+    else:
+        out = tabulate(rows, tablefmt="plain", disable_numparse=True)
     warned = [sp for sp in ports if sp.warnings]
     if warned:
         out += "\n\nWarnings:\n" + "\n".join(f"  {sp.display_name}: {w}" for sp in warned for w in sp.warnings)
