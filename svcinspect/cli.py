@@ -653,6 +653,42 @@ def _endpoints_of_state(state, node: str | None, ruleset: Ruleset):
 
 
 @cli.command()
+@all_namespaces_option
+@rules_options
+@objects_options
+@environment_options
+@click.option("--out", "out", required=True, metavar="FILE.html", help="Where to write the page.")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
+              help="Language of the explanations.")
+@click.option("--max-services", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Services drawn, traced and explained in detail (all are in the table).")
+def report(out, lang, max_services, node_ips, cluster_cidrs, objects_from: ObjectsSource, **source) -> None:
+    """Write one self-contained HTML page: the input and its completeness, the
+    sortable services table, per Service its graph, trace and explanation,
+    check findings (with objects) and diagnostics. Makes no network request."""
+    from svcinspect.errors import EnvironmentProblem
+    from svcinspect.render.html import render_report_html, safe_svg
+    from svcinspect.report import build_report
+
+    ruleset = load_rules(**source)
+    state = load_objects(objects_from)
+    node = node_name(objects_from, source.get("rules", ()))
+    env = simulation_environment(node_ips, cluster_cidrs, state, node, source.get("rules", ()))
+    rep = build_report(ruleset, state, node, env, objects_from.namespace, max_services, lang)
+    svgs: dict[str, str | None] = {}
+    from svcinspect.sources.graphviz import render_with_dot
+    for d in rep.details:
+        if d.dot is None:
+            continue
+        try:
+            svgs[d.name] = safe_svg(render_with_dot(d.dot, "svg"))
+        except (EnvironmentProblem, ValueError):
+            svgs[d.name] = None
+    _write_output(render_report_html(rep, svgs, lang).encode(), out)
+    _emit_diagnostics(list(rep.diagnostics))
+
+
+@cli.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
     """Print the shell completion script for SHELL. Commands, options and (from
