@@ -138,7 +138,8 @@ def _overview(pt: PortTrace) -> Section:
              "pod": (info.pod or "") if info else "", "node": (info.node_name or "") if info else "",
              "local": "yes" if info is not None and info.local else ""}
         cite = _branch_cite(pt, ep.sep, ep.line)
-        out.append(Sentence("overview.endpoint_pod" if a["pod"] else "overview.endpoint", a, cite))
+        key = "overview.endpoint_pod" if a["pod"] else "overview.endpoint"
+        out.append(Sentence(key if ep.endpoint else "overview.endpoint_unknown", a, cite))
     if not sp.endpoints and not sp.local_endpoints:
         rej = [e for e in sp.entries if e.verdict in ("reject", "drop")]
         out.append(Sentence("overview.no_endpoints", {"verdict": (rej[0].verdict or "").upper() if rej else ""},
@@ -261,6 +262,11 @@ def _journey(sp: ServicePortRules, sc: Scenario, o: Outcome) -> list[Sentence]:
             out.append(Sentence("step.mark", {"action": s.action}, (Citation.of(s),)))
         elif kind is ChainKind.BUILTIN and s.table == "nat" and s.chain in ("PREROUTING", "OUTPUT"):
             out.append(Sentence(f"step.hook.{s.chain}", {"target": target or s.action}, (Citation.of(s),)))
+            following = steps[i + 1] if i + 1 < len(steps) else None
+            if target == "KUBE-SERVICES" and (following is None or following.table != "nat"
+                                              or following.chain != "KUBE-SERVICES"):
+                out.append(Sentence("step.no_dispatch", {"dst": _hostport(str(sc.packet.dst), sc.packet.dport),
+                                                         "proto": sc.packet.proto}, (Citation.of(s),)))
         elif kind is ChainKind.SERVICES and tkind is ChainKind.NODEPORTS:
             out.append(Sentence("step.to_nodeports", {"dst": str(sc.packet.dst)}, (Citation.of(s),)))
         elif kind is ChainKind.SERVICES and target:
@@ -435,10 +441,12 @@ def _result(sc: Scenario, rep: Outcome) -> list[Sentence]:
                                     "src": str(sc.packet.src), "snat": rep.snat_source or ""}, general=True))
     for o in sc.outcomes:
         if o.disposition in (Disposition.REJECT, Disposition.DROP) and o.verdict_step is not None:
-            out.append(Sentence(f"result.{o.disposition.value}", {"p": _frac(o.probability)},
+            always = "_always" if o.probability == 1 else ""
+            out.append(Sentence(f"result.{o.disposition.value}{always}", {"p": _frac(o.probability)},
                                 (Citation.of(o.verdict_step),)))
         elif o.disposition is Disposition.NONE:
-            out.append(Sentence("result.none", {"p": _frac(o.probability)}))
+            out.append(Sentence("result.none_always" if o.probability == 1 else "result.none",
+                                {"p": _frac(o.probability)}))
     conds = sorted({c for o in sc.outcomes for c in conditions(o)})
     for c in conds:
         out.append(Sentence("result.condition", {"text": c}))

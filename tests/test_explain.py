@@ -242,8 +242,9 @@ def test_chinese_text_is_chinese(hello):
     ("default/affinity", "change.affinity_on"),
     ("default/etp-local-has", "change.external_local"),
     ("default/itp-local-has", "change.internal_local"),
-    ("default/no-endpoints", "result.reject"),
+    ("default/no-endpoints", "result.reject_always"),
     ("default/lb-ranges", "filter.drop"),
+    ("default/no-endpoints-np", "step.no_dispatch"),
     ("kube-system/kube-dns", "split.intro"),
 ])
 def test_other_services_are_explained_and_cited(ruleset, query, key):
@@ -256,5 +257,5 @@ def test_other_services_are_explained_and_cited(ruleset, query, key):
         assert s.key in EN, s.key  # no sentence without a text
     if key == "change.affinity_on":
         assert all("--rcheck" in c.rule for c in found[0].cites) and len(found[0].cites) == 3
-    if key == "result.reject":
+    if key == "result.reject_always":
         assert "REJECT" in found[0].cites[0].rule

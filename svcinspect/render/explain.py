@@ -49,6 +49,8 @@ EN: dict[str, str] = {
     "overview.endpoint": "Endpoint {ep} gets {share} of new connections ({pct}), through chain {chain}.",
     "overview.endpoint_pod": "Endpoint {ep} (pod {pod} on node {node}) gets {share} of new connections ({pct}), "
                              "through chain {chain}.",
+    "overview.endpoint_unknown": "Chain {chain} gets {share} of new connections ({pct}), but the input does not "
+                                 "have it, so its endpoint is unknown.",
     "overview.no_endpoints": "It has no usable endpoint: the rules answer new connections with {verdict}.",
     # chains
     "chain.builtin.nat.PREROUTING": "nat PREROUTING is where the kernel sends every packet that arrives at this "
@@ -96,6 +98,8 @@ EN: dict[str, str] = {
     "way.start.output": "A program on this node sends a {proto} packet from {src} to {dst}.",
     "step.hook.PREROUTING": "nat PREROUTING sends it to {target}, as it does every packet.",
     "step.hook.OUTPUT": "nat OUTPUT sends it to {target}, as it does every packet sent from this node.",
+    "step.no_dispatch": "No rule of nat KUBE-SERVICES matches {dst}/{proto}: kube-proxy wrote no chains for it "
+                        "(a Service without endpoints has none), so its destination is not rewritten.",
     "step.dispatch": "In KUBE-SERVICES this rule matches destination {dst}/{proto} and jumps to {target}.",
     "step.to_nodeports": "No Service address matches {dst}, but it is an address of this node, so the last rule of "
                          "KUBE-SERVICES jumps to KUBE-NODEPORTS.",
@@ -175,6 +179,9 @@ EN: dict[str, str] = {
                        "program as coming from {orig}.",
     "result.reject": "With probability {p} the connection is rejected (the client gets an error at once).",
     "result.drop": "With probability {p} the packet is dropped (the client waits and times out).",
+    "result.reject_always": "So the connection is rejected: the client gets an error at once.",
+    "result.drop_always": "So the packet is dropped: the client waits and times out.",
+    "result.none_always": "No kube-proxy rule handles the packet: it is not a Service connection.",
     "result.none": "With probability {p} no kube-proxy rule handles the packet: it is not a Service connection.",
     "result.condition": "This depends on something the input does not say: {text}.",
     # changes
@@ -235,6 +242,7 @@ ZH: dict[str, str] = {
     "overview.health_check": "{port} 是它的健康检查节点端口：云负载均衡器通过它询问本节点是否有本地端点。",
     "overview.endpoint": "端点 {ep} 经由链 {chain} 承接 {share} 的新连接（{pct}）。",
     "overview.endpoint_pod": "端点 {ep}（节点 {node} 上的 Pod {pod}）经由链 {chain} 承接 {share} 的新连接（{pct}）。",
+    "overview.endpoint_unknown": "链 {chain} 承接 {share} 的新连接（{pct}），但输入中没有这条链，所以它的端点未知。",
     "overview.no_endpoints": "它没有可用的端点：规则对新连接的回应是 {verdict}。",
     "chain.builtin.nat.PREROUTING": "nat 表的 PREROUTING 链：每个到达本节点的数据包（来自 Pod 的虚拟网卡或来自网络）"
                                     "在路由之前都会经过这里；kube-proxy 在这里挂接了它的 KUBE-SERVICES 链。",
@@ -277,6 +285,8 @@ ZH: dict[str, str] = {
     "way.start.output": "本节点上的一个程序发出一个从 {src} 到 {dst} 的 {proto} 数据包。",
     "step.hook.PREROUTING": "nat 表的 PREROUTING 链把它交给 {target}，每个数据包都是如此。",
     "step.hook.OUTPUT": "nat 表的 OUTPUT 链把它交给 {target}，本节点发出的每个数据包都是如此。",
+    "step.no_dispatch": "nat 表 KUBE-SERVICES 中没有规则匹配 {dst}/{proto}：kube-proxy 没有为它写任何链"
+                        "（没有端点的 Service 就没有这些链），所以目的地址不会被改写。",
     "step.dispatch": "在 KUBE-SERVICES 中，这条规则匹配目的地址 {dst}/{proto}，跳转到 {target}。",
     "step.to_nodeports": "没有哪个 Service 地址匹配 {dst}，但它是本节点自己的地址，所以 KUBE-SERVICES 的最后一条"
                          "规则跳转到 KUBE-NODEPORTS。",
@@ -342,6 +352,9 @@ ZH: dict[str, str] = {
     "reply.localhost": "端点回复给 {snat}；conntrack 撤销两次改写，把回复交给程序，看起来来自 {orig}。",
     "result.reject": "以概率 {p}，连接被拒绝（客户端立即收到错误）。",
     "result.drop": "以概率 {p}，数据包被丢弃（客户端一直等待直到超时）。",
+    "result.reject_always": "因此连接被拒绝：客户端立即收到错误。",
+    "result.drop_always": "因此数据包被丢弃：客户端一直等待直到超时。",
+    "result.none_always": "没有任何 kube-proxy 规则处理这个数据包：它不是 Service 连接。",
     "result.none": "以概率 {p}，没有任何 kube-proxy 规则处理这个数据包：它不是 Service 连接。",
     "result.condition": "这取决于输入中没有给出的信息：{text}。",
     "change.affinity_on": "会话亲和性（ClientIP，{seconds} 秒）已开启：这些规则在随机选择之前，"
