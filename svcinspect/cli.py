@@ -491,7 +491,15 @@ def graph_command(rules, strict, service, namespace, output, out, expand) -> Non
         ruleset = load_rules(rules, strict)
         g, title = build_graph(ruleset, None, None, expand=expand)
     else:
-        ruleset, (g, title) = analyse_rules(rules, strict, lambda rs: build_graph(rs, service, namespace))
+        def analysis(rs: Ruleset):
+            query = service
+            if service is not None:
+                from svcinspect.lookup import resolve_service
+                ctx = click.get_current_context(silent=True)
+                query = resolve_service(rs, service, namespace, bool(ctx and ctx.meta.get(_ALL_NAMESPACES)))
+            return build_graph(rs, query, None if service is not None else namespace)
+
+        ruleset, (g, title) = analyse_rules(rules, strict, analysis)
     if output == "json":
         data = render_node_link_json(g).encode()
     else:

@@ -160,3 +160,10 @@ def test_service_names_complete_from_the_rules_given():
     assert _complete(f"svcinspect explain --rules {rules} kube-system/", 4) == ["kube-system/kube-dns"]
     assert _complete("svcinspect trace hello", 2) == []  # no --rules: nothing is read
     assert "explain" in _complete("svcinspect ex", 1)
+
+
+def test_graph_takes_the_same_names(cli):
+    expected = ok(cli, "graph", "default/hello-world", *RULES)
+    for arg in ("hello-world", "svc/hello-world", "31611", "10.96.10.10:80"):
+        assert ok(cli, "graph", arg, *RULES) == expected, arg
+    assert ok(cli, "graph", "kube-dns", "-n", "kube-system", *RULES) == ok(cli, "graph", "kube-system/kube-dns", *RULES)
