@@ -176,6 +176,9 @@ def _chains(pt: PortTrace) -> Section:
             continue
         if kind is ChainKind.BUILTIN:
             key = f"chain.builtin.{table}.{chain}"
+        elif kind is ChainKind.SVC and not any(x.chain == chain and x.action == "jump KUBE-MARK-MASQ"
+                                               for x in _all_steps(pt)):
+            key = "chain.svc_plain"  # no masquerade rule (no --cluster-cidr given to kube-proxy)
         elif kind.per_service:
             key = f"chain.{kind.value}"
         else:

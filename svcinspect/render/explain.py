@@ -70,9 +70,11 @@ EN: dict[str, str] = {
     "chain.nat.nodeports": "KUBE-NODEPORTS (nat) has one rule per node port.",
     "chain.svc": "{chain} is this Service port's own chain (cluster policy): it marks traffic from outside the "
                  "pod network for masquerading, then picks one of the {n} endpoints at random.",
+    "chain.svc_plain": "{chain} is this Service port's own chain (cluster policy): it picks one of the {n} "
+                       "endpoints at random.",
     "chain.svl": "{chain} is the local-policy chain: it picks only among the endpoints on this node.",
-    "chain.ext": "{chain} handles traffic that came in from outside the Service's cluster IP (node port, external "
-                 "or load-balancer IP): it decides about masquerading, then hands over to the endpoint choice.",
+    "chain.ext": "{chain} handles traffic that arrives other than through the cluster IP (node port, external or "
+                 "load-balancer IP): it decides about masquerading, then hands over to the endpoint choice.",
     "chain.fw": "{chain} checks loadBalancerSourceRanges: allowed sources go on, others fall off its end.",
     "chain.xlb": "{chain} is the pre-1.24 chain for externalTrafficPolicy: Local.",
     "chain.sep": "The {n} KUBE-SEP chains ({chains}) are one per endpoint: each rewrites the destination to its "
@@ -260,6 +262,7 @@ ZH: dict[str, str] = {
     "chain.nat.nodeports": "KUBE-NODEPORTS（nat 表）中每个节点端口对应一条规则。",
     "chain.svc": "{chain} 是这个 Service 端口自己的链（Cluster 策略）：先给来自 Pod 网络之外的流量打上伪装标记，"
                  "再从 {n} 个端点中随机选一个。",
+    "chain.svc_plain": "{chain} 是这个 Service 端口自己的链（Cluster 策略）：从 {n} 个端点中随机选一个。",
     "chain.svl": "{chain} 是 Local 策略的链：只在本节点上的端点中选择。",
     "chain.ext": "{chain} 处理不是经集群 IP 进来的流量（节点端口、外部 IP 或负载均衡 IP）：先决定是否伪装，"
                  "再交给端点选择。",
