@@ -259,3 +259,13 @@ def test_other_services_are_explained_and_cited(ruleset, query, key):
         assert all("--rcheck" in c.rule for c in found[0].cites) and len(found[0].cites) == 3
     if key == "result.reject_always":
         assert "REJECT" in found[0].cites[0].rule
+
+
+def test_dual_stack_citations_name_their_file(cli):
+    r = cli("explain", "default/dual-stack", "--rules", str(DUMP), "--rules", str(IPT / "ip6tables-save.txt"),
+            "--objects", str(IPT / "objects.json"), "--node", "node-a")
+    assert r.code == 0, r.err
+    flat = " ".join(r.out.split())
+    assert "default/dual-stack:http (IPv6)" in r.out
+    assert "[ip6tables-save.txt: nat" in flat and "[iptables-save.txt: nat" in flat
+    assert "From this node itself (fd00:10:11::11)" in r.out  # the Node object's IPv6 address

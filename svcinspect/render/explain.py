@@ -420,9 +420,19 @@ def section_title(sec: Section, lang: str = "en") -> str:
     return message(sec.key, sec.args, lang)
 
 
-def cite_text(c: Citation, lang: str = "en") -> str:
+def cite_text(c: Citation, lang: str = "en", with_source: bool = False) -> str:
+    """``nat KUBE-SERVICES, line 309``; ``with_source`` (several input files)
+    prefixes the file's name."""
     args = {"table": c.table, "chain": c.chain, "line": str(c.line)}
-    return message("cite" if c.line else "cite.noline", args, lang)
+    text = message("cite" if c.line else "cite.noline", args, lang)
+    if with_source and c.source:
+        text = f"{c.source.rsplit('/', 1)[-1]}: {text}"
+    return text
+
+
+def _several_sources(expl: Explanation) -> bool:
+    return len({c.source for pe in expl.ports for sec in pe.sections for s in sec.sentences for c in s.cites
+                if c.source}) > 1
 
 
 _SUB = {"split.first", "split.next", "split.last"}
@@ -433,6 +443,7 @@ def render_explanation(expl: Explanation, lang: str = "en", show_rules: bool = F
     (with ``show_rules``, each rule's full text on its own line below)."""
     out: list[str] = []
     wrap = lang == "en"
+    several = _several_sources(expl)
     for pe in expl.ports:
         fam = "" if pe.family == 4 else " (IPv6)"
         head = f"{pe.name}{fam}"
@@ -442,7 +453,7 @@ def render_explanation(expl: Explanation, lang: str = "en", show_rules: bool = F
             for s in sec.sentences:
                 text = sentence_text(s, lang)
                 if s.cites:
-                    text += " [" + ("；" if lang == "zh" else "; ").join(cite_text(c, lang) for c in s.cites) + "]"
+                    text += " [" + ("；" if lang == "zh" else "; ").join(cite_text(c, lang, several) for c in s.cites) + "]"
                 elif s.general:
                     text += " [" + message("cite.general", {}, lang) + "]"
                 sub = s.key in _SUB
