@@ -668,7 +668,7 @@ def _endpoints_of_state(state, node: str | None, ruleset: Ruleset):
 @click.option("--out", "out", required=True, metavar="FILE.html", help="Where to write the page.")
 @click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
               help="Language of the explanations.")
-@click.option("--max-services", type=click.IntRange(min=0), default=200, show_default=True,
+@click.option("--max-services", type=click.IntRange(min=0), default=50, show_default=True,
               help="Services drawn, traced and explained in detail (all are in the table).")
 def report(out, lang, max_services, node_ips, cluster_cidrs, objects_from: ObjectsSource, **source) -> None:
     """Write one self-contained HTML page: the input and its completeness, the

@@ -50,7 +50,7 @@ class Report:
 
 
 def build_report(ruleset: Ruleset, state=None, node: str | None = None, env: Environment = Environment(),
-                 namespace: str | None = None, max_services: int = 200, lang: str = "en") -> Report:
+                 namespace: str | None = None, max_services: int = 50, lang: str = "en") -> Report:
     """Summaries, the services table and up to ``max_services`` Services in
     detail (graph, trace, explanation), plus ``check`` findings with objects."""
     from svcinspect.graph import build_graph

@@ -263,3 +263,15 @@ def test_the_browser_checks_would_catch_a_request_and_a_console_error(tmp_path):
     proc, requests = run_chromium(bad.as_uri(), "--dump-dom")
     assert any("198.51.100.1" in r for r in requests)
     assert any("boom" in ln for ln in console_lines(proc.stderr))
+
+
+def test_max_services_limits_the_details_not_the_table(tmp_path, cli):
+    out = tmp_path / "r.html"
+    assert cli("report", "--rules", str(IPT / "iptables-save.txt"), "--max-services", "3", "--out", str(out)).code == 0
+    page = parse(out)
+    ports = len(json.loads(cli("services", "--rules", str(IPT / "iptables-save.txt"), "-o", "json").out)["services"])
+    names = {p["name"].split(":")[0] for p in json.loads(cli("services", "--rules", str(IPT / "iptables-save.txt"),
+                                                               "-o", "json").out)["services"]}
+    assert len([a for t, a in page.tags if t == "section"]) == 3
+    assert page.rows == ports + 1
+    assert f"{len(names) - 3} more Service(s)" in out.read_text()

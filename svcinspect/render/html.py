@@ -16,7 +16,7 @@ import hashlib
 import html
 import xml.etree.ElementTree as ET
 
-from svcinspect.render.explain import render_explanation, section_title, sentence_text, cite_text
+from svcinspect.render.explain import cite_text, message, render_explanation, section_title, sentence_text
 
 SVG_NS = "http://www.w3.org/2000/svg"
 _SVG_ELEMENTS = {"svg", "g", "title", "polygon", "path", "ellipse", "text", "polyline", "line", "rect", "circle",
@@ -206,6 +206,8 @@ def _detail(d, svg: str | None, lang: str) -> list[str]:
                     cites = "; ".join(cite_text(c, lang) for c in s.cites)
                     tip = "\n".join(c.rule for c in s.cites)
                     cite = f' <span class="cite" title="{e(tip)}">[{e(cites)}]</span>' if cites else ""
+                    if not cites and s.general:
+                        cite = f' <span class="cite">[{e(message("cite.general", {}, lang))}]</span>'
                     out.append(f"<li>{e(sentence_text(s, lang))}{cite}</li>")
                 out.append("</ul>")
         out.append("</details>")
