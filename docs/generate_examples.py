@@ -19,6 +19,9 @@ their continuation lines, that mention A or B), ``json`` (re-indent JSON
 output), ``stderr`` (show stderr instead of stdout), ``prompt`` (start with
 ``$ svcinspect ...``). Several filters are separated by ``|``.
 
+Whole files made by a command (``FILES``: the README's picture,
+docs/hello-world.svg, drawn by ``graph -o svg``) are rewritten and checked too.
+
     python docs/generate_examples.py          # rewrite the stale blocks
     python docs/generate_examples.py --check  # exit 1, with a diff, if any block is stale
 
@@ -40,6 +43,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# Whole files made by a command (the README's picture); skipped without Graphviz.
+FILES = {"docs/hello-world.svg": "graph default/hello-world --rules fixtures/kube-proxy-v1.36.2/iptables/iptables-save.txt"
+                                 " -o svg"}
 BLOCK = re.compile(r"(<!-- example: (?P<spec>.*?) -->\n)(?P<fence>```[a-z]*\n)(?P<body>.*?)(```\n<!-- /example -->)",
                    re.S)
 
@@ -137,10 +143,37 @@ def main(argv: list[str]) -> int:
         else:
             path.write_text(new)
             print(f"rewrote {path.relative_to(ROOT)}")
+    stale += _files(check)
     if check and stale:
         print(f"\n{stale} file(s) have stale examples: run python docs/generate_examples.py", file=sys.stderr)
         return 1
     return 0
+
+
+def _files(check: bool) -> int:
+    import shutil
+    if shutil.which("dot") is None:
+        print("Graphviz's dot is missing: the pictures are not checked", file=sys.stderr)
+        return 0
+    stale = 0
+    import tempfile
+    for name, command in FILES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            target = os.path.join(tmp, "out")
+            code, _, err = run(shlex.split(command) + ["--out", target])
+            if code != 0:
+                raise RuntimeError(f"`svcinspect {command}` failed (exit {code}): {err.strip()}")
+            out = Path(target).read_text()
+        path = ROOT / name
+        if path.exists() and path.read_text() == out:
+            continue
+        stale += 1
+        if check:
+            print(f"{name} is stale: svcinspect {command}")
+        else:
+            path.write_text(out)
+            print(f"rewrote {name}")
+    return stale
 
 
 if __name__ == "__main__":
