@@ -44,8 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Whole files made by a command (the README's picture); skipped without Graphviz.
-FILES = {"docs/hello-world.svg": "graph default/hello-world --rules fixtures/kube-proxy-v1.36.2/iptables/iptables-save.txt"
-                                 " -o svg"}
+FILES = {"docs/hello-world.svg":
+         "graph default/hello-world --rules fixtures/kube-proxy-v1.36.2/iptables/iptables-save.txt -o svg"}
 BLOCK = re.compile(r"(<!-- example: (?P<spec>.*?) -->\n)(?P<fence>```[a-z]*\n)(?P<body>.*?)(```\n<!-- /example -->)",
                    re.S)
 

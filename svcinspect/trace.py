@@ -230,12 +230,14 @@ def _trace_entry(sp, e: EntryPoint, ev: Evaluator, fam: int, pod, node, env) -> 
             scenarios.append((f"from a source outside the allowed ranges ({blocked})", blocked, dst,
                               Hook.PREROUTING, "blocked"))
         else:
-            scenarios.append((f"from outside the cluster ({OUTSIDE[fam]})", OUTSIDE[fam], dst, Hook.PREROUTING, "outside"))
+            scenarios.append((f"from outside the cluster ({OUTSIDE[fam]})", OUTSIDE[fam], dst, Hook.PREROUTING,
+                              "outside"))
         if pod is not None:
             scenarios.append((f"from a pod ({pod})", pod, dst, Hook.PREROUTING, "pod"))
     elif e.kind in (EntryKind.NODE_PORT, EntryKind.HEALTH_CHECK):
         dst = ipaddress.ip_address(e.address) if e.address else node_dst
-        scenarios.append((f"from outside the cluster ({OUTSIDE[fam]} -> {dst})", OUTSIDE[fam], dst, Hook.PREROUTING, "outside"))
+        scenarios.append((f"from outside the cluster ({OUTSIDE[fam]} -> {dst})", OUTSIDE[fam], dst, Hook.PREROUTING,
+                          "outside"))
         if pod is not None and e.kind == EntryKind.NODE_PORT:
             scenarios.append((f"from a pod ({pod} -> {dst})", pod, dst, Hook.PREROUTING, "pod"))
         if e.localhost:

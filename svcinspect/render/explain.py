@@ -453,7 +453,8 @@ def render_explanation(expl: Explanation, lang: str = "en", show_rules: bool = F
             for s in sec.sentences:
                 text = sentence_text(s, lang)
                 if s.cites:
-                    text += " [" + ("；" if lang == "zh" else "; ").join(cite_text(c, lang, several) for c in s.cites) + "]"
+                    sep = "；" if lang == "zh" else "; "
+                    text += " [" + sep.join(cite_text(c, lang, several) for c in s.cites) + "]"
                 elif s.general:
                     text += " [" + message("cite.general", {}, lang) + "]"
                 sub = s.key in _SUB
