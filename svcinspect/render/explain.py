@@ -161,8 +161,9 @@ EN: dict[str, str] = {
                                 "kube-proxy sets net.ipv4.conf.all.route_localnet=1 for localhost node ports "
                                 "(a sysctl, not in the rules), and the masquerade below gives the packet a source "
                                 "the endpoint can answer.",
-    "localhost.firewall": "Only this node can use 127.0.0.1:port: this rule drops packets to 127.0.0.0/8 that "
-                          "come from any other source and were not DNATed, so other hosts cannot reach it.",
+    "localhost.firewall": "Only this node can use 127.0.0.1:port: this rule drops packets to 127.0.0.0/8 from a "
+                          "source that is not a loopback address, unless they belong to a known (or DNATed) "
+                          "connection, so other hosts cannot reach it.",
     "result.dnat_kept": "So the connection reaches the chosen endpoint ({n} possible) with its source {src} "
                         "unchanged: the endpoint sees the real client address.",
     "result.dnat_masq": "So the connection reaches the chosen endpoint ({n} possible) from {src_after}: the "
@@ -341,8 +342,8 @@ ZH: dict[str, str] = {
     "localhost.route_localnet": "内核通常不允许把源地址为 127.0.0.1 的数据包路由到别处；kube-proxy 为 localhost "
                                 "节点端口设置了 net.ipv4.conf.all.route_localnet=1（这是内核参数，不在规则里），"
                                 "而下面的地址伪装会给数据包换上一个端点能够回复的源地址。",
-    "localhost.firewall": "只有本节点才能使用 127.0.0.1:端口：这条规则丢弃所有来自其他源地址、发往 127.0.0.0/8 "
-                          "且没有经过 DNAT 的数据包，所以其他主机无法访问它。",
+    "localhost.firewall": "只有本节点才能使用 127.0.0.1:端口：这条规则丢弃源地址不是回环地址、发往 127.0.0.0/8、"
+                          "且不属于已知连接（或已做 DNAT 的连接）的数据包，所以其他主机无法访问它。",
     "result.dnat_kept": "因此连接到达选中的端点（共 {n} 个可能），源地址 {src} 保持不变：端点看到的是客户端的真实地址。",
     "result.dnat_masq": "因此连接以 {src_after} 为源地址到达选中的端点（共 {n} 个可能）：端点看到的是本节点的地址，而不是 {src}。",
     "result.dnat_masq_same": "因此连接以本节点的地址 {src_after} 为源地址到达选中的端点（共 {n} 个可能）。",
