@@ -110,3 +110,6 @@ def test_live_trace_in_a_netns_uses_the_namespaces_own_address(cli, netns):
     assert r.code == 0, r.err
     assert "path from this node (198.51.100.7):" in r.out
     assert "192.0.2.1" not in r.out
+    r = cli("explain", "hello-world", "--netns", netns.name, "--family", "4")
+    assert r.code == 0, r.err
+    assert "From this node itself (198.51.100.7) to the cluster IP 10.96.10.10:80" in r.out
