@@ -264,7 +264,8 @@ def _journey(sp: ServicePortRules, sc: Scenario, o: Outcome) -> list[Sentence]:
         elif kind is ChainKind.MARK_MASQ:
             out.append(Sentence("step.mark", {"action": s.action}, (Citation.of(s),)))
         elif kind is ChainKind.BUILTIN and s.table == "nat" and s.chain in ("PREROUTING", "OUTPUT"):
-            out.append(Sentence(f"step.hook.{s.chain}", {"target": target or s.action}, (Citation.of(s),)))
+            key = "step.hook_assumed" if s.source.startswith("<assumed") else f"step.hook.{s.chain}"
+            out.append(Sentence(key, {"target": target or s.action, "chain": s.chain}, (Citation.of(s),)))
             following = steps[i + 1] if i + 1 < len(steps) else None
             if target == "KUBE-SERVICES" and (following is None or following.table != "nat"
                                               or following.chain != "KUBE-SERVICES"):

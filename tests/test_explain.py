@@ -269,3 +269,15 @@ def test_dual_stack_citations_name_their_file(cli):
     assert "default/dual-stack:http (IPv6)" in r.out
     assert "[ip6tables-save.txt: nat" in flat and "[iptables-save.txt: nat" in flat
     assert "From this node itself (fd00:10:11::11)" in r.out  # the Node object's IPv6 address
+
+
+def test_restore_input_without_hooks_says_the_hook_is_assumed(cli, tmp_path):
+    hooks = ("-A PREROUTING", "-A OUTPUT", "-A POSTROUTING", "-A INPUT", "-A FORWARD")
+    path = tmp_path / "restore-input.txt"
+    path.write_text("".join(ln + "\n" for ln in LINES if not ln.startswith(hooks)))
+    r = cli("explain", "default/hello-world", "--rules", str(path), "--node-ip", NODE_A)
+    assert r.code == 0, r.err
+    flat = " ".join(r.out.split())
+    assert "The input has no nat PREROUTING rule jumping to KUBE-SERVICES" in flat
+    assert "[assumed nat PREROUTING hook, not in the input]" in flat
+    assert "<assumed" not in r.out

@@ -102,6 +102,9 @@ EN: dict[str, str] = {
     "step.hook.OUTPUT": "nat OUTPUT sends it to {target}, as it does every packet sent from this node.",
     "step.no_dispatch": "No rule of nat KUBE-SERVICES matches {dst}/{proto}: kube-proxy wrote no chains for it "
                         "(a Service without endpoints has none), so its destination is not rewritten.",
+    "step.hook_assumed": "The input has no nat {chain} rule jumping to {target} (kube-proxy's restore input, or "
+                         "an excerpt): svcinspect assumes kube-proxy's standard hook, which sends every packet "
+                         "there on a real node.",
     "step.dispatch": "In KUBE-SERVICES this rule matches destination {dst}/{proto} and jumps to {target}.",
     "step.to_nodeports": "No Service address matches {dst}, but it is an address of this node, so the last rule of "
                          "KUBE-SERVICES jumps to KUBE-NODEPORTS.",
@@ -212,6 +215,7 @@ EN: dict[str, str] = {
     "cite": "{table} {chain}, line {line}",
     "cite.noline": "{table} {chain}",
     "cite.general": "kube-proxy or kernel behaviour: no rule in the input shows it",
+    "cite.assumed": "assumed {table} {chain} hook, not in the input",
     "warnings": "Warnings:",
 }
 
@@ -291,6 +295,8 @@ ZH: dict[str, str] = {
     "step.hook.OUTPUT": "nat 表的 OUTPUT 链把它交给 {target}，本节点发出的每个数据包都是如此。",
     "step.no_dispatch": "nat 表 KUBE-SERVICES 中没有规则匹配 {dst}/{proto}：kube-proxy 没有为它写任何链"
                         "（没有端点的 Service 就没有这些链），所以目的地址不会被改写。",
+    "step.hook_assumed": "输入中没有 nat 表 {chain} 链跳转到 {target} 的规则（kube-proxy 的 restore 输入，或规则片段）："
+                         "svcinspect 假定存在 kube-proxy 的标准挂接规则，在真实节点上它会把每个数据包都交给那里。",
     "step.dispatch": "在 KUBE-SERVICES 中，这条规则匹配目的地址 {dst}/{proto}，跳转到 {target}。",
     "step.to_nodeports": "没有哪个 Service 地址匹配 {dst}，但它是本节点自己的地址，所以 KUBE-SERVICES 的最后一条"
                          "规则跳转到 KUBE-NODEPORTS。",
@@ -381,6 +387,7 @@ ZH: dict[str, str] = {
     "cite": "{table} 表 {chain} 链，第 {line} 行",
     "cite.noline": "{table} 表 {chain} 链",
     "cite.general": "kube-proxy 或内核的行为：输入的规则中看不到",
+    "cite.assumed": "假定的 {table} 表 {chain} 链挂接规则，输入中没有",
     "warnings": "警告：",
 }
 
@@ -425,6 +432,8 @@ def cite_text(c: Citation, lang: str = "en", with_source: bool = False) -> str:
     """``nat KUBE-SERVICES, line 309``; ``with_source`` (several input files)
     prefixes the file's name."""
     args = {"table": c.table, "chain": c.chain, "line": str(c.line)}
+    if c.source.startswith("<assumed"):
+        return message("cite.assumed", args, lang)
     text = message("cite" if c.line else "cite.noline", args, lang)
     if with_source and c.source:
         text = f"{c.source.rsplit('/', 1)[-1]}: {text}"
@@ -433,7 +442,7 @@ def cite_text(c: Citation, lang: str = "en", with_source: bool = False) -> str:
 
 def _several_sources(expl: Explanation) -> bool:
     return len({c.source for pe in expl.ports for sec in pe.sections for s in sec.sentences for c in s.cites
-                if c.source}) > 1
+                if c.source and not c.source.startswith("<")}) > 1
 
 
 _SUB = {"split.first", "split.next", "split.last"}
