@@ -260,17 +260,21 @@ def _node_ports(sp: ServicePortRules, facts: NodeFacts) -> dict[int, dict[str, A
     """node port -> where it is bound ("every local address" or addresses) and localhost."""
     out: dict[int, dict[str, Any]] = {}
     default = facts.nodeport_addresses.get(sp.family, None)
+    nat_ports = set()
     for e in sp.entries:
         if e.kind != EntryKind.NODE_PORT or e.port is None:
             continue
         d = out.setdefault(e.port, {"addresses": None, "localhost": False})
         if e.table == "nat":
+            nat_ports.add(e.port)
             d["localhost"] = d["localhost"] or e.localhost
         if e.address is not None:
             d["addresses"] = sorted(set(d["addresses"] or ()) | {e.address})
-    for d in out.values():
+    for port, d in out.items():
         if d["addresses"] is None:
-            d["addresses"] = "every local address" if default is None else list(default)
+            # Forwarded node ports are reached through the node-ports jump (bound by
+            # --nodeport-addresses); a filter REJECT/DROP matches every local address.
+            d["addresses"] = list(default) if default is not None and port in nat_ports else "every local address"
     return out
 
 
@@ -299,11 +303,23 @@ def _verdicts(sp: ServicePortRules) -> dict[str, str]:
 
 
 def _shares(eps: Iterable[EndpointShare]) -> dict[str, Fraction]:
+    """endpoint -> its exact share (an endpoint listed twice gets both shares)."""
     out: dict[str, Fraction] = {}
     for e in eps:
         k = e.endpoint or f"<{e.sep}: no DNAT>"
-        out[k] = out.get(k, Fraction(0)) + e.share
+        prev = out.get(k)
+        out[k] = e.share if prev is None else prev + e.share
     return out
+
+
+def _quick_key(sp: ServicePortRules) -> tuple:
+    """Everything _compare_port looks at, in model order: equal keys need no
+    comparison (most ports of two dumps of one cluster)."""
+    return (tuple((e.kind, e.address, e.port, e.protocol, e.table, e.verdict, e.localhost, e.chain is not None and
+                   e.chain.startswith("KUBE-SVL-")) for e in sp.entries),
+            tuple((e.endpoint, e.sep, e.share) for e in sp.endpoints),
+            None if sp.local_endpoints is None else tuple((e.endpoint, e.share) for e in sp.local_endpoints),
+            sp.affinity_seconds, sp.source_ranges, tuple(sorted(sp.chains)), sp.warnings)
 
 
 def _policies(sp: ServicePortRules) -> dict[str, str]:
@@ -359,6 +375,9 @@ def _endpoint_change(what: str, before: dict[str, Fraction], after: dict[str, Fr
 
 
 def _compare_port(pa: ServicePortRules, pb: ServicePortRules, a: Side, b: Side) -> list[Change]:
+    if a.facts.nodeport_addresses.get(pa.family) == b.facts.nodeport_addresses.get(pb.family) \
+            and _quick_key(pa) == _quick_key(pb):
+        return _compare_masquerade(pa, pb, a, b)
     out: list[Change] = []
     for kind, code in ((EntryKind.CLUSTER_IP, "cluster-ip"), (EntryKind.EXTERNAL_IP, "external-ip"),
                        (EntryKind.LOAD_BALANCER, "load-balancer-ip")):
@@ -511,7 +530,7 @@ def _compare_facts(fa: NodeFacts, fb: NodeFacts, families: tuple[Family, ...], s
             sx, sy = _np_words(x), _np_words(y)
             out.append(Change("nodeport-addresses", f"IPv{int(fam)} node ports accepted on: {sx} -> {sy}",
                               sx if x is None or x == "absent" else list(x), sy if y is None or y == "absent"
-                              else list(y)))
+                              else list(y), node_local=isinstance(x, tuple) and isinstance(y, tuple)))
     return out
 
 
@@ -585,9 +604,11 @@ def iptables_side(ruleset: Ruleset, label: str) -> Side:
 
 
 def iptables_node_facts(ruleset: Ruleset, ports: Iterable[ServicePortRules] = ()) -> NodeFacts:
-    from svcinspect import graph
+    from svcinspect.parse.iptables_save import KNOWN_TARGETS
 
+    ports = tuple(ports)
     names = {(sp.key, sp.family): sp.name for sp in ports if sp.name}
+    dangling: set[tuple[Family, str]] = set()
     hooks: set[tuple[Family, str]] = set()
     node_rules: set[tuple[Family, str]] = set()
     ordering: set[tuple[Family, str]] = set()
@@ -602,9 +623,16 @@ def iptables_node_facts(ruleset: Ruleset, ports: Iterable[ServicePortRules] = ()
             builtin = table.chains[cname].builtin
             if not builtin and cname.startswith("KUBE-"):
                 node_rules.add((fam, f"{table.name} {cname} (chain)"))
-            for _, text in raw:
+            for i, (_, text) in enumerate(raw):
                 target = raw_target(text)
+                if target is False:
+                    t = table.chains[cname].rules[i].target
+                    target = (t.name, t.goto) if t is not None else None
                 tname = target[0] if isinstance(target, tuple) else ""
+                if tname and tname not in table.chains and tname not in KNOWN_TARGETS and (
+                        tname.startswith("KUBE-") or cname.startswith("KUBE-")):
+                    dangling.add((fam, f"{table.name} {cname} -> "
+                                       f"{_chain_words(ruleset, fam, tname, names, missing=True, text=text)}"))
                 if builtin:
                     if tname.startswith("KUBE-"):
                         hooks.add((fam, f"{table.name} {cname}: {normalize_rule(text, False)}"))
@@ -624,17 +652,50 @@ def iptables_node_facts(ruleset: Ruleset, ports: Iterable[ServicePortRules] = ()
             if npa_fam != "absent":
                 npa[fam] = npa_fam
             ordering.update((fam, o) for o in order)
-    dangling = set()
-    for d in graph.find_dangling_jumps(ruleset):
-        if d.chain.startswith("KUBE-") or d.target.startswith("KUBE-"):
-            dangling.add((d.family, f"{d.table} {_chain_words(ruleset, d.family, d.chain, names)} -> "
-                                    f"{_chain_words(ruleset, d.family, d.target, names, missing=True, text=d.text)}"))
-    orphans = set()
-    for ref in graph.find_unreferenced_chains(ruleset):
-        if ref.chain.startswith("KUBE-"):
-            orphans.add((ref.family, f"{ref.table} {_chain_words(ruleset, ref.family, ref.chain, names)}"))
+    dangling |= _model_dangling(ruleset, ports)
+    orphans = _model_orphans(ruleset, ports, names)
     return NodeFacts(ruleset.families, frozenset(hooks), frozenset(node_rules), npa, frozenset(ordering),
                      frozenset(dangling), frozenset(orphans))
+
+
+def _model_dangling(ruleset: Ruleset, ports: tuple[ServicePortRules, ...]) -> set[tuple[Family, str]]:
+    """Cascade jumps to endpoint chains that do not exist, from the port model (a
+    scan of every rule of a 100k-chain dump would cost more than the comparison).
+    Shared and built-in chains are scanned rule by rule in iptables_node_facts."""
+    out = set()
+    for sp in ports:
+        nat = ruleset.table("nat", sp.family)
+        if nat is None:
+            continue
+        for prefix, shares in (("svc", sp.endpoints), ("svl", sp.local_endpoints or ())):
+            for e in shares:
+                if e.sep not in nat.chains:
+                    chain = sp.chains.get(prefix) or sp.chains.get("xlb") or prefix
+                    ep = f" {e.endpoint}" if e.endpoint else ""
+                    out.add((sp.family, f"nat {chain.rsplit('-', 1)[0]} of {sp.display_name} -> KUBE-SEP of "
+                                        f"{sp.display_name}{ep}"))
+    return out
+
+
+def _model_orphans(ruleset: Ruleset, ports: tuple[ServicePortRules, ...], names) -> set[tuple[Family, str]]:
+    """Per-service chains nothing leads to: the chains of a port without any
+    entry point, and endpoint chains no port's cascade jumps to."""
+    out = set()
+    used: dict[Family, set[str]] = {}
+    for sp in ports:
+        used.setdefault(sp.family, set()).update(sp.chains.get("sep") or ())
+        if not sp.entries:
+            for prefix in ("svc", "svl", "ext", "fw", "xlb"):
+                if sp.chains.get(prefix):
+                    out.add((sp.family, f"nat KUBE-{prefix.upper()} of {sp.display_name}"))
+    for table in ruleset.tables:
+        if table.name != "nat":
+            continue
+        seps = used.get(table.family, set())
+        for name in table.chains:
+            if name.startswith("KUBE-SEP-") and name not in seps:
+                out.add((table.family, f"nat {_chain_words(ruleset, table.family, name, names)}"))
+    return out
 
 
 def _chain_words(ruleset: Ruleset, family: Family, chain: str, names, missing: bool = False,

@@ -103,6 +103,8 @@ def test_nodeport_addresses_primary() -> None:
     assert bound[("default/dual-stack:http", 6)] == ["fd00:10:11::11"]
     assert all(c.before == "every local address" for p in report.ports for c in p.changes
                if c.what == "node-port-addresses")
+    # a service without endpoints: its REJECT matches every local address in both captures
+    assert "default/no-endpoints-np" not in {p.service_port for p in report.ports}
     localhost = {p.service_port for p in report.ports for c in p.changes if c.what == "node-port-localhost"}
     assert "default/hello-world" in localhost and all(
         (c.before, c.after) == (True, False) for p in report.ports for c in p.changes if c.what == "node-port-localhost")
@@ -245,6 +247,17 @@ def test_local_endpoints_are_node_local() -> None:
     assert (p.service_port, c.what, c.node_local) == ("default/etp-local-has:http", "local-endpoints", True)
     assert report.different                                # same node over time: a real change
     assert not compare_sides(a, b, across_nodes=True).different   # two nodes: by design
+
+
+def test_each_nodes_own_nodeport_address_is_node_local() -> None:
+    """Two nodes with --nodeport-addresses=primary bind node ports to their own IPs."""
+    text = (PRIMARY / "iptables-save.txt").read_text()
+    assert "192.168.10.11" in text
+    a, b = side_of_text(text, "node-a"), side_of_text(text.replace("192.168.10.11", "192.168.10.12"), "node-b")
+    report = compare_sides(a, b)
+    all_changes = [c for p in report.ports for c in p.changes] + list(report.node)
+    assert all_changes and all(c.node_local for c in all_changes)
+    assert report.different and not compare_sides(a, b, across_nodes=True).different
 
 
 def test_cluster_endpoints_are_not_node_local() -> None:
