@@ -753,8 +753,7 @@ def _dispatch_facts(nat, names) -> tuple[Any, list[str]]:
             continue
         if np_seen:
             after_nodeports += 1
-        rule = nat.chains["KUBE-SERVICES"].rules[i] if (" -d " not in f" {text}" or "--dport" not in text) else None
-        key = _dispatch_key(text) if rule is None else None
+        key = _dispatch_key(text)
         if key is None:
             continue
         who = names.get((chain_hash(tname), nat.family)) or "<no comment>"

@@ -183,7 +183,24 @@ EDITS = [
                                  or "-j KUBE-SEP-PX4AO2FNO5XIUDDZ" in l) + "\n",
              {("default/cascade-2ep:http", 4, "warning"), ("node", "dangling")}),
     EditCase("node-ports jump no longer last", lambda t: _nodeports_first(t), {("node", "ordering")}),
+    EditCase("another service port dispatched first for hello-world's cluster IP", lambda t: _shadow(t),
+             {("default/cascade-1ep:http", 4, "cluster-ip"), ("node", "ordering")}),
 ]
+
+
+def _shadow(text: str) -> str:
+    """A rule for cascade-1ep's chain with hello-world's address, before every other dispatch rule."""
+    first = text.index("-A KUBE-SERVICES -d 10.96.", text.index("*nat"))
+    rule = ('-A KUBE-SERVICES -d 10.96.10.10/32 -p tcp -m comment --comment "default/cascade-1ep:http cluster IP" '
+            '-m tcp --dport 80 -j KUBE-SVC-6VMOSWLKH7NZMS2W\n')
+    return text[:first] + rule + text[first:]
+
+
+def test_shadowed_dispatch_names_both_ports() -> None:
+    report = compare_sides(side_of_text(BASE), side_of_text(_shadow(BASE)))
+    (c,) = [c for c in report.node if c.what == "ordering"]
+    assert c.message == ("IPv4 KUBE-SERVICES order only in B: 10.96.10.10:80/tcp: default/cascade-1ep:http comes "
+                         "first, default/hello-world never matches")
 
 
 def _nodeports_first(text: str) -> str:
