@@ -17,7 +17,7 @@ from svcinspect.diff import (LOCALHOST_NODEPORTS, NODEPORT_ADDRESSES_DEFAULT, Si
 from svcinspect.model.netfilter import Family
 from svcinspect.parse.iptables_save import parse_dumps
 from svcinspect.sources.files import TextSource
-from tests.conftest import IPT, KP
+from conftest import IPT, KP
 
 SEQ = IPT / "sequence"
 STEP0 = SEQ / "step0-initial"
