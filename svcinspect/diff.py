@@ -137,7 +137,8 @@ class DiffReport:
     def summary(self) -> dict[str, int]:
         out = {"added": 0, "removed": 0, "changed": 0, "nodeLocal": 0, "expected": 0, "nodeWide": 0}
         for p in self.ports:
-            out[p.status] += 1
+            if any(self.counts(c) for c in p.changes):
+                out[p.status] += 1
             out["nodeLocal"] += sum(1 for c in p.changes if c.node_local and c.expected is None)
             out["expected"] += sum(1 for c in p.changes if c.expected is not None)
         out["nodeWide"] = sum(1 for c in self.node if c.expected is None)
@@ -160,8 +161,6 @@ def _iptables_vs_nftables(change: Change, a: Side, b: Side) -> str | None:
     if change.what in ("node-port-addresses", "nodeport-addresses"):
         ipt = change.before if a.dataplane == "iptables" else change.after
         return NODEPORT_ADDRESSES_DEFAULT if ipt == "every local address" else None
-    if change.what in ("hooks", "node-rules", "ordering", "masquerade-signature"):
-        return "the two modes write different chains for the same behaviour"
     return None
 
 
@@ -296,7 +295,7 @@ def _verdicts(sp: ServicePortRules) -> dict[str, str]:
             where += f" {e.port}"
         elif e.address is not None:
             where += " " + _hostport(e.address, e.port)
-        if e.kind == EntryKind.LOAD_BALANCER and e.note and "not allowed" in e.note.lower():
+        if e.kind == EntryKind.LOAD_BALANCER and e.note and "not accepted" in e.note.lower():
             where += " (source ranges)"
         out[where] = _VERDICT_WORDS[e.verdict]
     return out
@@ -512,10 +511,15 @@ def _describe(sp: ServicePortRules, facts: NodeFacts) -> str:
 def _compare_facts(fa: NodeFacts, fb: NodeFacts, families: tuple[Family, ...], same_plane: bool,
                    notes: list[str]) -> list[Change]:
     out: list[Change] = []
-    sets = [("hooks", "hook", fa.hooks, fb.hooks), ("node-rules", "kube-proxy rule", fa.node_rules, fb.node_rules),
-            ("ordering", "KUBE-SERVICES order", fa.ordering, fb.ordering),
-            ("dangling", "dangling jump", fa.dangling, fb.dangling),
+    sets = [("dangling", "dangling jump", fa.dangling, fb.dangling),
             ("orphans", "orphan chain", fa.orphans, fb.orphans)]
+    if same_plane:
+        sets[:0] = [("hooks", "hook", fa.hooks, fb.hooks),
+                    ("node-rules", "kube-proxy rule", fa.node_rules, fb.node_rules),
+                    ("ordering", "KUBE-SERVICES order", fa.ordering, fb.ordering)]
+    else:
+        notes.append("hooks, shared chains and dispatch order are laid out differently by each mode: not compared "
+                     "(their effect on each service port is)")
     for code, word, x, y in sets:
         x = {i for i in x if i[0] in families}
         y = {i for i in y if i[0] in families}

@@ -236,6 +236,14 @@ def test_dangling_names_the_endpoint_not_the_hash() -> None:
                          "KUBE-SEP of default/cascade-2ep:http 10.244.2.211:8080")
 
 
+def test_verdict_change_names_the_entry_point() -> None:
+    edited = "\n".join(l for l in BASE.splitlines() if "lb-ranges:http traffic not accepted" not in l) + "\n"
+    report = compare_sides(side_of_text(BASE), side_of_text(edited))
+    assert [(p.service_port, c.what, c.message, c.node_local) for p in report.ports for c in p.changes] == [
+        ("default/lb-ranges:http", "verdict", "load-balancer IP 192.0.2.100:80 (source ranges): DROP -> no DROP",
+         False)]
+
+
 def test_affinity_message() -> None:
     report = compare_sides(side_of_text(BASE), side_of_text(BASE.replace("--seconds 600", "--seconds 300")))
     (c,) = [c for p in report.ports for c in p.changes]
@@ -414,3 +422,43 @@ def test_cli_namespace_scope(cli) -> None:
 def test_cli_family_option(cli) -> None:
     r = cli("diff", _arg(both(STEP0)), _arg(both(STEP1)), "--family", "6")
     assert r.code == 0 and "(IPv6)" in r.out
+
+
+# --- rendered text (golden files; SVCINSPECT_UPDATE_GOLDEN=1 rewrites them) ----------------------
+
+def _rel(paths) -> str:
+    return ",".join(str(p.relative_to(KP.parent.parent)) for p in paths)
+
+
+def _golden_report(name: str):
+    from svcinspect.check import check_rules
+    from svcinspect.diff import with_objects
+    from svcinspect.parse.kube_objects import parse_objects
+
+    if name == "diff-step0-step1.txt":
+        return compare_sides(side_of(both(STEP0), _rel(both(STEP0))), side_of(both(STEP1), _rel(both(STEP1))))
+    if name == "diff-step0-step2-objects.txt":
+        ra = parse_dumps([TextSource("a", p.read_text()) for p in both(STEP0)])
+        rb = parse_dumps([TextSource("b", p.read_text()) for p in both(STEP2)])
+        state = parse_objects((STEP2 / "objects.json").read_text(), "objects.json")
+        report = compare_sides(iptables_side(ra, _rel(both(STEP0))), iptables_side(rb, _rel(both(STEP2))))
+        return with_objects(report, check_rules(ra, state, "node-a").findings, check_rules(rb, state, "node-a").findings)
+    if name == "diff-nodeport-addresses-primary.txt":
+        return compare_sides(side_of(both(IPT), _rel(both(IPT))), side_of(both(PRIMARY), _rel(both(PRIMARY))))
+    if name == "diff-modes-synthetic.txt":
+        a = side_of(both(STEP0), _rel(both(STEP0)))
+        return compare_sides(a, _as_nftables(side_of(both(STEP1), "nftables (synthetic: step1 as nftables mode)")))
+    if name == "diff-two-nodes.txt":
+        a = side_of(both(IPT), "node-a")
+        return compare_sides(a, _as_other_node(a), across_nodes=True)
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("name", ["diff-step0-step1.txt", "diff-step0-step2-objects.txt",
+                                  "diff-nodeport-addresses-primary.txt", "diff-modes-synthetic.txt",
+                                  "diff-two-nodes.txt"])
+def test_text_golden(name: str) -> None:
+    from conftest import check_golden
+    from svcinspect.render.diff import render_diff_text
+
+    check_golden(name, render_diff_text(_golden_report(name)))

@@ -28,26 +28,33 @@ def render_diff_text(report: DiffReport) -> str:
     """Grouped by service port, then node-wide changes, then a one-line verdict."""
     lines = [f"--- A: {report.a} ({report.a_dataplane})", f"+++ B: {report.b} ({report.b_dataplane})"]
     real = [p for p in report.ports if any(report.counts(c) for c in p.changes)]
-    by_design = [p for p in report.ports if p not in real]
     for p in real:
         lines.append(_port_title(p) + (f"  [API matches: {p.objects}]" if p.objects else ""))
         for c in p.changes:
-            lines.extend(_change_lines(report, c, p.status))
+            if report.counts(c):
+                lines.extend(_change_lines(report, c, p.status))
         lines.extend(f"    objects: {d}" for d in p.objects_detail)
     node_real = [c for c in report.node if report.counts(c)]
     if node_real:
         lines.append("node-wide")
         for c in node_real:
             lines.extend(_change_lines(report, c, "changed"))
-    expected = [(p, c) for p in by_design for c in p.changes] + [(None, c) for c in report.node
-                                                                   if not report.counts(c)]
+    expected = [(p, c) for p in report.ports for c in p.changes if not report.counts(c)] + \
+        [(None, c) for c in report.node if not report.counts(c)]
     if expected:
         lines.append("expected differences (not counted)")
+        groups: dict[str, list] = {}
         for p, c in expected:
-            where = f"{p.service_port} (IPv{int(p.family)}): " if p is not None else ""
-            first, *rest = c.message.split("\n")
-            lines.append(f"    {where}{first}{_tag(report, c)}")
-            lines.extend(f"      {r}" for r in rest)
+            why = c.expected or "node-local: differs between nodes by design (Local traffic policies, each node's " \
+                                "own addresses)"
+            groups.setdefault(why, []).append((p, c))
+        for why, items in groups.items():
+            lines.append(f"  {why}")
+            for p, c in items:
+                where = f"{p.service_port} (IPv{int(p.family)}): " if p is not None else ""
+                first, *rest = c.message.split("\n")
+                lines.append(f"    {where}{first}")
+                lines.extend(f"      {r}" for r in rest)
     for n in report.notes:
         lines.append(f"note: {n}")
     lines.append(_verdict(report))
