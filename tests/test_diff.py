@@ -291,6 +291,50 @@ def test_cluster_endpoints_are_not_node_local() -> None:
     assert report.different and not any(c.node_local for p in report.ports for c in p.changes)
 
 
+# --- traffic policies (models edited as kube-proxy would write them) ------------------------------
+
+def _with_port(side: Side, name: str, edit) -> Side:
+    return replace(side, ports=tuple(edit(sp) if sp.name == name else sp for sp in side.ports))
+
+
+def test_external_policy_local() -> None:
+    a = side_of(both(IPT))
+
+    def local(sp):
+        return replace(sp, local_endpoints=sp.endpoints[:1], chains={**sp.chains, "svl": "KUBE-SVL-X"})
+
+    report = compare_sides(a, _with_port(a, "default/hello-world", local))
+    got = {(c.what, c.message, c.node_local) for p in report.ports for c in p.changes}
+    assert ("policy", "externalTrafficPolicy: Cluster -> Local", False) in got
+    assert any(w == "local-endpoints" and nl for w, _, nl in got)
+    assert compare_sides(a, _with_port(a, "default/hello-world", local), across_nodes=True).different
+
+
+def test_internal_policy_local() -> None:
+    a = side_of(both(IPT))
+
+    def local(sp):
+        entries = tuple(replace(e, chain="KUBE-SVL-" + sp.key) if e.kind == "clusterIP" else e for e in sp.entries)
+        return replace(sp, entries=entries)
+
+    report = compare_sides(a, _with_port(a, "default/cascade-2ep:http", local))
+    assert [(p.service_port, c.message) for p in report.ports for c in p.changes] == [
+        ("default/cascade-2ep:http", "internalTrafficPolicy: Cluster -> Local")]
+
+
+def test_real_local_policies_read_from_the_rules() -> None:
+    from svcinspect.diff import _policies
+
+    ports = {sp.name: sp for sp in side_of(both(IPT)).ports if sp.family is Family.V4}
+    assert _policies(ports["default/etp-local-has:http"])["externalTrafficPolicy"] == "Local"
+    assert _policies(ports["default/etp-local-none:http"])["externalTrafficPolicy"] == "Local"
+    assert _policies(ports["default/hello-world"])["externalTrafficPolicy"] == "Cluster"
+    assert _policies(ports["default/itp-local-has:http"])["internalTrafficPolicy"] == "Local"
+    assert _policies(ports["default/itp-local-none:http"])["internalTrafficPolicy"] == "Local"
+    assert _policies(ports["default/cascade-2ep:http"]) == {"internalTrafficPolicy": "Cluster"}
+    assert _policies(ports["default/no-endpoints:http"])["internalTrafficPolicy"] == "unknown"
+
+
 # --- modes: the expected-differences hook -------------------------------------------------------
 
 def _as_nftables(side: Side) -> Side:
