@@ -682,16 +682,30 @@ def _model_dangling(ruleset: Ruleset, ports: tuple[ServicePortRules, ...]) -> se
 
 
 def _model_orphans(ruleset: Ruleset, ports: tuple[ServicePortRules, ...], names) -> set[tuple[Family, str]]:
-    """Per-service chains nothing leads to: the chains of a port without any
-    entry point, and endpoint chains no port's cascade jumps to."""
+    """Per-service chains nothing jumps to, as graph.find_unreferenced_chains
+    reports them, from the port model: a port's SVC/SVL/EXT/FW/XLB chain that no
+    entry point and none of the port's EXT/FW/XLB rules lead to (SVC and SVL
+    chains jump only to endpoint chains), and endpoint chains no cascade jumps to."""
     out = set()
     used: dict[Family, set[str]] = {}
     for sp in ports:
         used.setdefault(sp.family, set()).update(sp.chains.get("sep") or ())
-        if not sp.entries:
-            for prefix in ("svc", "svl", "ext", "fw", "xlb"):
-                if sp.chains.get(prefix):
-                    out.add((sp.family, f"nat KUBE-{prefix.upper()} of {sp.display_name}"))
+        own = {prefix: sp.chains[prefix] for prefix in ("svc", "svl", "ext", "fw", "xlb") if sp.chains.get(prefix)}
+        if not own:
+            continue
+        referenced = {e.chain for e in sp.entries if e.chain}
+        nat = ruleset.table("nat", sp.family)
+        for prefix in ("ext", "fw", "xlb"):
+            if prefix in own and nat is not None:
+                for _, text in nat.raw_rules(own[prefix]) or ():
+                    t = raw_target(text)
+                    if isinstance(t, tuple):
+                        referenced.add(t[0])
+                    elif t is False:
+                        referenced.update(r.target.name for r in nat.chains[own[prefix]].rules if r.target)
+        for prefix, chain in own.items():
+            if chain not in referenced:
+                out.add((sp.family, f"nat KUBE-{prefix.upper()} of {sp.display_name}"))
     for table in ruleset.tables:
         if table.name != "nat":
             continue

@@ -227,6 +227,42 @@ def test_masquerade_change_names_the_client() -> None:
     assert "masquerade, node port from outside: masqueraded -> not masqueraded" in msgs
 
 
+def _drop_lines(text: str, *needles: str) -> str:
+    return "\n".join(l for l in text.splitlines() if not any(n in l for n in needles)) + "\n"
+
+
+STRAY_SEP = ":KUBE-SEP-ZZZZZZZZZZZZZZZZ - [0:0]\n"
+
+
+def _after(text: str, marker: str, insert: str) -> str:
+    i = text.index(marker) + len(marker)
+    return text[:i] + insert + text[i:]
+
+
+@pytest.mark.parametrize("name,edit,expect", [
+    ("node port rule removed: EXT chain orphaned",
+     lambda t: _drop_lines(t, '-A KUBE-NODEPORTS -p tcp -m comment --comment "default/hello-world" ',
+                           '-A KUBE-NODEPORTS -d 127.0.0.0/8 -p tcp -m comment --comment "default/hello-world" '),
+     {"nat KUBE-EXT of default/hello-world"}),
+    ("cluster IP rule removed: SVC chain orphaned",
+     lambda t: _drop_lines(t, '"default/cascade-2ep:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-'),
+     {"nat KUBE-SVC of default/cascade-2ep:http"}),
+    ("stray endpoint chain in nat", lambda t: _after(t, "*nat\n", STRAY_SEP), {"nat KUBE-SEP-ZZZZZZZZZZZZZZZZ"}),
+])
+def test_orphans_agree_with_the_graph(name, edit, expect) -> None:
+    """The model-based orphans are the per-service chains graph.find_unreferenced_chains finds."""
+    from svcinspect import graph
+
+    text = edit(BASE)
+    rs = parse_dumps([TextSource("b", text)])
+    by_graph = {(r.table, r.chain) for r in graph.find_unreferenced_chains(rs) if r.chain.startswith("KUBE-") and
+                r.chain.rsplit("-", 1)[0] in ("KUBE-SVC", "KUBE-SVL", "KUBE-EXT", "KUBE-FW", "KUBE-XLB", "KUBE-SEP")}
+    report = compare_sides(side_of_text(BASE), iptables_side(rs, "b"))
+    found = {c.after for c in report.node if c.what == "orphans"}
+    assert found == expect
+    assert len(by_graph) == len(found)
+
+
 def test_dangling_names_the_endpoint_not_the_hash() -> None:
     edited = "\n".join(l for l in BASE.splitlines() if "KUBE-SEP-PX4AO2FNO5XIUDDZ" not in l
                        or "-j KUBE-SEP-PX4AO2FNO5XIUDDZ" in l) + "\n"
