@@ -40,8 +40,10 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
-from svcinspect.model.netfilter import Family
-from svcinspect.services import EntryKind, EntryPoint, EndpointShare, ServicePortRules
+from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment
+from svcinspect.model.netfilter import Family, Ruleset
+from svcinspect.parse.iptables_save import raw_comment, raw_target
+from svcinspect.services import EndpointShare, EntryKind, ServicePortRules
 
 # --- the dataplane-neutral inputs ----------------------------------------------------
 
@@ -573,10 +575,6 @@ def with_objects(report: DiffReport, a_findings: Iterable, b_findings: Iterable)
 
 
 # --- the iptables adapter -----------------------------------------------------------------------------
-
-from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment  # noqa: E402
-from svcinspect.model.netfilter import Ruleset  # noqa: E402
-from svcinspect.parse.iptables_save import raw_comment, raw_target  # noqa: E402
 
 _COUNTERS = re.compile(r"^\[\d+:\d+\] ")
 _COMMENT_ARG = re.compile(r' ?-m comment --comment (?:"(?:[^"\\]|\\.)*"|\S+)')

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, replace
-from fractions import Fraction
 
 import pytest
 
