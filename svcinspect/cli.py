@@ -519,7 +519,7 @@ def diff_command(side_a: str, side_b: str, strict: bool, reader: str | None, net
         node = objects_from.node or node_name(objects_from, () if "live" in (side_a, side_b) else (side_a,))
         report = with_objects(report, check_rules(ra, state, node, objects_from.namespace).findings,
                               check_rules(rb, state, node, objects_from.namespace).findings)
-    diags = _decoded_diagnostics(ra) + _decoded_diagnostics(rb)
+    diags = list(dict.fromkeys(_decoded_diagnostics(ra) + _decoded_diagnostics(rb)))  # one file on both sides: once
     _print_result(output, lambda: diff_json(report, diags), lambda: render_diff_text(report), diags)
     if report.different:
         sys.exit(EXIT_FINDINGS)

@@ -424,6 +424,17 @@ def test_ipv6_changes_are_seen() -> None:
     assert changes(report) == {("default/v6-only:http", 6, "cluster-ip")}
 
 
+WILD_DUMPS = sorted(p for p in (KP.parent / "wild").glob("*.rules") if not p.name.startswith("043-"))
+
+
+@pytest.mark.parametrize("path", WILD_DUMPS, ids=lambda p: p.name[:3])
+def test_wild_dump_with_itself_is_the_same(cli, path) -> None:
+    """Excerpts, old releases, no comments, pasted prompts: nothing differs from itself."""
+    r = cli("diff", str(path), str(path))
+    assert r.code == 0, r.out
+    assert "same:" in r.out and "Traceback" not in r.err
+
+
 # --- the CLI ------------------------------------------------------------------------------------
 
 def _arg(paths) -> str:
