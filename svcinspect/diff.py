@@ -245,8 +245,11 @@ _KIND_WORDS = {EntryKind.CLUSTER_IP: "cluster IP", EntryKind.EXTERNAL_IP: "exter
 
 def _addrs(sp: ServicePortRules, kind: str) -> list[str]:
     out = set()
+    lb = {e.address for e in sp.entries if e.kind == EntryKind.LOAD_BALANCER and e.table == "nat"}
     for e in sp.entries:
         if e.kind == kind and e.address is not None:
+            if kind == EntryKind.EXTERNAL_IP and e.table == "filter" and e.address in lb:
+                continue  # a KUBE-EXTERNAL-SERVICES DROP/REJECT for the load-balancer IP, not an external IP
             out.add(_hostport(e.address, e.port))
     return sorted(out)
 
@@ -289,10 +292,12 @@ _VERDICT_WORDS = {"reject": "REJECT", "drop": "DROP"}
 def _verdicts(sp: ServicePortRules) -> dict[str, str]:
     """"cluster IP 10.96.0.5:80" -> "REJECT": the filter rules that refuse traffic."""
     out: dict[str, str] = {}
+    lb = {e.address for e in sp.entries if e.kind == EntryKind.LOAD_BALANCER and e.table == "nat"}
     for e in sp.entries:
         if e.table != "filter" or e.verdict not in _VERDICT_WORDS:
             continue
-        where = _KIND_WORDS.get(e.kind, e.kind)
+        kind = EntryKind.LOAD_BALANCER if e.kind == EntryKind.EXTERNAL_IP and e.address in lb else e.kind
+        where = _KIND_WORDS.get(kind, kind)
         if e.kind == EntryKind.NODE_PORT:
             where += f" {e.port}"
         elif e.address is not None:
@@ -430,7 +435,7 @@ def _compare_port(pa: ServicePortRules, pb: ServicePortRules, a: Side, b: Side) 
             node_local = local_policy and "DROP" in (x, y) and "REJECT" not in (x, y)
             out.append(Change("verdict", f"{where}: {x or 'no ' + (y or '')} -> {y or 'no ' + (x or '')}".replace(
                 "no  ", "no "), x, y, node_local=node_local))
-    out.extend(_compare_masquerade(pa, pb, a, b))
+    out.extend(_compare_masquerade(pa, pb, a, b, local_policy))
     wa, wb = _warnings(pa), _warnings(pb)
     for w in sorted(wa - wb):
         out.append(Change("warning", f"problem only in A: {w}", w, None))
@@ -448,7 +453,11 @@ def _warnings(sp: ServicePortRules) -> set[str]:
     return {_ANY_HASH.sub(lambda m: f"KUBE-{m.group(1)}-*", _LINE_REF.sub("", w)).strip() for w in sp.warnings}
 
 
-def _compare_masquerade(pa: ServicePortRules, pb: ServicePortRules, a: Side, b: Side) -> list[Change]:
+NOT_FORWARDED = "not forwarded to an endpoint"
+
+
+def _compare_masquerade(pa: ServicePortRules, pb: ServicePortRules, a: Side, b: Side,
+                        local_policy: bool = False) -> list[Change]:
     if a.masquerade is None or b.masquerade is None:
         return []
     if a.dataplane == b.dataplane and a.masq_signature is not None and b.masq_signature is not None:
@@ -458,8 +467,10 @@ def _compare_masquerade(pa: ServicePortRules, pb: ServicePortRules, a: Side, b: 
     out = []
     for client in sorted(ma.keys() & mb.keys()):
         if ma[client] != mb[client]:
+            # With a Local policy, a node without local endpoints forwards nothing: by design.
+            node_local = local_policy and NOT_FORWARDED in (ma[client], mb[client])
             out.append(Change("masquerade", f"masquerade, {client}: {ma[client]} -> {mb[client]}",
-                              ma[client], mb[client]))
+                              ma[client], mb[client], node_local=node_local))
     return out
 
 
@@ -874,7 +885,7 @@ class _IptablesMasquerade:
                 outcomes = ev.simulate(Packet(src, dst, e.port, proto, hook)).outcomes
                 dnat = [o for o in outcomes if o.disposition is Disposition.DNAT]
                 if not dnat:
-                    value = "not forwarded to an endpoint"
+                    value = NOT_FORWARDED
                 elif all(o.masquerade for o in dnat):
                     value = "masqueraded"
                 elif not any(o.masquerade for o in dnat):

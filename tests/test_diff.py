@@ -320,6 +320,44 @@ def test_each_nodes_own_nodeport_address_is_node_local() -> None:
     assert report.different and not compare_sides(a, b, across_nodes=True).different
 
 
+SVL_LINE = ('-A KUBE-SVL-XZPXZFXLZG6VBDNQ -m comment --comment "default/etp-local-has:http -> 10.244.1.100:8080" '
+            '-j KUBE-SEP-5EGCAAPWRQNZD7OP\n')
+
+
+def _node_b_local_endpoints(text: str) -> str:
+    """etp-local-has as node-b would write it: its two local endpoints, 1/2 each."""
+    return _edit(text, SVL_LINE,
+                 '-A KUBE-SVL-XZPXZFXLZG6VBDNQ -m comment --comment "default/etp-local-has:http -> 10.244.2.100:8080" '
+                 '-m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-JQTQRMXZWWBFXLBL\n'
+                 '-A KUBE-SVL-XZPXZFXLZG6VBDNQ -m comment --comment "default/etp-local-has:http -> 10.244.2.101:8080" '
+                 '-j KUBE-SEP-NW247EA6UNOLOK7Z\n')
+
+
+def _node_without_local_endpoints(text: str) -> str:
+    """etp-local-has on a node with none of its endpoints: no SVL chain, a DROP instead."""
+    text = _edit(text, SVL_LINE, "")
+    text = _edit(text, ":KUBE-SVL-XZPXZFXLZG6VBDNQ - [0:0]\n", "")
+    text = _edit(text, "-A KUBE-EXT-XZPXZFXLZG6VBDNQ -j KUBE-SVL-XZPXZFXLZG6VBDNQ\n", "")
+    drop = ('-A KUBE-EXTERNAL-SERVICES -p tcp -m comment --comment "default/etp-local-has:http has no local '
+            'endpoints" -m addrtype --dst-type LOCAL -m tcp --dport 31613 -j DROP\n'
+            '-A KUBE-EXTERNAL-SERVICES -d 192.0.2.101/32 -p tcp -m comment --comment "default/etp-local-has:http has '
+            'no local endpoints" -m tcp --dport 80 -j DROP\n')
+    return _edit(text, "-A KUBE-EXTERNAL-SERVICES ", drop + "-A KUBE-EXTERNAL-SERVICES ")
+
+
+@pytest.mark.parametrize("edit,whats", [
+    (_node_b_local_endpoints, {"local-endpoints"}),
+    (_node_without_local_endpoints, {"local-endpoints", "verdict", "masquerade"}),
+], ids=["other local endpoints", "no local endpoint"])
+def test_two_nodes_of_an_etp_local_service(edit, whats) -> None:
+    a, b = side_of_text(BASE, "node-a"), side_of_text(edit(BASE), "node-b")
+    report = compare_sides(a, b)
+    got = [(p.service_port, c.what, c.node_local) for p in report.ports for c in p.changes]
+    assert {w for _, w, _ in got} == whats
+    assert all(name == "default/etp-local-has:http" and node_local for name, _, node_local in got), got
+    assert report.different and not compare_sides(a, b, across_nodes=True).different
+
+
 def test_cluster_endpoints_are_not_node_local() -> None:
     a = side_of(both(STEP0))
     report = compare_sides(a, side_of(both(STEP1)), across_nodes=True)
