@@ -170,7 +170,7 @@ class OutputFormat(click.ParamType):
                          and "json" in declared] + [c for c in declared if c not in
                                                     ("table", "text", "wide", "json", "yaml", "name")]
 
-    def get_metavar(self, param, *args) -> str:
+    def get_metavar(self, param, ctx=None) -> str:  # click 8.2+ passes ctx by keyword
         return "[" + "|".join(self.accepted) + "]"
 
     def convert(self, value, param, ctx):

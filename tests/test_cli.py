@@ -94,3 +94,13 @@ def test_version_and_module_entry(cli):
     p = subprocess.run([sys.executable, "-m", "svcinspect", "services", "--rules", HELLO, "-o", "json"],
                        capture_output=True, text=True)
     assert p.returncode == 0 and json.loads(p.stdout)["schema"] == "svcinspect/v1"
+
+
+def test_every_command_has_help(cli):
+    """``--help`` works on every command (an -o type once broke it on click 8.2+)."""
+    from svcinspect.cli import cli as group
+
+    for name in sorted(group.commands):
+        r = cli(name, "--help")
+        assert r.code == 0, (name, r.err)
+        assert "Usage:" in r.out, name
