@@ -207,9 +207,24 @@ class Evaluator:
                         done.append((w3, v3))
                         continue
                     for w4, v4 in self._table_hook("nat", "POSTROUTING", w3):
-                        done.append((w4, v4 or "ACCEPT"))
+                        done.extend(self._loopback_input(w4, v4))
         outcomes = tuple(self._outcome(packet, w, v) for w, v in _merge_irrelevant(done))
         return Simulation(packet, outcomes, tuple(self.warnings))
+
+    def _loopback_input(self, w: _World, verdict: str | None) -> list[tuple[_World, str]]:
+        """After nat POSTROUTING, a locally generated packet whose (rewritten)
+        destination is an address of this node goes out on loopback and comes
+        back in: filter INPUT sees it (conntrack state still NEW). nat
+        PREROUTING/INPUT do not run again (the connection's NAT is already set
+        up). This is where a REJECT for a node port reached from the node lives."""
+        out: list[tuple[_World, str]] = []
+        for w2, local in self._locality(w, w.dst, "destination after POSTROUTING"):
+            if not local:
+                out.append((w2, verdict or "ACCEPT"))
+                continue
+            for w3, v3 in self._table_hook("filter", "INPUT", w2):
+                out.append((w3, v3 if v3 in ("DROP", "REJECT") else (verdict or "ACCEPT")))
+        return out
 
     def _outcome(self, packet: Packet, w: _World, verdict: str) -> Outcome:
         disp = _disposition(w, verdict)
