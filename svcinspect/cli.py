@@ -276,12 +276,22 @@ def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: Ob
     pod names and endpoint conditions too)."""
     from svcinspect.services import build_service_ports
 
+    from svcinspect.completeness import assess_input, render_input_text
+
     ruleset = load_rules(rules, strict)
     ports = build_service_ports(ruleset)
+    if objects_from.namespace:
+        ports = _in_namespace(ports, objects_from.namespace)
     objects = _object_endpoints(objects_from, ruleset, rules)
     diags = _decoded_diagnostics(ruleset)
-    _print_result(output, lambda: render_json.services_json(ports, diags, objects),
-                  lambda: render_text.render_services(ports, objects), diags)
+    whole = assess_input(ruleset)
+    _print_result(output, lambda: render_json.services_json(ports, diags, objects, whole),
+                  lambda: render_input_text(whole) + render_text.render_services(ports, objects), diags)
+
+
+def _in_namespace(ports, namespace: str):
+    """``-n NS``: the service ports of that namespace (unnamed ones cannot be placed and are left out)."""
+    return [sp for sp in ports if sp.name and sp.name.split("/", 1)[0] == namespace]
 
 
 class _IPParam(click.ParamType):
@@ -353,8 +363,12 @@ def packet(src, dst, dport, proto, hook, node_ips, cluster_cidrs, output, **sour
                              f"pass {'ip6tables-save' if dst.version == 6 else 'iptables-save'} output too")
         return simulate(ruleset, first, env)
 
+    from svcinspect.completeness import assess_input, render_input_text
+
     ruleset, sim = analyse_rules(source["rules"], source["strict"], analysis)
-    _print_result(output, lambda: render_json.simulation_json(sim), lambda: render_text.render_simulation(sim),
+    whole = assess_input(ruleset, scan_references=False)
+    _print_result(output, lambda: render_json.simulation_json(sim, whole),
+                  lambda: render_input_text(whole) + render_text.render_simulation(sim),
                   _decoded_diagnostics(ruleset))
 
 

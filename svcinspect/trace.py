@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
+from svcinspect.completeness import InputCompleteness, assess_input
 from svcinspect.evaluate import Environment, Evaluator
 from svcinspect.model.flow import Disposition, Hook, Outcome, Packet, Step
 from svcinspect.model.netfilter import Family, Ruleset
@@ -69,6 +70,7 @@ class ServiceTrace:
     query: str
     ports: tuple[PortTrace, ...]
     warnings: tuple[str, ...] = field(default=())
+    input: InputCompleteness | None = None
 
 
 def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment(),
@@ -101,10 +103,10 @@ def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment()
         traces.append(pt)
     for ev in evaluators.values():
         warnings.extend(w for w in ev.warnings if w not in warnings)
-        if "nat" in ev.tables and "KUBE-SERVICES" not in ev.tables["nat"].chains:
+        if "nat" in ev.tables and not ev._has_chain("nat", "KUBE-SERVICES"):
             warnings.append(f"the IPv{int(ev.family)} nat table has no KUBE-SERVICES chain (an excerpt?): packets "
                             f"cannot be followed into the service's chains, so the paths below are incomplete")
-    return ServiceTrace(query, tuple(traces), tuple(warnings))
+    return ServiceTrace(query, tuple(traces), tuple(warnings), assess_input(ruleset, scan_references=False))
 
 
 # --- per port -------------------------------------------------------------------
@@ -116,12 +118,12 @@ def _trace_port(sp: ServicePortRules, ev: Evaluator, env: Environment) -> PortTr
         notes.append(f"session affinity ClientIP, {sp.affinity_seconds} s: a client's first connection takes the "
                      f"probability cascade; its later ones within {sp.affinity_seconds} s go to the same endpoint "
                      f"(-m recent --rcheck before the cascade, --set in each KUBE-SEP chain)")
-    if sp.local_endpoints is not None:
+    if sp.local_endpoints is not None and sp.local_complete:
         scope = "external traffic (externalTrafficPolicy: Local)" if "ext" in sp.chains or "xlb" in sp.chains \
             else "cluster traffic (internalTrafficPolicy: Local)"
         notes.append(f"{scope} only goes to the {len(sp.local_endpoints)} endpoint(s) on this node "
                      f"({sp.chains.get('svl') or sp.chains.get('xlb')})")
-    if "svc" not in sp.chains and "svl" not in sp.chains and not sp.endpoints:
+    if "svc" not in sp.chains and "svl" not in sp.chains and not sp.endpoints and sp.endpoints_complete:
         notes.append("no endpoint chains: kube-proxy found no usable endpoints for this port")
     pod = _pod_address(sp, ev, fam)
     node = _node_address(env, fam)

@@ -201,8 +201,9 @@ def test_interface_matches_become_alternatives():
     assert all(o.probability == Fraction(1, 2) for o in pod)
     other = [o for o in sim.outcomes if "if not: the packet arrives on an interface matching azv+" in o.assumptions]
     # Not from a pod: the excerpt lacks KUBE-SVL-EEQNXCJLUUVUU2YK, which is said, not guessed.
-    assert other and all(o.disposition is Disposition.NONE for o in other)
-    assert all(any("KUBE-SVL-EEQNXCJLUUVUU2YK is not a chain" in a for a in o.assumptions) for o in other)
+    # Issue 11: that is "unknown", never "no rule decided".
+    assert other and all(o.disposition is Disposition.UNKNOWN for o in other)
+    assert all(any("not in the input: KUBE-SVL-EEQNXCJLUUVUU2YK" in a for a in o.assumptions) for o in other)
 
 
 def test_packet_command_text_and_json(cli):

@@ -34,6 +34,7 @@ from svcinspect.model.netfilter import (
     Target,
     ValueMatch,
 )
+from svcinspect.parse.paste import clean_paste, describe_filter
 
 # Match modules iptables ships (so a dump using them is "recognised"); the
 # evaluator understands only some of them and says so when it meets the others.
@@ -415,7 +416,9 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.endswith("\n"):
         text += "\n"
-    diags: list[Diagnostic] = []
+    cleaned = clean_paste(text, source)
+    text = cleaned.text
+    diags: list[Diagnostic] = list(cleaned.diagnostics)
     tables: list[_TableBuilder] = []
     cur: _TableBuilder | None = None
     loose: _TableBuilder | None = None  # rules seen outside any *table block
@@ -510,11 +513,21 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
     if cur is not None and not cur.committed:
         diags.append(Diagnostic(Severity.WARNING, f"table {cur.name} has no COMMIT (truncated dump?)", source, cur.line, "*" + cur.name))
 
+    gaps: list[str] = []
+    grep = describe_filter(cleaned.commands)
+    if grep:
+        gaps.append(grep)
+    for tb in tables:
+        if not tb.committed:
+            gaps.append(f"table {tb.name} has no COMMIT: the dump is cut short ({source} line {tb.line})")
     built: list[Table] = [_finish(tb, diags) for tb in tables]
     if loose is not None:
-        built.extend(_split_loose(loose, diags))
+        loose_tables = _split_loose(loose, diags)
+        built.extend(loose_tables)
+        gaps.append("rules without a *table header (an excerpt, not a whole iptables-save): "
+                    + ", ".join(f"{len(t.chains)} chain(s) taken as {t.name}" for t in loose_tables))
     built = _merge_duplicates(built, diags)
-    ruleset = Ruleset(tuple(built), tuple(diags), (source,))
+    ruleset = Ruleset(tuple(built), tuple(diags), (source,), gaps=tuple(gaps))
     if strict:
         everything = list(diags) + [d for d in _decode_diagnostics(ruleset)]
         if everything:
@@ -621,11 +634,40 @@ def _guess_table(chain: str, texts: list[str]) -> str:
     return "nat"
 
 
+_SHARED_NAMES = ("KUBE-SERVICES", "KUBE-NODEPORTS", "OUTPUT")
+
+
+def _filter_rule(text: str) -> bool:
+    return any(text.endswith(t) or (t + " ") in text for t in _FILTER_TARGETS) and "--match-set" not in text
+
+
+def _runs(rules: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """(line, text) rules -> scanner segments: runs of consecutive lines."""
+    out: list[tuple[int, str]] = []
+    for line, text in rules:
+        if out and out[-1][0] + out[-1][1].count("\n") == line:
+            out[-1] = (out[-1][0], out[-1][1] + text + "\n")
+        else:
+            out.append((line, text + "\n"))
+    return out
+
+
 def _split_loose(tb: _TableBuilder, diags: list[Diagnostic]) -> list[Table]:
     """Rules with no ``*table`` header (a grep, an excerpt): guess nat or filter per chain."""
     by_table: dict[str, _TableBuilder] = {}
     for name, entry in tb.chains.items():
-        guess = _guess_table(name, [t for _, t in RuleList("", name, "", None, segments=entry[3]).raw])
+        entry[3] = _drop_repeats(name, entry[3], tb.source, diags)
+        raw = RuleList("", name, "", None, segments=entry[3]).raw
+        guess = _guess_table(name, [t for _, t in raw])
+        if guess == "nat" and name in _SHARED_NAMES:
+            # A grep of KUBE-SERVICES mixes nat jumps with filter REJECT/DROP rules
+            # ("has no endpoints"): each rule goes to the table that holds it.
+            filt = [(ln, t) for ln, t in raw if _filter_rule(t)]
+            if filt:
+                nat_rules = [(ln, t) for ln, t in raw if not _filter_rule(t)]
+                by_table.setdefault("filter", _TableBuilder("filter", tb.family, tb.source, 0)).chains[name] = \
+                    [None, None, filt[0][0], _runs(filt), False]
+                entry = [entry[0], entry[1], entry[2], _runs(nat_rules), entry[4]]
         dest = by_table.setdefault(guess, _TableBuilder(guess, tb.family, tb.source, 0))
         dest.chains[name] = entry
     out = []
@@ -634,6 +676,34 @@ def _split_loose(tb: _TableBuilder, diags: list[Diagnostic]) -> list[Table]:
         diags.append(Diagnostic(Severity.INFO, f"no *{name} header: {n} rules in {len(dest.chains)} chains taken as table {name} (guessed from chain names and targets)", tb.source))
         out.append(_finish(dest, diags))
     return out
+
+
+_COUNTER_PREFIX = re.compile(r"^\[\d+:\d+\]\s*")
+
+
+def _drop_repeats(chain: str, segments: list, source: str, diags: list[Diagnostic]) -> list:
+    """A table-less paste often holds the same rules twice (overlapping greps,
+    a block pasted again): keep the first copy of each rule (counters aside) and
+    say which lines repeat which. A whole dump is never changed: iptables keeps
+    identical rules, and so does the parser there."""
+    seen: dict[str, int] = {}
+    kept: list[tuple[int, str]] = []
+    repeats: list[tuple[int, int]] = []
+    for first, block in segments:
+        for i, text in enumerate(block.splitlines()):
+            body = _COUNTER_PREFIX.sub("", text.strip())
+            line = first + i
+            if body in seen:
+                repeats.append((line, seen[body]))
+            else:
+                seen[body] = line
+                kept.append((line, text))
+    if not repeats:
+        return segments
+    pairs = ", ".join(f"{a} repeats {b}" for a, b in repeats[:8]) + (f" and {len(repeats) - 8} more" if len(repeats) > 8 else "")
+    diags.append(Diagnostic(Severity.WARNING, f"{len(repeats)} rule(s) of {chain} pasted more than once, counted once: "
+                            f"line {pairs}", source, repeats[0][0]))
+    return _runs(kept)
 
 
 def _merge_duplicates(tables: list[Table], diags: list[Diagnostic]) -> list[Table]:
@@ -699,4 +769,5 @@ def parse_dumps(sources, *, strict: bool = False) -> Ruleset:
         return parsed[0]
     diags: list[Diagnostic] = [d for r in parsed for d in r.diagnostics]
     tables = _merge_duplicates([t for r in parsed for t in r.tables], diags)
-    return Ruleset(tuple(tables), tuple(diags), tuple(o for r in parsed for o in r.origin))
+    return Ruleset(tuple(tables), tuple(diags), tuple(o for r in parsed for o in r.origin),
+                   gaps=tuple(g for r in parsed for g in r.gaps))
