@@ -20,12 +20,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from svcinspect import graph
+from svcinspect.completeness import IPVS, InputCompleteness, assess_input, is_excerpt
 from svcinspect.errors import Severity
 from svcinspect.expected import ExpectedEndpoint, ExpectedServicePort, ExpectedState, build_expected
 from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, hash16, hash_candidates, split_spn
 from svcinspect.model.kube import ClusterState
 from svcinspect.model.netfilter import Family, Ruleset
 from svcinspect.services import EntryKind, EntryPoint, ServicePortRules, build_service_ports
+
+# Findings that rest on something being absent from the whole dump.
+WHOLE_DUMP_CODES = frozenset({"missing-hook", "dangling-jump", "orphan-chain", "no-kube-services",
+                              "missing-service-port", "missing-cluster-ip", "missing-node-port", "missing-reject",
+                              "missing-drop", "health-check-node-port-mismatch"})
 
 SYNC_HINT = ("kube-proxy on this node has not applied the latest Services/EndpointSlices: check that it runs "
              "and its log for sync or iptables-restore errors (kubectl -n kube-system logs <kube-proxy pod>)")
@@ -59,6 +65,7 @@ class CheckReport:
     checked: int                  # service ports compared with objects (0 in rules-only mode)
     families: tuple[Family, ...]
     with_objects: bool
+    input: InputCompleteness | None = None
 
     def at_or_above(self, severity: Severity) -> list[Finding]:
         return [f for f in self.findings if f.severity >= severity]
@@ -79,6 +86,9 @@ def check_rules(ruleset: Ruleset, state: ClusterState | None = None, node: str |
                 namespace: str | None = None) -> CheckReport:
     ports = build_service_ports(ruleset)
     c = _Checker(ruleset, ports, namespace)
+    whole = assess_input(ruleset)
+    if whole.dataplane == IPVS:
+        c.notes.append(whole.notes[0])
     c.check_hooks()
     c.check_graph()
     c.check_rule_warnings()
@@ -97,11 +107,15 @@ def check_rules(ruleset: Ruleset, state: ClusterState | None = None, node: str |
     if state is not None and missing:
         c.notes.append(" and ".join(f"IPv{int(f)}" for f in missing) + " not checked: no "
                        + " / ".join(f.save_command for f in missing) + " output was given")
+    if c.excerpt:
+        c.notes.append("the rules are an excerpt (" + "; ".join(ruleset.gaps) + "): findings that need the whole "
+                       "dump (hooks, orphan chains, dangling jumps, service ports missing from the rules) are info "
+                       "'cannot tell from an excerpt'; pass the whole `iptables-save` output to check them")
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
     findings = sorted(c.findings, key=lambda f: (order[f.severity], f.service_port or "", f.code,
                                                  int(f.family) if f.family else 0))
     return CheckReport(node, tuple(findings), tuple(dict.fromkeys(c.notes)), checked, ruleset.families,
-                       state is not None)
+                       state is not None, whole)
 
 
 class _Checker:
@@ -113,11 +127,16 @@ class _Checker:
         self.notes: list[str] = []
         self.names = {(sp.key, sp.family): sp.name for sp in ports if sp.name}
         self.broken_families: set[Family] = set()
+        self.excerpt = is_excerpt(ruleset)
 
     # --- helpers ----------------------------------------------------------------------
 
     def add(self, severity: Severity, code: str, spn: str | None, family: Family | None, message: str,
             evidence: Iterable[Evidence] = (), hint: str = "") -> None:
+        if self.excerpt and code in WHOLE_DUMP_CODES:
+            # Absence in an excerpt proves nothing: say what cannot be told instead.
+            severity, message = Severity.INFO, "cannot tell from an excerpt: " + message
+            hint = "these rules may simply be outside the paste; pass the whole iptables-save output to check"
         self.findings.append(Finding(severity, code, spn, family, message, tuple(evidence), hint))
 
     def source(self, family: Family, table: str = "nat") -> str:
@@ -152,6 +171,8 @@ class _Checker:
                 if not any(_jumps_to(text, "KUBE-SERVICES") for _, text in raw):
                     where = "traffic from pods and from outside" if hook == "PREROUTING" else "traffic from the node itself"
                     self.add(Severity.ERROR, "missing-hook", None, family,
+                             f"nat {hook}'s jump to KUBE-SERVICES (for {where}) is not in the input"
+                             if self.excerpt else
                              f"nat {hook} does not jump to KUBE-SERVICES: no Service works for {where} "
                              f"(IPv{int(family)})",
                              [Evidence("rule", self.source(family), f"nat {hook}: {len(raw)} rule(s), none -j KUBE-SERVICES")],
@@ -172,6 +193,7 @@ class _Checker:
                 continue   # someone else's excerpt; not ours to judge
             self.add(Severity.ERROR, "dangling-jump", self.name_of_chain(d.family, d.chain)
                      or self.name_of_chain(d.family, d.target), d.family,
+                     f"{d.table} {d.chain} jumps to {d.target}, which is not in the input" if self.excerpt else
                      f"{d.table} {d.chain} jumps to {d.target}, which is not declared: packets taking this rule fail",
                      [self.rule(d.family, d.table, d.line, d.text)],
                      "iptables-restore refuses such a rule, so the dump was edited or is an excerpt; if it is the "
@@ -185,6 +207,7 @@ class _Checker:
                 continue
             what = "endpoint" if kind is ChainKind.SEP else "service port"
             self.add(Severity.WARNING, "orphan-chain", name, ref.family,
+                     f"nothing in the input jumps to {ref.chain}" if self.excerpt else
                      f"{ref.chain} is declared but nothing jumps to it: left over from a deleted {what}",
                      [Evidence("rule", f"{self.source(ref.family)}:{ref.line}", f":{ref.chain} - [0:0]")],
                      "harmless for traffic, but kube-proxy normally deletes such chains at its next full sync; "
@@ -200,7 +223,8 @@ class _Checker:
             if not self.in_scope(sp.name):
                 continue
             # dangling-jump and orphan-chain report these two with their rule lines.
-            ws = [w for w in sp.warnings if "does not exist" not in w and "no entry point" not in w]
+            ws = [w for w in sp.warnings if "does not exist" not in w and "no entry point" not in w
+                  and not w.startswith("named by recomputing")]  # check_comments covers unnamed rules
             cascade = [w for w in ws if any(k in w for k in ("shares", "probability", "unconditional", "add up"))]
             if cascade:
                 chain = _svc_chain(sp)
@@ -445,7 +469,8 @@ class _Checker:
             return
         want = {e.endpoint: e for e in want_eps}
         have = {s.endpoint or s.sep: s for s in have_shares}
-        missing = [want[k] for k in want if k not in have]
+        known = sp.cluster_complete if which == "cluster" else sp.local_complete
+        missing = [want[k] for k in want if k not in have] if known else []
         extra = [have[k] for k in have if k not in want]
         if not missing and not extra:
             return
