@@ -132,8 +132,8 @@ class _Checker:
     # --- helpers ----------------------------------------------------------------------
 
     def add(self, severity: Severity, code: str, spn: str | None, family: Family | None, message: str,
-            evidence: Iterable[Evidence] = (), hint: str = "") -> None:
-        if self.excerpt and code in WHOLE_DUMP_CODES:
+            evidence: Iterable[Evidence] = (), hint: str = "", absence: bool = False) -> None:
+        if self.excerpt and (code in WHOLE_DUMP_CODES or absence):
             # Absence in an excerpt proves nothing: say what cannot be told instead.
             severity, message = Severity.INFO, "cannot tell from an excerpt: " + message
             hint = "these rules may simply be outside the paste; pass the whole iptables-save output to check"
@@ -510,7 +510,7 @@ class _Checker:
                 self.add(Severity.ERROR, "policy-mismatch", exp.spn, exp.family,
                          f"externalTrafficPolicy is Local, but {ext} never sends external traffic to {svl}: it "
                          "reaches endpoints on other nodes and loses the client address",
-                         [self.rule(exp.family, "nat", ln, t) for ln, t in raw] + [ev_obj], SYNC_HINT)
+                         [self.rule(exp.family, "nat", ln, t) for ln, t in raw] + [ev_obj], SYNC_HINT, absence=True)
             elif not exp.external_local and to_svl:
                 self.add(Severity.ERROR, "policy-mismatch", exp.spn, exp.family,
                          f"externalTrafficPolicy is Cluster, but {ext} sends external traffic to {svl} "
@@ -519,7 +519,7 @@ class _Checker:
             if not exp.external_local and not any(_jumps_to(t, svc) for _, t in raw) and exp.uses_svc:
                 self.add(Severity.ERROR, "policy-mismatch", exp.spn, exp.family,
                          f"{ext} does not jump to {svc}: external traffic reaches no endpoint",
-                         [self.rule(exp.family, "nat", ln, t) for ln, t in raw] + [ev_obj], SYNC_HINT)
+                         [self.rule(exp.family, "nat", ln, t) for ln, t in raw] + [ev_obj], SYNC_HINT, absence=True)
 
     def check_stale(self, expected: ExpectedState, by_rules, matched) -> None:
         not_proxied = {(s.namespace, s.name): why for s, why in expected.not_proxied}

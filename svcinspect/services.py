@@ -719,6 +719,8 @@ def select_service_ports(ruleset: Ruleset, query: str | None = None,
             ports.append(p)
     if number is not None:
         ports = [p for p in ports if any(e.port == number for e in p.entries if e.kind != EntryKind.HEALTH_CHECK)]
+    if not ports and ruleset.gaps:  # an excerpt may hold only endpoint chains: they name their service too
+        ports = find_service(build_service_ports(ruleset), query)
     if not ports:
         _, names = _dispatch_index(ruleset, lambda spn: True, "")
         bases = sorted({n.split(":")[0] for n in names} | names)
@@ -836,6 +838,8 @@ def _excerpt_port(sp: ServicePortRules, nat: Table, extra) -> ServicePortRules:
         before = len(unknown)
         if not cascade:
             unknown.append(f"{name} has no endpoint jump in the input (the paste holds only some of its rules)")
+            if prefix == "svc":
+                shares = tuple(EndpointShare(ep, sep, None, None, line) for sep, _, _, ep, line in extra)
         elif not _is_uniform(cascade):
             unknown.append(f"{name}'s cascade in the input is not kube-proxy's whole 1/(n-i) sequence: the rest of "
                            f"it may be outside the excerpt, so the shares are unknown")
