@@ -20,13 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from svcinspect import graph
-from svcinspect.completeness import IPVS, InputCompleteness, assess_input, is_excerpt
+from svcinspect.completeness import IPVS, InputCompleteness, assess_input, detect_dataplane, is_excerpt
 from svcinspect.errors import Severity
 from svcinspect.expected import ExpectedEndpoint, ExpectedServicePort, ExpectedState, build_expected
 from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, hash16, hash_candidates, split_spn
 from svcinspect.model.kube import ClusterState
 from svcinspect.model.netfilter import Family, Ruleset
-from svcinspect.services import EntryKind, EntryPoint, ServicePortRules, build_service_ports
+from svcinspect.services import IPVS_LEFTOVER, EntryKind, EntryPoint, ServicePortRules, build_service_ports
 
 # Findings that rest on something being absent from the whole dump.
 WHOLE_DUMP_CODES = frozenset({"missing-hook", "dangling-jump", "orphan-chain", "no-kube-services",
@@ -99,7 +99,11 @@ def check_rules(ruleset: Ruleset, state: ClusterState | None = None, node: str |
         expected = build_expected(scoped, node, ruleset.families)
         c.notes.extend(scoped.notes)
         c.notes.extend(expected.notes)
-        checked = c.check_objects(expected)
+        if c.ipvs:  # the Services live in IPVS, not in these rules: comparing would call every one missing
+            c.notes.append("the Services were not compared with the rules: in IPVS mode they are IPVS virtual "
+                           "servers (`ipvsadm -Ln`), which svcinspect does not read")
+        else:
+            checked = c.check_objects(expected)
     else:
         c.notes.append("no objects given: only the rules were checked (pass --objects or --kubeconfig to compare "
                        "with Services and EndpointSlices)")
@@ -128,6 +132,7 @@ class _Checker:
         self.names = {(sp.key, sp.family): sp.name for sp in ports if sp.name}
         self.broken_families: set[Family] = set()
         self.excerpt = is_excerpt(ruleset)
+        self.ipvs = detect_dataplane(ruleset) == IPVS
 
     # --- helpers ----------------------------------------------------------------------
 
@@ -206,6 +211,13 @@ class _Checker:
             if not self.in_scope(name):
                 continue
             what = "endpoint" if kind is ChainKind.SEP else "service port"
+            if self.ipvs:
+                self.add(Severity.INFO, "iptables-mode-leftover", name, ref.family,
+                         f"{ref.chain} is left over from iptables mode: this node runs kube-proxy in IPVS mode, "
+                         "which does not use it",
+                         [Evidence("rule", f"{self.source(ref.family)}:{ref.line}", f":{ref.chain} - [0:0]")],
+                         "harmless; deleting the old iptables-mode chains (kube-proxy --cleanup) tidies the dump")
+                continue
             self.add(Severity.WARNING, "orphan-chain", name, ref.family,
                      f"nothing in the input jumps to {ref.chain}" if self.excerpt else
                      f"{ref.chain} is declared but nothing jumps to it: left over from a deleted {what}",
@@ -224,7 +236,8 @@ class _Checker:
                 continue
             # dangling-jump and orphan-chain report these two with their rule lines.
             ws = [w for w in sp.warnings if "does not exist" not in w and "no entry point" not in w
-                  and not w.startswith("named by recomputing")]  # check_comments covers unnamed rules
+                  and not w.startswith("named by recomputing")  # check_comments covers unnamed rules
+                  and w != IPVS_LEFTOVER]                        # check_graph says it per chain
             cascade = [w for w in ws if any(k in w for k in ("shares", "probability", "unconditional", "add up"))]
             if cascade:
                 chain = _svc_chain(sp)

@@ -230,6 +230,8 @@ def build_service_ports(ruleset: Ruleset, only: Iterable[str] | None = None) -> 
         ports = [_finish(key, family, acc, nat) for key, acc in accs.items()]
         if nat is not None and ruleset.gaps:
             ports = excerpt_view(ports, nat, family, wanted)
+        if ports and nat is not None and any(c in nat.chains for c in IPVS_CHAINS):
+            ports = [replace(sp, warnings=sp.warnings + (IPVS_LEFTOVER,)) for sp in ports]
         out.extend(ports)
     out.sort(key=lambda s: (s.name is None, s.name or s.key, int(s.family)))
     return out
@@ -731,6 +733,13 @@ def select_service_ports(ruleset: Ruleset, query: str | None = None,
 
 
 _HASH_QUERY = re.compile(r"(?:KUBE-(?:SVC|SVL|EXT|FW|XLB)-)?([A-Z2-7]{16})")
+
+
+# kube-proxy's IPVS mode writes no per-service chains: any here were left by an
+# earlier iptables-mode kube-proxy (svcinspect.completeness detects the mode).
+IPVS_CHAINS = ("KUBE-LOAD-BALANCER", "KUBE-NODE-PORT")
+IPVS_LEFTOVER = ("left over from iptables mode: kube-proxy runs in IPVS mode on this node and does not use "
+                 "these chains (IPVS load-balances this service; see `ipvsadm -Ln`)")
 
 
 # --- excerpts: what the input does not prove -------------------------------------

@@ -35,6 +35,9 @@ from svcinspect.model.netfilter import (
     ValueMatch,
 )
 from svcinspect.parse.paste import clean_paste, describe_filter
+from svcinspect.parse.recognise import describe_other_input, looks_like_prose
+
+_TABLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 # Match modules iptables ships (so a dump using them is "recognised"); the
 # evaluator understands only some of them and says so when it meets the others.
@@ -434,9 +437,14 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
             loose = _TableBuilder("", next_family, source, 0)
         return loose
 
+    other_format = describe_other_input(text)
+    if other_format:
+        raise NotADumpError(other_format, source)
+    rule_lines = 0
     lineno = 1
     for block, chain, decls, other in _SEGMENTS.findall(text):
         if block:
+            rule_lines += block.count("\n")
             tb = cur if cur is not None else builder()
             entry = tb.chains.get(chain)
             if entry is None:
@@ -469,7 +477,9 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
         if not line:
             continue
         c = line[0]
-        if c == "*":
+        if c == "*" and not _TABLE_NAME.fullmatch(line[1:].strip()):
+            unrecognised.append((here, other))  # "* item" in Markdown, not a table header
+        elif c == "*":
             name = line[1:].strip()
             if cur is not None and not cur.committed:
                 diags.append(Diagnostic(Severity.WARNING, f"table {cur.name} has no COMMIT before the next table", source, here, other))
@@ -507,6 +517,12 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
 
     if recognised == 0:
         raise NotADumpError(_describe_non_dump(text), source)
+    if len(unrecognised) >= 20 and len(unrecognised) > 2 * rule_lines:
+        # A file that is mostly something else (a README with a rule or two in it):
+        # refuse, rather than show an empty table and hundreds of warnings.
+        why = looks_like_prose([ln.strip() for _, ln in unrecognised]) or "this is mostly not iptables-save text"
+        raise NotADumpError(f"{why}: {len(unrecognised)} of its lines are not dump lines and only {rule_lines} are "
+                            f"rules; pass the output of `iptables-save` (or cut the rules out of this file)", source)
 
     for lineno, raw in unrecognised:
         diags.append(Diagnostic(Severity.WARNING, _why_skipped(raw), source, lineno, raw))
@@ -755,9 +771,14 @@ def _describe_non_dump(text: str) -> str:
         return ("this looks like an nftables ruleset (`nft list ruleset`); svcinspect reads iptables-save output "
                 "(kube-proxy's nftables mode is not supported yet)")
     if re.search(r"IP Virtual Server|^(TCP|UDP)\s+\S+:\d+\s+\w+", joined, re.M):
-        return "this looks like `ipvsadm` output (IPVS mode); svcinspect reads iptables-save output from iptables-mode kube-proxy"
+        return ("this looks like `ipvsadm -Ln` output: kube-proxy runs in IPVS mode, where Services are "
+                "load-balanced by IPVS, which svcinspect does not read; pass `iptables-save` of the node for the "
+                "iptables part (marks, masquerade, filtering), and read the virtual servers in this output")
     if joined.lstrip().startswith(("{", "apiVersion", "kind:")):
         return "this looks like Kubernetes objects; pass them with --objects, and the rules (iptables-save output) with --rules"
+    prose = looks_like_prose(lines)
+    if prose:
+        return prose + "; pass the output of `iptables-save > FILE` on the node"
     return "no iptables-save lines found (no *table, :chain or -A lines); run `iptables-save > FILE` on the node and pass that file"
 
 
