@@ -324,6 +324,8 @@ def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> Non
             addr = None if d is None or d.negated or localhost else _address(rule)
             acc.entries.append(EntryPoint(EntryKind.NODE_PORT, addr, port, proto, t.name, "nat", rule.line, rule.text,
                                           localhost=localhost))
+    if nodeports is not None and services is not None:
+        _bind_node_ports(services, accs)
     # Per-service chains that nothing above reached (excerpts, stale chains).
     if wanted is not None:  # a targeted lookup: test the few names instead of every chain
         for key in wanted:
@@ -391,6 +393,39 @@ def _service_entry_facts(services: Chain, wanted: set[str] | None):
             rule = services.rules[i]
             if rule.target is not None:
                 yield (_address(rule), _proto(rule), rule.comment, _port(rule), rule.target.name, line, text)
+
+
+def node_port_addresses(services: Chain) -> list[str] | None:
+    """The addresses node ports are bound to (``--nodeport-addresses``: one
+    ``KUBE-SERVICES -d ADDR -j KUBE-NODEPORTS`` rule each), or None when a rule
+    sends every local address (``-m addrtype --dst-type LOCAL``) or there is none."""
+    raw = services.rules.raw
+    bound: list[str] = []
+    for i in _naming(raw, ("KUBE-NODEPORTS",)):
+        rule = services.rules[i]
+        if rule.target is None or rule.target.name != "KUBE-NODEPORTS":
+            continue
+        addr = _address(rule)
+        if addr is None:
+            return None
+        bound.append(addr)
+    return bound or None
+
+
+def _bind_node_ports(services: Chain, accs: dict[str, _Acc]) -> None:
+    """Node ports reach KUBE-NODEPORTS only on the bound addresses: one entry per address."""
+    bound = node_port_addresses(services)
+    if not bound:
+        return
+    for acc in accs.values():
+        out: list[EntryPoint] = []
+        for e in acc.entries:
+            if e.kind == EntryKind.NODE_PORT and e.address is None:
+                out.extend(replace(e, address=a, note=f"node ports are bound to {', '.join(bound)} "
+                                                      "(kube-proxy --nodeport-addresses)") for a in bound)
+            else:
+                out.append(e)
+        acc.entries = out
 
 
 def _replace_localhost(e: EntryPoint) -> EntryPoint:

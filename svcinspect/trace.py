@@ -242,6 +242,13 @@ def _trace_entry(sp, e: EntryPoint, ev: Evaluator, fam: int, pod, node, env) -> 
         if e.localhost:
             lo = ipaddress.ip_address("127.0.0.1")
             scenarios.append(("from this node via localhost (127.0.0.1)", lo, lo, Hook.OUTPUT))
+        if e.address and e.kind == EntryKind.NODE_PORT:  # bound (--nodeport-addresses): not on the others
+            bound = {x.address for x in sp.entries_of(EntryKind.NODE_PORT)}
+            for other in sorted(env.node_ips or (), key=str):
+                if other.version == fam and not other.is_loopback and str(other) not in bound:
+                    scenarios.append((f"from outside to another address of this node ({OUTSIDE[fam]} -> {other}, "
+                                      f"not a node-port address)", OUTSIDE[fam], other, Hook.PREROUTING))
+                    break
     done = [Scenario(label, p, ev.simulate(p).outcomes) for label, p in
             ((label, Packet(src, dst, port, proto, hook)) for label, src, dst, hook in scenarios)]
     # Hairpin: an endpoint reaching its own service lands on itself masqueraded.

@@ -80,6 +80,9 @@ def render_services(ports: list[ServicePortRules], objects=None) -> str:
             eps += f"; local {len(sp.local_endpoints)}"
         hc = sp.entries_of(EntryKind.HEALTH_CHECK)
         np = str(sp.node_port) if sp.node_port else "-"
+        bound = sorted({e.address for e in sp.entries_of(EntryKind.NODE_PORT) if e.address and e.table == "nat"})
+        if bound:
+            np += " on " + ", ".join(bound)
         if hc:
             np += f" (hc {hc[0].port})"
         rows.append([
