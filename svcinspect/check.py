@@ -89,6 +89,7 @@ def check_rules(ruleset: Ruleset, state: ClusterState | None = None, node: str |
     whole = assess_input(ruleset)
     if whole.dataplane == IPVS:
         c.notes.append(whole.notes[0])
+    c.check_kube_proxy_present()
     c.check_hooks()
     c.check_graph()
     c.check_rule_warnings()
@@ -96,7 +97,8 @@ def check_rules(ruleset: Ruleset, state: ClusterState | None = None, node: str |
     checked = 0
     if state is not None:
         scoped = state.in_namespace(namespace)
-        expected = build_expected(scoped, node, ruleset.families)
+        families = ruleset.families or ((Family.V4, Family.V6) if c.no_kube_proxy else ())
+        expected = build_expected(scoped, node, families)
         c.notes.extend(scoped.notes)
         c.notes.extend(expected.notes)
         if c.ipvs:  # the Services live in IPVS, not in these rules: comparing would call every one missing
@@ -108,7 +110,7 @@ def check_rules(ruleset: Ruleset, state: ClusterState | None = None, node: str |
         c.notes.append("no objects given: only the rules were checked (pass --objects or --kubeconfig to compare "
                        "with Services and EndpointSlices)")
     missing = [f for f in (Family.V4, Family.V6) if f not in ruleset.families]
-    if state is not None and missing:
+    if state is not None and missing and not c.no_kube_proxy:
         c.notes.append(" and ".join(f"IPv{int(f)}" for f in missing) + " not checked: no "
                        + " / ".join(f.save_command for f in missing) + " output was given")
     if c.excerpt:
@@ -132,6 +134,8 @@ class _Checker:
         self.names = {(sp.key, sp.family): sp.name for sp in ports if sp.name}
         self.broken_families: set[Family] = set()
         self.excerpt = is_excerpt(ruleset)
+        self.no_kube_proxy = False
+        self.nftables_mode = False
         self.ipvs = detect_dataplane(ruleset) == IPVS
 
     # --- helpers ----------------------------------------------------------------------
@@ -164,6 +168,32 @@ class _Checker:
         return self.names.get((key, family)) if key else None
 
     # --- rules only -------------------------------------------------------------------------
+
+    def check_kube_proxy_present(self) -> None:
+        """A whole dump (or a live node) without any KUBE- chain: kube-proxy has programmed nothing here."""
+        from svcinspect.sources.command import LIVE_NFTABLES_MODE, LIVE_NO_KUBE_PROXY
+
+        live_none = LIVE_NO_KUBE_PROXY in self.rs.notes
+        if not live_none and (self.excerpt or not self.rs.tables or any(
+                name in t.chains for t in self.rs.tables for name in ("KUBE-SERVICES", "KUBE-PROXY-CANARY"))):
+            return
+        self.no_kube_proxy = True
+        where = ", ".join(self.rs.origin) or "the rules"
+        if LIVE_NFTABLES_MODE in self.rs.notes:
+            self.nftables_mode = True
+            self.add(Severity.ERROR, "no-kube-proxy-rules", None, None,
+                     "no kube-proxy rules in any iptables backend: kube-proxy runs in nftables mode on this node "
+                     "(`nft list tables` shows table ip/ip6 kube-proxy), which svcinspect does not check yet",
+                     [Evidence("rule", where, "no KUBE-SERVICES / KUBE-PROXY-CANARY in iptables-legacy or -nft")],
+                     "read its rules with `nft list table ip kube-proxy` (and ip6)")
+            return
+        self.add(Severity.ERROR, "no-kube-proxy-rules", None, None,
+                 "no kube-proxy rules on this node: no KUBE-SERVICES or KUBE-PROXY-CANARY chain in any table"
+                 + (" of either iptables backend (legacy, nft)" if live_none else "")
+                 + ", so no Service is routed here by kube-proxy",
+                 [Evidence("rule", where, "no KUBE-SERVICES / KUBE-PROXY-CANARY chain")],
+                 "check that kube-proxy runs on this node (kubectl -n kube-system get pods -o wide) and its log; "
+                 "with another service proxy (Cilium, kube-router...) this check does not apply")
 
     def check_hooks(self) -> None:
         for family in self.rs.families:
@@ -279,6 +309,8 @@ class _Checker:
         for family in self.rs.families:
             nat = self.rs.table("nat", family)
             wanted = [p for p in expected.ports if p.family is family]
+            if self.no_kube_proxy and not self.nftables_mode:
+                continue  # every expected port is reported missing below
             if wanted and (nat is None or "KUBE-SERVICES" not in nat.chains):
                 self.broken_families.add(family)
                 self.add(Severity.ERROR, "no-kube-services", None, family,
@@ -288,7 +320,7 @@ class _Checker:
                          [Evidence("rule", self.source(family), "no *nat table with KUBE-SERVICES")],
                          "pass the whole iptables-save output; otherwise check that kube-proxy runs in iptables mode")
         for exp in expected.ports:
-            if exp.family in self.broken_families or exp.family not in self.rs.families:
+            if exp.family in self.broken_families or (exp.family not in self.rs.families and not self.no_kube_proxy):
                 continue
             sp = None
             for cand in hash_candidates(exp.spn):

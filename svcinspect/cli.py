@@ -222,6 +222,18 @@ def node_name(src: ObjectsSource, rules: tuple[str, ...]) -> str | None:
     return None
 
 
+def _require_known_node(state, node: str | None, src: ObjectsSource) -> None:
+    """Without --node, the host name stands for the node: when it is not a Node of
+    the objects, say that (exit 2) instead of blaming kube-proxy for what follows."""
+    if state is None or node is None or src.node or not state.nodes:
+        return
+    names = sorted(n.name for n in state.nodes)
+    if node not in names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise InputError(f"this host's name {node!r} is not a Node in the objects (Nodes: {shown}); "
+                         f"pass --node NAME for the node these rules come from")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="svcinspect")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
@@ -461,7 +473,9 @@ def check(fail_on: str, output: str, objects_from: ObjectsSource, **source: Any)
 
     ruleset = load_rules(**source)
     state = load_objects(objects_from)
-    report = check_rules(ruleset, state, node_name(objects_from, source.get("rules", ())), objects_from.namespace)
+    node = node_name(objects_from, source.get("rules", ()))
+    _require_known_node(state, node, objects_from)
+    report = check_rules(ruleset, state, node, objects_from.namespace)
     diags = _decoded_diagnostics(ruleset)
     _print_result(output, lambda: check_json(report, diags), lambda: render_check_text(report), diags)
     if fails(report, fail_on):

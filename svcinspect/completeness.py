@@ -74,11 +74,12 @@ def assess_input(ruleset: Ruleset, *, scan_references: bool = True) -> InputComp
     kube-proxy chains (one pass over the raw rules); commands that read only a few
     chains of a large dump pass False and add what their own lookups found."""
     reasons = list(ruleset.gaps)
-    if not ruleset.tables:
+    live_empty = any(n.startswith("live: no kube-proxy rules") for n in ruleset.notes)
+    if not ruleset.tables and not live_empty:
         reasons.append("no tables in the input")
     if scan_references and ruleset.tables:
         reasons.extend(missing_references(ruleset))
-    dataplane = detect_dataplane(ruleset)
+    dataplane = NFTABLES if any("nftables mode" in n for n in ruleset.notes) else detect_dataplane(ruleset)
     notes = [IPVS_NOTE] if dataplane == IPVS else []
     return InputCompleteness(dataplane, not reasons, tuple(dict.fromkeys(reasons)), tuple(notes))
 
