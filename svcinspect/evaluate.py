@@ -269,6 +269,8 @@ class Evaluator:
                         continue
                     for w4, v4 in self._table_hook("nat", "POSTROUTING", w3):
                         done.extend(self._loopback_input(w4, v4))
+        if self._excerpt:
+            _unproven_none(done)
         outcomes = tuple(self._outcome(packet, w, v) for w, v in _merge_irrelevant(done))
         return Simulation(packet, outcomes, tuple(self.warnings))
 
@@ -606,6 +608,14 @@ class Evaluator:
         w.prob *= p
         no.prob *= 1 - p
         return [(w, True), (no, False)]
+
+
+def _unproven_none(done: list[tuple[_World, str]]) -> None:
+    """In an excerpt "no rule decided" is not proven: the rule that would may be outside it."""
+    for w, v in done:
+        if _disposition(w, v) is Disposition.NONE:
+            w.assumptions.append(f"{NOT_IN_INPUT}the rest of the rules: the input is an excerpt, so no rule "
+                                 f"deciding here does not prove that none would")
 
 
 def _disposition(w: _World, verdict: str) -> Disposition:

@@ -224,3 +224,34 @@ def test_severity_of_stale_rules_in_an_excerpt_is_kept():
     state = parse_objects('{"kind": "List", "items": []}', "empty.json")
     report = check_rules(rs, state, "node-a")
     assert [f.severity for f in report.findings if f.code == "stale-service-port"] == [Severity.ERROR]
+
+
+@pytest.mark.parametrize("path", [EX / "hello-world-dnat-grep.rules", EX / "hello-world-sep-only.rules",
+                                  EX / "hello-world-overlapping-greps.rules", IPT / "iptables-save.txt"],
+                         ids=lambda p: p.name)
+def test_every_command_agrees_on_what_the_input_proves(cli, path):
+    """One model: services, trace, check, packet and graph say the same about completeness."""
+    rules = ["--rules", str(path)]
+    services = json.loads(cli("services", *rules, "-o", "json").out)
+    (sp,) = [s for s in services["services"] if s["name"] == "default/hello-world"]
+    trace = json.loads(cli("trace", "default/hello-world", *rules, "-o", "json").out)
+    check = json.loads(cli("check", *rules, "-o", "json").out)
+    packet = json.loads(cli("packet", *rules, "--src", "10.244.1.7", "--dst", "10.96.10.10", "--dport", "80",
+                            "-o", "json").out)
+    graph = json.loads(cli("graph", "default/hello-world", *rules, "-o", "json").out)
+    complete = services["input"]["complete"]
+    assert trace["input"]["complete"] == check["input"]["complete"] == packet["input"]["complete"] == complete
+    assert complete == (path.parent == IPT)
+    (tp,) = trace["ports"]
+    assert tp["endpointsComplete"] == sp["endpointsComplete"]
+    assert [e["share"] for e in tp["endpoints"]] == [e["share"] for e in sp["endpoints"]]
+    unknown_shares = sp["endpointsComplete"] is False and all(e["share"] is None for e in sp["endpoints"])
+    graph_unknown = [e for e in graph["edges"] if e.get("share") == "?"]
+    assert bool(graph_unknown) == unknown_shares
+    if unknown_shares:
+        assert len(graph_unknown) == len(sp["endpoints"]) == 3
+    dispositions = {o["disposition"] for o in packet["outcomes"]}
+    if sp["endpointsComplete"]:
+        assert dispositions == {"dnat"} and {o["endpoint"] for o in packet["outcomes"]} == HW
+    else:
+        assert dispositions == {"unknown"}
