@@ -84,9 +84,27 @@ def assess_input(ruleset: Ruleset, *, scan_references: bool = True) -> InputComp
     return InputCompleteness(dataplane, not reasons, tuple(dict.fromkeys(reasons)), tuple(notes))
 
 
+_JUMP = re.compile(r" -[jg] (KUBE-[A-Za-z0-9_.-]+)")
+
+
+def _maybe_missing(ruleset: Ruleset) -> bool:
+    """Cheap first pass: could any rule jump to an absent KUBE- chain? (one regex
+    over each table's text; a quote could hide a false candidate, never a real one)"""
+    for t in ruleset.tables:
+        blocks = getattr(t.chains, "raw_blocks", None)
+        if blocks is None:
+            return True
+        targets = set(_JUMP.findall("".join(blocks())))
+        if any(name not in t.chains for name in targets):
+            return True
+    return False
+
+
 def missing_references(ruleset: Ruleset, limit: int = 5) -> list[str]:
     """"chain X is jumped to (file line N) but is not in the input", for kube-proxy chains."""
-    from svcinspect.graph import find_dangling_jumps
+    if not _maybe_missing(ruleset):
+        return []
+    from svcinspect.graph import find_dangling_jumps  # networkx: imported only when needed
 
     out = []
     seen: set[str] = set()

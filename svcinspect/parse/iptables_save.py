@@ -626,6 +626,13 @@ class LazyChains(BuiltOnDemand):
             return tuple((first + i, text.strip()) for i, text in enumerate(block.splitlines()))
         return RuleList(self._table, name, self._source, None, None, segments=segments).raw
 
+    def raw_blocks(self):
+        """Every chain's rule lines as the scanner cut them (blocks of text), for
+        whole-table regex scans that need no per-rule Python."""
+        for entry in self._entries.values():
+            for _, block in entry[3]:
+                yield block
+
     def __iter__(self):
         return iter(self._entries)
 
