@@ -71,7 +71,9 @@ STANDARD_HOOKS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
 ASSUMED_HOOK_SOURCE = "<assumed kube-proxy hook>"
 ASSUMED_CHAIN_SOURCE = "<assumed kube-proxy chain>"
 NOT_IN_INPUT = "not in the input: "
-_CASCADE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-XLB-", "KUBE-EXT-")
+UNKNOWN_VERDICT = "UNKNOWN"      # an excerpt: the packet went where the input does not show
+_STOPS = ("DROP", "REJECT", UNKNOWN_VERDICT)
+_CASCADE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-XLB-")  # (KUBE-EXT may end open: eTP=Local, no local endpoint)
 
 
 class _World:
@@ -246,13 +248,13 @@ class Evaluator:
         done: list[tuple[_World, str]] = []
         if packet.hook is Hook.PREROUTING:
             for w, v in self._table_hook("nat", "PREROUTING", start):
-                if v in ("DROP", "REJECT"):
+                if v in _STOPS:
                     done.append((w, v))
                     continue
                 for w2, local in self._locality(w, w.dst, "destination after PREROUTING"):
                     chain = "INPUT" if local else "FORWARD"
                     for w3, v3 in self._table_hook("filter", chain, w2):
-                        if v3 in ("DROP", "REJECT"):
+                        if v3 in _STOPS:
                             done.append((w3, v3))
                             continue
                         last = "INPUT" if local else "POSTROUTING"
@@ -260,11 +262,11 @@ class Evaluator:
                             done.append((w4, v4 or "ACCEPT"))
         else:
             for w, v in self._table_hook("nat", "OUTPUT", start):
-                if v in ("DROP", "REJECT"):
+                if v in _STOPS:
                     done.append((w, v))
                     continue
                 for w3, v3 in self._table_hook("filter", "OUTPUT", w):
-                    if v3 in ("DROP", "REJECT"):
+                    if v3 in _STOPS:
                         done.append((w3, v3))
                         continue
                     for w4, v4 in self._table_hook("nat", "POSTROUTING", w3):
@@ -280,13 +282,15 @@ class Evaluator:
         back in: filter INPUT sees it (conntrack state still NEW). nat
         PREROUTING/INPUT do not run again (the connection's NAT is already set
         up). This is where a REJECT for a node port reached from the node lives."""
+        if verdict in _STOPS:
+            return [(w, verdict)]
         out: list[tuple[_World, str]] = []
         for w2, local in self._locality(w, w.dst, "destination after POSTROUTING"):
             if not local:
                 out.append((w2, verdict or "ACCEPT"))
                 continue
             for w3, v3 in self._table_hook("filter", "INPUT", w2):
-                out.append((w3, v3 if v3 in ("DROP", "REJECT") else (verdict or "ACCEPT")))
+                out.append((w3, v3 if v3 in _STOPS else (verdict or "ACCEPT")))
         return out
 
     def _outcome(self, packet: Packet, w: _World, verdict: str) -> Outcome:
@@ -344,13 +348,16 @@ class Evaluator:
                         else:
                             done.append((w3, res))
             pending = nxt
-        if pending and self._excerpt and table == "nat" and chain.startswith(_CASCADE_PREFIXES):
+        if pending and self._excerpt and table == "nat" and chain.startswith(_CASCADE_PREFIXES) \
+                and not _ends_closed(self.tables[table].chains.get(chain)):
             # kube-proxy ends each of these chains with a rule every packet takes
-            # (a jump to an endpoint, to KUBE-SVC/SVL, or a drop mark); falling off
-            # one means its end is outside the excerpt.
+            # (an unconditional jump to an endpoint, or XLB's drop mark); falling
+            # off one means its end is outside the excerpt.
             for w in pending:
                 w.assumptions.append(f"{NOT_IN_INPUT}the end of {chain} (the packet falls off the part that is "
                                      f"shown), so what happens next is unknown")
+            done.extend((w, UNKNOWN_VERDICT) for w in pending)
+            return done
         done.extend((w, None) for w in pending)
         return done
 
@@ -401,9 +408,11 @@ class Evaluator:
             return [(w, "REDIRECT")]
         # Unknown target or a chain that does not exist in this table.
         if self._excerpt and name.startswith("KUBE-"):
+            # Whatever that chain does (a DNAT ends the traversal), the rules after
+            # this one are not known to be reached: the outcome stops here, unknown.
             w.assumptions.append(f"{NOT_IN_INPUT}{name} (line {rule.line} jumps to it), so what happens next is unknown")
             w.steps.append(self._step(rule, f"{name}? (not in the input)"))
-            return [(w, "CONTINUE")]
+            return [(w, UNKNOWN_VERDICT)]
         w.assumptions.append(f"line {rule.line}: target {name} is not a chain of table {table} nor a target the "
                              f"evaluator knows; assumed to continue")
         w.steps.append(self._step(rule, f"{name}? (unknown: assumed to continue)"))
@@ -610,6 +619,17 @@ class Evaluator:
         return [(w, True), (no, False)]
 
 
+def _ends_closed(chain) -> bool:
+    """Does the chain's last rule catch every packet (only a comment, then a target)?
+    Then its end is in the input, even in an excerpt."""
+    if chain is None or not len(chain.rules):
+        return False
+    last = chain.rules[len(chain.rules) - 1]
+    sp = last.spec
+    return (last.target is not None and sp.source is None and sp.destination is None and sp.protocol is None
+            and sp.in_interface is None and sp.out_interface is None and all(m.module == "comment" for m in sp.matches))
+
+
 def _unproven_none(done: list[tuple[_World, str]]) -> None:
     """In an excerpt "no rule decided" is not proven: the rule that would may be outside it."""
     for w, v in done:
@@ -619,6 +639,8 @@ def _unproven_none(done: list[tuple[_World, str]]) -> None:
 
 
 def _disposition(w: _World, verdict: str) -> Disposition:
+    if verdict == UNKNOWN_VERDICT:
+        return Disposition.UNKNOWN
     if verdict == "DROP":
         return Disposition.DROP
     if verdict == "REJECT":

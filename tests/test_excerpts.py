@@ -255,3 +255,19 @@ def test_every_command_agrees_on_what_the_input_proves(cli, path):
         assert dispositions == {"dnat"} and {o["endpoint"] for o in packet["outcomes"]} == HW
     else:
         assert dispositions == {"unknown"}
+
+
+def test_old_xlb_drop_without_kube_mark_drop_in_the_paste_is_still_a_drop():
+    """kube-proxy 1.16's "has no local endpoints" jumps to KUBE-MARK-DROP (0x8000), dropped by KUBE-FIREWALL
+    in filter; neither is in the paste, both are assumed (and said), so the node port DROPs from outside."""
+    rs = parse(EX / "xlb-no-local-endpoints-k8s116-shape.rules")
+    sim = simulate(rs, Packet(ipaddress.ip_address("203.0.113.5"), ipaddress.ip_address(NODE), 30125, "udp"),
+                   Environment(frozenset({ipaddress.ip_address(NODE)})))
+    assert {o.disposition for o in sim.outcomes} == {Disposition.DROP}
+    assert any("KUBE-MARK-DROP is not in the input" in w for w in sim.warnings)
+    (o,) = sim.outcomes
+    assert o.verdict_step.source == "<assumed kube-proxy chain>" and "0x8000" in o.verdict_step.rule
+    # From the node itself, the route-LOCAL rule sends it to KUBE-SVC, which is not in the paste: unknown.
+    own = simulate(rs, Packet(ipaddress.ip_address(NODE), ipaddress.ip_address(NODE), 30125, "udp", Hook.OUTPUT),
+                   Environment(frozenset({ipaddress.ip_address(NODE)})))
+    assert {o.disposition for o in own.outcomes} == {Disposition.UNKNOWN}
