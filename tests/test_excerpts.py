@@ -271,3 +271,15 @@ def test_old_xlb_drop_without_kube_mark_drop_in_the_paste_is_still_a_drop():
     own = simulate(rs, Packet(ipaddress.ip_address(NODE), ipaddress.ip_address(NODE), 30125, "udp", Hook.OUTPUT),
                    Environment(frozenset({ipaddress.ip_address(NODE)})))
     assert {o.disposition for o in own.outcomes} == {Disposition.UNKNOWN}
+
+
+def test_a_table_pasted_twice_counts_each_rule_once(cli, tmp_path):
+    text = (IPT / "iptables-save.txt").read_text()
+    nat = text[text.index("*nat"):]
+    twice = tmp_path / "twice.rules"
+    twice.write_text(nat + nat)
+    rs = parse(twice)
+    sp = port(rs, "default/hello-world")
+    assert [e.share for e in sp.endpoints] == [Fraction(1, 3)] * 3 and not sp.warnings
+    assert any("pasted more than once" in d.message for d in rs.diagnostics)
+    assert rs.rule_count() == parse_iptables_save(nat).rule_count()

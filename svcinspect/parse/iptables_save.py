@@ -743,7 +743,17 @@ def _merge_duplicates(tables: list[Table], diags: list[Diagnostic]) -> list[Tabl
         for name, ch in t.chains.items():
             if name in merged:
                 old = merged[name]
-                raw = old.rules.raw + ch.rules.raw
+                # The same table twice (pasted again, or one file given twice): a
+                # rule already there is the same rule, counted once.
+                have = {_COUNTER_PREFIX.sub("", text): line for line, text in old.rules.raw}
+                again = [(line, have[_COUNTER_PREFIX.sub("", text)]) for line, text in ch.rules.raw
+                         if _COUNTER_PREFIX.sub("", text) in have]
+                if again:
+                    pairs = ", ".join(f"{a} repeats {b}" for a, b in again[:8]) + \
+                        (f" and {len(again) - 8} more" if len(again) > 8 else "")
+                    diags.append(Diagnostic(Severity.WARNING, f"{len(again)} rule(s) of {name} pasted more than once, "
+                                            f"counted once: line {pairs}", ch.source, again[0][0]))
+                raw = old.rules.raw + tuple(r for r in ch.rules.raw if _COUNTER_PREFIX.sub("", r[1]) not in have)
                 merged[name] = Chain(old.table, name, RuleList(old.table, name, old.source, raw, decode_chain),
                                      old.policy or ch.policy, old.counters or ch.counters, old.line, old.source,
                                      old.declared or ch.declared)
