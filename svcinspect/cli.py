@@ -207,7 +207,9 @@ def _object_endpoints(objects_from: ObjectsSource, ruleset: Ruleset, rules: tupl
     if state is None:
         return None
     from svcinspect.expected import build_expected, endpoints_by_port
-    return endpoints_by_port(build_expected(state, node_name(objects_from, rules), ruleset.families))
+    node = node_name(objects_from, rules)
+    _require_known_node(state, node, objects_from)
+    return endpoints_by_port(build_expected(state, node, ruleset.families))
 
 
 def node_name(src: ObjectsSource, rules: tuple[str, ...]) -> str | None:

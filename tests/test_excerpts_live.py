@@ -103,5 +103,7 @@ def test_live_host_name_that_is_not_a_node_is_a_one_line_usage_error(netns):
     r = svcinspect("check", "--netns", netns.name, "--objects", str(OBJECTS), env={"NODE_NAME": "not-a-node"})
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and "'not-a-node' is not a Node" in r.stderr and "--node" in r.stderr
+    svc = svcinspect("services", "--netns", netns.name, "--objects", str(OBJECTS), env={"NODE_NAME": "not-a-node"})
+    assert svc.returncode == 2 and "'not-a-node' is not a Node" in svc.stderr
     ok = svcinspect("check", "--netns", netns.name, "--objects", str(OBJECTS), env={"NODE_NAME": "node-a"})
     assert ok.returncode in (0, 1) and "is not a Node" not in ok.stderr
