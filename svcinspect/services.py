@@ -762,8 +762,11 @@ def select_service_ports(ruleset: Ruleset, query: str | None = None,
         _, names = _dispatch_index(ruleset, lambda spn: True, "")
         bases = sorted({n.split(":")[0] for n in names} | names)
         close = difflib.get_close_matches(query, bases, n=5, cutoff=0.4)
+        ipvs = any(c in t.chains for t in ruleset.tables if t.name == "nat" for c in IPVS_CHAINS)
         raise UnknownServiceError(f"no service {query!r} in the rules" + (f"; closest: {', '.join(close)}"
-                                                                          if close else ""))
+                                                                          if close else "")
+                                  + ("; kube-proxy runs in IPVS mode here, where Services are IPVS virtual "
+                                     "servers: see `ipvsadm -Ln`" if ipvs else ""))
     return ports
 
 

@@ -97,3 +97,8 @@ def test_ipvs_node_with_objects_does_not_call_every_service_missing(cli):
 def test_iptables_mode_dump_is_dataplane_iptables(cli):
     doc = json.loads(cli("services", "--rules", str(IPT / "iptables-save.txt"), "-o", "json").out)
     assert doc["input"] == {"dataplane": "iptables", "complete": True, "reasons": [], "notes": []}
+
+
+def test_trace_on_an_ipvs_node_says_where_services_live(cli):
+    r = cli("trace", "default/hello-world", "--rules", str(IPVS))
+    assert r.code == 2 and "IPVS mode" in r.err and "ipvsadm -Ln" in r.err

@@ -24,8 +24,8 @@ def describe_other_input(text: str) -> str | None:
     """A one-line description of ``text`` when it is a known non-iptables-save
     format, else None.
 
-    >>> describe_other_input('{"nftables": [{"table": {"family": "ip", "name": "kube-proxy"}}]}')[:36]
-    'kube-proxy runs in nftables mode her'
+    >>> describe_other_input('{"nftables": [{"table": {"family": "ip", "name": "kube-proxy"}}]}')[:48]
+    '`nft -j` JSON: kube-proxy runs in nftables mode '
     """
     head = text[:1 << 20].lstrip()
     if head.startswith("{") and '"nftables"' in head[:200]:
