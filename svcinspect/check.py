@@ -20,12 +20,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from svcinspect import graph
+from svcinspect.completeness import IPVS, InputCompleteness, assess_input, detect_dataplane, is_excerpt
 from svcinspect.errors import Severity
 from svcinspect.expected import ExpectedEndpoint, ExpectedServicePort, ExpectedState, build_expected
 from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, hash16, hash_candidates, split_spn
 from svcinspect.model.kube import ClusterState
 from svcinspect.model.netfilter import Family, Ruleset
-from svcinspect.services import EntryKind, EntryPoint, ServicePortRules, build_service_ports
+from svcinspect.services import IPVS_LEFTOVER, EntryKind, EntryPoint, ServicePortRules, build_service_ports
+
+# Findings that rest on something being absent from the whole dump.
+WHOLE_DUMP_CODES = frozenset({"missing-hook", "dangling-jump", "orphan-chain", "no-kube-services",
+                              "missing-service-port", "missing-cluster-ip", "missing-node-port", "missing-reject",
+                              "missing-drop", "health-check-node-port-mismatch"})
 
 SYNC_HINT = ("kube-proxy on this node has not applied the latest Services/EndpointSlices: check that it runs "
              "and its log for sync or iptables-restore errors (kubectl -n kube-system logs <kube-proxy pod>)")
@@ -59,6 +65,7 @@ class CheckReport:
     checked: int                  # service ports compared with objects (0 in rules-only mode)
     families: tuple[Family, ...]
     with_objects: bool
+    input: InputCompleteness | None = None
 
     def at_or_above(self, severity: Severity) -> list[Finding]:
         return [f for f in self.findings if f.severity >= severity]
@@ -79,6 +86,10 @@ def check_rules(ruleset: Ruleset, state: ClusterState | None = None, node: str |
                 namespace: str | None = None) -> CheckReport:
     ports = build_service_ports(ruleset)
     c = _Checker(ruleset, ports, namespace)
+    whole = assess_input(ruleset)
+    if whole.dataplane == IPVS:
+        c.notes.append(whole.notes[0])
+    c.check_kube_proxy_present()
     c.check_hooks()
     c.check_graph()
     c.check_rule_warnings()
@@ -86,22 +97,31 @@ def check_rules(ruleset: Ruleset, state: ClusterState | None = None, node: str |
     checked = 0
     if state is not None:
         scoped = state.in_namespace(namespace)
-        expected = build_expected(scoped, node, ruleset.families)
+        families = ruleset.families or ((Family.V4, Family.V6) if c.no_kube_proxy else ())
+        expected = build_expected(scoped, node, families)
         c.notes.extend(scoped.notes)
         c.notes.extend(expected.notes)
-        checked = c.check_objects(expected)
+        if c.ipvs:  # the Services live in IPVS, not in these rules: comparing would call every one missing
+            c.notes.append("the Services were not compared with the rules: in IPVS mode they are IPVS virtual "
+                           "servers (`ipvsadm -Ln`), which svcinspect does not read")
+        else:
+            checked = c.check_objects(expected)
     else:
         c.notes.append("no objects given: only the rules were checked (pass --objects or --kubeconfig to compare "
                        "with Services and EndpointSlices)")
     missing = [f for f in (Family.V4, Family.V6) if f not in ruleset.families]
-    if state is not None and missing:
+    if state is not None and missing and not c.no_kube_proxy:
         c.notes.append(" and ".join(f"IPv{int(f)}" for f in missing) + " not checked: no "
                        + " / ".join(f.save_command for f in missing) + " output was given")
+    if c.excerpt:
+        c.notes.append("the rules are an excerpt (" + "; ".join(ruleset.gaps) + "): findings that need the whole "
+                       "dump (hooks, orphan chains, dangling jumps, service ports missing from the rules) are info "
+                       "'cannot tell from an excerpt'; pass the whole `iptables-save` output to check them")
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
     findings = sorted(c.findings, key=lambda f: (order[f.severity], f.service_port or "", f.code,
                                                  int(f.family) if f.family else 0))
     return CheckReport(node, tuple(findings), tuple(dict.fromkeys(c.notes)), checked, ruleset.families,
-                       state is not None)
+                       state is not None, whole)
 
 
 class _Checker:
@@ -113,11 +133,19 @@ class _Checker:
         self.notes: list[str] = []
         self.names = {(sp.key, sp.family): sp.name for sp in ports if sp.name}
         self.broken_families: set[Family] = set()
+        self.excerpt = is_excerpt(ruleset)
+        self.no_kube_proxy = False
+        self.nftables_mode = False
+        self.ipvs = detect_dataplane(ruleset) == IPVS
 
     # --- helpers ----------------------------------------------------------------------
 
     def add(self, severity: Severity, code: str, spn: str | None, family: Family | None, message: str,
-            evidence: Iterable[Evidence] = (), hint: str = "") -> None:
+            evidence: Iterable[Evidence] = (), hint: str = "", absence: bool = False) -> None:
+        if self.excerpt and (code in WHOLE_DUMP_CODES or absence):
+            # Absence in an excerpt proves nothing: say what cannot be told instead.
+            severity, message = Severity.INFO, "cannot tell from an excerpt: " + message
+            hint = "these rules may simply be outside the paste; pass the whole iptables-save output to check"
         self.findings.append(Finding(severity, code, spn, family, message, tuple(evidence), hint))
 
     def source(self, family: Family, table: str = "nat") -> str:
@@ -141,6 +169,32 @@ class _Checker:
 
     # --- rules only -------------------------------------------------------------------------
 
+    def check_kube_proxy_present(self) -> None:
+        """A whole dump (or a live node) without any KUBE- chain: kube-proxy has programmed nothing here."""
+        from svcinspect.sources.command import LIVE_NFTABLES_MODE, LIVE_NO_KUBE_PROXY
+
+        live_none = LIVE_NO_KUBE_PROXY in self.rs.notes
+        if not live_none and (self.excerpt or not self.rs.tables or any(
+                name in t.chains for t in self.rs.tables for name in ("KUBE-SERVICES", "KUBE-PROXY-CANARY"))):
+            return
+        self.no_kube_proxy = True
+        where = ", ".join(self.rs.origin) or "the rules"
+        if LIVE_NFTABLES_MODE in self.rs.notes:
+            self.nftables_mode = True
+            self.add(Severity.ERROR, "no-kube-proxy-rules", None, None,
+                     "no kube-proxy rules in any iptables backend: kube-proxy runs in nftables mode on this node "
+                     "(`nft list tables` shows table ip/ip6 kube-proxy), which svcinspect does not check yet",
+                     [Evidence("rule", where, "no KUBE-SERVICES / KUBE-PROXY-CANARY in iptables-legacy or -nft")],
+                     "read its rules with `nft list table ip kube-proxy` (and ip6)")
+            return
+        self.add(Severity.ERROR, "no-kube-proxy-rules", None, None,
+                 "no kube-proxy rules on this node: no KUBE-SERVICES or KUBE-PROXY-CANARY chain in any table"
+                 + (" of either iptables backend (legacy, nft)" if live_none else "")
+                 + ", so no Service is routed here by kube-proxy",
+                 [Evidence("rule", where, "no KUBE-SERVICES / KUBE-PROXY-CANARY chain")],
+                 "check that kube-proxy runs on this node (kubectl -n kube-system get pods -o wide) and its log; "
+                 "with another service proxy (Cilium, kube-router...) this check does not apply")
+
     def check_hooks(self) -> None:
         for family in self.rs.families:
             nat = self.rs.table("nat", family)
@@ -152,6 +206,8 @@ class _Checker:
                 if not any(_jumps_to(text, "KUBE-SERVICES") for _, text in raw):
                     where = "traffic from pods and from outside" if hook == "PREROUTING" else "traffic from the node itself"
                     self.add(Severity.ERROR, "missing-hook", None, family,
+                             f"nat {hook}'s jump to KUBE-SERVICES (for {where}) is not in the input"
+                             if self.excerpt else
                              f"nat {hook} does not jump to KUBE-SERVICES: no Service works for {where} "
                              f"(IPv{int(family)})",
                              [Evidence("rule", self.source(family), f"nat {hook}: {len(raw)} rule(s), none -j KUBE-SERVICES")],
@@ -172,6 +228,7 @@ class _Checker:
                 continue   # someone else's excerpt; not ours to judge
             self.add(Severity.ERROR, "dangling-jump", self.name_of_chain(d.family, d.chain)
                      or self.name_of_chain(d.family, d.target), d.family,
+                     f"{d.table} {d.chain} jumps to {d.target}, which is not in the input" if self.excerpt else
                      f"{d.table} {d.chain} jumps to {d.target}, which is not declared: packets taking this rule fail",
                      [self.rule(d.family, d.table, d.line, d.text)],
                      "iptables-restore refuses such a rule, so the dump was edited or is an excerpt; if it is the "
@@ -184,7 +241,15 @@ class _Checker:
             if not self.in_scope(name):
                 continue
             what = "endpoint" if kind is ChainKind.SEP else "service port"
+            if self.ipvs:
+                self.add(Severity.INFO, "iptables-mode-leftover", name, ref.family,
+                         f"{ref.chain} is left over from iptables mode: this node runs kube-proxy in IPVS mode, "
+                         "which does not use it",
+                         [Evidence("rule", f"{self.source(ref.family)}:{ref.line}", f":{ref.chain} - [0:0]")],
+                         "harmless; deleting the old iptables-mode chains (kube-proxy --cleanup) tidies the dump")
+                continue
             self.add(Severity.WARNING, "orphan-chain", name, ref.family,
+                     f"nothing in the input jumps to {ref.chain}" if self.excerpt else
                      f"{ref.chain} is declared but nothing jumps to it: left over from a deleted {what}",
                      [Evidence("rule", f"{self.source(ref.family)}:{ref.line}", f":{ref.chain} - [0:0]")],
                      "harmless for traffic, but kube-proxy normally deletes such chains at its next full sync; "
@@ -200,7 +265,9 @@ class _Checker:
             if not self.in_scope(sp.name):
                 continue
             # dangling-jump and orphan-chain report these two with their rule lines.
-            ws = [w for w in sp.warnings if "does not exist" not in w and "no entry point" not in w]
+            ws = [w for w in sp.warnings if "does not exist" not in w and "no entry point" not in w
+                  and not w.startswith("named by recomputing")  # check_comments covers unnamed rules
+                  and w != IPVS_LEFTOVER]                        # check_graph says it per chain
             cascade = [w for w in ws if any(k in w for k in ("shares", "probability", "unconditional", "add up"))]
             if cascade:
                 chain = _svc_chain(sp)
@@ -242,6 +309,8 @@ class _Checker:
         for family in self.rs.families:
             nat = self.rs.table("nat", family)
             wanted = [p for p in expected.ports if p.family is family]
+            if self.no_kube_proxy and not self.nftables_mode:
+                continue  # every expected port is reported missing below
             if wanted and (nat is None or "KUBE-SERVICES" not in nat.chains):
                 self.broken_families.add(family)
                 self.add(Severity.ERROR, "no-kube-services", None, family,
@@ -251,7 +320,7 @@ class _Checker:
                          [Evidence("rule", self.source(family), "no *nat table with KUBE-SERVICES")],
                          "pass the whole iptables-save output; otherwise check that kube-proxy runs in iptables mode")
         for exp in expected.ports:
-            if exp.family in self.broken_families or exp.family not in self.rs.families:
+            if exp.family in self.broken_families or (exp.family not in self.rs.families and not self.no_kube_proxy):
                 continue
             sp = None
             for cand in hash_candidates(exp.spn):
@@ -445,7 +514,8 @@ class _Checker:
             return
         want = {e.endpoint: e for e in want_eps}
         have = {s.endpoint or s.sep: s for s in have_shares}
-        missing = [want[k] for k in want if k not in have]
+        known = sp.cluster_complete if which == "cluster" else sp.local_complete
+        missing = [want[k] for k in want if k not in have] if known else []
         extra = [have[k] for k in have if k not in want]
         if not missing and not extra:
             return
@@ -485,7 +555,7 @@ class _Checker:
                 self.add(Severity.ERROR, "policy-mismatch", exp.spn, exp.family,
                          f"externalTrafficPolicy is Local, but {ext} never sends external traffic to {svl}: it "
                          "reaches endpoints on other nodes and loses the client address",
-                         [self.rule(exp.family, "nat", ln, t) for ln, t in raw] + [ev_obj], SYNC_HINT)
+                         [self.rule(exp.family, "nat", ln, t) for ln, t in raw] + [ev_obj], SYNC_HINT, absence=True)
             elif not exp.external_local and to_svl:
                 self.add(Severity.ERROR, "policy-mismatch", exp.spn, exp.family,
                          f"externalTrafficPolicy is Cluster, but {ext} sends external traffic to {svl} "
@@ -494,7 +564,7 @@ class _Checker:
             if not exp.external_local and not any(_jumps_to(t, svc) for _, t in raw) and exp.uses_svc:
                 self.add(Severity.ERROR, "policy-mismatch", exp.spn, exp.family,
                          f"{ext} does not jump to {svc}: external traffic reaches no endpoint",
-                         [self.rule(exp.family, "nat", ln, t) for ln, t in raw] + [ev_obj], SYNC_HINT)
+                         [self.rule(exp.family, "nat", ln, t) for ln, t in raw] + [ev_obj], SYNC_HINT, absence=True)
 
     def check_stale(self, expected: ExpectedState, by_rules, matched) -> None:
         not_proxied = {(s.namespace, s.name): why for s, why in expected.not_proxied}

@@ -259,7 +259,9 @@ def _object_endpoints(objects_from: ObjectsSource, ruleset: Ruleset, rules: tupl
     if state is None:
         return None
     from svcinspect.expected import build_expected, endpoints_by_port
-    return endpoints_by_port(build_expected(state, node_name(objects_from, rules), ruleset.families))
+    node = node_name(objects_from, rules)
+    _require_known_node(state, node, objects_from)
+    return endpoints_by_port(build_expected(state, node, ruleset.families))
 
 
 def node_name(src: ObjectsSource, rules: tuple[str, ...]) -> str | None:
@@ -322,6 +324,18 @@ def complete_service(ctx: click.Context, param: click.Parameter, incomplete: str
     return [CompletionItem(n) for n in dict.fromkeys(names + bare) if n.startswith(incomplete)]
 
 
+def _require_known_node(state, node: str | None, src: ObjectsSource) -> None:
+    """Without --node, the host name stands for the node: when it is not a Node of
+    the objects, say that (exit 2) instead of blaming kube-proxy for what follows."""
+    if state is None or node is None or src.node or not state.nodes:
+        return
+    names = sorted(n.name for n in state.nodes)
+    if node not in names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise InputError(f"this host's name {node!r} is not a Node in the objects (Nodes: {shown}); "
+                         f"pass --node NAME for the node these rules come from")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="svcinspect")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
@@ -379,19 +393,28 @@ def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: Ob
     pod names and endpoint conditions too)."""
     from svcinspect.services import build_service_ports
 
+    from svcinspect.completeness import assess_input, render_input_text
+
     ruleset = load_rules(rules, strict)
     ports = build_service_ports(ruleset)
+    if objects_from.namespace:
+        ports = _in_namespace(ports, objects_from.namespace)
     objects = _object_endpoints(objects_from, ruleset, rules)
     diags = _decoded_diagnostics(ruleset)
+    whole = assess_input(ruleset)
     if output == "name":
-        ports = [p for p in ports if not objects_from.namespace or (p.name or "").startswith(objects_from.namespace
-                                                                                            + "/")]
         click.echo("".join(f"{n}\n" for n in dict.fromkeys((p.name or p.key).split(":")[0] for p in ports)), nl=False)
         _emit_diagnostics(diags)
         return
-    _print_result(output, lambda: render_json.services_json(ports, diags, objects),
-                  lambda: render_text.render_services(ports, objects, wide=wide_output(), headers=not no_headers),
+    _print_result(output, lambda: render_json.services_json(ports, diags, objects, whole),
+                  lambda: render_input_text(whole) + render_text.render_services(ports, objects, wide=wide_output(),
+                                                                                 headers=not no_headers),
                   diags)
+
+
+def _in_namespace(ports, namespace: str):
+    """``-n NS``: the service ports of that namespace (unnamed ones cannot be placed and are left out)."""
+    return [sp for sp in ports if sp.name and sp.name.split("/", 1)[0] == namespace]
 
 
 class _IPParam(click.ParamType):
@@ -463,8 +486,12 @@ def packet(src, dst, dport, proto, hook, node_ips, cluster_cidrs, output, **sour
                              f"pass {'ip6tables-save' if dst.version == 6 else 'iptables-save'} output too")
         return simulate(ruleset, first, env)
 
+    from svcinspect.completeness import assess_input, render_input_text
+
     ruleset, sim = analyse_rules(source["rules"], source["strict"], analysis)
-    _print_result(output, lambda: render_json.simulation_json(sim), lambda: render_text.render_simulation(sim),
+    whole = assess_input(ruleset, scan_references=False)
+    _print_result(output, lambda: render_json.simulation_json(sim, whole),
+                  lambda: render_input_text(whole) + render_text.render_simulation(sim),
                   _decoded_diagnostics(ruleset))
 
 
@@ -574,7 +601,9 @@ def check(fail_on: str, output: str, objects_from: ObjectsSource, **source: Any)
 
     ruleset = load_rules(**source)
     state = load_objects(objects_from)
-    report = check_rules(ruleset, state, node_name(objects_from, source.get("rules", ())), objects_from.namespace)
+    node = node_name(objects_from, source.get("rules", ()))
+    _require_known_node(state, node, objects_from)
+    report = check_rules(ruleset, state, node, objects_from.namespace)
     diags = _decoded_diagnostics(ruleset)
     _print_result(output, lambda: check_json(report, diags), lambda: render_check_text(report), diags)
     if fails(report, fail_on):

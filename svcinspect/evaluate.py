@@ -69,6 +69,11 @@ STANDARD_HOOKS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ),
 }
 ASSUMED_HOOK_SOURCE = "<assumed kube-proxy hook>"
+ASSUMED_CHAIN_SOURCE = "<assumed kube-proxy chain>"
+NOT_IN_INPUT = "not in the input: "
+UNKNOWN_VERDICT = "UNKNOWN"      # an excerpt: the packet went where the input does not show
+_STOPS = ("DROP", "REJECT", UNKNOWN_VERDICT)
+_CASCADE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-XLB-")  # (KUBE-EXT may end open: eTP=Local, no local endpoint)
 
 
 class _World:
@@ -124,9 +129,58 @@ class Evaluator:
         self.warnings: list[str] = []
         self._hooks: dict[tuple[str, str], list[Rule]] = {}
         self._index: dict[tuple[str, str], _ChainIndex | None] = {}
+        # Rules of kube-proxy's standard chains an excerpt does not hold, run after
+        # the chain's own rules (or as the whole chain when it is absent).
+        self._assumed: dict[tuple[str, str], list[Rule]] = {}
+        self._excerpt = bool(ruleset.gaps)
+        if self._excerpt:
+            self._assume_standard_chains()
         self._assume_missing_hooks()
 
     # --- set-up -------------------------------------------------------------
+    def _assume_standard_chains(self) -> None:
+        """An excerpt (``Ruleset.gaps``) lacks chains every kube-proxy node has:
+        simulate them with kube-proxy's definitions, each a stated assumption."""
+        nat = self.tables.get("nat")
+        if nat is None:
+            return
+        texts = [t for name in nat.chains for _, t in (nat.raw_rules(name) or ())]
+
+        def jumped(target: str) -> bool:
+            return any(f"-j {target}" in t for t in texts)
+
+        def assume(table: str, chain: str, bodies: tuple[str, ...], why: str) -> None:
+            if table not in self.tables:
+                self.tables[table] = Table(table, self.family, {}, ASSUMED_CHAIN_SOURCE)
+            for body in bodies:
+                rule = Rule(table, chain, 0, decode_spec(body), f"-A {chain} {body}", 0, ASSUMED_CHAIN_SOURCE)
+                self._assumed.setdefault((table, chain), []).append(rule)
+            self.warnings.append(f"{why} is not in the input: simulated with kube-proxy's standard definition "
+                                 f"({'; '.join(bodies)})")
+
+        if "KUBE-MARK-MASQ" not in nat.chains and jumped("KUBE-MARK-MASQ"):
+            assume("nat", "KUBE-MARK-MASQ", ("-j MARK --or-mark 0x4000",), "KUBE-MARK-MASQ")
+        if "KUBE-MARK-DROP" not in nat.chains and jumped("KUBE-MARK-DROP"):
+            assume("nat", "KUBE-MARK-DROP", ("-j MARK --or-mark 0x8000",), "KUBE-MARK-DROP")
+            filt = self.tables.get("filter")
+            if filt is None or "KUBE-FIREWALL" not in filt.chains:
+                drop = ('-m comment --comment "kubernetes firewall for dropping marked packets" '
+                        '-m mark --mark 0x8000/0x8000 -j DROP',)
+                for hook in ("INPUT", "FORWARD", "OUTPUT"):
+                    assume("filter", hook, drop, f"the filter {hook} drop of KUBE-MARK-DROP's mark (KUBE-FIREWALL)")
+        if "KUBE-POSTROUTING" not in nat.chains and (jumped("KUBE-MARK-MASQ") or "KUBE-MARK-MASQ" in nat.chains):
+            assume("nat", "KUBE-POSTROUTING", (
+                "-m mark ! --mark 0x4000/0x4000 -j RETURN", "-j MARK --xor-mark 0x4000",
+                '-m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE'), "KUBE-POSTROUTING")
+        services = nat.raw_rules("KUBE-SERVICES") or ()
+        if "KUBE-NODEPORTS" in nat.chains and not any(raw_target(t) == ("KUBE-NODEPORTS", False) for _, t in services):
+            assume("nat", "KUBE-SERVICES", ('-m comment --comment "kubernetes service nodeports; NOTE: this must be '
+                                            'the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS',),
+                   "the KUBE-SERVICES -> KUBE-NODEPORTS rule")
+
+    def _has_chain(self, table: str, name: str) -> bool:
+        return name in self.tables[table].chains or (table, name) in self._assumed
+
     def _assume_missing_hooks(self) -> None:
         # Only a table with no hook into kube-proxy's chains at all is kube-proxy's
         # restore input; a real dump missing one hook is that release's layout (or
@@ -148,11 +202,13 @@ class Evaluator:
                 if found:
                     targets.add(found[0])
             for target, body in hooks:
-                if target in t.chains and target not in targets:
+                if (target in t.chains or (table, target) in self._assumed) and target not in targets:
                     spec = decode_spec(body)
                     rule = Rule(table, chain, 0, spec, f"-A {chain} {body}", 0, ASSUMED_HOOK_SOURCE)
                     self._hooks.setdefault((table, chain), []).append(rule)
                     self.warnings.append(
+                        f"{table} {chain}'s jump to {target} is not in the input (an excerpt): simulated with "
+                        f"kube-proxy's standard hook" if self._excerpt else
                         f"{table} {chain} does not jump to {target}: simulated as if kube-proxy's standard hook "
                         f"were installed (normal for kube-proxy's restore input; on a live node every Service "
                         f"using {target} would be broken)")
@@ -163,7 +219,14 @@ class Evaluator:
             yield from hooks
         t = self.tables[table]
         ch = t.chains.get(chain)
+        assumed = self._assumed.get((table, chain)) if self._assumed else None
         if ch is None:
+            if assumed:
+                yield from assumed
+            return
+        if assumed:  # an excerpt: its own rules, then kube-proxy's that it lacks
+            yield from ch.rules
+            yield from assumed
             return
         # DNAT ends a nat traversal and filter never rewrites, so every world still
         # walking this chain has the entry world's destination: one lookup serves all.
@@ -185,13 +248,13 @@ class Evaluator:
         done: list[tuple[_World, str]] = []
         if packet.hook is Hook.PREROUTING:
             for w, v in self._table_hook("nat", "PREROUTING", start):
-                if v in ("DROP", "REJECT"):
+                if v in _STOPS:
                     done.append((w, v))
                     continue
                 for w2, local in self._locality(w, w.dst, "destination after PREROUTING"):
                     chain = "INPUT" if local else "FORWARD"
                     for w3, v3 in self._table_hook("filter", chain, w2):
-                        if v3 in ("DROP", "REJECT"):
+                        if v3 in _STOPS:
                             done.append((w3, v3))
                             continue
                         last = "INPUT" if local else "POSTROUTING"
@@ -199,17 +262,36 @@ class Evaluator:
                             done.append((w4, v4 or "ACCEPT"))
         else:
             for w, v in self._table_hook("nat", "OUTPUT", start):
-                if v in ("DROP", "REJECT"):
+                if v in _STOPS:
                     done.append((w, v))
                     continue
                 for w3, v3 in self._table_hook("filter", "OUTPUT", w):
-                    if v3 in ("DROP", "REJECT"):
+                    if v3 in _STOPS:
                         done.append((w3, v3))
                         continue
                     for w4, v4 in self._table_hook("nat", "POSTROUTING", w3):
-                        done.append((w4, v4 or "ACCEPT"))
+                        done.extend(self._loopback_input(w4, v4))
+        if self._excerpt:
+            _unproven_none(done)
         outcomes = tuple(self._outcome(packet, w, v) for w, v in _merge_irrelevant(done))
         return Simulation(packet, outcomes, tuple(self.warnings))
+
+    def _loopback_input(self, w: _World, verdict: str | None) -> list[tuple[_World, str]]:
+        """After nat POSTROUTING, a locally generated packet whose (rewritten)
+        destination is an address of this node goes out on loopback and comes
+        back in: filter INPUT sees it (conntrack state still NEW). nat
+        PREROUTING/INPUT do not run again (the connection's NAT is already set
+        up). This is where a REJECT for a node port reached from the node lives."""
+        if verdict in _STOPS:
+            return [(w, verdict)]
+        out: list[tuple[_World, str]] = []
+        for w2, local in self._locality(w, w.dst, "destination after POSTROUTING"):
+            if not local:
+                out.append((w2, verdict or "ACCEPT"))
+                continue
+            for w3, v3 in self._table_hook("filter", "INPUT", w2):
+                out.append((w3, v3 if v3 in _STOPS else (verdict or "ACCEPT")))
+        return out
 
     def _outcome(self, packet: Packet, w: _World, verdict: str) -> Outcome:
         disp = _disposition(w, verdict)
@@ -222,7 +304,7 @@ class Evaluator:
         if table not in self.tables:
             return [(w, None)]
         ch = self.tables[table].chains.get(chain)
-        if ch is None and not self._hooks.get((table, chain)):
+        if ch is None and not self._hooks.get((table, chain)) and (table, chain) not in self._assumed:
             return [(w, None)]
         out: Result = []
         for w2, v in self._run(table, chain, w, 0):
@@ -266,6 +348,16 @@ class Evaluator:
                         else:
                             done.append((w3, res))
             pending = nxt
+        if pending and self._excerpt and table == "nat" and chain.startswith(_CASCADE_PREFIXES) \
+                and not _ends_closed(self.tables[table].chains.get(chain)):
+            # kube-proxy ends each of these chains with a rule every packet takes
+            # (an unconditional jump to an endpoint, or XLB's drop mark); falling
+            # off one means its end is outside the excerpt.
+            for w in pending:
+                w.assumptions.append(f"{NOT_IN_INPUT}the end of {chain} (the packet falls off the part that is "
+                                     f"shown), so what happens next is unknown")
+            done.extend((w, UNKNOWN_VERDICT) for w in pending)
+            return done
         done.extend((w, None) for w in pending)
         return done
 
@@ -274,7 +366,7 @@ class Evaluator:
         if t is None:
             return [(w, "CONTINUE")]
         name = t.name
-        if name in self.tables[table].chains:
+        if self._has_chain(table, name):
             w.steps.append(self._step(rule, ("goto " if t.goto else "jump ") + name))
             out = []
             for w2, v in self._run(table, name, w, depth + 1):
@@ -315,6 +407,12 @@ class Evaluator:
             w.decided = True
             return [(w, "REDIRECT")]
         # Unknown target or a chain that does not exist in this table.
+        if self._excerpt and name.startswith("KUBE-"):
+            # Whatever that chain does (a DNAT ends the traversal), the rules after
+            # this one are not known to be reached: the outcome stops here, unknown.
+            w.assumptions.append(f"{NOT_IN_INPUT}{name} (line {rule.line} jumps to it), so what happens next is unknown")
+            w.steps.append(self._step(rule, f"{name}? (not in the input)"))
+            return [(w, UNKNOWN_VERDICT)]
         w.assumptions.append(f"line {rule.line}: target {name} is not a chain of table {table} nor a target the "
                              f"evaluator knows; assumed to continue")
         w.steps.append(self._step(rule, f"{name}? (unknown: assumed to continue)"))
@@ -521,14 +619,39 @@ class Evaluator:
         return [(w, True), (no, False)]
 
 
+def _ends_closed(chain) -> bool:
+    """Does the chain's last rule catch every packet (only a comment, then a target)?
+    Then its end is in the input, even in an excerpt."""
+    if chain is None or not len(chain.rules):
+        return False
+    last = chain.rules[len(chain.rules) - 1]
+    sp = last.spec
+    return (last.target is not None and sp.source is None and sp.destination is None and sp.protocol is None
+            and sp.in_interface is None and sp.out_interface is None and all(m.module == "comment" for m in sp.matches))
+
+
+def _unproven_none(done: list[tuple[_World, str]]) -> None:
+    """In an excerpt "no rule decided" is not proven: the rule that would may be outside it."""
+    for w, v in done:
+        if _disposition(w, v) is Disposition.NONE:
+            w.assumptions.append(f"{NOT_IN_INPUT}the rest of the rules: the input is an excerpt, so no rule "
+                                 f"deciding here does not prove that none would")
+
+
 def _disposition(w: _World, verdict: str) -> Disposition:
+    if verdict == UNKNOWN_VERDICT:
+        return Disposition.UNKNOWN
     if verdict == "DROP":
         return Disposition.DROP
     if verdict == "REJECT":
         return Disposition.REJECT
     if w.dnat is not None:
         return Disposition.DNAT
-    return Disposition.ACCEPT if w.decided else Disposition.NONE
+    if w.decided:
+        return Disposition.ACCEPT
+    if any(a.startswith(NOT_IN_INPUT) for a in w.assumptions):
+        return Disposition.UNKNOWN
+    return Disposition.NONE
 
 
 def _result_key(w: _World, verdict: str) -> tuple:

@@ -291,11 +291,34 @@ def _add_service_port(g: nx.MultiDiGraph, ruleset: Ruleset, sp: ServicePortRules
 
     for cname in sorted(chains):
         _add_chain_rules(g, ruleset, fam, nat, cname, chains, shares, name, put)
+    if not sp.endpoints_complete and nat is not None:
+        _add_unknown(g, fam, nat, sp, chains, shares, name, put)
     if clusters == "entry":
         for cname, entries in owner.items():
             node = chain_node(fam, "nat", cname)
             if node in g and len(entries) == 1:
                 g.nodes[node]["cluster"] = next(iter(entries))
+
+
+def _add_unknown(g, fam, nat, sp: ServicePortRules, chains, shares, service, put) -> None:
+    """An excerpt (``sp.endpoints_complete`` False): chains jumped to but not in
+    the input are drawn as such, and endpoint chains seen without their cascade
+    hang from a "not in the input" node with share "?" (as services and trace say)."""
+    for node, data in list(g.nodes(data=True)):
+        chain = data.get("chain") or (node.split("/", 2)[2] if node.startswith(f"{_fam(fam)}/nat/") else None)
+        if chain and chain not in nat.chains and "type" not in data:
+            g.nodes[node].update(type="missing", label=f"{chain}\n(not in the input)", chain=chain, family=_fam(fam),
+                                 table="nat", kind=classify_chain(chain).value, service=service, rules=0)
+    seen = [e for e in sp.endpoints + (sp.local_endpoints or ()) if e.sep in nat.chains and e.sep not in chains]
+    if not seen:
+        return
+    gap = f"{_fam(fam)}/unknown/{sp.key}"
+    put(gap, type="missing", label="not in the input:\n" + (sp.unknown[0] if sp.unknown else "the cascade"),
+        family=_fam(fam), service=service)
+    for e in seen:
+        _add_chain_rules(g, None, fam, nat, e.sep, chains | {e.sep}, shares, service, put)
+        g.add_edge(gap, chain_node(fam, "nat", e.sep), line=e.line, match="", goto=False, share="?", affinity="",
+                   masquerade=False, note="")
 
 
 def _reach(nat: Table, start: str, chains: set[str]) -> set[str]:

@@ -44,6 +44,44 @@ def hash_candidates(spn: str) -> tuple[str, ...]:
     return (spn, spn + ":")
 
 
+# Service ports nearly every cluster has, so that rules without comments
+# (kube-proxy's large-cluster mode, old releases) still name them: their chain
+# hashes are recomputed, never guessed.
+WELL_KNOWN_SERVICE_PORTS: tuple[tuple[str, str], ...] = (
+    ("default/kubernetes:https", "tcp"),
+    ("kube-system/kube-dns:dns", "udp"),
+    ("kube-system/kube-dns:dns-tcp", "tcp"),
+    ("kube-system/kube-dns:metrics", "tcp"),
+    ("kube-system/coredns:dns", "udp"),
+    ("kube-system/coredns:dns-tcp", "tcp"),
+    ("kube-system/coredns:metrics", "tcp"),
+    ("kube-system/metrics-server:https", "tcp"),
+    ("kube-system/metrics-server", "tcp"),
+    ("kube-system/kubernetes-dashboard", "tcp"),
+    ("kubernetes-dashboard/kubernetes-dashboard", "tcp"),
+    ("kubernetes-dashboard/dashboard-metrics-scraper", "tcp"),
+    ("ingress-nginx/ingress-nginx-controller:http", "tcp"),
+    ("ingress-nginx/ingress-nginx-controller:https", "tcp"),
+    ("ingress-nginx/ingress-nginx-controller-admission:https-webhook", "tcp"),
+    ("kube-system/traefik:web", "tcp"),
+    ("kube-system/traefik:websecure", "tcp"),
+)
+
+
+@lru_cache(maxsize=1)
+def well_known_hashes() -> dict[str, tuple[str, str]]:
+    """chain hash -> (service port name, protocol) for :data:`WELL_KNOWN_SERVICE_PORTS`.
+
+    >>> well_known_hashes()[hash16("default/kubernetes:https" + "tcp")]
+    ('default/kubernetes:https', 'tcp')
+    """
+    out: dict[str, tuple[str, str]] = {}
+    for spn, proto in WELL_KNOWN_SERVICE_PORTS:
+        for cand in hash_candidates(spn):
+            out.setdefault(hash16(cand + proto), (spn, proto))
+    return out
+
+
 class ChainKind(enum.Enum):
     BUILTIN = "builtin"
     SERVICES = "services"            # KUBE-SERVICES (nat: dispatch; filter: reject/drop)

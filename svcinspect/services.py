@@ -29,8 +29,10 @@ from svcinspect.kubeproxy import (
     hash_candidates,
     interpret_probability,
     parse_comment,
+    well_known_hashes,
 )
 from svcinspect.errors import UnknownServiceError
+from svcinspect.kubeproxy import endpoint_chain
 from svcinspect.model.netfilter import Chain, Family, Rule, Ruleset, Table
 from svcinspect.parse.iptables_save import raw_comment, raw_target
 
@@ -77,13 +79,13 @@ class Branch:
 class EndpointShare:
     endpoint: str | None   # "10.244.1.5:8080"; None when the SEP chain is missing
     sep: str
-    share: Fraction
+    share: Fraction | None  # None: the cascade that decides it is not in the input (an excerpt)
     probability: str | None
     line: int
 
     @property
-    def share_float(self) -> float:
-        return round(float(self.share), 10)
+    def share_float(self) -> float | None:
+        return None if self.share is None else round(float(self.share), 10)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,12 @@ class ServicePortRules:
     affinity_seconds: int | None
     source_ranges: tuple[str, ...]
     warnings: tuple[str, ...] = field(default=())
+    # False when the input (an excerpt) does not hold everything that decides the
+    # endpoints and their shares; ``unknown`` says what is missing.
+    endpoints_complete: bool = True
+    unknown: tuple[str, ...] = field(default=())
+    cluster_complete: bool = True    # the KUBE-SVC part of ``endpoints_complete``
+    local_complete: bool = True      # the KUBE-SVL/XLB part
 
     @property
     def display_name(self) -> str:
@@ -219,8 +227,12 @@ def build_service_ports(ruleset: Ruleset, only: Iterable[str] | None = None) -> 
             _scan_nat(nat, accs, wanted)
         if filt is not None:
             _scan_filter(filt, accs, wanted)
-        for key, acc in accs.items():
-            out.append(_finish(key, family, acc, nat))
+        ports = [_finish(key, family, acc, nat) for key, acc in accs.items()]
+        if nat is not None and ruleset.gaps:
+            ports = excerpt_view(ports, nat, family, wanted)
+        if ports and nat is not None and any(c in nat.chains for c in IPVS_CHAINS):
+            ports = [replace(sp, warnings=sp.warnings + (IPVS_LEFTOVER,)) for sp in ports]
+        out.extend(ports)
     out.sort(key=lambda s: (s.name is None, s.name or s.key, int(s.family)))
     return out
 
@@ -312,6 +324,8 @@ def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> Non
             addr = None if d is None or d.negated or localhost else _address(rule)
             acc.entries.append(EntryPoint(EntryKind.NODE_PORT, addr, port, proto, t.name, "nat", rule.line, rule.text,
                                           localhost=localhost))
+    if nodeports is not None and services is not None:
+        _bind_node_ports(services, accs)
     # Per-service chains that nothing above reached (excerpts, stale chains).
     if wanted is not None:  # a targeted lookup: test the few names instead of every chain
         for key in wanted:
@@ -379,6 +393,39 @@ def _service_entry_facts(services: Chain, wanted: set[str] | None):
             rule = services.rules[i]
             if rule.target is not None:
                 yield (_address(rule), _proto(rule), rule.comment, _port(rule), rule.target.name, line, text)
+
+
+def node_port_addresses(services: Chain) -> list[str] | None:
+    """The addresses node ports are bound to (``--nodeport-addresses``: one
+    ``KUBE-SERVICES -d ADDR -j KUBE-NODEPORTS`` rule each), or None when a rule
+    sends every local address (``-m addrtype --dst-type LOCAL``) or there is none."""
+    raw = services.rules.raw
+    bound: list[str] = []
+    for i in _naming(raw, ("KUBE-NODEPORTS",)):
+        rule = services.rules[i]
+        if rule.target is None or rule.target.name != "KUBE-NODEPORTS":
+            continue
+        addr = _address(rule)
+        if addr is None:
+            return None
+        bound.append(addr)
+    return bound or None
+
+
+def _bind_node_ports(services: Chain, accs: dict[str, _Acc]) -> None:
+    """Node ports reach KUBE-NODEPORTS only on the bound addresses: one entry per address."""
+    bound = node_port_addresses(services)
+    if not bound:
+        return
+    for acc in accs.values():
+        out: list[EntryPoint] = []
+        for e in acc.entries:
+            if e.kind == EntryKind.NODE_PORT and e.address is None:
+                out.extend(replace(e, address=a, note=f"node ports are bound to {', '.join(bound)} "
+                                                      "(kube-proxy --nodeport-addresses)") for a in bound)
+            else:
+                out.append(e)
+        acc.entries = out
 
 
 def _replace_localhost(e: EntryPoint) -> EntryPoint:
@@ -477,6 +524,12 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None) -> ServicePo
         for prefix in ("svc", "svl", "ext", "fw", "xlb"):
             if prefix in chains and not names:
                 names.extend(_names_in(nat.chains[chains[prefix]]))
+    if not names and key in well_known_hashes():
+        known, kproto = well_known_hashes()[key]
+        names.append(known)
+        protocol = protocol or kproto
+        warnings.append(f"named by recomputing the chain hash of the well-known service port {known} {kproto}: "
+                        f"the rules carry no comment that names it")
     name = names[0] if names else None
     if names and len(set(names)) > 1:
         warnings.append(f"comments name different services for the same chains: {', '.join(sorted(set(names)))}")
@@ -608,9 +661,10 @@ def find_service(ports: list[ServicePortRules], query: str) -> list[ServicePortR
     q = query.strip()
     hits = []
     for sp in ports:
+        if q in (sp.key, f"KUBE-SVC-{sp.key}", f"KUBE-SVL-{sp.key}", f"KUBE-EXT-{sp.key}"):
+            hits.append(sp)
+            continue
         if sp.name is None:
-            if q in (sp.key, f"KUBE-SVC-{sp.key}", f"KUBE-SVL-{sp.key}", f"KUBE-EXT-{sp.key}"):
-                hits.append(sp)
             continue
         base, _, port = sp.name.partition(":") if "/" in sp.name else (sp.name, "", "")
         if sp.name == q or base == q or sp.key == q:
@@ -702,13 +756,168 @@ def select_service_ports(ruleset: Ruleset, query: str | None = None,
             ports.append(p)
     if number is not None:
         ports = [p for p in ports if any(e.port == number for e in p.entries if e.kind != EntryKind.HEALTH_CHECK)]
+    if not ports and ruleset.gaps:  # an excerpt may hold only endpoint chains: they name their service too
+        ports = find_service(build_service_ports(ruleset), query)
     if not ports:
         _, names = _dispatch_index(ruleset, lambda spn: True, "")
         bases = sorted({n.split(":")[0] for n in names} | names)
         close = difflib.get_close_matches(query, bases, n=5, cutoff=0.4)
+        ipvs = any(c in t.chains for t in ruleset.tables if t.name == "nat" for c in IPVS_CHAINS)
         raise UnknownServiceError(f"no service {query!r} in the rules" + (f"; closest: {', '.join(close)}"
-                                                                          if close else ""))
+                                                                          if close else "")
+                                  + ("; kube-proxy runs in IPVS mode here, where Services are IPVS virtual "
+                                     "servers: see `ipvsadm -Ln`" if ipvs else ""))
     return ports
 
 
 _HASH_QUERY = re.compile(r"(?:KUBE-(?:SVC|SVL|EXT|FW|XLB)-)?([A-Z2-7]{16})")
+
+
+# kube-proxy's IPVS mode writes no per-service chains: any here were left by an
+# earlier iptables-mode kube-proxy (svcinspect.completeness detects the mode).
+IPVS_CHAINS = ("KUBE-LOAD-BALANCER", "KUBE-NODE-PORT")
+IPVS_LEFTOVER = ("left over from iptables mode: kube-proxy runs in IPVS mode on this node and does not use "
+                 "these chains (IPVS load-balances this service; see `ipvsadm -Ln`)")
+
+
+# --- excerpts: what the input does not prove -------------------------------------
+# Kept apart from the walk above: it runs only when the reader saw an excerpt
+# (``Ruleset.gaps``), and never changes the answer on a whole dump.
+
+_CASCADE_WORDS = ("probability", "unconditional", "add up", "equal shares", "does not exist", "has no DNAT")
+
+
+def excerpt_view(ports: list[ServicePortRules], nat: Table, family: Family,
+                 wanted: set[str] | None = None) -> list[ServicePortRules]:
+    """The service ports of an excerpt, saying what is unknown instead of absent.
+
+    - a service port whose KUBE-SVC/SVL chain is not in the input: the endpoint
+      chains that are (tied to it by their comment or their recomputed hash),
+      with shares unknown, and ``endpoints_complete`` False;
+    - a cascade that is present but not kube-proxy's whole 1/(n-i) sequence
+      (part of it outside the paste): shares unknown rather than "uneven";
+    - an endpoint chain jumped to but not in the input: "not in the input", not
+      "connections fail";
+    - endpoint chains whose service has no other rule here (a paste of KUBE-SEP
+      chains only): the service ports they evidence.
+    A REJECT "has no endpoints" is a rule that says so: that port stays complete.
+    """
+    claimed = {sep for sp in ports for sep in sp.chains.get("sep") or ()}
+    seen = _unclaimed_endpoints(nat, claimed)
+    by_key: dict[str, list[tuple[str, str | None, str | None, str | None, int]]] = {}
+    for sep, spn, proto, ep, line in seen:
+        keys = {hash16(c + proto) for c in hash_candidates(spn)} if spn and proto else set()
+        for k in keys or {""}:
+            by_key.setdefault(k, []).append((sep, spn, proto, ep, line))
+    out: list[ServicePortRules] = []
+    used: set[str] = set()
+    for sp in ports:
+        extra = list(by_key.get(sp.key, ()))
+        if sp.name and sp.protocol:  # no comment on the SEP chain: its hash names it
+            for sep, spn, proto, ep, line in by_key.get("", ()):
+                if ep and any(endpoint_chain(c, sp.protocol, ep) == sep for c in hash_candidates(sp.name)):
+                    extra.append((sep, sp.name, sp.protocol, ep, line))
+        used.update(x[0] for x in extra)
+        out.append(_excerpt_port(sp, nat, extra))
+    groups: dict[str, list] = {}
+    for key, items in by_key.items():
+        if not key or any(sp.key == key for sp in ports) or (wanted is not None and key not in wanted):
+            continue
+        fresh = [x for x in items if x[0] not in used]
+        if fresh:
+            groups[key] = fresh
+            used.update(x[0] for x in fresh)
+    for key, items in groups.items():
+        spn, proto = items[0][1], items[0][2]
+        eps = tuple(EndpointShare(ep, sep, None, None, line) for sep, _, _, ep, line in items)
+        why = (f"KUBE-SVC-{key} (and every other chain of {spn}) is not in the input: only its endpoint "
+               f"chains are, so which of them are used and their shares are unknown")
+        out.append(ServicePortRules(key, family, spn, proto, (), {"sep": [x[0] for x in items]}, eps, None, None,
+                                    (), (), False, (why,), False, True))
+    return out
+
+
+def _unclaimed_endpoints(nat: Table, claimed: set[str]):
+    """(sep, service port name, protocol, endpoint, line) of endpoint chains no cascade here reaches."""
+    for name in nat.chains:
+        if name in claimed or classify_chain(name) is not ChainKind.SEP:
+            continue
+        raw = nat.raw_rules(name) or ()
+        names, proto = _sep_meta(raw)
+        ep = sep_endpoint(nat, name)
+        line = raw[0][0] if raw else nat.chains[name].line
+        yield name, (names[0] if names else None), proto, ep, line
+
+
+def _excerpt_port(sp: ServicePortRules, nat: Table, extra) -> ServicePortRules:
+    unknown: list[str] = []
+    cluster_known = True
+    warnings = [w for w in sp.warnings if not any(k in w for k in _CASCADE_WORDS)]
+    proves_none = any(e.verdict == "reject" for e in sp.entries if e.table == "filter")
+    endpoints = sp.endpoints
+    local = sp.local_endpoints
+    referenced = _referenced_cascades(sp, nat)
+    present = [sp.chains[k] for k in ("svc", "svl", "xlb") if sp.chains.get(k)]
+    for chain in referenced:
+        if chain not in nat.chains:
+            what = ("the cascade of its node-local endpoints" if chain.startswith(("KUBE-SVL-", "KUBE-XLB-"))
+                    else "the cascade of its endpoints" if chain.startswith("KUBE-SVC-")
+                    else "where its external traffic goes")
+            unknown.append(f"{chain} ({what}) is not in the input")
+            cluster_known = cluster_known and chain.startswith(("KUBE-SVL-", "KUBE-XLB-"))
+    if not present and not proves_none:
+        if not referenced:
+            unknown.append("no KUBE-SVC/KUBE-SVL chain of this service port is in the input")
+        cluster_known = False
+        endpoints = tuple(EndpointShare(ep, sep, None, None, line) for sep, _, _, ep, line in extra)
+    if not sp.chains.get("svc") and not proves_none:
+        cluster_known = False
+        if present and not referenced:
+            unknown.append(f"KUBE-SVC-{sp.key} (the cascade of its endpoints) is not in the input")
+    local_known = not any(c.startswith(("KUBE-SVL-", "KUBE-XLB-")) and c not in nat.chains for c in referenced)
+    for prefix in ("svc", "svl", "xlb"):
+        name = sp.chains.get(prefix)
+        if not name:
+            continue
+        branches, _ = _branches(nat.chains[name])
+        cascade = [b for b in branches if b.affinity_seconds is None]
+        shares = sp.endpoints if prefix == "svc" else (sp.local_endpoints or ())
+        before = len(unknown)
+        if not cascade:
+            unknown.append(f"{name} has no endpoint jump in the input (the paste holds only some of its rules)")
+            if prefix == "svc":
+                shares = tuple(EndpointShare(ep, sep, None, None, line) for sep, _, _, ep, line in extra)
+        elif not _is_uniform(cascade):
+            unknown.append(f"{name}'s cascade in the input is not kube-proxy's whole 1/(n-i) sequence: the rest of "
+                           f"it may be outside the excerpt, so the shares are unknown")
+            shares = tuple(replace(e, share=None) for e in shares)
+        for e in shares:
+            if e.sep not in nat.chains:
+                unknown.append(f"{e.sep} is not in the input: its endpoint is "
+                               + (f"{e.endpoint} (from the comment)" if e.endpoint else "unknown"))
+        if prefix == "svc":
+            endpoints = shares
+            cluster_known = cluster_known and len(unknown) == before
+        else:
+            local = shares
+            local_known = local_known and len(unknown) == before
+    if not unknown:
+        return replace(sp, warnings=tuple(warnings))
+    return replace(sp, endpoints=endpoints, local_endpoints=local, warnings=tuple(warnings),
+                   endpoints_complete=False, unknown=tuple(dict.fromkeys(unknown)), cluster_complete=cluster_known,
+                   local_complete=local_known)
+
+
+def _referenced_cascades(sp: ServicePortRules, nat: Table) -> list[str]:
+    """KUBE-SVC/SVL/XLB chains of this port that its entries or its other chains jump to."""
+    out: list[str] = []
+    for e in sp.entries:
+        if e.chain and classify_chain(e.chain).per_service and classify_chain(e.chain) is not ChainKind.SEP:
+            out.append(e.chain)
+    for prefix in ("ext", "fw"):
+        name = sp.chains.get(prefix)
+        for _, text in (nat.raw_rules(name) or ()) if name else ():
+            t = raw_target(text)
+            if t and classify_chain(t[0]) in (ChainKind.SVC, ChainKind.SVL, ChainKind.XLB):
+                out.append(t[0])
+    return list(dict.fromkeys(out))

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
+from svcinspect.completeness import InputCompleteness, assess_input
 from svcinspect.evaluate import Environment, Evaluator
 from svcinspect.model.flow import Disposition, Hook, Outcome, Packet, Step
 from svcinspect.model.netfilter import Family, Ruleset
@@ -70,6 +71,7 @@ class ServiceTrace:
     query: str
     ports: tuple[PortTrace, ...]
     warnings: tuple[str, ...] = field(default=())
+    input: InputCompleteness | None = None
 
 
 def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment(),
@@ -102,10 +104,10 @@ def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment()
         traces.append(pt)
     for ev in evaluators.values():
         warnings.extend(w for w in ev.warnings if w not in warnings)
-        if "nat" in ev.tables and "KUBE-SERVICES" not in ev.tables["nat"].chains:
+        if "nat" in ev.tables and not ev._has_chain("nat", "KUBE-SERVICES"):
             warnings.append(f"the IPv{int(ev.family)} nat table has no KUBE-SERVICES chain (an excerpt?): packets "
                             f"cannot be followed into the service's chains, so the paths below are incomplete")
-    return ServiceTrace(query, tuple(traces), tuple(warnings))
+    return ServiceTrace(query, tuple(traces), tuple(warnings), assess_input(ruleset, scan_references=False))
 
 
 # --- per port -------------------------------------------------------------------
@@ -117,12 +119,12 @@ def _trace_port(sp: ServicePortRules, ev: Evaluator, env: Environment) -> PortTr
         notes.append(f"session affinity ClientIP, {sp.affinity_seconds} s: a client's first connection takes the "
                      f"probability cascade; its later ones within {sp.affinity_seconds} s go to the same endpoint "
                      f"(-m recent --rcheck before the cascade, --set in each KUBE-SEP chain)")
-    if sp.local_endpoints is not None:
+    if sp.local_endpoints is not None and sp.local_complete:
         scope = "external traffic (externalTrafficPolicy: Local)" if "ext" in sp.chains or "xlb" in sp.chains \
             else "cluster traffic (internalTrafficPolicy: Local)"
         notes.append(f"{scope} only goes to the {len(sp.local_endpoints)} endpoint(s) on this node "
                      f"({sp.chains.get('svl') or sp.chains.get('xlb')})")
-    if "svc" not in sp.chains and "svl" not in sp.chains and not sp.endpoints:
+    if "svc" not in sp.chains and "svl" not in sp.chains and not sp.endpoints and sp.endpoints_complete:
         notes.append("no endpoint chains: kube-proxy found no usable endpoints for this port")
     pod = _pod_address(sp, ev, fam)
     node = _node_address(env, fam)
@@ -243,6 +245,13 @@ def _trace_entry(sp, e: EntryPoint, ev: Evaluator, fam: int, pod, node, env) -> 
         if e.localhost:
             lo = ipaddress.ip_address("127.0.0.1")
             scenarios.append(("from this node via localhost (127.0.0.1)", lo, lo, Hook.OUTPUT, "localhost"))
+        if e.address and e.kind == EntryKind.NODE_PORT:  # bound (--nodeport-addresses): not on the others
+            bound = {x.address for x in sp.entries_of(EntryKind.NODE_PORT)}
+            for other in sorted(env.node_ips or (), key=str):
+                if other.version == fam and not other.is_loopback and str(other) not in bound:
+                    scenarios.append((f"from outside to another address of this node ({OUTSIDE[fam]} -> {other}, "
+                                      f"not a node-port address)", OUTSIDE[fam], other, Hook.PREROUTING, "outside"))
+                    break
     done = [Scenario(label, p, ev.simulate(p).outcomes, client) for label, p, client in
             ((label, Packet(src, dst, port, proto, hook), client) for label, src, dst, hook, client in scenarios)]
     # Hairpin: an endpoint reaching its own service lands on itself masqueraded.

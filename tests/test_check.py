@@ -255,8 +255,9 @@ def test_fail_on_decides_the_exit_code(cli, tmp_path):
     r = cli(*base, "-o", "json")
     doc = json.loads(r.out)
     assert doc["schema"] == "svcinspect/v1"
-    assert list(doc) == ["schema", "node", "withObjects", "families", "checked", "summary", "findings", "notes",
-                         "diagnostics"]
+    assert list(doc) == ["schema", "input", "node", "withObjects", "families", "checked", "summary", "findings",
+                         "notes", "diagnostics"]
+    assert doc["input"] == {"dataplane": "iptables", "complete": True, "reasons": [], "notes": []}
     assert list(doc["findings"][0]) == ["severity", "code", "servicePort", "family", "message", "evidence", "hint"]
     assert doc["summary"] == {"error": 0, "warning": 1, "info": 0}
 

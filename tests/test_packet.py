@@ -57,6 +57,13 @@ CASES = [
                 "10.244.2.241:8080", "10.244.2.243:8080", "10.244.2.245:8080"], False),
     PacketCase("no endpoints: REJECT", POD, "10.96.50.10", 80, "tcp", "reject", False),
     PacketCase("no endpoints nodePort from outside: REJECT", OUTSIDE, NODE, 30081, "tcp", "reject", False),
+    # From the node to its own address: nat OUTPUT, filter OUTPUT, nat POSTROUTING, then over loopback
+    # into filter INPUT, where KUBE-EXTERNAL-SERVICES REJECTs (the kernel refuses the connection).
+    PacketCase("no endpoints nodePort from the node: REJECT in INPUT", NODE, NODE, 30081, "tcp", "reject", False,
+               "output"),
+    PacketCase("no endpoints nodePort on localhost from the node: REJECT in INPUT", "127.0.0.1", "127.0.0.1",
+               30081, "tcp", "reject", False, "output"),
+    PacketCase("nodePort from the node to its own address", NODE, NODE, 31611, "tcp", HW, True, "output"),
     PacketCase("only not-ready endpoints: REJECT", POD, "10.96.120.12", 80, "tcp", "reject", False),
     PacketCase("external IP from outside", OUTSIDE, "203.0.113.10", 80, "tcp",
                ["10.244.1.80:8080", "10.244.2.80:8080"], True),
@@ -194,8 +201,9 @@ def test_interface_matches_become_alternatives():
     assert all(o.probability == Fraction(1, 2) for o in pod)
     other = [o for o in sim.outcomes if "if not: the packet arrives on an interface matching azv+" in o.assumptions]
     # Not from a pod: the excerpt lacks KUBE-SVL-EEQNXCJLUUVUU2YK, which is said, not guessed.
-    assert other and all(o.disposition is Disposition.NONE for o in other)
-    assert all(any("KUBE-SVL-EEQNXCJLUUVUU2YK is not a chain" in a for a in o.assumptions) for o in other)
+    # Issue 11: that is "unknown", never "no rule decided".
+    assert other and all(o.disposition is Disposition.UNKNOWN for o in other)
+    assert all(any("not in the input: KUBE-SVL-EEQNXCJLUUVUU2YK" in a for a in o.assumptions) for o in other)
 
 
 def test_packet_command_text_and_json(cli):
@@ -224,3 +232,12 @@ def test_packet_command_text_and_json(cli):
 def test_packet_bad_input(cli, args, words):
     r = cli("packet", "--rules", str(IPT / "iptables-save.txt"), *args)
     assert r.code == 2 and words in r.err and "Traceback" not in r.err
+
+
+def test_node_to_own_address_reaches_filter_input_after_postrouting(v4):
+    """The REJECT is decided in filter INPUT (reached over loopback), after nat POSTROUTING."""
+    sim = _run(v4, PacketCase("np", NODE, NODE, 30081, "tcp", "reject", False, "output"))
+    (o,) = sim.outcomes
+    hooks = [(s.table, s.chain) for s in o.steps if s.chain in ("OUTPUT", "POSTROUTING", "INPUT")]
+    assert hooks.index(("nat", "POSTROUTING")) < hooks.index(("filter", "INPUT"))
+    assert o.verdict_step.chain == "KUBE-EXTERNAL-SERVICES" and "30081" in o.verdict_step.rule

@@ -177,11 +177,20 @@ def test_headerless_reject_rules_go_to_filter():
     assert rs.table("filter").chains["KUBE-SERVICES"].rules[0].target.name == "REJECT"
 
 
-def test_duplicate_rules_are_flagged_on_the_rule():
+def test_rules_pasted_twice_are_counted_once_with_the_lines_named():
+    # Issue 11: a table-less paste holding a block twice is one chain of 3 rules, not 6
+    # (a whole dump keeps identical rules: the kernel evaluates both; see test_duplicate_rules_in_a_dump).
     rs = parse_iptables_save((WILD / "059-aks-1.30-lb-local-kube-ext-svl-azv-no-dport-duplicated.rules").read_text())
     rules = rs.table("nat").chains["KUBE-SVC-EEQNXCJLUUVUU2YK"].rules
-    dups = [r for r in rules if any("duplicate" in d.message for d in r.diagnostics)]
-    assert [r.line for r in dups] == [22, 23, 24]
+    assert [r.line for r in rules] == [12, 13, 14]
+    (d,) = [d for d in rs.diagnostics if "KUBE-SVC-EEQNXCJLUUVUU2YK pasted more than once" in d.message]
+    assert d.line == 22 and "22 repeats 12, 23 repeats 13, 24 repeats 14" in d.message
+
+
+def test_duplicate_rules_in_a_dump_are_kept_and_flagged_on_the_rule():
+    text = ("*nat\n:KUBE-SVC-X - [0:0]\n-A KUBE-SVC-X -j KUBE-SEP-A\n-A KUBE-SVC-X -j KUBE-SEP-A\nCOMMIT\n")
+    rules = list(parse_iptables_save(text).table("nat").chains["KUBE-SVC-X"].rules)
+    assert len(rules) == 2 and any("duplicate" in d.message for d in rules[1].diagnostics)
 
 
 def test_iptables_S_format_is_accepted():

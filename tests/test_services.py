@@ -77,7 +77,9 @@ def test_no_comment_dump_is_tied_by_hash():
     rs = parse_iptables_save((WILD / "018-no-comments-svc-affinity-calico-excerpt.rules").read_text())
     ps = build_service_ports(rs)
     dns = [p for p in ps if p.key == "ERIFXISQEP7F7OF4"][0]
-    assert dns.name is None and [s for _, s in eps(dns)] == [Fraction(1, 2)] * 2
+    # No comment names it, but its hash is the well-known kube-system/kube-dns:dns-tcp (issue 11).
+    assert dns.name == "kube-system/kube-dns:dns-tcp" and [s for _, s in eps(dns)] == [Fraction(1, 2)] * 2
+    assert any("recomputing the chain hash" in w for w in dns.warnings)
     api = [p for p in ps if p.key == "NPX46M4PTMTKRN6Y"][0]
     assert api.affinity_seconds == 10800
     assert find_service(ps, "KUBE-SVC-ERIFXISQEP7F7OF4") == [dns]

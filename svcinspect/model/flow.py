@@ -26,6 +26,7 @@ class Disposition(enum.Enum):
     REJECT = "reject"
     DROP = "drop"
     NONE = "none"        # no rule decided anything: passes untouched (not a service)
+    UNKNOWN = "unknown"  # an excerpt: the rules that decide are not in the input
 
 
 @dataclass(frozen=True, slots=True)

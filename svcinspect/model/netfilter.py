@@ -338,6 +338,10 @@ class Ruleset:
     diagnostics: tuple[Diagnostic, ...] = ()
     origin: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    # Why the input is not a whole dump, as the reader saw it (no *table header,
+    # no COMMIT, a grep): empty for complete iptables-save output. See
+    # ``svcinspect.completeness``.
+    gaps: tuple[str, ...] = field(default=())
 
     def table(self, name: str, family: Family = Family.V4) -> Table | None:
         for t in self.tables:
@@ -358,7 +362,7 @@ class Ruleset:
         if all(t.family in families for t in self.tables):
             return self
         return Ruleset(tuple(t for t in self.tables if t.family in families), self.diagnostics, self.origin,
-                       self.notes)
+                       self.notes, self.gaps)
 
     def rule_count(self) -> int:
         return sum(len(c.rules) for t in self.tables for c in t.chains.values())

@@ -34,6 +34,10 @@ from svcinspect.model.netfilter import (
     Target,
     ValueMatch,
 )
+from svcinspect.parse.paste import clean_paste, describe_filter
+from svcinspect.parse.recognise import describe_other_input, looks_like_prose
+
+_TABLE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 # Match modules iptables ships (so a dump using them is "recognised"); the
 # evaluator understands only some of them and says so when it meets the others.
@@ -415,7 +419,9 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.endswith("\n"):
         text += "\n"
-    diags: list[Diagnostic] = []
+    cleaned = clean_paste(text, source)
+    text = cleaned.text
+    diags: list[Diagnostic] = list(cleaned.diagnostics)
     tables: list[_TableBuilder] = []
     cur: _TableBuilder | None = None
     loose: _TableBuilder | None = None  # rules seen outside any *table block
@@ -431,9 +437,14 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
             loose = _TableBuilder("", next_family, source, 0)
         return loose
 
+    other_format = describe_other_input(text)
+    if other_format:
+        raise NotADumpError(other_format, source)
+    rule_lines = 0
     lineno = 1
     for block, chain, decls, other in _SEGMENTS.findall(text):
         if block:
+            rule_lines += block.count("\n")
             tb = cur if cur is not None else builder()
             entry = tb.chains.get(chain)
             if entry is None:
@@ -466,7 +477,9 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
         if not line:
             continue
         c = line[0]
-        if c == "*":
+        if c == "*" and not _TABLE_NAME.fullmatch(line[1:].strip()):
+            unrecognised.append((here, other))  # "* item" in Markdown, not a table header
+        elif c == "*":
             name = line[1:].strip()
             if cur is not None and not cur.committed:
                 diags.append(Diagnostic(Severity.WARNING, f"table {cur.name} has no COMMIT before the next table", source, here, other))
@@ -504,17 +517,33 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
 
     if recognised == 0:
         raise NotADumpError(_describe_non_dump(text), source)
+    if len(unrecognised) >= 20 and len(unrecognised) > 2 * rule_lines:
+        # A file that is mostly something else (a README with a rule or two in it):
+        # refuse, rather than show an empty table and hundreds of warnings.
+        why = looks_like_prose([ln.strip() for _, ln in unrecognised]) or "this is mostly not iptables-save text"
+        raise NotADumpError(f"{why}: {len(unrecognised)} of its lines are not dump lines and only {rule_lines} are "
+                            f"rules; pass the output of `iptables-save` (or cut the rules out of this file)", source)
 
     for lineno, raw in unrecognised:
         diags.append(Diagnostic(Severity.WARNING, _why_skipped(raw), source, lineno, raw))
     if cur is not None and not cur.committed:
         diags.append(Diagnostic(Severity.WARNING, f"table {cur.name} has no COMMIT (truncated dump?)", source, cur.line, "*" + cur.name))
 
+    gaps: list[str] = []
+    grep = describe_filter(cleaned.commands)
+    if grep:
+        gaps.append(grep)
+    for tb in tables:
+        if not tb.committed:
+            gaps.append(f"table {tb.name} has no COMMIT: the dump is cut short ({source} line {tb.line})")
     built: list[Table] = [_finish(tb, diags) for tb in tables]
     if loose is not None:
-        built.extend(_split_loose(loose, diags))
+        loose_tables = _split_loose(loose, diags)
+        built.extend(loose_tables)
+        gaps.append("rules without a *table header (an excerpt, not a whole iptables-save): "
+                    + ", ".join(f"{len(t.chains)} chain(s) taken as {t.name}" for t in loose_tables))
     built = _merge_duplicates(built, diags)
-    ruleset = Ruleset(tuple(built), tuple(diags), (source,))
+    ruleset = Ruleset(tuple(built), tuple(diags), (source,), gaps=tuple(gaps))
     if strict:
         everything = list(diags) + [d for d in _decode_diagnostics(ruleset)]
         if everything:
@@ -597,6 +626,13 @@ class LazyChains(BuiltOnDemand):
             return tuple((first + i, text.strip()) for i, text in enumerate(block.splitlines()))
         return RuleList(self._table, name, self._source, None, None, segments=segments).raw
 
+    def raw_blocks(self):
+        """Every chain's rule lines as the scanner cut them (blocks of text), for
+        whole-table regex scans that need no per-rule Python."""
+        for entry in self._entries.values():
+            for _, block in entry[3]:
+                yield block
+
     def __iter__(self):
         return iter(self._entries)
 
@@ -621,11 +657,40 @@ def _guess_table(chain: str, texts: list[str]) -> str:
     return "nat"
 
 
+_SHARED_NAMES = ("KUBE-SERVICES", "KUBE-NODEPORTS", "OUTPUT")
+
+
+def _filter_rule(text: str) -> bool:
+    return any(text.endswith(t) or (t + " ") in text for t in _FILTER_TARGETS) and "--match-set" not in text
+
+
+def _runs(rules: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """(line, text) rules -> scanner segments: runs of consecutive lines."""
+    out: list[tuple[int, str]] = []
+    for line, text in rules:
+        if out and out[-1][0] + out[-1][1].count("\n") == line:
+            out[-1] = (out[-1][0], out[-1][1] + text + "\n")
+        else:
+            out.append((line, text + "\n"))
+    return out
+
+
 def _split_loose(tb: _TableBuilder, diags: list[Diagnostic]) -> list[Table]:
     """Rules with no ``*table`` header (a grep, an excerpt): guess nat or filter per chain."""
     by_table: dict[str, _TableBuilder] = {}
     for name, entry in tb.chains.items():
-        guess = _guess_table(name, [t for _, t in RuleList("", name, "", None, segments=entry[3]).raw])
+        entry[3] = _drop_repeats(name, entry[3], tb.source, diags)
+        raw = RuleList("", name, "", None, segments=entry[3]).raw
+        guess = _guess_table(name, [t for _, t in raw])
+        if guess == "nat" and name in _SHARED_NAMES:
+            # A grep of KUBE-SERVICES mixes nat jumps with filter REJECT/DROP rules
+            # ("has no endpoints"): each rule goes to the table that holds it.
+            filt = [(ln, t) for ln, t in raw if _filter_rule(t)]
+            if filt:
+                nat_rules = [(ln, t) for ln, t in raw if not _filter_rule(t)]
+                by_table.setdefault("filter", _TableBuilder("filter", tb.family, tb.source, 0)).chains[name] = \
+                    [None, None, filt[0][0], _runs(filt), False]
+                entry = [entry[0], entry[1], entry[2], _runs(nat_rules), entry[4]]
         dest = by_table.setdefault(guess, _TableBuilder(guess, tb.family, tb.source, 0))
         dest.chains[name] = entry
     out = []
@@ -634,6 +699,34 @@ def _split_loose(tb: _TableBuilder, diags: list[Diagnostic]) -> list[Table]:
         diags.append(Diagnostic(Severity.INFO, f"no *{name} header: {n} rules in {len(dest.chains)} chains taken as table {name} (guessed from chain names and targets)", tb.source))
         out.append(_finish(dest, diags))
     return out
+
+
+_COUNTER_PREFIX = re.compile(r"^\[\d+:\d+\]\s*")
+
+
+def _drop_repeats(chain: str, segments: list, source: str, diags: list[Diagnostic]) -> list:
+    """A table-less paste often holds the same rules twice (overlapping greps,
+    a block pasted again): keep the first copy of each rule (counters aside) and
+    say which lines repeat which. A whole dump is never changed: iptables keeps
+    identical rules, and so does the parser there."""
+    seen: dict[str, int] = {}
+    kept: list[tuple[int, str]] = []
+    repeats: list[tuple[int, int]] = []
+    for first, block in segments:
+        for i, text in enumerate(block.splitlines()):
+            body = _COUNTER_PREFIX.sub("", text.strip())
+            line = first + i
+            if body in seen:
+                repeats.append((line, seen[body]))
+            else:
+                seen[body] = line
+                kept.append((line, text))
+    if not repeats:
+        return segments
+    pairs = ", ".join(f"{a} repeats {b}" for a, b in repeats[:8]) + (f" and {len(repeats) - 8} more" if len(repeats) > 8 else "")
+    diags.append(Diagnostic(Severity.WARNING, f"{len(repeats)} rule(s) of {chain} pasted more than once, counted once: "
+                            f"line {pairs}", source, repeats[0][0]))
+    return _runs(kept)
 
 
 def _merge_duplicates(tables: list[Table], diags: list[Diagnostic]) -> list[Table]:
@@ -650,7 +743,17 @@ def _merge_duplicates(tables: list[Table], diags: list[Diagnostic]) -> list[Tabl
         for name, ch in t.chains.items():
             if name in merged:
                 old = merged[name]
-                raw = old.rules.raw + ch.rules.raw
+                # The same table twice (pasted again, or one file given twice): a
+                # rule already there is the same rule, counted once.
+                have = {_COUNTER_PREFIX.sub("", text): line for line, text in old.rules.raw}
+                again = [(line, have[_COUNTER_PREFIX.sub("", text)]) for line, text in ch.rules.raw
+                         if _COUNTER_PREFIX.sub("", text) in have]
+                if again:
+                    pairs = ", ".join(f"{a} repeats {b}" for a, b in again[:8]) + \
+                        (f" and {len(again) - 8} more" if len(again) > 8 else "")
+                    diags.append(Diagnostic(Severity.WARNING, f"{len(again)} rule(s) of {name} pasted more than once, "
+                                            f"counted once: line {pairs}", ch.source, again[0][0]))
+                raw = old.rules.raw + tuple(r for r in ch.rules.raw if _COUNTER_PREFIX.sub("", r[1]) not in have)
                 merged[name] = Chain(old.table, name, RuleList(old.table, name, old.source, raw, decode_chain),
                                      old.policy or ch.policy, old.counters or ch.counters, old.line, old.source,
                                      old.declared or ch.declared)
@@ -685,9 +788,14 @@ def _describe_non_dump(text: str) -> str:
         return ("this looks like an nftables ruleset (`nft list ruleset`); svcinspect reads iptables-save output "
                 "(kube-proxy's nftables mode is not supported yet)")
     if re.search(r"IP Virtual Server|^(TCP|UDP)\s+\S+:\d+\s+\w+", joined, re.M):
-        return "this looks like `ipvsadm` output (IPVS mode); svcinspect reads iptables-save output from iptables-mode kube-proxy"
+        return ("this looks like `ipvsadm -Ln` output: kube-proxy runs in IPVS mode, where Services are "
+                "load-balanced by IPVS, which svcinspect does not read; pass `iptables-save` of the node for the "
+                "iptables part (marks, masquerade, filtering), and read the virtual servers in this output")
     if joined.lstrip().startswith(("{", "apiVersion", "kind:")):
         return "this looks like Kubernetes objects; pass them with --objects, and the rules (iptables-save output) with --rules"
+    prose = looks_like_prose(lines)
+    if prose:
+        return prose + "; pass the output of `iptables-save > FILE` on the node"
     return "no iptables-save lines found (no *table, :chain or -A lines); run `iptables-save > FILE` on the node and pass that file"
 
 
@@ -699,4 +807,5 @@ def parse_dumps(sources, *, strict: bool = False) -> Ruleset:
         return parsed[0]
     diags: list[Diagnostic] = [d for r in parsed for d in r.diagnostics]
     tables = _merge_duplicates([t for r in parsed for t in r.tables], diags)
-    return Ruleset(tuple(tables), tuple(diags), tuple(o for r in parsed for o in r.origin))
+    return Ruleset(tuple(tables), tuple(diags), tuple(o for r in parsed for o in r.origin),
+                   gaps=tuple(g for r in parsed for g in r.gaps))

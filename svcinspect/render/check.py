@@ -16,6 +16,9 @@ def render_check_text(report: CheckReport) -> str:
     head += f"{report.checked} service port(s) compared with the objects" if report.with_objects \
         else "rules only (no objects)"
     out = [head, ""]
+    if report.input is not None and not report.input.complete:
+        out += ["Input: an excerpt, not a whole dump; what is not in it is unknown, not absent:"]
+        out += [f"  - {r}" for r in report.input.reasons] + [""]
     if not report.findings:
         out.append("No findings." + (" The rules match the objects." if report.with_objects else ""))
     for f in report.findings:
@@ -49,7 +52,10 @@ def finding_json(f: Finding) -> dict[str, Any]:
 
 
 def check_json(report: CheckReport, diagnostics: list[Diagnostic] = ()) -> dict[str, Any]:
-    return document(node=report.node, withObjects=report.with_objects,
+    from svcinspect.completeness import input_json
+
+    extra = {} if report.input is None else {"input": input_json(report.input)}
+    return document(**extra, node=report.node, withObjects=report.with_objects,
                     families=[f"IPv{int(f)}" for f in report.families], checked=report.checked,
                     summary=report.counts(), findings=[finding_json(f) for f in report.findings],
                     notes=list(report.notes), diagnostics=[diagnostic_json(d) for d in diagnostics])

@@ -30,7 +30,7 @@ def diagnostic_json(d: Diagnostic) -> dict[str, Any]:
 
 
 def endpoint_json(e: EndpointShare) -> dict[str, Any]:
-    return {"endpoint": e.endpoint, "share": e.share_float, "fraction": str(e.share),
+    return {"endpoint": e.endpoint, "share": e.share_float, "fraction": None if e.share is None else str(e.share),
             "probability": e.probability, "chain": e.sep, "line": e.line}
 
 
@@ -71,6 +71,8 @@ def service_port_json(sp: ServicePortRules, objects=None) -> dict[str, Any]:
                      "localhost": e.localhost} for e in sp.entries if e.table == "nat"],
         "chains": sp.chains,
         "warnings": list(sp.warnings),
+        "endpointsComplete": sp.endpoints_complete,
+        "unknown": list(sp.unknown),
     } | ({} if objects is None else _with_objects(sp, objects))
 
 
@@ -90,9 +92,18 @@ def _with_objects(sp: ServicePortRules, objects) -> dict[str, Any]:
                                 for e in known.values()]}
 
 
-def services_json(ports: list[ServicePortRules], diagnostics: list[Diagnostic], objects=None) -> dict[str, Any]:
-    return document(services=[service_port_json(sp, objects) for sp in ports],
+def services_json(ports: list[ServicePortRules], diagnostics: list[Diagnostic], objects=None,
+                  input=None) -> dict[str, Any]:
+    """``input``: the :class:`svcinspect.completeness.InputCompleteness` of the rules."""
+    return document(**_input_field(input), services=[service_port_json(sp, objects) for sp in ports],
                     diagnostics=[diagnostic_json(d) for d in diagnostics])
+
+
+def _input_field(input) -> dict[str, Any]:
+    if input is None:
+        return {}
+    from svcinspect.completeness import input_json
+    return {"input": input_json(input)}
 
 
 def packet_json(p) -> dict[str, Any]:
@@ -117,9 +128,9 @@ def outcome_json(o) -> dict[str, Any]:
     }
 
 
-def simulation_json(sim) -> dict[str, Any]:
-    return document(packet=packet_json(sim.packet), outcomes=[outcome_json(o) for o in sim.outcomes],
-                    warnings=list(sim.warnings))
+def simulation_json(sim, input=None) -> dict[str, Any]:
+    return document(**_input_field(input), packet=packet_json(sim.packet),
+                    outcomes=[outcome_json(o) for o in sim.outcomes], warnings=list(sim.warnings))
 
 
 def trace_json(tr) -> dict[str, Any]:
@@ -136,7 +147,8 @@ def trace_json(tr) -> dict[str, Any]:
                 "kind": et.entry.kind, "address": et.entry.address, "port": et.entry.port,
                 "verdict": et.entry.verdict,
                 "path": [step_json(s) for s in et.path],
-                "endpoints": [{"endpoint": e.endpoint, "share": e.share_float, "fraction": str(e.share),
+                "endpoints": [{"endpoint": e.endpoint, "share": e.share_float,
+                               "fraction": None if e.share is None else str(e.share),
                                "masquerade": masq.get(e.endpoint)} for e in source],
                 "scenarios": [{"client": sc.label, "packet": packet_json(sc.packet),
                                "outcomes": [{"disposition": d, "endpoint": None if ep == "-" else ep,
@@ -160,5 +172,7 @@ def trace_json(tr) -> dict[str, Any]:
                       "endpoints": [endpoint_json(e) for e in sp.endpoints],
                       "localEndpoints": None if sp.local_endpoints is None else
                       [endpoint_json(e) for e in sp.local_endpoints],
-                      "entries": entries, "notes": list(pt.notes), "warnings": list(sp.warnings)})
-    return document(service=tr.query, ports=ports, warnings=list(tr.warnings))
+                      "entries": entries, "notes": list(pt.notes), "warnings": list(sp.warnings),
+                      "endpointsComplete": sp.endpoints_complete, "unknown": list(sp.unknown)})
+    return document(**_input_field(getattr(tr, "input", None)), service=tr.query, ports=ports,
+                    warnings=list(tr.warnings))

@@ -33,6 +33,8 @@ def pct(share) -> str:
 
 
 def endpoints_summary(endpoints: tuple[EndpointShare, ...] | None, sp: ServicePortRules) -> str:
+    if not sp.cluster_complete and endpoints is sp.endpoints:
+        return _unknown_summary(endpoints or ())
     if not endpoints:
         verdicts = {e.verdict for e in sp.entries if e.verdict in ("reject", "drop")}
         if "reject" in verdicts:
@@ -45,6 +47,20 @@ def endpoints_summary(endpoints: tuple[EndpointShare, ...] | None, sp: ServicePo
         share = next(iter(shares))
         return f"{len(endpoints)} ({share} each)" if len(endpoints) > 1 else "1 (all)"
     return f"{len(endpoints)} (" + " / ".join(pct(e.share) for e in endpoints) + ")"
+
+
+def _unknown_summary(endpoints) -> str:
+    """An excerpt's endpoints: those seen, shares only where the cascade is in the input."""
+    if not endpoints:
+        return "unknown (not in the input)"
+    if any(e.share is None for e in endpoints):
+        return f"{len(endpoints)} seen, shares unknown"
+    where = ", some addresses unknown" if any(e.endpoint is None for e in endpoints) else ""
+    shares = {e.share for e in endpoints}
+    if len(shares) == 1:
+        return (f"{len(endpoints)} ({next(iter(shares))} each{where})" if len(endpoints) > 1
+                else f"1 (all{where})")
+    return f"{len(endpoints)} (" + " / ".join(pct(e.share) for e in endpoints) + where + ")"
 
 
 def render_services(ports: list[ServicePortRules], objects=None, wide: bool = False, headers: bool = True) -> str:
@@ -60,10 +76,15 @@ def render_services(ports: list[ServicePortRules], objects=None, wide: bool = Fa
         ext = [f"ext {e.address}" for e in sp.entries_of(EntryKind.EXTERNAL_IP) if e.address]
         ext += [f"lb {e.address}" for e in sp.entries_of(EntryKind.LOAD_BALANCER) if e.address and e.table == "nat"]
         eps = endpoints_summary(sp.endpoints, sp)
-        if sp.local_endpoints is not None:
+        if not sp.local_complete:
+            eps += "; local unknown"
+        elif sp.local_endpoints is not None:
             eps += f"; local {len(sp.local_endpoints)}"
         hc = sp.entries_of(EntryKind.HEALTH_CHECK)
         np = str(sp.node_port) if sp.node_port else "-"
+        bound = sorted({e.address for e in sp.entries_of(EntryKind.NODE_PORT) if e.address and e.table == "nat"})
+        if bound:
+            np += " on " + ", ".join(bound)
         if hc:
             np += f" (hc {hc[0].port})"
         rows.append([
@@ -91,6 +112,10 @@ def render_services(ports: list[ServicePortRules], objects=None, wide: bool = Fa
     warned = [sp for sp in ports if sp.warnings]
     if warned:
         out += "\n\nWarnings:\n" + "\n".join(f"  {sp.display_name}: {w}" for sp in warned for w in sp.warnings)
+    partial = [sp for sp in ports if not sp.endpoints_complete]
+    if partial:
+        out += "\n\nNot in the input (unknown, not absent):\n" + "\n".join(
+            f"  {sp.display_name}: {w}" for sp in partial for w in sp.unknown)
     if objects is not None:
         out += "\n\n" + render_object_endpoints(ports, objects)
     return out + "\n"
@@ -164,7 +189,8 @@ def render_simulation(sim) -> str:
                         tablefmt="simple", disable_numparse=True))
     for i, o in enumerate(sim.outcomes, 1):
         what = {"dnat": f"DNAT to {o.endpoint}", "reject": "rejected", "drop": "dropped",
-                "accept": "accepted", "none": "no rule decided (passes untouched)"}[o.disposition.value]
+                "accept": "accepted", "none": "no rule decided (passes untouched)",
+                "unknown": "unknown: the rules that decide are not in the input"}[o.disposition.value]
         out += ["", f"Outcome {i}: {what}, probability {_share(o.probability)}"
                     + (", masqueraded" if o.masquerade else "")]
         out.append(render_steps(o.steps))
@@ -200,11 +226,14 @@ def _scenario_path(sc, width: int | None) -> list[str]:
 
 def render_trace(tr, wide: bool = False) -> str:
     """``wide``: every rule's whole text (otherwise cut at 110 characters)."""
+    from svcinspect.completeness import render_input_text
     from svcinspect.trace import summarize
 
     width = None if wide else 110
 
     out: list[str] = []
+    if tr.input is not None and render_input_text(tr.input):
+        out += render_input_text(tr.input).rstrip("\n").split("\n") + [""]
     for pt in tr.ports:
         sp = pt.port
         fam = "" if int(sp.family) == 4 else " (IPv6)"
@@ -218,8 +247,8 @@ def render_trace(tr, wide: bool = False) -> str:
             if eps:
                 out.append(f"  {title}:")
                 headers = ["ENDPOINT", "SHARE", "CHAIN", "JUMP"]
-                rows = [[e.endpoint or "?", f"{e.share} ({float(e.share) * 100:.1f}%)", e.sep, f"line {e.line}"]
-                        for e in eps]
+                rows = [[e.endpoint or "?", f"{e.share} ({float(e.share) * 100:.1f}%)" if e.share is not None
+                         else "unknown", e.sep, f"line {e.line}"] for e in eps]
                 if pt.objects is not None:
                     headers += ["POD", "NODE", "CONDITIONS"]
                     for row, e in zip(rows, eps):
@@ -227,7 +256,11 @@ def render_trace(tr, wide: bool = False) -> str:
                         row.extend([info.pod or "-", (info.node_name or "-") + (" (this node)" if info.local else ""),
                                     info.conditions.describe()] if info else ["-", "-", "not in any EndpointSlice"])
                 out.append(_indent(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True), "    "))
-        if not sp.endpoints and not sp.local_endpoints:
+        if not sp.endpoints_complete:
+            out.append("  endpoints: " + ("unknown" if not sp.endpoints and not sp.local_endpoints else
+                                          "only those above are proven") + ", because:")
+            out += [f"    - {w}" for w in sp.unknown]
+        elif not sp.endpoints and not sp.local_endpoints:
             out.append("  endpoints: none")
         in_rules = {e.endpoint for e in sp.endpoints + (sp.local_endpoints or ())}
         for e in pt.objects or ():

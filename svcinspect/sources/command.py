@@ -25,6 +25,7 @@ The command runner is injectable (:class:`FakeRunner` in tests).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -238,6 +239,21 @@ class LiveDump:
 
     texts: tuple[tuple[Family, str, str], ...]
     diagnostics: tuple[Diagnostic, ...]
+    notes: tuple[str, ...] = ()   # facts for the analyses (LIVE_NO_KUBE_PROXY, LIVE_NFTABLES_MODE)
+
+
+# What a live read found about kube-proxy itself, as Ruleset.notes (check reads them).
+LIVE_NO_KUBE_PROXY = "live: no kube-proxy rules in any iptables backend"
+LIVE_NFTABLES_MODE = "live: kube-proxy runs in nftables mode (`nft list tables` shows its table)"
+_NFT_KUBE_TABLE = re.compile(r"^table (ip|ip6|inet) kube-proxy\b", re.M)
+
+
+def nftables_mode(netns: NetnsRef | None, runner: Runner) -> bool | None:
+    """Does ``nft list tables`` show kube-proxy's nftables-mode table? None when nft cannot tell."""
+    (result,) = runner([nsenter_argv(netns, ["nft", "list", "tables"])])
+    if result.returncode != 0:
+        return None
+    return _NFT_KUBE_TABLE.search(result.stdout) is not None
 
 
 def read_live(reader: str = "auto", families: Sequence[Family] = (Family.V4, Family.V6),
@@ -280,7 +296,7 @@ def _assemble(dump: LiveDump, parsed: list[Ruleset]) -> Ruleset:
         # The "legacy tables present" banner is what this reader just resolved.
         diags.extend(d for d in one.diagnostics if "other iptables tables exist" not in d.message)
     return Ruleset(tuple(t for one in parsed for t in one.tables), tuple(diags),
-                   tuple(source for _, source, _ in dump.texts))
+                   tuple(source for _, source, _ in dump.texts), dump.notes)
 
 
 def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4, Family.V6),
@@ -330,6 +346,15 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
             f"python-iptables reads only the iptables-legacy backend ({counts.get('legacy', KubeCount()).describe()}), "
             f"but kube-proxy's rules are in iptables-nft ({counts['nft'].describe()}): use --reader save (or auto)")
     diags.extend(choice_diags)
+    notes: list[str] = []
+    # kube-proxy's own chains (kubelet alone writes KUBE-FIREWALL and its canary).
+    if not any(t and (":KUBE-SERVICES " in t or ":KUBE-PROXY-CANARY " in t) for t in texts.values()):
+        notes.append(LIVE_NO_KUBE_PROXY)
+        if nftables_mode(ref, runner):
+            notes.append(LIVE_NFTABLES_MODE)
+            diags.append(Diagnostic(Severity.WARNING, "kube-proxy runs in nftables mode here: `nft list tables` "
+                                    "shows table ip/ip6 kube-proxy, and iptables holds none of its rules; "
+                                    "read it with `nft list table ip kube-proxy`", "live"))
 
     where = ref.label if ref else ""
     chosen_texts = []
@@ -339,7 +364,7 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
             continue
         tool = f"python-iptables-ipv{int(fam)}" if chosen == "legacy" and use_iptc else save_command(chosen, fam)
         chosen_texts.append((fam, f"live:{tool}{where}", text))
-    return LiveDump(tuple(chosen_texts), tuple(diags))
+    return LiveDump(tuple(chosen_texts), tuple(diags), tuple(notes))
 
 
 def _iptc_available() -> bool:

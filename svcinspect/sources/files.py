@@ -38,7 +38,8 @@ class TextSource:
 
 
 def read_text(path: str) -> TextSource:
-    """Read ``path`` (``-`` for stdin) as text; one-line errors for what goes wrong."""
+    """Read ``path`` (``-`` for stdin) as text, gunzipping gzip data (``.gz`` or not);
+    one-line errors for what goes wrong."""
     try:
         if path == "-":
             data = sys.stdin.buffer.read()
@@ -55,6 +56,13 @@ def read_text(path: str) -> TextSource:
         raise EnvironmentProblem(f"{path}: permission denied (run as a user who can read it)") from None
     except OSError as exc:
         raise EnvironmentProblem(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if data[:2] == b"\x1f\x8b":  # gzip (a .gz bug-report attachment): read through it
+        import gzip
+        import zlib
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"{name}: gzip data that does not decompress ({exc})") from None
     if b"\x00" in data[:4096]:
         raise NotADumpError("binary data, not text; pass the output of `iptables-save` (or the objects as JSON/YAML)", name)
     return TextSource(name, data=data)
