@@ -33,6 +33,16 @@ from svcinspect.model.netfilter import Family, Rule, Ruleset, Table
 from svcinspect.parse.iptables_save import decode_spec, raw_target
 
 MAX_DEPTH = 50
+# Budgets of one simulation (hostile or broken rules must not take exponential
+# time or memory): at most this many alternatives (each split on something the
+# dump cannot tell, or on a probability, makes one more) ...
+MAX_ALTERNATIVES = 256
+# ... and at most this many rule tests (a rule tried against one alternative).
+# A real trace of a 440k-line dump makes a few hundred; a diamond of jumps
+# (A jumps to B twice, B to C twice, ...) makes 2^depth.
+MAX_RULE_TESTS = 100_000
+# An outcome lists at most this many steps (a real path has a dozen).
+MAX_STEPS_SHOWN = 500
 _PROTO_NUMBERS = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp"}
 _TERMINAL = {"ACCEPT", "DROP", "REJECT"}
 _NAT_TERMINAL = {"DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP"}
@@ -124,6 +134,7 @@ class Evaluator:
         self.warnings: list[str] = []
         self._hooks: dict[tuple[str, str], list[Rule]] = {}
         self._index: dict[tuple[str, str], _ChainIndex | None] = {}
+        self._budget = _Budget()
         self._assume_missing_hooks()
 
     # --- set-up -------------------------------------------------------------
@@ -181,6 +192,7 @@ class Evaluator:
     def simulate(self, packet: Packet) -> Simulation:
         if packet.family != int(self.family):
             raise ValueError("packet and ruleset families differ")
+        self._budget = _Budget()
         start = _World(packet)
         done: list[tuple[_World, str]] = []
         if packet.hook is Hook.PREROUTING:
@@ -209,13 +221,19 @@ class Evaluator:
                     for w4, v4 in self._table_hook("nat", "POSTROUTING", w3):
                         done.append((w4, v4 or "ACCEPT"))
         outcomes = tuple(self._outcome(packet, w, v) for w, v in _merge_irrelevant(done))
+        for note in self._budget.notes():
+            if note not in self.warnings:
+                self.warnings.append(note)
         return Simulation(packet, outcomes, tuple(self.warnings))
 
     def _outcome(self, packet: Packet, w: _World, verdict: str) -> Outcome:
         disp = _disposition(w, verdict)
         out = Packet(w.src, w.dst, w.dport, w.proto, packet.hook, packet.sport, w.mark)
-        return Outcome(disp, w.prob, out, w.dnat, w.masq, tuple(w.steps), tuple(w.assumptions),
-                       w.verdict_step, w.snat)
+        steps, assumptions = tuple(w.steps), tuple(w.assumptions)
+        if len(steps) > MAX_STEPS_SHOWN:
+            assumptions += (f"only the first {MAX_STEPS_SHOWN} of {len(steps)} steps are shown",)
+            steps = steps[:MAX_STEPS_SHOWN]
+        return Outcome(disp, w.prob, out, w.dnat, w.masq, steps, assumptions, w.verdict_step, w.snat)
 
     def _table_hook(self, table: str, chain: str, w: _World) -> Result:
         """Traverse a built-in chain; falling off it applies the policy."""
@@ -247,10 +265,18 @@ class Evaluator:
         if depth > MAX_DEPTH:
             world.assumptions.append(f"stopped after {MAX_DEPTH} nested jumps at {chain} (a loop in the rules?)")
             return [(world, None)]
+        budget = self._budget
+        if budget.exhausted:
+            return [(budget.stop(world, chain), None)]
         pending = [world]
         done: Result = []
         for rule in self._rules(table, chain, world):
             if not pending:
+                break
+            budget.tests += len(pending)
+            if budget.tests > MAX_RULE_TESTS:
+                budget.exhausted = True
+                pending = [budget.stop(w, chain) for w in pending]
                 break
             nxt: list[_World] = []
             for w in pending:
@@ -388,6 +414,16 @@ class Evaluator:
         """Split on something the dump cannot tell; each side records what it assumed."""
         if key in w.facts:
             return [(w, w.facts[key])]
+        budget = self._budget
+        budget.unknowns.add(key)
+        if budget.alternatives >= MAX_ALTERNATIVES:
+            # Folded: taken as false in this alternative, and said so.
+            w.facts[key] = False
+            w.said[key] = f"assumed not (too many alternatives): {text}"
+            w.assumptions.append(w.said[key])
+            budget.folded.setdefault(text, None)
+            return [(w, False)]
+        budget.alternatives += 1
         yes, no = w, w.fork()
         yes.facts[key], no.facts[key] = True, False
         yes.said[key], no.said[key] = "if " + text, "if not: " + text
@@ -515,10 +551,50 @@ class Evaluator:
             return [(w, True)]
         if p <= 0:
             return [(w, False)]
+        budget = self._budget
+        if budget.alternatives >= MAX_ALTERNATIVES:
+            text = f"the random branch of line {rule.line} (probability {p}) is taken as not matching"
+            w.assumptions.append(f"assumed (too many alternatives): {text}")
+            budget.folded.setdefault(text, None)
+            return [(w, False)]
+        budget.alternatives += 1
         no = w.fork()
         w.prob *= p
         no.prob *= 1 - p
         return [(w, True), (no, False)]
+
+
+class _Budget:
+    """What one simulation has spent of its budgets, and what it folded."""
+
+    __slots__ = ("alternatives", "tests", "exhausted", "unknowns", "folded")
+
+    def __init__(self) -> None:
+        self.alternatives = 1
+        self.tests = 0
+        self.exhausted = False
+        self.unknowns: set[str] = set()
+        self.folded: dict[str, None] = {}  # condition texts, in the order met
+
+    def stop(self, w: _World, chain: str) -> _World:
+        if not any(a.startswith("not evaluated beyond ") for a in w.assumptions):
+            w.assumptions.append(f"not evaluated beyond {chain}: the simulation used up its budget of "
+                                 f"{MAX_RULE_TESTS} rule tests (jumps into the same chains many times over?); "
+                                 f"this outcome is incomplete")
+        return w
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.folded:
+            shown = list(self.folded)[:5]
+            more = f" (and {len(self.folded) - len(shown)} more)" if len(self.folded) > len(shown) else ""
+            out.append(f"too many alternatives beyond {MAX_ALTERNATIVES}: the rules branch on {len(self.unknowns)} "
+                       f"unknowns; later conditions were taken as not matching: " + "; ".join(shown) + more)
+        if self.exhausted:
+            out.append(f"the simulation stopped after {MAX_RULE_TESTS} rule tests (the rules jump into the same "
+                       f"chains many times over, e.g. a diamond of jumps): outcomes marked 'not evaluated beyond' "
+                       f"are incomplete")
+        return out
 
 
 def _disposition(w: _World, verdict: str) -> Disposition:
