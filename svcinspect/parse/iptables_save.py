@@ -33,6 +33,8 @@ from svcinspect.model.netfilter import (
     Table,
     Target,
     ValueMatch,
+    split_lines,
+    strip_line,
 )
 
 # Match modules iptables ships (so a dump using them is "recognised"); the
@@ -448,7 +450,7 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
             chains = tb.chains
             for i, (name, policy, pk, by) in enumerate(_DECL.findall(decls)):
                 if not name:
-                    unrecognised.append((lineno + i, decls.splitlines()[i]))
+                    unrecognised.append((lineno + i, split_lines(decls)[i]))
                     continue
                 entry = chains.get(name)
                 if entry is None:
@@ -594,7 +596,7 @@ class LazyChains(BuiltOnDemand):
         segments = entry[3]
         if len(segments) == 1:  # the usual case: one contiguous block (every KUBE-SEP chain)
             first, block = segments[0]
-            return tuple((first + i, text.strip()) for i, text in enumerate(block.splitlines()))
+            return tuple((first + i, strip_line(text)) for i, text in enumerate(split_lines(block)))
         return RuleList(self._table, name, self._source, None, None, segments=segments).raw
 
     def __iter__(self):
