@@ -30,7 +30,7 @@ from fractions import Fraction
 from svcinspect.kubeproxy import interpret_probability
 from svcinspect.model.flow import Disposition, Hook, IPAddress, Outcome, Packet, Simulation, Step
 from svcinspect.model.netfilter import Family, Rule, Ruleset, Table
-from svcinspect.parse.iptables_save import decode_spec, raw_target
+from svcinspect.parse.iptables_save import decode_spec, parse_mark, parse_nat_destination, parse_port_range, raw_target
 
 MAX_DEPTH = 50
 # Budgets of one simulation (hostile or broken rules must not take exponential
@@ -330,6 +330,10 @@ class Evaluator:
             return [(w, name)]
         if name == "MARK":
             before = w.mark
+            if any(o.value and parse_mark(o.value) is None for o in t.options):
+                w.assumptions.append(f"line {rule.line}: MARK value is malformed; the mark is taken as unchanged")
+                w.steps.append(self._step(rule, "MARK? (malformed value: mark unchanged)"))
+                return [(w, "CONTINUE")]
             w.mark = _apply_mark(w.mark, t)
             w.steps.append(self._step(rule, f"MARK {before:#x} -> {w.mark:#x}"))
             return [(w, "CONTINUE")]
@@ -349,6 +353,10 @@ class Evaluator:
     def _dnat(self, rule: Rule, w: _World) -> str:
         to = rule.target.value("--to-destination") if rule.target else None
         before = f"{_fmt(w.dst)}:{w.dport}"
+        if to and parse_nat_destination(to) is None:
+            w.assumptions.append(f"line {rule.line}: DNAT destination {to!r} is not ADDRESS[:PORT]; the destination "
+                                 f"is shown unchanged")
+            to = None
         if to:
             addr, port = _split_hostport(to)
             if "-" in addr:
@@ -453,6 +461,8 @@ class Evaluator:
             for opt in m.options:
                 if opt.name in ("--dport", "--destination-port", "--sport", "--source-port"):
                     port = w.dport if opt.name in ("--dport", "--destination-port") else 40000
+                    if parse_port_range(opt.value or "") is None:
+                        return self._unknown(w, rule, f"{opt.name} {opt.value!r}, not a port")
                     if opt.name in ("--sport", "--source-port"):
                         return self._assume(w, f"sport:{opt.value}", f"the source port is {opt.value}")
                     if _port_in(port, opt.value) == opt.negated:
@@ -468,6 +478,8 @@ class Evaluator:
         if mod == "multiport":
             for opt in m.options:
                 if opt.name in ("--dports", "--destination-ports", "--ports"):
+                    if any(parse_port_range(p) is None for p in (opt.value or "").split(",")):
+                        return self._unknown(w, rule, f"multiport {opt.name} {opt.value!r}, not ports")
                     hit = any(_port_in(w.dport, p) for p in (opt.value or "").split(","))
                     if hit == opt.negated:
                         return [(w, False)]
@@ -493,8 +505,11 @@ class Evaluator:
             opt = m.option("--mark")
             if opt is None or not opt.value:
                 return self._unknown(w, rule, "mark")
-            value, _, mask = opt.value.partition("/")
-            hit = (w.mark & int(mask or "0xffffffff", 0)) == int(value, 0)
+            parsed = parse_mark(opt.value)
+            if parsed is None:
+                return self._unknown(w, rule, f"mark {opt.value!r}, not VALUE[/MASK]")
+            value, mask = parsed
+            hit = (w.mark & (0xFFFFFFFF if mask is None else mask)) == value
             return [(w, hit != opt.negated)]
         if mod in ("conntrack", "state"):
             for opt in m.options:

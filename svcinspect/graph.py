@@ -330,7 +330,7 @@ def _add_chain_rules(g, ruleset, fam, nat, cname, chains, shares, service, put) 
             why = src.group(0) if src else (match or "always")
             if src and classify_chain(cname) is ChainKind.SEP:
                 why = f"hairpin {why}"
-            g.nodes[node]["masquerade"] = "; ".join(filter(None, (g.nodes[node]["masquerade"], why)))
+            g.nodes[node]["masquerade"] = "; ".join(filter(None, (g.nodes[node].get("masquerade", ""), why)))
             masq_all = masq_all or not match
             continue
         sec = _SECONDS_RE.search(text)
