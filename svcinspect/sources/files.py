@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from svcinspect.errors import EnvironmentProblem, InputError, NotADumpError
+from svcinspect.errors import NotADumpError
 
 
 class TextSource:
@@ -38,23 +36,16 @@ class TextSource:
 
 
 def read_text(path: str) -> TextSource:
-    """Read ``path`` (``-`` for stdin) as text; one-line errors for what goes wrong."""
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read()
-            name = "<stdin>"
-        else:
-            with open(path, "rb") as fh:
-                data = fh.read()
-            name = path
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a file") from None
-    except PermissionError:
-        raise EnvironmentProblem(f"{path}: permission denied (run as a user who can read it)") from None
-    except OSError as exc:
-        raise EnvironmentProblem(f"{path}: cannot read: {exc.strerror or exc}") from None
+    """Read ``path`` (``-`` for stdin) as text; one-line errors for what goes wrong.
+    At most ``--max-input-size`` bytes; devices and sockets are refused
+    (``sources.limits``)."""
+    name, data = _read_bytes(path)
     if b"\x00" in data[:4096]:
         raise NotADumpError("binary data, not text; pass the output of `iptables-save` (or the objects as JSON/YAML)", name)
     return TextSource(name, data=data)
+
+
+def _read_bytes(path: str) -> tuple[str, bytes]:
+    from svcinspect.sources.limits import read_bounded
+
+    return read_bounded(path)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 from svcinspect.errors import EnvironmentProblem
+from svcinspect.sources.limits import run_bounded
 
 
 def render_with_dot(dot_text: str, fmt: str) -> bytes:
@@ -14,7 +14,7 @@ def render_with_dot(dot_text: str, fmt: str) -> bytes:
     if exe is None:
         raise EnvironmentProblem(f"cannot draw {fmt}: Graphviz's `dot` is not installed "
                                  "(apt-get install graphviz); -o dot or -o json work without it")
-    proc = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode(), capture_output=True)
+    proc = run_bounded([exe, f"-T{fmt}"], input=dot_text.encode())
     if proc.returncode != 0:
         first = (proc.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[0]
         raise EnvironmentProblem(f"Graphviz `dot -T{fmt}` failed (exit {proc.returncode}): {first}")
