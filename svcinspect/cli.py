@@ -48,14 +48,20 @@ def _print_result(output: str, to_json: Callable[[], dict], to_text: Callable[[]
     if output == "json":
         click.echo(render_json.dumps(to_json(), pretty=_for_a_person()), nl=False)
     else:
-        click.echo(to_text(), nl=False)
+        click.echo(_shown(to_text()), nl=False)
     _emit_diagnostics(diags)
 
 
 def _emit_diagnostics(diags: list[Diagnostic]) -> None:
     text = render_text.render_diagnostics(list(diags), verbose=_State.verbose)
     if text:
-        click.echo(text, err=True)
+        click.echo(_shown(text), err=True)
+
+
+def _shown(text: str) -> str:
+    """Text for a terminal: control characters from the input shown as ``\\x1b``."""
+    from svcinspect.render.escape import escape_text
+    return escape_text(text)
 
 
 _LIVE_OPTIONS = "svcinspect.live_options"
@@ -556,7 +562,7 @@ def _run(argv: list[str] | None) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"svcinspect: error: {exc}", err=True)
+        click.echo(_shown(f"svcinspect: error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.stderr.close()
@@ -574,8 +580,8 @@ def _run(argv: list[str] | None) -> None:
     except Exception as exc:  # a bug: still one line, unless --debug
         if _State.debug:
             raise
-        click.echo(f"svcinspect: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
-                   err=True)
+        click.echo(_shown(f"svcinspect: internal error: {type(exc).__name__}: {exc} (run with --debug for a "
+                          f"traceback)"), err=True)
         sys.exit(70)
     else:
         sys.exit(0)
