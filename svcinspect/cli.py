@@ -178,7 +178,7 @@ def objects_options(func: Callable[..., Any]) -> Callable[..., Any]:
                        "when running in a pod.")
     @click.option("-n", "--namespace", "objects_namespace", metavar="NS",
                   help="Only Services of this namespace (and their rules).")
-    @click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+    @click.option("--request-timeout", type=_SecondsParam(), default=10.0, show_default=True,
                   metavar="SECONDS", help="API server request timeout.")
     @click.option("--node", metavar="NAME",
                   help="The node the rules come from (default when reading the live node: its host name). "
