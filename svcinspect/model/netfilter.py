@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -202,6 +203,9 @@ def strip_line(line: str) -> str:
     """A line without the blanks around it (spaces and tabs, not the other
     characters ``str.strip`` removes)."""
     return line.strip(" \t")
+
+
+_STRIP_BLANKS = operator.methodcaller("strip", " \t")  # strip_line, called from C in map()
 # Decodes raw rules of one chain: (table, chain, source, raw rules, index of the
 # first one) -> rules. Given the whole chain it also flags duplicates.
 ChainDecoder = Callable[[str, str, str, Sequence[RawRule], int], tuple[Rule, ...]]
@@ -234,10 +238,10 @@ class RuleList(Sequence[Rule]):
             out: list[RawRule] = []
             for first, block in self._segments or ():
                 if block.count("\n") <= 1:
-                    out.append((first, strip_line(block.rstrip("\n"))))
+                    out.append((first, block.strip(" \t\n")))
                 else:  # zip/map rather than a generator: 10k rules of KUBE-SERVICES in C
                     lines = split_lines(block)
-                    out.extend(zip(range(first, first + len(lines)), map(strip_line, lines)))
+                    out.extend(zip(range(first, first + len(lines)), map(_STRIP_BLANKS, lines)))
             raw = self._raw = tuple(out)
         return raw
 

@@ -13,6 +13,7 @@ into tables and chains (str methods, no tokenising); rule bodies are decoded by
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -35,7 +36,6 @@ from svcinspect.model.netfilter import (
     Target,
     ValueMatch,
     split_lines,
-    strip_line,
 )
 
 # Match modules iptables ships (so a dump using them is "recognised"); the
@@ -711,7 +711,9 @@ class LazyChains(BuiltOnDemand):
         segments = entry[3]
         if len(segments) == 1:  # the usual case: one contiguous block (every KUBE-SEP chain)
             first, block = segments[0]
-            return tuple((first + i, strip_line(text)) for i, text in enumerate(split_lines(block)))
+            if block.count("\n") <= 1:
+                return ((first, block.strip(" \t\n")),)
+            return tuple(zip(range(first, first + block.count("\n")), map(_STRIP_BLANKS, split_lines(block))))
         return RuleList(self._table, name, self._source, None, None, segments=segments).raw
 
     def __iter__(self):
@@ -725,6 +727,7 @@ class LazyChains(BuiltOnDemand):
 
 
 
+_STRIP_BLANKS = operator.methodcaller("strip", " \t")
 _FILTER_TARGETS = (" -j REJECT", " -j DROP", " -j ACCEPT")
 _FILTER_ONLY = ("KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-FIREWALL", "KUBE-PROXY-FIREWALL", "INPUT", "FORWARD")
 

@@ -126,7 +126,7 @@ def read_bounded(path: str) -> tuple[str, bytes]:
                              f"raise it if this really is the input")
         os.set_blocking(fh.fileno(), True)
         try:
-            data = _read_stream(fh, limit, path)
+            data = _read_stream(fh, limit, path, size if stat.S_ISREG(mode) else 0)
         except OSError as exc:
             raise EnvironmentProblem(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not data and stat.S_ISFIFO(mode):
@@ -134,12 +134,15 @@ def read_bounded(path: str) -> tuple[str, bytes]:
     return path, data
 
 
-def _read_stream(fh, limit: int, name: str) -> bytes:
+def _read_stream(fh, limit: int, name: str, expected: int = 0) -> bytes:
     chunks: list[bytes] = []
     total = 0
     read = getattr(fh, "read1", None) or fh.read
+    # A regular file's size is known: read it in one go (plus one byte, to see
+    # whether it grew past the limit meanwhile).
+    size = min(max(expected + 1, _CHUNK), limit + 1)
     while True:
-        chunk = read(_CHUNK)
+        chunk = read(size)
         if not chunk:
             break
         total += len(chunk)
