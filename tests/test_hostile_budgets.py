@@ -57,6 +57,17 @@ def test_thirty_interface_rules_through_the_cli(cli, tmp_path):
     assert "10.244.2.2:53" in r.out
 
 
+def test_trace_with_fourteen_interface_rules(cli, tmp_path):
+    # The report's case: the real dump plus 14 such rules made trace run for minutes.
+    rules = tmp_path / "hostile.rules"
+    rules.write_text(_with_interface_marks(14))
+    r = cli("trace", "kube-system/kube-dns", "--rules", str(rules), "-o", "json")
+    assert r.code == 0, r.err
+    import json
+    doc = json.loads(r.out)
+    assert any("too many alternatives beyond 256: the rules branch on 14 unknowns" in w for w in doc["warnings"])
+
+
 def _diamond(depth: int) -> str:
     lines = ["*nat", ":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]"]
     lines += [f":D{k} - [0:0]" for k in range(depth)]
