@@ -33,8 +33,10 @@ INJECT = f"""*nat
 -A PREROUTING -j KUBE-SERVICES
 -A KUBE-SERVICES -j {EVIL}
 -A KUBE-SERVICES -j {BACKSLASH}
--A KUBE-SERVICES -d 10.96.0.77/32 -p tcp -m comment --comment "default/x\\",URL=\\"javascript:alert(2)\\",y=\\"z:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-AAAAAAAAAAAAAAAA
--A KUBE-SVC-AAAAAAAAAAAAAAAA -m comment --comment "default/x\\",URL=\\"javascript:alert(2)\\",y=\\"z:http -> 10.244.1.5:80" -j KUBE-SEP-BBBBBBBBBBBBBBBB
+-A KUBE-SERVICES -d 10.96.0.77/32 -p tcp -m tcp --dport 80 -j KUBE-SEP-\x1b[31mGONE
+:KUBE-SVC-\x1b]8;;javascript:alert(3)\x07ORPHAN - [0:0]
+-A KUBE-SERVICES -d 10.96.0.77/32 -p tcp -m comment --comment "default/x\x1b]8;;evil\x07\\",URL=\\"javascript:alert(2)\\",y=\\"z:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-AAAAAAAAAAAAAAAA
+-A KUBE-SVC-AAAAAAAAAAAAAAAA -m comment --comment "default/x\x1b]8;;evil\x07\\",URL=\\"javascript:alert(2)\\",y=\\"z:http -> 10.244.1.5:80" -j KUBE-SEP-BBBBBBBBBBBBBBBB
 -A KUBE-SEP-BBBBBBBBBBBBBBBB -p tcp -m comment --comment "{OSC}" -m tcp -j DNAT --to-destination 10.244.1.5:80
 -A {EVIL} -j ACCEPT
 COMMIT
@@ -94,13 +96,17 @@ def test_svg_has_no_links(cli, inject, tmp_path, args):
 
 @pytest.mark.parametrize("cmd", [("trace", "KUBE-SVC-AAAAAAAAAAAAAAAA"), ("services",), ("check",),
                                  ("packet", "--src", "10.244.1.9", "--dst", "10.96.0.77", "--dport", "80")])
-def test_text_output_shows_control_characters_escaped(cli, inject, cmd):
+def test_text_output_shows_control_characters_escaped(cli, inject, monkeypatch, cmd):
+    # As on a terminal: click strips CSI colour codes only when not writing to one.
+    import click.utils
+    monkeypatch.setattr(click.utils, "should_strip_ansi", lambda *a, **k: False)
     r = cli(*cmd, "--rules", str(inject))
     assert r.code in (0, 1), r.err
     for stream in (r.out, r.err):
         assert "\x1b" not in stream and "\x07" not in stream
-    if cmd[0] == "packet":
-        assert "\\x1b]8;;javascript:alert(1)\\x07" in r.out  # shown, so the reader sees what is there
+    shown = {"packet": "\\x1b]8;;javascript:alert(1)\\x07", "check": "KUBE-SEP-\\x1b[31mGONE",
+             "services": "default/x\\x1b]8;;evil\\x07", "trace": "default/x\\x1b]8;;evil\\x07"}[cmd[0]]
+    assert shown in r.out  # shown, so the reader sees what is there
 
 
 @pytest.mark.parametrize("cmd", [("trace", "KUBE-SVC-AAAAAAAAAAAAAAAA"), ("services",),
