@@ -291,7 +291,7 @@ class Evaluator:
                             done.append((w3, None))
                         else:
                             done.append((w3, res))
-            pending = nxt
+            pending = _merge_equivalent(nxt) if len(nxt) > 1 else nxt
         done.extend((w, None) for w in pending)
         return done
 
@@ -610,6 +610,34 @@ class _Budget:
                        f"chains many times over, e.g. a diamond of jumps): outcomes marked 'not evaluated beyond' "
                        f"are incomplete")
         return out
+
+
+def _state_key(w: _World) -> tuple:
+    """Everything the rest of the traversal can look at: two alternatives with
+    the same key go on exactly alike (only their probability and path differ)."""
+    return (w.src, w.dst, w.dport, w.proto, w.mark, w.dnat, w.masq, w.snat, w.decided, w.verdict_step,
+            frozenset(w.facts.items()))
+
+
+def _merge_equivalent(worlds: list[_World]) -> list[_World]:
+    """Alternatives still walking a chain in the same state become one, their
+    probabilities added (e.g. a random branch whose rule only logs or marks the
+    same way as the other branch): their futures are the same, so keeping both
+    only doubles the work. The merged one keeps the first path and says so."""
+    first: dict[tuple, _World] = {}
+    out: list[_World] = []
+    for w in worlds:
+        key = _state_key(w)
+        kept = first.get(key)
+        if kept is None:
+            first[key] = w
+            out.append(w)
+            continue
+        kept.prob += w.prob
+        note = "other paths through the rules end in this same state; their probability is included"
+        if note not in kept.assumptions:
+            kept.assumptions.append(note)
+    return out
 
 
 def _disposition(w: _World, verdict: str) -> Disposition:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import sys
+from fractions import Fraction
 
 from conftest import IPT, ROOT
 from svcinspect import evaluate
@@ -39,6 +40,17 @@ def test_interface_marks_are_capped_and_the_cap_is_stated():
     said = [w for w in sim.warnings if w.startswith("too many alternatives beyond")]
     assert said and "the rules branch on 12 unknowns" in said[0]
     assert "eth12" in said[0] or "more)" in said[0]
+
+
+def test_random_branches_that_end_alike_are_merged_not_multiplied():
+    # 40 random branches that only log: 2^40 ways, one state. Merged as they go,
+    # so no budget is hit and the answer is exact.
+    extra = "".join(f"-A PREROUTING -m statistic --mode random --probability 0.50000000000 -j LOG\n"
+                    for _ in range(40))
+    sim = simulate(parse_iptables_save(REAL.replace(HOOK, extra + HOOK), "logs"), DNS, Environment())
+    assert not [w for w in sim.warnings if "too many" in w or "stopped" in w]
+    assert sorted((o.endpoint, o.probability) for o in sim.outcomes) == [
+        ("10.244.1.2:53", Fraction(1, 2)), ("10.244.2.2:53", Fraction(1, 2))]
 
 
 def test_cap_not_hit_on_the_real_dump():
