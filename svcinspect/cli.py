@@ -54,14 +54,20 @@ def _print_result(output: str, to_json: Callable[[], dict], to_text: Callable[[]
         doc = json.loads(render_json.dumps(to_json(), pretty=False))  # the JSON document's own types
         click.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), nl=False)
     else:
-        click.echo(to_text(), nl=False)
+        click.echo(_shown(to_text()), nl=False)
     _emit_diagnostics(diags)
 
 
 def _emit_diagnostics(diags: list[Diagnostic]) -> None:
     text = render_text.render_diagnostics(list(diags), verbose=_State.verbose)
     if text:
-        click.echo(text, err=True)
+        click.echo(_shown(text), err=True)
+
+
+def _shown(text: str) -> str:
+    """Text for a terminal: control characters from the input shown as ``\\x1b``."""
+    from svcinspect.render.escape import escape_text
+    return escape_text(text)
 
 
 _LIVE_OPTIONS = "svcinspect.live_options"
@@ -224,7 +230,7 @@ def objects_options(func: Callable[..., Any]) -> Callable[..., Any]:
                        "when running in a pod.")
     @click.option("-n", "--namespace", "objects_namespace", metavar="NS",
                   help="Only Services of this namespace (and their rules).")
-    @click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+    @click.option("--request-timeout", type=_SecondsParam(), default=10.0, show_default=True,
                   metavar="SECONDS", help="API server request timeout.")
     @click.option("--node", metavar="NAME",
                   help="The node the rules come from (default when reading the live node: its host name). "
@@ -296,6 +302,58 @@ def all_namespaces_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+# --- limits on what is read (issue 12: hostile and broken input) -------------------
+
+class _SizeParam(click.ParamType):
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        from svcinspect.sources.limits import parse_size
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class _SecondsParam(click.ParamType):
+    """Seconds, finite and > 0: ``nan`` and ``inf`` are refused here, not deep in a client."""
+
+    name = "SECONDS"
+
+    def convert(self, value, param, ctx):
+        import math
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if math.isnan(seconds) or math.isinf(seconds) or seconds <= 0:
+            self.fail(f"{value!r}: give a finite number of seconds greater than 0", param, ctx)
+        return seconds
+
+
+def limits_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--max-input-size`` and ``--command-timeout`` (before the command:
+    ``svcinspect --max-input-size 1G services ...``), set for the whole run."""
+    from svcinspect.sources.limits import DEFAULT_COMMAND_TIMEOUT, DEFAULT_MAX_INPUT_SIZE
+
+    @click.option("--max-input-size", type=_SizeParam(), default=str(DEFAULT_MAX_INPUT_SIZE // (1 << 20)) + "M",
+                  show_default=True, envvar="SVCINSPECT_MAX_INPUT_SIZE",
+                  help="Refuse a rules or objects file, stdin, save output or API answer larger than this "
+                       "(K, M, G suffixes).")
+    @click.option("--command-timeout", type=_SecondsParam(), default=DEFAULT_COMMAND_TIMEOUT, show_default=True,
+                  envvar="SVCINSPECT_COMMAND_TIMEOUT",
+                  help="Stop a subprocess (iptables-save, nsenter, dot) that runs longer than this.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, max_input_size: int, command_timeout: float, **kwargs: Any) -> Any:
+        from svcinspect.sources.limits import configure
+        configure(max_input_size=max_input_size, command_timeout=command_timeout)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
 def resolve_query(ruleset: Ruleset, service: str, objects_from: ObjectsSource) -> str:
     """What SERVICE names, the kubectl way (svc/NAME, NAME in any namespace, a
     cluster IP[:port], a node port): see ``svcinspect.lookup``."""
@@ -336,10 +394,33 @@ def _require_known_node(state, node: str | None, src: ObjectsSource) -> None:
                          f"pass --node NAME for the node these rules come from")
 
 
+def _flush_stdout() -> None:
+    """Write out what is buffered now, so that a full disk or a closed pipe is an
+    error here (exit 3) rather than at interpreter exit."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        raise
+    except OSError as exc:
+        _abandon_stdout()
+        from svcinspect.errors import EnvironmentProblem
+        raise EnvironmentProblem(f"cannot write the output: {exc.strerror or exc}") from None
+
+
+def _abandon_stdout() -> None:
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="svcinspect")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Also show informational diagnostics.")
+@limits_options
 def cli(debug: bool, verbose: bool) -> None:
     """Explain how this node routes Kubernetes Service traffic, from kube-proxy's
     iptables rules (a saved dump or, as root, the live node). Read-only."""
@@ -850,6 +931,7 @@ def _run(argv: list[str] | None) -> None:
     add_common_flags()
     try:
         cli.main(args=argv, prog_name="svcinspect", standalone_mode=False)
+        _flush_stdout()
     except click.exceptions.Abort:
         click.echo("svcinspect: aborted", err=True)
         sys.exit(130)
@@ -861,7 +943,7 @@ def _run(argv: list[str] | None) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"svcinspect: error: {exc}", err=True)
+        click.echo(_shown(f"svcinspect: error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.stderr.close()
@@ -869,11 +951,18 @@ def _run(argv: list[str] | None) -> None:
     except KeyboardInterrupt:
         click.echo("svcinspect: interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno is None or getattr(exc, "filename", None) is not None or _State.debug:
+            raise
+        # Writing the result failed (a full disk, a vanished terminal): not a bug.
+        _abandon_stdout()
+        click.echo(f"svcinspect: error: cannot write the output: {exc.strerror or exc}", err=True)
+        sys.exit(3)
     except Exception as exc:  # a bug: still one line, unless --debug
         if _State.debug:
             raise
-        click.echo(f"svcinspect: internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)",
-                   err=True)
+        click.echo(_shown(f"svcinspect: internal error: {type(exc).__name__}: {exc} (run with --debug for a "
+                          f"traceback)"), err=True)
         sys.exit(70)
     else:
         sys.exit(0)

@@ -30,9 +30,19 @@ from fractions import Fraction
 from svcinspect.kubeproxy import interpret_probability
 from svcinspect.model.flow import Disposition, Hook, IPAddress, Outcome, Packet, Simulation, Step
 from svcinspect.model.netfilter import Family, Rule, Ruleset, Table
-from svcinspect.parse.iptables_save import decode_spec, raw_target
+from svcinspect.parse.iptables_save import decode_spec, parse_mark, parse_nat_destination, parse_port_range, raw_target
 
 MAX_DEPTH = 50
+# Budgets of one simulation (hostile or broken rules must not take exponential
+# time or memory): at most this many alternatives (each split on something the
+# dump cannot tell, or on a probability, makes one more) ...
+MAX_ALTERNATIVES = 256
+# ... and at most this many rule tests (a rule tried against one alternative).
+# A real trace of a 440k-line dump makes a few hundred; a diamond of jumps
+# (A jumps to B twice, B to C twice, ...) makes 2^depth.
+MAX_RULE_TESTS = 100_000
+# An outcome lists at most this many steps (a real path has a dozen).
+MAX_STEPS_SHOWN = 500
 _PROTO_NUMBERS = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp"}
 _TERMINAL = {"ACCEPT", "DROP", "REJECT"}
 _NAT_TERMINAL = {"DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP"}
@@ -135,6 +145,7 @@ class Evaluator:
         self._excerpt = bool(ruleset.gaps)
         if self._excerpt:
             self._assume_standard_chains()
+        self._budget = _Budget()
         self._assume_missing_hooks()
 
     # --- set-up -------------------------------------------------------------
@@ -244,6 +255,7 @@ class Evaluator:
     def simulate(self, packet: Packet) -> Simulation:
         if packet.family != int(self.family):
             raise ValueError("packet and ruleset families differ")
+        self._budget = _Budget()
         start = _World(packet)
         done: list[tuple[_World, str]] = []
         if packet.hook is Hook.PREROUTING:
@@ -274,6 +286,9 @@ class Evaluator:
         if self._excerpt:
             _unproven_none(done)
         outcomes = tuple(self._outcome(packet, w, v) for w, v in _merge_irrelevant(done))
+        for note in self._budget.notes():
+            if note not in self.warnings:
+                self.warnings.append(note)
         return Simulation(packet, outcomes, tuple(self.warnings))
 
     def _loopback_input(self, w: _World, verdict: str | None) -> list[tuple[_World, str]]:
@@ -296,8 +311,11 @@ class Evaluator:
     def _outcome(self, packet: Packet, w: _World, verdict: str) -> Outcome:
         disp = _disposition(w, verdict)
         out = Packet(w.src, w.dst, w.dport, w.proto, packet.hook, packet.sport, w.mark)
-        return Outcome(disp, w.prob, out, w.dnat, w.masq, tuple(w.steps), tuple(w.assumptions),
-                       w.verdict_step, w.snat)
+        steps, assumptions = tuple(w.steps), tuple(w.assumptions)
+        if len(steps) > MAX_STEPS_SHOWN:
+            assumptions += (f"only the first {MAX_STEPS_SHOWN} of {len(steps)} steps are shown",)
+            steps = steps[:MAX_STEPS_SHOWN]
+        return Outcome(disp, w.prob, out, w.dnat, w.masq, steps, assumptions, w.verdict_step, w.snat)
 
     def _table_hook(self, table: str, chain: str, w: _World) -> Result:
         """Traverse a built-in chain; falling off it applies the policy."""
@@ -329,10 +347,18 @@ class Evaluator:
         if depth > MAX_DEPTH:
             world.assumptions.append(f"stopped after {MAX_DEPTH} nested jumps at {chain} (a loop in the rules?)")
             return [(world, None)]
+        budget = self._budget
+        if budget.exhausted:
+            return [(budget.stop(world, chain), None)]
         pending = [world]
         done: Result = []
         for rule in self._rules(table, chain, world):
             if not pending:
+                break
+            budget.tests += len(pending)
+            if budget.tests > MAX_RULE_TESTS:
+                budget.exhausted = True
+                pending = [budget.stop(w, chain) for w in pending]
                 break
             nxt: list[_World] = []
             for w in pending:
@@ -347,7 +373,7 @@ class Evaluator:
                             done.append((w3, None))
                         else:
                             done.append((w3, res))
-            pending = nxt
+            pending = _merge_equivalent(nxt) if len(nxt) > 1 else nxt
         if pending and self._excerpt and table == "nat" and chain.startswith(_CASCADE_PREFIXES) \
                 and not _ends_closed(self.tables[table].chains.get(chain)):
             # kube-proxy ends each of these chains with a rule every packet takes
@@ -396,6 +422,10 @@ class Evaluator:
             return [(w, name)]
         if name == "MARK":
             before = w.mark
+            if any(o.value and parse_mark(o.value) is None for o in t.options):
+                w.assumptions.append(f"line {rule.line}: MARK value is malformed; the mark is taken as unchanged")
+                w.steps.append(self._step(rule, "MARK? (malformed value: mark unchanged)"))
+                return [(w, "CONTINUE")]
             w.mark = _apply_mark(w.mark, t)
             w.steps.append(self._step(rule, f"MARK {before:#x} -> {w.mark:#x}"))
             return [(w, "CONTINUE")]
@@ -421,6 +451,10 @@ class Evaluator:
     def _dnat(self, rule: Rule, w: _World) -> str:
         to = rule.target.value("--to-destination") if rule.target else None
         before = f"{_fmt(w.dst)}:{w.dport}"
+        if to and parse_nat_destination(to) is None:
+            w.assumptions.append(f"line {rule.line}: DNAT destination {to!r} is not ADDRESS[:PORT]; the destination "
+                                 f"is shown unchanged")
+            to = None
         if to:
             addr, port = _split_hostport(to)
             if "-" in addr:
@@ -486,6 +520,16 @@ class Evaluator:
         """Split on something the dump cannot tell; each side records what it assumed."""
         if key in w.facts:
             return [(w, w.facts[key])]
+        budget = self._budget
+        budget.unknowns.add(key)
+        if budget.alternatives >= MAX_ALTERNATIVES:
+            # Folded: taken as false in this alternative, and said so.
+            w.facts[key] = False
+            w.said[key] = f"assumed not (too many alternatives): {text}"
+            w.assumptions.append(w.said[key])
+            budget.folded.setdefault(text, None)
+            return [(w, False)]
+        budget.alternatives += 1
         yes, no = w, w.fork()
         yes.facts[key], no.facts[key] = True, False
         yes.said[key], no.said[key] = "if " + text, "if not: " + text
@@ -515,6 +559,8 @@ class Evaluator:
             for opt in m.options:
                 if opt.name in ("--dport", "--destination-port", "--sport", "--source-port"):
                     port = w.dport if opt.name in ("--dport", "--destination-port") else 40000
+                    if parse_port_range(opt.value or "") is None:
+                        return self._unknown(w, rule, f"{opt.name} {opt.value!r}, not a port")
                     if opt.name in ("--sport", "--source-port"):
                         return self._assume(w, f"sport:{opt.value}", f"the source port is {opt.value}")
                     if _port_in(port, opt.value) == opt.negated:
@@ -530,6 +576,8 @@ class Evaluator:
         if mod == "multiport":
             for opt in m.options:
                 if opt.name in ("--dports", "--destination-ports", "--ports"):
+                    if any(parse_port_range(p) is None for p in (opt.value or "").split(",")):
+                        return self._unknown(w, rule, f"multiport {opt.name} {opt.value!r}, not ports")
                     hit = any(_port_in(w.dport, p) for p in (opt.value or "").split(","))
                     if hit == opt.negated:
                         return [(w, False)]
@@ -555,8 +603,11 @@ class Evaluator:
             opt = m.option("--mark")
             if opt is None or not opt.value:
                 return self._unknown(w, rule, "mark")
-            value, _, mask = opt.value.partition("/")
-            hit = (w.mark & int(mask or "0xffffffff", 0)) == int(value, 0)
+            parsed = parse_mark(opt.value)
+            if parsed is None:
+                return self._unknown(w, rule, f"mark {opt.value!r}, not VALUE[/MASK]")
+            value, mask = parsed
+            hit = (w.mark & (0xFFFFFFFF if mask is None else mask)) == value
             return [(w, hit != opt.negated)]
         if mod in ("conntrack", "state"):
             for opt in m.options:
@@ -613,6 +664,13 @@ class Evaluator:
             return [(w, True)]
         if p <= 0:
             return [(w, False)]
+        budget = self._budget
+        if budget.alternatives >= MAX_ALTERNATIVES:
+            text = f"the random branch of line {rule.line} (probability {p}) is taken as not matching"
+            w.assumptions.append(f"assumed (too many alternatives): {text}")
+            budget.folded.setdefault(text, None)
+            return [(w, False)]
+        budget.alternatives += 1
         no = w.fork()
         w.prob *= p
         no.prob *= 1 - p
@@ -636,6 +694,67 @@ def _unproven_none(done: list[tuple[_World, str]]) -> None:
         if _disposition(w, v) is Disposition.NONE:
             w.assumptions.append(f"{NOT_IN_INPUT}the rest of the rules: the input is an excerpt, so no rule "
                                  f"deciding here does not prove that none would")
+
+
+class _Budget:
+    """What one simulation has spent of its budgets, and what it folded."""
+
+    __slots__ = ("alternatives", "tests", "exhausted", "unknowns", "folded")
+
+    def __init__(self) -> None:
+        self.alternatives = 1
+        self.tests = 0
+        self.exhausted = False
+        self.unknowns: set[str] = set()
+        self.folded: dict[str, None] = {}  # condition texts, in the order met
+
+    def stop(self, w: _World, chain: str) -> _World:
+        if not any(a.startswith("not evaluated beyond ") for a in w.assumptions):
+            w.assumptions.append(f"not evaluated beyond {chain}: the simulation used up its budget of "
+                                 f"{MAX_RULE_TESTS} rule tests (jumps into the same chains many times over?); "
+                                 f"this outcome is incomplete")
+        return w
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.folded:
+            shown = list(self.folded)[:5]
+            more = f" (and {len(self.folded) - len(shown)} more)" if len(self.folded) > len(shown) else ""
+            out.append(f"too many alternatives beyond {MAX_ALTERNATIVES}: the rules branch on {len(self.unknowns)} "
+                       f"unknowns; later conditions were taken as not matching: " + "; ".join(shown) + more)
+        if self.exhausted:
+            out.append(f"the simulation stopped after {MAX_RULE_TESTS} rule tests (the rules jump into the same "
+                       f"chains many times over, e.g. a diamond of jumps): outcomes marked 'not evaluated beyond' "
+                       f"are incomplete")
+        return out
+
+
+def _state_key(w: _World) -> tuple:
+    """Everything the rest of the traversal can look at: two alternatives with
+    the same key go on exactly alike (only their probability and path differ)."""
+    return (w.src, w.dst, w.dport, w.proto, w.mark, w.dnat, w.masq, w.snat, w.decided, w.verdict_step,
+            frozenset(w.facts.items()))
+
+
+def _merge_equivalent(worlds: list[_World]) -> list[_World]:
+    """Alternatives still walking a chain in the same state become one, their
+    probabilities added (e.g. a random branch whose rule only logs or marks the
+    same way as the other branch): their futures are the same, so keeping both
+    only doubles the work. The merged one keeps the first path and says so."""
+    first: dict[tuple, _World] = {}
+    out: list[_World] = []
+    for w in worlds:
+        key = _state_key(w)
+        kept = first.get(key)
+        if kept is None:
+            first[key] = w
+            out.append(w)
+            continue
+        kept.prob += w.prob
+        note = "other paths through the rules end in this same state; their probability is included"
+        if note not in kept.assumptions:
+            kept.assumptions.append(note)
+    return out
 
 
 def _disposition(w: _World, verdict: str) -> Disposition:

@@ -131,14 +131,24 @@ def find_cycles(ruleset: Ruleset) -> list[list[str]]:
     for table in ruleset.tables:
         names = set(table.chains)
         edges = {(cname, target) for cname, _, _, _, target, _ in _jumps(table) if target in names}
-        # Peel off jumps into chains that lead nowhere, layer by layer (kube-proxy's
-        # graph is a DAG about six deep), so only loops and what feeds them remain.
-        while True:
-            sources = {c for c, _ in edges}
-            kept = {e for e in edges if e[1] in sources}
-            if len(kept) == len(edges):
-                break
-            edges = kept
+        # Peel off jumps into chains that lead nowhere (kube-proxy's graph is a DAG),
+        # so only loops and what feeds them remain: a chain whose every jump leads to
+        # a peeled chain is peeled too. A work list makes this linear in the jumps
+        # however deep the graph (a layer at a time was quadratic in the depth).
+        out_degree: dict[str, int] = {}
+        into: dict[str, list[str]] = {}
+        for c, t in edges:
+            out_degree[c] = out_degree.get(c, 0) + 1
+            into.setdefault(t, []).append(c)
+        dead = [t for t in into if t not in out_degree]
+        peeled = set(dead)
+        while dead:
+            for c in into.get(dead.pop(), ()):
+                out_degree[c] -= 1
+                if out_degree[c] == 0 and c not in peeled:
+                    peeled.add(c)
+                    dead.append(c)
+        edges = {e for e in edges if e[1] not in peeled}
         g = nx.DiGraph()
         g.add_edges_from(sorted(edges))
         for scc in nx.strongly_connected_components(g):
@@ -343,7 +353,7 @@ def _add_chain_rules(g, ruleset, fam, nat, cname, chains, shares, service, put) 
             why = src.group(0) if src else (match or "always")
             if src and classify_chain(cname) is ChainKind.SEP:
                 why = f"hairpin {why}"
-            g.nodes[node]["masquerade"] = "; ".join(filter(None, (g.nodes[node]["masquerade"], why)))
+            g.nodes[node]["masquerade"] = "; ".join(filter(None, (g.nodes[node].get("masquerade", ""), why)))
             masq_all = masq_all or not match
             continue
         sec = _SECONDS_RE.search(text)

@@ -245,8 +245,13 @@ class Probability:
     intended_k: int | None
 
 
+_PROBABILITY = re.compile(r"[0-9]{0,40}(?:\.[0-9]{0,40})?(?:[eE][-+]?[0-9]{1,2})?\Z")
+
+
 @lru_cache(maxsize=4096)
 def interpret_probability(text: str) -> Probability:
+    if not _PROBABILITY.match(text):  # Fraction("1e-9999999") would compute 10**9999999
+        return Probability(text, None, None)
     try:
         value = Fraction(text)
     except (ValueError, ZeroDivisionError):

@@ -259,7 +259,10 @@ def _trace_entry(sp, e: EntryPoint, ev: Evaluator, fam: int, pod, node, env) -> 
         hairpin = []
         for ep in sp.endpoints[:8]:
             if ep.endpoint:
-                ip = ipaddress.ip_address(ep.endpoint.rsplit(":", 1)[0].strip("[]"))
+                try:
+                    ip = ipaddress.ip_address(ep.endpoint.rsplit(":", 1)[0].strip("[]"))
+                except ValueError:  # a malformed --to-destination (the parser said so)
+                    continue
                 sim = ev.simulate(Packet(ip, ipaddress.ip_address(e.address), port, proto, Hook.PREROUTING))
                 own = [o for o in sim.outcomes if o.endpoint == ep.endpoint]
                 if own and own[0].masquerade and not any(o.masquerade for o in sim.outcomes if o not in own):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -182,6 +183,29 @@ class Rule:
 
 # A rule as read, before decoding: (line number, the stripped line).
 RawRule = tuple[int, str]
+
+
+def split_lines(block: str) -> list[str]:
+    r"""The lines of ``block``, split at ``\n`` only (as iptables-restore does):
+    ``str.splitlines`` also splits at ``\x0b \x0c \x1c-\x1e \x85 \u2028
+    \u2029``, which a comment may hold, and would cut such a rule in two.
+
+    >>> split_lines('-A X -m comment --comment "a\x0cb" -j RETURN\n-A X\n')
+    ['-A X -m comment --comment "a\x0cb" -j RETURN', '-A X']
+    """
+    lines = block.split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def strip_line(line: str) -> str:
+    """A line without the blanks around it (spaces and tabs, not the other
+    characters ``str.strip`` removes)."""
+    return line.strip(" \t")
+
+
+_STRIP_BLANKS = operator.methodcaller("strip", " \t")  # strip_line, called from C in map()
 # Decodes raw rules of one chain: (table, chain, source, raw rules, index of the
 # first one) -> rules. Given the whole chain it also flags duplicates.
 ChainDecoder = Callable[[str, str, str, Sequence[RawRule], int], tuple[Rule, ...]]
@@ -214,10 +238,10 @@ class RuleList(Sequence[Rule]):
             out: list[RawRule] = []
             for first, block in self._segments or ():
                 if block.count("\n") <= 1:
-                    out.append((first, block.strip()))
+                    out.append((first, block.strip(" \t\n")))
                 else:  # zip/map rather than a generator: 10k rules of KUBE-SERVICES in C
-                    lines = block.splitlines()
-                    out.extend(zip(range(first, first + len(lines)), map(str.strip, lines)))
+                    lines = split_lines(block)
+                    out.extend(zip(range(first, first + len(lines)), map(_STRIP_BLANKS, lines)))
             raw = self._raw = tuple(out)
         return raw
 

@@ -13,11 +13,13 @@ into tables and chains (str methods, no tokenising); rule bodies are decoded by
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
 from collections.abc import Mapping
 from functools import lru_cache
 
 from svcinspect.errors import Diagnostic, NotADumpError, ParseError, Severity
+from svcinspect.kubeproxy import interpret_probability
 from svcinspect.model.netfilter import (
     AddressMatch,
     Chain,
@@ -33,6 +35,7 @@ from svcinspect.model.netfilter import (
     Table,
     Target,
     ValueMatch,
+    split_lines,
 )
 from svcinspect.parse.paste import clean_paste, describe_filter
 from svcinspect.parse.recognise import describe_other_input, looks_like_prose
@@ -335,8 +338,122 @@ def decode_spec(body: str, diags: list[Diagnostic] | None = None) -> RuleSpec:
     target = None
     if target_name is not None:
         target = Target(target_name, tuple(target_opts), target_goto)
+    if diags is not None:
+        for module, opts in matches:
+            _check_values(module, opts, diags)
+        if target_name is not None:
+            _check_values("-j " + target_name, target_opts, diags)
     return RuleSpec(src, dst, proto, iin, iout, frag,
                     tuple(Match(m, tuple(o)) for m, o in matches), target, tuple(leftovers))
+
+
+# --- values checked where they are decoded ----------------------------------
+# A value iptables would never print (a corrupted or hand-edited dump) is a
+# diagnostic on its rule (an error with --strict); the evaluator then treats the
+# test as unknown instead of failing on it.
+
+_NUMBER = re.compile(r"(?:0[xX][0-9a-fA-F]{1,8}|[0-9]{1,10})\Z")
+_PORT_TEXT = re.compile(r"[0-9]{1,5}\Z")
+_PORT_OPTIONS = frozenset({"--dport", "--sport", "--destination-port", "--source-port"})
+_MULTIPORT_OPTIONS = frozenset({"--dports", "--sports", "--ports", "--destination-ports", "--source-ports"})
+_MARK_OPTIONS = frozenset({"--set-xmark", "--set-mark", "--or-mark", "--and-mark", "--xor-mark", "--mark"})
+
+
+def parse_number(text: str) -> int | None:
+    """A 32-bit mark or mask as iptables prints it (``0x4000``, ``16384``), else None.
+
+    >>> parse_number("0x4000"), parse_number("zz"), parse_number("0x100000000")
+    (16384, None, None)
+    """
+    if not _NUMBER.match(text):
+        return None
+    value = int(text, 0) if not text.isdigit() else int(text)
+    return value if value <= 0xFFFFFFFF else None
+
+
+def parse_mark(text: str) -> tuple[int, int | None] | None:
+    """``VALUE[/MASK]`` -> (value, mask or None), or None when malformed."""
+    value, sep, mask = text.partition("/")
+    v = parse_number(value)
+    m = parse_number(mask) if sep else None
+    if v is None or (sep and m is None):
+        return None
+    return v, m
+
+
+def parse_port_range(text: str) -> tuple[int, int] | None:
+    """``80``, ``30000:32767``, ``:1024``, ``1024:`` -> (low, high), or None when malformed.
+
+    >>> parse_port_range("80"), parse_port_range("80:x"), parse_port_range("5x0")
+    ((80, 80), None, None)
+    """
+    lo, sep, hi = text.partition(":")
+    if not sep:
+        lo = hi = text
+    try:
+        low = int(lo) if lo else 0
+        high = int(hi) if hi else 65535
+    except ValueError:
+        return None
+    if not ((not lo or _PORT_TEXT.match(lo)) and (not hi or _PORT_TEXT.match(hi))):
+        return None
+    if not 0 <= low <= high <= 65535:
+        return None
+    return low, high
+
+
+def parse_nat_destination(text: str) -> tuple[str, str | None] | None:
+    """``ADDR[-ADDR][:PORT[-PORT]]`` (IPv6 in brackets) -> (first address, port
+    text or None), or None when malformed."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+        if rest and port is None:
+            return None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    elif text.count(":") == 0:
+        host, port = text, None
+    else:
+        host, port = text, None  # a bare IPv6 address
+    first = host.split("-")[0]
+    for addr in host.split("-"):
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            return None
+    if port is not None:
+        for part in port.split("-"):
+            if not _PORT_TEXT.match(part) or int(part) > 65535:
+                return None
+    return first, port
+
+
+def _check_values(module: str, opts: list[Option], diags: list[Diagnostic]) -> None:
+    for opt in opts:
+        name, value = opt.name, opt.args[0] if opt.args else None
+        if value is None:
+            continue
+        bad = None
+        if name in _PORT_OPTIONS and module in ("tcp", "udp", "sctp", "udplite", "dccp"):
+            if parse_port_range(value) is None:
+                bad = "not a port or port range"
+        elif name in _MULTIPORT_OPTIONS and module == "multiport":
+            if any(parse_port_range(p) is None for p in value.split(",")):
+                bad = "not a list of ports or port ranges"
+        elif name in _MARK_OPTIONS and module in ("mark", "-j MARK", "-j CONNMARK", "connmark"):
+            if parse_mark(value) is None:
+                bad = "not a 32-bit VALUE[/MASK]"
+        elif name in ("--to-destination", "--to-source") and module in ("-j DNAT", "-j SNAT"):
+            if parse_nat_destination(value) is None:
+                bad = "not ADDRESS[:PORT]"
+        elif name == "--probability" and module == "statistic":
+            if interpret_probability(value).exact is None:
+                bad = "not a probability between 0 and 1"
+        if bad:
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            effect = "its effect is not simulated" if module.startswith("-j ") else "the test is taken as unknown"
+            _note(diags, f"bad value {shown!r} for {name}: {bad} ({effect})")
 
 
 def _is_number(tok: str) -> bool:
@@ -459,7 +576,7 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
             chains = tb.chains
             for i, (name, policy, pk, by) in enumerate(_DECL.findall(decls)):
                 if not name:
-                    unrecognised.append((lineno + i, decls.splitlines()[i]))
+                    unrecognised.append((lineno + i, split_lines(decls)[i]))
                     continue
                 entry = chains.get(name)
                 if entry is None:
@@ -623,7 +740,9 @@ class LazyChains(BuiltOnDemand):
         segments = entry[3]
         if len(segments) == 1:  # the usual case: one contiguous block (every KUBE-SEP chain)
             first, block = segments[0]
-            return tuple((first + i, text.strip()) for i, text in enumerate(block.splitlines()))
+            if block.count("\n") <= 1:
+                return ((first, block.strip(" \t\n")),)
+            return tuple(zip(range(first, first + block.count("\n")), map(_STRIP_BLANKS, split_lines(block))))
         return RuleList(self._table, name, self._source, None, None, segments=segments).raw
 
     def raw_blocks(self):
@@ -644,6 +763,7 @@ class LazyChains(BuiltOnDemand):
 
 
 
+_STRIP_BLANKS = operator.methodcaller("strip", " \t")
 _FILTER_TARGETS = (" -j REJECT", " -j DROP", " -j ACCEPT")
 _FILTER_ONLY = ("KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-FIREWALL", "KUBE-PROXY-FIREWALL", "INPUT", "FORWARD")
 

@@ -45,8 +45,26 @@ _LIST_KINDS = {"ServiceList": "Service", "EndpointSliceList": "EndpointSlice", "
 _DUMP_LINE = re.compile(r"^(\*(nat|filter|mangle|raw)\s*$|:KUBE-|-A [A-Z])", re.M)
 
 
+# YAML aliases may repeat a node, never multiply a document: a document's nodes
+# counted with every alias expanded may exceed its distinct nodes by at most this
+# many (a 569-byte "billion laughs" expands to 10^9).
+MAX_ALIAS_EXPANSION = 100_000
+
+
 def parse_objects(text: str, source: str = "<objects>") -> ClusterState:
-    """Objects from a file's text (JSON or YAML, one or many documents)."""
+    """Objects from a file's text (JSON or YAML, one or many documents).
+
+    Nesting deeper than Python's recursion allows (real objects are a dozen
+    levels deep) and YAML aliases expanding beyond :data:`MAX_ALIAS_EXPANSION`
+    nodes are refused with :class:`InputError`."""
+    try:
+        return _parse_objects(text, source)
+    except RecursionError:
+        raise InputError(f"{source}: nested too deeply to be Kubernetes objects (hundreds of levels of "
+                         f"lists or maps)") from None
+
+
+def _parse_objects(text: str, source: str) -> ClusterState:
     stripped = text.lstrip("\ufeff \t\r\n")
     if not stripped:
         raise InputError(f"{source}: empty; expected Kubernetes objects (kubectl get svc,endpointslices,nodes -A -o json)")
@@ -59,13 +77,65 @@ def parse_objects(text: str, source: str = "<objects>") -> ClusterState:
     if _DUMP_LINE.search(text[:20000]):
         raise InputError(f"{source}: this is iptables-save output, not Kubernetes objects; pass it with --rules")
     try:
-        docs = list(yaml.safe_load_all(stripped))
+        docs = list(_load_yaml_documents(stripped, source))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InputError(f"{where}: not valid YAML or JSON: {problem}") from None
     return parse_documents(docs, source)
+
+
+def _load_yaml_documents(text: str, source: str):
+    """``yaml.safe_load_all``, refusing documents whose aliases expand too far
+    (or refer to themselves) before anything is built from them."""
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            _check_aliases(node, source)
+            yield loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_aliases(root, source: str) -> None:
+    """Distinct nodes vs nodes with aliases expanded, without recursion."""
+    expanded: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            total = 1
+            for child in _children(node):
+                total += expanded[id(child)]
+            expanded[key] = total
+            continue
+        if key in expanded:
+            continue
+        if key in on_path:
+            raise InputError(f"{source}: a YAML alias refers to the node that contains it (a recursive "
+                             f"document is not Kubernetes objects)")
+        on_path.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) not in expanded:
+                stack.append((child, False))
+    if expanded[id(root)] > len(expanded) + MAX_ALIAS_EXPANSION:
+        raise InputError(f"{source}: YAML aliases expand {len(expanded)} nodes to {expanded[id(root)]} (more than "
+                         f"{MAX_ALIAS_EXPANSION} extra): refused (an alias bomb?)")
+
+
+def _children(node) -> list:
+    value = node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(value)
+    return []
 
 
 def _looks_like_yaml_flow(text: str) -> bool:

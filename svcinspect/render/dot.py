@@ -13,6 +13,8 @@ import json
 import networkx as nx
 import pydot
 
+from svcinspect.render.escape import dot_quote
+
 # Fill colours by node kind (chains: kubeproxy.ChainKind values).
 COLOURS = {
     "services": "#9ecae1", "nodeports": "#9ecae1", "external-services": "#9ecae1",
@@ -31,7 +33,9 @@ _SHAPES = {"entry": "box", "endpoint": "ellipse", "target": "octagon"}
 
 
 def _q(node_id: str) -> str:
-    """A DOT id: quoted, so ``:`` is not read as a port and ``/`` is allowed."""
+    """A DOT id: quoted, so ``:`` is not read as a port and ``/`` is allowed
+    (JSON's escapes are valid inside a DOT string: a backslash always comes in a
+    pair with the character after it)."""
     return json.dumps(node_id)
 
 
@@ -78,14 +82,16 @@ def _edge_label(attrs: dict) -> str:
 
 def render_dot(graph: nx.MultiDiGraph, title: str = "svcinspect") -> str:
     """DOT text for ``graph``; nodes keep their graph ids (quoted) and a label."""
-    dot = pydot.Dot("svcinspect", graph_type="digraph", rankdir="LR", fontname="Helvetica", label=title,
+    # Every text from the input goes through dot_quote, never through pydot's
+    # guess (which passes a text that looks quoted as DOT source).
+    dot = pydot.Dot("svcinspect", graph_type="digraph", rankdir="LR", fontname="Helvetica", label=dot_quote(title),
                     labelloc="t")
     dot.set_node_defaults(fontname="Helvetica", fontsize="10", style="filled", shape="box", fillcolor="#ffffff")
     dot.set_edge_defaults(fontname="Helvetica", fontsize="9")
     clusters = graph.graph.get("clusters", {})
     subgraphs: dict[str, pydot.Subgraph] = {}
     for i, (cid, ctitle) in enumerate(clusters.items()):
-        sub = pydot.Subgraph(f"cluster_{i}", label=ctitle, style="rounded", color="#888888")
+        sub = pydot.Subgraph(f"cluster_{i}", label=dot_quote(str(ctitle)), style="rounded", color="#888888")
         subgraphs[cid] = sub
         dot.add_subgraph(sub)
     used: set[str] = set()
@@ -98,20 +104,20 @@ def render_dot(graph: nx.MultiDiGraph, title: str = "svcinspect") -> str:
             style["shape"] = _SHAPES[key]
         if COLOURS.get(key, "#ffffff") != "#ffffff":
             style["fillcolor"] = COLOURS[key]
-        pn = pydot.Node(_q(node), label=_node_label(attrs), **style)
+        pn = pydot.Node(_q(node), label=dot_quote(_node_label(attrs)), **style)
         (subgraphs.get(attrs.get("cluster", "")) or dot).add_node(pn)
     for u, v, attrs in graph.edges(data=True):
         extra = {"style": "dashed"} if attrs.get("affinity") and attrs["affinity"] != "set" else {}
         label = _edge_label(attrs)
         if label:
-            extra["label"] = label
-        dot.add_edge(pydot.Edge(_q(u), _q(v), tooltip=": ".join(filter(None, (f"line {attrs.get('line', '')}", attrs.get("match")))),
-                                **extra))
+            extra["label"] = dot_quote(label)
+        tooltip = ": ".join(filter(None, (f"line {attrs.get('line', '')}", attrs.get("match"))))
+        dot.add_edge(pydot.Edge(_q(u), _q(v), tooltip=dot_quote(tooltip), **extra))
     shown = [k for k in LEGEND if k in used]
     if shown:
         legend = pydot.Subgraph("cluster_legend", label="legend", style="rounded", color="#bbbbbb")
         for k in shown:
-            legend.add_node(pydot.Node(_q("legend/" + k), label=LEGEND[k], shape=_SHAPES.get(k, "box"),
+            legend.add_node(pydot.Node(_q("legend/" + k), label=dot_quote(LEGEND[k]), shape=_SHAPES.get(k, "box"),
                                        fillcolor=COLOURS.get(k, "#ffffff")))
         dot.add_subgraph(legend)
     return dot.to_string()

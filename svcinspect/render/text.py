@@ -308,4 +308,4 @@ def _describe(disp: str, ep: str, p, masq: bool) -> str:
 
 
 def _indent(text: str, prefix: str) -> str:
-    return "\n".join(prefix + ln for ln in text.splitlines())
+    return "\n".join(prefix + ln for ln in text.split("\n"))

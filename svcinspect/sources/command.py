@@ -59,7 +59,7 @@ def run_commands(argvs: Sequence[list[str]]) -> list[CommandResult]:
     """The real runner: all commands at once (the backends are read in parallel)."""
     def one(argv: list[str]) -> CommandResult:
         try:
-            proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL)
+            proc = _run_one(argv)
         except FileNotFoundError:
             return CommandResult(127, "", f"{argv[0]}: No such file or directory")
         except PermissionError:
@@ -71,6 +71,13 @@ def run_commands(argvs: Sequence[list[str]]) -> list[CommandResult]:
         return [one(argvs[0])]
     with ThreadPoolExecutor(max_workers=len(argvs)) as pool:
         return list(pool.map(one, argvs))
+
+
+def _run_one(argv: list[str]):
+    """One command, bounded in time and output (``sources.limits``)."""
+    from svcinspect.sources.limits import run_bounded
+
+    return run_bounded(argv)
 
 
 class FakeRunner:
@@ -197,7 +204,7 @@ def _check(result: CommandResult, argv: list[str], netns: NetnsRef | None) -> No
         return
     err = result.stderr
     cmd = argv[argv.index("--") + 1] if argv[0] == "nsenter" else argv[0]
-    first = next((ln.strip() for ln in err.splitlines() if ln.strip()), f"exit status {result.returncode}")
+    first = _error_line(err) or f"exit status {result.returncode}"
     if "xtables lock" in err:
         raise EnvironmentProblem(f"{cmd}: the xtables lock is held by another iptables command; "
                                  "retry in a moment (check `fuser /run/xtables.lock`)")
@@ -207,6 +214,14 @@ def _check(result: CommandResult, argv: list[str], netns: NetnsRef | None) -> No
     if "ermission denied" in err or "Operation not permitted" in err or "must be root" in err:
         raise EnvironmentProblem(f"{cmd}: permission denied (run as root, or with CAP_NET_ADMIN)")
     raise EnvironmentProblem(f"{cmd} failed: {first}")
+
+
+def _error_line(err: str) -> str | None:
+    """The line of a failed command's stderr that says what went wrong: not the
+    ``# Warning: iptables-legacy tables present`` notice iptables-nft prints first."""
+    lines = [ln.strip() for ln in err.split("\n") if ln.strip()]
+    said = [ln for ln in lines if not ln.startswith("#")]
+    return (said or lines or [None])[0]
 
 
 def run_saves(backends: Sequence[str], families: Sequence[Family], netns: NetnsRef | None,

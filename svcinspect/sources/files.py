@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from svcinspect.errors import EnvironmentProblem, InputError, NotADumpError
+from svcinspect.errors import InputError, NotADumpError
 
 
 class TextSource:
@@ -39,30 +37,39 @@ class TextSource:
 
 def read_text(path: str) -> TextSource:
     """Read ``path`` (``-`` for stdin) as text, gunzipping gzip data (``.gz`` or not);
-    one-line errors for what goes wrong."""
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read()
-            name = "<stdin>"
-        else:
-            with open(path, "rb") as fh:
-                data = fh.read()
-            name = path
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a file") from None
-    except PermissionError:
-        raise EnvironmentProblem(f"{path}: permission denied (run as a user who can read it)") from None
-    except OSError as exc:
-        raise EnvironmentProblem(f"{path}: cannot read: {exc.strerror or exc}") from None
+    one-line errors for what goes wrong. At most ``--max-input-size`` bytes, before
+    and after decompression; devices and sockets are refused (``sources.limits``)."""
+    name, data = _read_bytes(path)
     if data[:2] == b"\x1f\x8b":  # gzip (a .gz bug-report attachment): read through it
-        import gzip
-        import zlib
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"{name}: gzip data that does not decompress ({exc})") from None
+        data = _gunzip(data, name)
     if b"\x00" in data[:4096]:
         raise NotADumpError("binary data, not text; pass the output of `iptables-save` (or the objects as JSON/YAML)", name)
     return TextSource(name, data=data)
+
+
+def _read_bytes(path: str) -> tuple[str, bytes]:
+    from svcinspect.sources.limits import read_bounded
+
+    return read_bounded(path)
+
+
+def _gunzip(data: bytes, name: str) -> bytes:
+    """Decompress gzip data, never to more than ``--max-input-size`` bytes (a
+    small gzip bomb must not fill memory)."""
+    import zlib
+
+    from svcinspect.sources.limits import LIMITS
+
+    limit = LIMITS.max_input_size
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data, limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise InputError(f"{name}: gzip data that decompresses to more than --max-input-size "
+                             f"({limit} bytes)")
+        out += d.flush()
+    except zlib.error as exc:
+        raise InputError(f"{name}: gzip data that does not decompress ({exc})") from None
+    if not d.eof:
+        raise InputError(f"{name}: gzip data that is cut short")
+    return out

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,10 @@ from svcinspect.model.kube import ClusterState
 from svcinspect.parse.kube_objects import merge_states, parse_documents
 
 PAGE_SIZE = 500
+# Bounds on what one command reads from the API server (a broken or hostile
+# server must not keep it reading): pages of one list, and the answers' total
+# size (--max-input-size); the whole reading also has --command-timeout.
+MAX_PAGES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +55,57 @@ _NODES = _Resource("core", "nodes", "list_node", None)
 
 
 def load_cluster_state(request: ApiRequest) -> ClusterState:
-    """List Services, EndpointSlices (or v1 Endpoints) and Nodes through the API."""
+    """List Services, EndpointSlices (or v1 Endpoints) and Nodes through the API.
+
+    Each request has ``request_timeout`` seconds for its connection and its
+    whole body (a server trickling bytes is stopped); all of them together
+    have ``--command-timeout`` and ``--max-input-size``; a list may take at
+    most :data:`MAX_PAGES` pages and never repeat a ``continue`` token."""
+    from svcinspect.sources.limits import check_timeout
+
+    check_timeout(request.request_timeout, "--request-timeout")
     k8s = _import_kubernetes()
     api_client, server = _api_client(k8s, request)
+    with warnings.catch_warnings():
+        # urllib3 warns on every request without TLS verification: said once, below.
+        warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+        state = _load(k8s, api_client, server, request)
+    if server.startswith("https:") and not api_client.configuration.verify_ssl:
+        note = (f"the API server's certificate was not verified (insecure-skip-tls-verify in the kubeconfig): "
+                f"anyone between this host and {server} could have answered")
+        state = ClusterState(state.services, state.slices, state.nodes, state.notes + (note,), state.sources)
+    return state
+
+
+class _Spent:
+    """What one command has used of its API budget."""
+
+    def __init__(self) -> None:
+        from svcinspect.sources.limits import LIMITS
+
+        self.deadline = time.monotonic() + LIMITS.command_timeout
+        self.timeout = LIMITS.command_timeout
+        self.bytes = 0
+        self.limit = LIMITS.max_input_size
+
+
+def _load(k8s, api_client, server: str, request: ApiRequest) -> ClusterState:
+    spent = _Spent()
     try:
         core = k8s.client.CoreV1Api(api_client)
         discovery = k8s.client.DiscoveryV1Api(api_client)
         apis = {"core": core, "discovery": discovery}
         source = f"api:{server}"
-        states = [_list(k8s, apis, _SERVICES, request, server, source)]
+        states = [_list(k8s, apis, _SERVICES, request, server, source, spent)]
         try:
-            states.append(_list(k8s, apis, _SLICES, request, server, source))
+            states.append(_list(k8s, apis, _SLICES, request, server, source, spent))
         except _NotFound:
             # discovery.k8s.io/v1 arrived in 1.21: older servers only have v1 Endpoints.
-            state = _list(k8s, apis, _ENDPOINTS, request, server, source)
+            state = _list(k8s, apis, _ENDPOINTS, request, server, source, spent)
             states.append(ClusterState(state.services, state.slices, state.nodes,
                                        state.notes + (f"{server} has no discovery.k8s.io/v1 EndpointSlices; "
                                                       "read v1 Endpoints instead",), state.sources))
-        states.append(_list(k8s, apis, _NODES, request, server, source))
+        states.append(_list(k8s, apis, _NODES, request, server, source, spent))
     finally:
         api_client.close()
     return merge_states(states)
@@ -112,28 +151,48 @@ def _api_client(k8s, request: ApiRequest):
     return k8s.client.ApiClient(cfg), cfg.host
 
 
-def _list(k8s, apis: dict[str, Any], res: _Resource, request: ApiRequest, server: str, source: str) -> ClusterState:
+def _list(k8s, apis: dict[str, Any], res: _Resource, request: ApiRequest, server: str, source: str,
+          spent: _Spent | None = None) -> ClusterState:
+    spent = spent or _Spent()
     api = apis[res.api]
     scoped = request.namespace is not None and res.namespaced is not None
     scope = f"in namespace {request.namespace}" if scoped else "at cluster scope"
     what = f"list {res.plural} {scope}"
     docs = []
     token = None
+    tokens: set[str] = set()
     while True:
+        if len(docs) >= MAX_PAGES:
+            raise EnvironmentProblem(f"{server} answered {what} with more than {MAX_PAGES} pages of {PAGE_SIZE}: "
+                                     f"stopped (a server that never ends its list?)")
+        if time.monotonic() > spent.deadline:
+            raise EnvironmentProblem(f"reading the objects from {server} took longer than {spent.timeout:g}s "
+                                     f"(--command-timeout); stopped at {what}")
         kwargs: dict[str, Any] = {"limit": PAGE_SIZE, "_preload_content": False,
                                   "_request_timeout": request.request_timeout}
         if token:
             kwargs["_continue"] = token
         try:
+            started = time.monotonic()
             if scoped:
                 resp = getattr(api, res.namespaced)(request.namespace, **kwargs)
             else:
                 resp = getattr(api, res.all_ns)(**kwargs)
-            body = resp.data
+            body = _read_body(resp, min(started + request.request_timeout, spent.deadline), spent)
         except k8s.client.exceptions.ApiException as exc:
             if exc.status == 404 and res is _SLICES:
                 raise _NotFound() from None
-            raise _api_error(exc, what, server, request) from None
+            raise _api_error(exc, what, server, request, res) from None
+        except _TooSlow:
+            if time.monotonic() > spent.deadline:
+                raise EnvironmentProblem(f"reading the objects from {server} took longer than {spent.timeout:g}s "
+                                         f"(--command-timeout); stopped at {what}") from None
+            raise EnvironmentProblem(f"{server} did not answer {what} within {request.request_timeout:g}s "
+                                     "(--request-timeout; the answer was still arriving)") from None
+        except _TooLarge:
+            from svcinspect.sources.limits import describe_size
+            raise EnvironmentProblem(f"{server}'s answers to {what} (and before) are larger than --max-input-size "
+                                     f"({describe_size(spent.limit)}): stopped") from None
         except Exception as exc:   # urllib3 and socket errors: classified by name, no urllib3 import needed
             raise _transport_error(exc, what, server, request) from None
         try:
@@ -148,13 +207,49 @@ def _list(k8s, apis: dict[str, Any], res: _Resource, request: ApiRequest, server
         token = (doc.get("metadata") or {}).get("continue")
         if not token:
             break
+        if not isinstance(token, str) or token in tokens:
+            raise EnvironmentProblem(f"{server} answered {what} with a continue token it gave before "
+                                     f"({_preview(str(token))}): stopped instead of reading the same pages forever")
+        tokens.add(token)
     try:
         return parse_documents(docs, source)
     except InputError as exc:
         raise EnvironmentProblem(f"malformed answer to {what}: {exc}") from None
 
 
-def _api_error(exc, what: str, server: str, request: ApiRequest) -> EnvironmentProblem:
+class _TooSlow(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read_body(resp, deadline: float, spent: _Spent) -> bytes:
+    """The answer's body, read as it arrives: stopped at ``deadline`` (a body
+    trickling in keeps each socket read within the read timeout) and when the
+    command's answers exceed their size budget."""
+    read = getattr(resp, "read1", None) or resp.read
+    chunks: list[bytes] = []
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                raise _TooSlow()
+            chunk = read(1 << 16)
+            if not chunk:
+                break
+            spent.bytes += len(chunk)
+            if spent.bytes > spent.limit:
+                raise _TooLarge()
+            chunks.append(chunk)
+    finally:
+        close = getattr(resp, "close", None)
+        if close is not None:
+            close()
+    return b"".join(chunks)
+
+
+def _api_error(exc, what: str, server: str, request: ApiRequest, res: _Resource | None = None) -> EnvironmentProblem:
     status = exc.status or 0
     message = _status_message(exc.body)
     if status == 0:
@@ -168,8 +263,9 @@ def _api_error(exc, what: str, server: str, request: ApiRequest) -> EnvironmentP
                                   "client certificate in the kubeconfig is missing, expired or wrong")
     if status == 403:
         detail = f" (server says: {message})" if message else ""
-        return EnvironmentProblem(f"forbidden: {what}{detail}; grant get/list on services, "
-                                  "endpointslices.discovery.k8s.io and nodes (see the README's RBAC section)")
+        needed = ("services", "endpoints" if res is _ENDPOINTS else "endpointslices.discovery.k8s.io", "nodes")
+        return EnvironmentProblem(f"forbidden: {what}{detail}; grant get/list on {needed[0]}, {needed[1]} and "
+                                  f"{needed[2]} (see the README's RBAC section)")
     if status == 404:
         return EnvironmentProblem(f"{server} has no API for {what} (404 Not Found)")
     detail = f": {message}" if message else ""

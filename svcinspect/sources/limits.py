@@ -1,0 +1,229 @@
+"""Bounds on what svcinspect reads: input size, subprocess time and output.
+
+svcinspect runs as root on production nodes and reads text that anyone who can
+create a chain, a comment or a Service controls, so no input may make it read
+without end or wait forever:
+
+- a file, stdin or a FIFO is read up to ``max_input_size`` bytes (default
+  256 MiB; ``--max-input-size``), beyond that it is refused (exit 2);
+  character and block devices, sockets and directories are refused (exit 2);
+- a subprocess (``iptables-save``, ``nsenter``, Graphviz's ``dot``) must finish
+  within ``command_timeout`` seconds (default 60; ``--command-timeout``) and
+  print at most ``max_input_size`` bytes, else it is killed (exit 3).
+
+The CLI sets the limits once per run (:func:`configure`); everything else
+reads them from :data:`LIMITS`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+
+from svcinspect.errors import EnvironmentProblem, InputError
+
+MiB = 1 << 20
+DEFAULT_MAX_INPUT_SIZE = 256 * MiB
+DEFAULT_COMMAND_TIMEOUT = 60.0
+_STDERR_KEPT = 64 * 1024   # a subprocess's stderr beyond this is dropped, not kept
+_CHUNK = 1 << 16
+
+
+@dataclass
+class Limits:
+    max_input_size: int = DEFAULT_MAX_INPUT_SIZE
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT
+
+
+LIMITS = Limits()
+
+
+def configure(max_input_size: int | None = None, command_timeout: float | None = None) -> None:
+    """Set the limits for this process (the CLI does, from its options)."""
+    if max_input_size is not None:
+        LIMITS.max_input_size = max_input_size
+    if command_timeout is not None:
+        LIMITS.command_timeout = command_timeout
+
+
+_SIZE = re.compile(r"\s*([0-9]+)\s*([kKmMgG]?)(i?[bB]?)\s*\Z")
+
+
+def parse_size(text: str) -> int:
+    """``1048576``, ``512K``, ``256M``, ``2G`` (powers of 1024) -> bytes.
+
+    >>> parse_size("256M"), parse_size("1024"), parse_size("2GiB")
+    (268435456, 1024, 2147483648)
+    """
+    m = _SIZE.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a size (bytes, or a number with K, M or G)")
+    n = int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+    if n <= 0:
+        raise ValueError(f"{text!r}: the size must be positive")
+    return n
+
+
+def check_timeout(value: float, what: str) -> float:
+    """A timeout in seconds: finite and positive (``nan`` and ``inf`` are refused)."""
+    if not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value) or value <= 0:
+        raise InputError(f"{what} must be a finite number of seconds greater than 0, not {value!r}")
+    return float(value)
+
+
+def describe_size(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes"
+
+
+# --- files and stdin -------------------------------------------------------------
+
+def read_bounded(path: str) -> tuple[str, bytes]:
+    """``(name, bytes)`` of ``path`` (``-``: stdin), at most ``max_input_size``
+    bytes; devices, sockets and oversized files are refused with one line."""
+    limit = LIMITS.max_input_size
+    if path == "-":
+        stream = sys.stdin
+        buffer = getattr(stream, "buffer", None) if stream is not None else None
+        if buffer is None or getattr(stream, "closed", False):
+            raise InputError("-: stdin is closed, nothing to read; pipe the input in or pass a file")
+        try:
+            return "<stdin>", _read_stream(buffer, limit, "<stdin>")
+        except ValueError:  # "I/O operation on closed file"
+            raise InputError("stdin is closed; pipe the input in or pass a file") from None
+    # Non-blocking open: a FIFO without a writer would block the open itself;
+    # this way it reads end-of-file at once (empty input). Then fstat what was
+    # opened (no race between looking and reading).
+    try:
+        fh = open(path, "rb", buffering=0, opener=lambda p, f: os.open(p, f | os.O_NONBLOCK))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected a file") from None
+    except PermissionError:
+        raise EnvironmentProblem(f"{path}: permission denied (run as a user who can read it)") from None
+    except OSError as exc:
+        raise EnvironmentProblem(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with fh:
+        mode = os.fstat(fh.fileno()).st_mode
+        if stat.S_ISDIR(mode):
+            raise InputError(f"{path}: is a directory, expected a file")
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+            kind = "character device" if stat.S_ISCHR(mode) else "block device" if stat.S_ISBLK(mode) else "socket"
+            raise InputError(f"{path}: is a {kind}, not a file; save the output to a file (or pipe it to --rules -)")
+        size = os.fstat(fh.fileno()).st_size
+        if stat.S_ISREG(mode) and size > limit:
+            raise InputError(f"{path}: {size} bytes is more than --max-input-size ({describe_size(limit)}); "
+                             f"raise it if this really is the input")
+        os.set_blocking(fh.fileno(), True)
+        try:
+            data = _read_stream(fh, limit, path, size if stat.S_ISREG(mode) else 0)
+        except OSError as exc:
+            raise EnvironmentProblem(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not data and stat.S_ISFIFO(mode):
+        raise InputError(f"{path}: a FIFO with no writer, nothing to read; start the writer first or pass a file")
+    return path, data
+
+
+def _read_stream(fh, limit: int, name: str, expected: int = 0) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    read = getattr(fh, "read1", None) or fh.read
+    # A regular file's size is known: read it in one go (plus one byte, to see
+    # whether it grew past the limit meanwhile).
+    size = min(max(expected + 1, _CHUNK), limit + 1)
+    while True:
+        chunk = read(size)
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > limit:
+            raise InputError(f"{name}: more than --max-input-size ({describe_size(limit)}) to read; "
+                             f"raise it if this really is the input")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- subprocesses ----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+def run_bounded(argv: list[str], *, input: bytes | None = None, timeout: float | None = None,
+                limit: int | None = None) -> Completed:
+    """Run ``argv`` to completion within ``timeout`` seconds, keeping at most
+    ``limit`` bytes of its stdout; kills its process group and raises
+    :class:`EnvironmentProblem` when either is exceeded. ``FileNotFoundError``
+    and ``PermissionError`` from starting it propagate as from ``subprocess``."""
+    timeout = LIMITS.command_timeout if timeout is None else timeout
+    limit = LIMITS.max_input_size if limit is None else limit
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    out: list[bytes] = []
+    err: list[bytes] = []
+    too_much = threading.Event()
+
+    def kill() -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def pump(stream, into: list[bytes], cap: int, hard: bool) -> None:
+        total = 0
+        while True:
+            chunk = stream.read1(_CHUNK)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > cap:
+                if hard:
+                    too_much.set()
+                    kill()
+                    break
+                continue  # stderr: keep the start, drop the rest
+            into.append(chunk)
+
+    def feed() -> None:
+        try:
+            proc.stdin.write(input)
+            proc.stdin.close()
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=pump, args=(proc.stdout, out, limit, True), daemon=True),
+               threading.Thread(target=pump, args=(proc.stderr, err, _STDERR_KEPT, False), daemon=True)]
+    if input is not None:
+        threads.append(threading.Thread(target=feed, daemon=True))
+    for t in threads:
+        t.start()
+    name = os.path.basename(argv[0])
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill()
+        proc.wait()
+        raise EnvironmentProblem(f"{name} did not finish within {timeout:g} s and was stopped "
+                                 f"(--command-timeout)") from None
+    finally:
+        for t in threads:
+            t.join(timeout=5)
+        for stream in (proc.stdout, proc.stderr):
+            stream.close()
+    if too_much.is_set():
+        raise EnvironmentProblem(f"{name} printed more than --max-input-size ({describe_size(limit)}) and was "
+                                 f"stopped")
+    return Completed(proc.returncode, b"".join(out), b"".join(err))
