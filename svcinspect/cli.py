@@ -454,6 +454,56 @@ def check(fail_on: str, output: str, objects_from: ObjectsSource, **source: Any)
         sys.exit(EXIT_FINDINGS)
 
 
+# --- balance and serve (issue 15) ------------------------------------------------
+
+@cli.command()
+@click.argument("service", required=False)
+@click.option("-A", "--all", "all_ports", is_flag=True, help="Every service port that has endpoints.")
+@click.option("-n", "--namespace", help="With a bare SERVICE name: its namespace; with -A: only this namespace.")
+@rules_options
+@click.option("--conntrack", "conntrack_path", metavar="PATH",
+              help="A saved `conntrack -L` listing (- for stdin). Live reading runs conntrack -L itself.")
+@click.option("--no-conntrack", is_flag=True, help="Live reading: do not read conntrack (open connections unknown).")
+@click.option("--conntrack-timeout", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              metavar="SECONDS", help="Give up on a live `conntrack -L` after this long.")
+@output_option("text", "json", default="text")
+def balance(service, all_ports, namespace, rules, strict, conntrack_path, no_conntrack, conntrack_timeout,
+            output) -> None:
+    """Does SERVICE's traffic split as the rules say? Per endpoint: the expected
+    share, new connections counted by its DNAT rule (iptables-save -c) and open
+    connections (conntrack), with a chi-square test and a verdict. Exit 1 when
+    new or open connections are skewed."""
+    from svcinspect.balance import Verdict, balance_ports
+    from svcinspect.errors import EXIT_FINDINGS
+    from svcinspect.render.balance import balance_json, render_balance_text
+    from svcinspect.services import build_service_ports, select_service_ports
+    from svcinspect.sources.conntrack import load_conntrack_file, read_live_conntrack
+
+    if (service is None) == (not all_ports):
+        raise InputError("name one SERVICE (ns/name[:port]) or pass -A for every service port")
+    reader, netns, families = _live_options(None, None, None)
+    if rules:
+        ruleset = load_rules(rules, strict)
+    else:
+        from svcinspect.sources.command import read_live
+        ruleset = read_live(reader or "auto", families, netns, counters=True, strict=strict)
+    flows, ct_diags = None, []
+    if conntrack_path:
+        flows, ct_diags = load_conntrack_file(conntrack_path, strict)
+    elif not rules and not no_conntrack:
+        flows, ct_diags = read_live_conntrack(ruleset.families, netns, conntrack_timeout)
+    if all_ports:
+        ports = [p for p in build_service_ports(ruleset) if (p.endpoints or p.local_endpoints)
+                 and (namespace is None or (p.name or "").startswith(namespace + "/"))]
+    else:
+        ports = select_service_ports(ruleset, service, namespace)
+    result = balance_ports(ruleset, ports, flows)
+    diags = _decoded_diagnostics(ruleset) + list(ct_diags)
+    _print_result(output, lambda: balance_json(result, diags), lambda: render_balance_text(result), diags)
+    if any(pb.verdict in (Verdict.NEW_SKEWED, Verdict.OPEN_SKEWED) for pb in result):
+        sys.exit(EXIT_FINDINGS)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, mapping svcinspect errors to one line + exit code."""
     # A short-lived process building ~10^5 objects: the cyclic GC only costs time.
