@@ -504,6 +504,90 @@ def balance(service, all_ports, namespace, rules, strict, conntrack_path, no_con
         sys.exit(EXIT_FINDINGS)
 
 
+def _listen_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--listen {value!r}: expected HOST:PORT (e.g. 0.0.0.0:9842 or [::]:9842)")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@cli.command()
+@rules_options
+@objects_options
+@click.option("--listen", metavar="HOST:PORT", default=None,
+              help="Serve /metrics and /healthz here.  [default: 0.0.0.0:9842; none with --textfile]")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              metavar="SECONDS", help="Re-read the node (and the objects) this often.")
+@click.option("--textfile", metavar="PATH",
+              help="Write the metrics to PATH after every read (atomic rename), for node-exporter's textfile "
+                   "collector.")
+@click.option("--once", is_flag=True, help="One read, print the metrics (or write --textfile) and exit "
+                                           "(exit 3 when the read failed).")
+@click.option("--per-endpoint", is_flag=True, help="Also export per-endpoint series (cardinality: one per endpoint).")
+@click.option("--conntrack", "conntrack_path", metavar="PATH",
+              help="Re-read this saved `conntrack -L` listing every cycle instead of the live table.")
+@click.option("--no-conntrack", is_flag=True, help="Do not read conntrack (open-connection figures are absent).")
+@click.option("--conntrack-timeout", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              metavar="SECONDS", help="Give up on a live `conntrack -L` after this long.")
+def serve(rules, strict, objects_from: ObjectsSource, listen, interval, textfile, once, per_endpoint,
+          conntrack_path, no_conntrack, conntrack_timeout) -> None:
+    """Run as a Prometheus exporter: re-read this node's rules (and the Services
+    and EndpointSlices: --api in a pod, or --objects files) every --interval and
+    export findings, endpoints and balance per service port. A failing read keeps
+    the last good figures and counts an error; it never stops the exporter."""
+    import gc as _gc
+    import signal
+    import threading
+
+    from svcinspect.serve.agent import Agent, Readers, make_server, write_textfile
+    from svcinspect.sources.conntrack import load_conntrack_file, read_live_conntrack
+
+    _gc.enable()  # main() disables the cyclic GC for short runs; this one is long-lived
+    reader, netns, families = _live_options(None, None, None)
+    address = _listen_address(listen) if listen else (None if (textfile or once) else ("0.0.0.0", 9842))
+
+    def read_rules():
+        if rules:
+            return parse_dumps([read_text(p) for p in rules], strict=strict).only(families), "file"
+        from svcinspect.sources.command import read_live
+        ruleset = read_live(reader or "auto", families, netns, counters=True, strict=strict)
+        backend = next((d.message.split("iptables-", 1)[1].split(" ", 1)[0] for d in ruleset.diagnostics
+                        if d.message.startswith("reading the iptables-")), "unknown")
+        return ruleset, backend
+
+    def read_conntrack(ruleset):
+        if conntrack_path:
+            return load_conntrack_file(conntrack_path)[0]
+        if rules or no_conntrack:
+            return None
+        return read_live_conntrack(ruleset.families, netns, conntrack_timeout)[0]
+
+    agent = Agent(Readers(read_rules, lambda: load_objects(objects_from), read_conntrack,
+                          node_name(objects_from, rules)), interval, per_endpoint)
+    publish = (lambda: write_textfile(textfile, agent.exposition())) if textfile else None
+    if once:
+        ok = agent.cycle()
+        if publish:
+            publish()
+        else:
+            click.echo(agent.exposition().decode(), nl=False)
+        if not ok:
+            from svcinspect.errors import EXIT_ENVIRONMENT
+            click.echo(f"svcinspect: error: {agent.status.last_error}", err=True)
+            sys.exit(EXIT_ENVIRONMENT)
+        return
+    server = make_server(agent, *address) if address else None
+    if server is not None:
+        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+        agent.log(f"serving http://{address[0]}:{server.server_address[1]}/metrics every {interval:g} s")
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    try:
+        agent.run_loop(publish)
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, mapping svcinspect errors to one line + exit code."""
     # A short-lived process building ~10^5 objects: the cyclic GC only costs time.
