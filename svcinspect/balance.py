@@ -227,14 +227,16 @@ def dnat_packets(ruleset: Ruleset, family: Family, sep: str) -> tuple[int | None
     nat = ruleset.table("nat", family)
     if nat is None:
         return None, 0
-    for line, text in nat.raw_rules(sep) or ():
+    raw = nat.raw_rules(sep) or ()
+    for i, (line, text) in enumerate(raw):
         if " -j DNAT " in text:
             if text.startswith("["):
                 end = text.find("]")
                 packets, _, _ = text[1:end].partition(":")
                 if packets.isdigit():
                     return int(packets), line
-            i = [ln for ln, _ in nat.raw_rules(sep)].index(line)
+            if " -c " not in text and "--set-counters" not in text:
+                return None, line  # iptables-save without -c: no counters (not zero)
             counters = nat.chains[sep].rules[i].counters
             return (counters.packets if counters is not None else None), line
     return None, 0
@@ -252,6 +254,11 @@ def split_endpoint(text: str | None) -> tuple[str, int] | None:
         return None
 
 
+def _canonical(address: str) -> str:
+    """IPv4 text as conntrack prints it is canonical already; IPv6 is normalised."""
+    return str(ipaddress.ip_address(address)) if ":" in address else address
+
+
 def _entry_matcher(sp: ServicePortRules):
     """A predicate: does a flow's original (dst, dport) reach this service port?"""
     addrs: set[tuple[str, int]] = set()
@@ -262,7 +269,7 @@ def _entry_matcher(sp: ServicePortRules):
         if e.kind == EntryKind.NODE_PORT:
             node_ports.add(e.port)
         elif e.address is not None and "/" not in e.address:
-            addrs.add((str(ipaddress.ip_address(e.address)), e.port))
+            addrs.add((_canonical(e.address), e.port))
 
     def match(dst: str, dport: int | None) -> bool:
         return dport is not None and ((dst, dport) in addrs or dport in node_ports)
@@ -284,9 +291,9 @@ def open_by_endpoint(sp: ServicePortRules, flows: Iterable[ConntrackEntry]) -> t
             continue
         if (":" in f.original.dst) != want_v6:
             continue
-        if not match(str(ipaddress.ip_address(f.original.dst)), f.original.dport):
+        if not match(_canonical(f.original.dst), f.original.dport):
             continue
-        ep = (str(ipaddress.ip_address(f.reply.src)), f.reply.sport)
+        ep = (_canonical(f.reply.src), f.reply.sport)
         if ep in known:
             counts[ep] = counts.get(ep, 0) + 1
         else:
@@ -319,8 +326,10 @@ def balance_port(ruleset: Ruleset, sp: ServicePortRules, flows: Sequence[Conntra
     rows = []
     for e in cascade:
         packets, line = dnat_packets(ruleset, sp.family, e.sep)
-        ep = split_endpoint(e.endpoint)
-        open_n = None if flows is None else opened.get(ep, 0) if ep else 0
+        open_n = None
+        if flows is not None:
+            ep = split_endpoint(e.endpoint)
+            open_n = opened.get(ep, 0) if ep else 0
         rows.append(EndpointBalance(e.endpoint, e.sep, e.share, packets, open_n, line or e.line))
     shares = [r.expected_share for r in rows]
     new_test = None if any(r.new_connections is None for r in rows) else \

@@ -535,14 +535,12 @@ def serve(rules, strict, objects_from: ObjectsSource, listen, interval, textfile
     and EndpointSlices: --api in a pod, or --objects files) every --interval and
     export findings, endpoints and balance per service port. A failing read keeps
     the last good figures and counts an error; it never stops the exporter."""
-    import gc as _gc
     import signal
     import threading
 
     from svcinspect.serve.agent import Agent, Readers, make_server, write_textfile
     from svcinspect.sources.conntrack import load_conntrack_file, read_live_conntrack
 
-    _gc.enable()  # main() disables the cyclic GC for short runs; this one is long-lived
     reader, netns, families = _live_options(None, None, None)
     address = _listen_address(listen) if listen else (None if (textfile or once) else ("0.0.0.0", 9842))
 
@@ -588,6 +586,19 @@ def serve(rules, strict, objects_from: ObjectsSource, listen, interval, textfile
             server.shutdown()
 
 
+def kubectl_main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``kubectl-svcinspect`` console script: kubectl runs it for
+    ``kubectl svcinspect ARGS`` (any executable named kubectl-NAME on PATH is a
+    plugin); the same commands, with kubectl's name in usage lines."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _run(argv, prog_name="kubectl svcinspect")
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, mapping svcinspect errors to one line + exit code."""
     # A short-lived process building ~10^5 objects: the cyclic GC only costs time.
@@ -600,9 +611,9 @@ def main(argv: list[str] | None = None) -> None:
             gc.enable()
 
 
-def _run(argv: list[str] | None) -> None:
+def _run(argv: list[str] | None, prog_name: str = "svcinspect") -> None:
     try:
-        cli.main(args=argv, prog_name="svcinspect", standalone_mode=False)
+        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("svcinspect: aborted", err=True)
         sys.exit(130)

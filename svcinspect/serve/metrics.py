@@ -17,8 +17,13 @@ import platform
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from svcinspect.errors import EnvironmentProblem
+
+try:  # the optional extra svcinspect[agent]
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
+except ImportError:  # pragma: no cover - depends on the installation
+    raise EnvironmentProblem("svcinspect serve needs prometheus_client: pip install 'svcinspect[agent]'") from None
 
 from svcinspect import __version__
 from svcinspect.serve.snapshot import PortLabels, Snapshot

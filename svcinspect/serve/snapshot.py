@@ -83,7 +83,7 @@ def build_snapshot(ruleset: Ruleset, state: ClusterState | None, node: str | Non
             endpoints[(labels, policy)] = n
         if sp.endpoints or sp.local_endpoints:
             balance[labels] = balance_port(ruleset, sp, flows)
-    report = check_rules(ruleset, state, node)
+    report = check_rules(ruleset, state, node, ports=ports)
     by_code: Counter = Counter()
     per_port: Counter = Counter()
     for f in report.findings:
