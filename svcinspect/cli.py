@@ -523,14 +523,17 @@ def _listen_address(value: str) -> tuple[str, int]:
                    "collector.")
 @click.option("--once", is_flag=True, help="One read, print the metrics (or write --textfile) and exit "
                                            "(exit 3 when the read failed).")
+@click.option("--objects-interval", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              metavar="SECONDS", help="List the objects from the API at most this often (each agent lists every "
+                                      "Service and EndpointSlice; files are re-read every cycle).")
 @click.option("--per-endpoint", is_flag=True, help="Also export per-endpoint series (cardinality: one per endpoint).")
 @click.option("--conntrack", "conntrack_path", metavar="PATH",
               help="Re-read this saved `conntrack -L` listing every cycle instead of the live table.")
 @click.option("--no-conntrack", is_flag=True, help="Do not read conntrack (open-connection figures are absent).")
 @click.option("--conntrack-timeout", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
               metavar="SECONDS", help="Give up on a live `conntrack -L` after this long.")
-def serve(rules, strict, objects_from: ObjectsSource, listen, interval, textfile, once, per_endpoint,
-          conntrack_path, no_conntrack, conntrack_timeout) -> None:
+def serve(rules, strict, objects_from: ObjectsSource, listen, interval, textfile, once, objects_interval,
+          per_endpoint, conntrack_path, no_conntrack, conntrack_timeout) -> None:
     """Run as a Prometheus exporter: re-read this node's rules (and the Services
     and EndpointSlices: --api in a pod, or --objects files) every --interval and
     export findings, endpoints and balance per service port. A failing read keeps
@@ -560,7 +563,17 @@ def serve(rules, strict, objects_from: ObjectsSource, listen, interval, textfile
             return None
         return read_live_conntrack(ruleset.families, netns, conntrack_timeout)[0]
 
-    agent = Agent(Readers(read_rules, lambda: load_objects(objects_from), read_conntrack,
+    listed: dict = {}
+
+    def read_objects():
+        import time
+        if objects_from.from_api and "at" in listed and time.monotonic() - listed["at"] < objects_interval:
+            return listed["state"]
+        state = load_objects(objects_from)
+        listed.update(at=time.monotonic(), state=state)
+        return state
+
+    agent = Agent(Readers(read_rules, read_objects, read_conntrack,
                           node_name(objects_from, rules)), interval, per_endpoint)
     publish = (lambda: write_textfile(textfile, agent.exposition())) if textfile else None
     if once:

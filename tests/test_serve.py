@@ -77,7 +77,7 @@ def test_every_metric_has_help_type_and_conventional_name():
     assert _get(s, "svcinspect_service_port_balance_verdict", **HELLO, verdict="not-enough-data") == 1
     assert _get(s, "svcinspect_findings", severity="error") == 0
     assert _get(s, "svcinspect_dataplane_info", mode="iptables", backend="file", ip_families="IPv4",
-                node="node-a") == 1
+                node_name="node-a") == 1
 
 
 def test_failing_read_keeps_last_good_figures_and_counts_the_error():

@@ -36,7 +36,7 @@ METRICS: dict[str, tuple[str, str, list[str]]] = {
     "svcinspect_build_info": ("gauge", "svcinspect's version (value 1).", ["version", "python_version"]),
     "svcinspect_dataplane_info": ("gauge", "What the last good read found: the kube-proxy mode, the iptables "
                                   "backend read (nft, legacy; file for --rules) and the node (value 1).",
-                                  ["mode", "backend", "ip_families", "node"]),
+                                  ["mode", "backend", "ip_families", "node_name"]),
     "svcinspect_reads_total": ("counter", "Read cycles attempted.", []),
     "svcinspect_read_errors_total": ("counter", "Read cycles that failed, by the stage that failed; the last good "
                                      "figures are kept.", ["stage"]),
