@@ -545,6 +545,8 @@ def serve(rules, strict, objects_from: ObjectsSource, listen, interval, textfile
     from svcinspect.sources.conntrack import load_conntrack_file, read_live_conntrack
 
     reader, netns, families = _live_options(None, None, None)
+    if rules and (reader or netns):
+        raise InputError("--reader and --netns read the live node; they cannot be combined with --rules")
     address = _listen_address(listen) if listen else (None if (textfile or once) else ("0.0.0.0", 9842))
 
     def read_rules():

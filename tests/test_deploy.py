@@ -198,3 +198,24 @@ def test_dashboard_uses_only_exported_metrics():
     for _, e in dashboard_exprs():
         names |= set(re.findall(r"\b(svcinspect_[a-z_]+)", e))
     assert names and names <= set(METRICS)
+
+
+# --- kubectl plugin ------------------------------------------------------------------
+
+def test_kubectl_plugin_entry_point(capsys):
+    import configparser
+
+    from svcinspect.cli import _State, kubectl_main
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    scripts = dict(line.split(" = ") for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines())
+    assert scripts["kubectl-svcinspect"] == "svcinspect.cli:kubectl_main"  # kubectl finds kubectl-NAME on PATH
+    _State.debug = _State.verbose = False
+    with pytest.raises(SystemExit) as exc:
+        kubectl_main(["balance", "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("Usage: kubectl svcinspect balance [OPTIONS] [SERVICE]")
+    with pytest.raises(SystemExit) as exc:
+        kubectl_main(["balance", "--rules", str(ROOT / "nonexistent")])
+    assert exc.value.code == 2 and "svcinspect: error:" in capsys.readouterr().err

@@ -161,3 +161,5 @@ def test_serve_once_cli(cli, tmp_path):
     assert _get(_samples(r.out), "svcinspect_read_errors_total", stage="rules") == 1
     r = cli("serve", "--listen", "nonsense", "--rules", str(STEP0 / "iptables-save.txt"))
     assert r.code == 2 and "HOST:PORT" in r.err
+    r = cli("serve", "--once", "--netns", "x", "--rules", str(STEP0 / "iptables-save.txt"))
+    assert r.code == 2 and "cannot be combined" in r.err
