@@ -184,6 +184,7 @@ def dashboard_exprs() -> list[tuple[str, str]]:
 def test_every_dashboard_query_is_valid_promql(tmp_path):
     exprs = dashboard_exprs()
     assert len(exprs) >= 12 and all("$" not in e for _, e in exprs)
+    assert len({t for t, _ in exprs}) == len(exprs)  # one query per panel, titles unique
     rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"svcinspect:dashboard_panel_{i}", "expr": e}
                                                          for i, (_, e) in enumerate(exprs)]}]}
     (tmp_path / "d.yaml").write_text(yaml.safe_dump(rules))

@@ -210,6 +210,7 @@ def test_prometheus_sees_findings_appear_and_clear_and_the_skew(stack, tmp_path)
 
     assert scalar("Nodes reporting") == 1 and scalar("Nodes with drift") == 1 and scalar("Stale agents") == 0
     assert scalar("Skewed service ports") == 1
+    assert [r["metric"]["node"] for r in panels["Drifting nodes"]] == ["node-a"]
     failing = {(r["metric"]["service"], r["metric"]["code"]) for r in panels["Failing service ports"]}
     assert failing == {("hello-world", "endpoints-mismatch")}
     eps = {(r["metric"]["service"], r["metric"]["ip_family"], r["metric"]["policy"]): float(r["value"][1])
