@@ -7,8 +7,10 @@ Prints:
 - the whole process `serve --once --netns NS --textfile F` (start-up, live
   `iptables-save -c` of both backends, parse, analysis, exposition): median wall
   time of 3 and peak RSS;
-- a long-running agent's steady state: per-stage seconds of 3 consecutive cycles
-  in one process, its peak RSS, and the exposition's size and series count;
+- a long-running agent's steady state: wall and CPU seconds (the agent and its
+  iptables-save children) of 3 consecutive cycles in one process, per-stage wall
+  seconds, its peak RSS, and the exposition's size and series count (CPU seconds
+  are the figure to trust on a busy machine);
 - the same with --per-endpoint.
 
 These size the DaemonSet's requests and limits (deploy/kubernetes/daemonset.yaml).
@@ -32,11 +34,14 @@ ns, per_endpoint = sys.argv[1], sys.argv[2] == "1"
 def rules():
     return read_live("auto", (Family.V4, Family.V6), ns, counters=True), "live"
 agent = Agent(Readers(rules, lambda: None, lambda rs: None, "bench"), per_endpoint=per_endpoint, log=print)
+def cpu():
+    return sum(resource.getrusage(w).ru_utime + resource.getrusage(w).ru_stime
+               for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 cycles = []
 for _ in range(3):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu()
     assert agent.cycle(), agent.status.last_error
-    cycles.append({"total": time.perf_counter() - t, **agent.status.durations})
+    cycles.append({"total": time.perf_counter() - t, "cpu": cpu() - c, **agent.status.durations})
 t = time.perf_counter()
 body = agent.exposition()
 expo = time.perf_counter() - t
@@ -65,8 +70,8 @@ def main() -> None:
                                  check=True)
             doc = json.loads(res.stdout.strip().splitlines()[-1])
             stages = "; ".join(
-                f"cycle {i + 1}: {c['total']:.2f} s (" + ", ".join(f"{k} {v:.2f}" for k, v in c.items()
-                                                        if k != "total") + ")"
+                f"cycle {i + 1}: {c['total']:.2f} s wall, {c['cpu']:.2f} s CPU (" +
+                ", ".join(f"{k} {v:.2f}" for k, v in c.items() if k not in ("total", "cpu")) + ")"
                 for i, c in enumerate(doc["cycles"]))
             print(f"steady state{' --per-endpoint' if per_endpoint == '1' else ''}: {stages}; exposition "
                   f"{doc['exposition_s']:.2f} s, {doc['bytes'] // 1024} KiB, {doc['series']} series; "
