@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import IPT
+from conftest import IPT, ROOT
 from svcinspect.errors import EnvironmentProblem
 from svcinspect.parse.iptables_save import parse_dumps
 from svcinspect.parse.kube_objects import parse_objects
@@ -163,3 +163,42 @@ def test_serve_once_cli(cli, tmp_path):
     assert r.code == 2 and "HOST:PORT" in r.err
     r = cli("serve", "--once", "--netns", "x", "--rules", str(STEP0 / "iptables-save.txt"))
     assert r.code == 2 and "cannot be combined" in r.err
+
+
+def test_textfile_loop_rewrites_each_cycle_and_stops_on_sigterm(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "svcinspect.prom"
+    rules = tmp_path / "rules.txt"
+    rules.write_text((STEP0 / "iptables-save.txt").read_text())
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "svcinspect", "serve", "--rules", str(rules), "--textfile", str(out),
+                          "--interval", "0.2"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        def reads():
+            if not out.exists():
+                return 0
+            return _get(_samples(out.read_text()), "svcinspect_reads_total") or 0
+
+        deadline = time.monotonic() + 60
+        while reads() < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert reads() >= 2  # rewritten every cycle
+        rules.unlink()  # the next reads fail: the file keeps the last good figures
+        deadline = time.monotonic() + 60
+        while (_get(_samples(out.read_text()), "svcinspect_read_errors_total", stage="rules") or 0) < 1 \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        s = _samples(out.read_text())
+        assert _get(s, "svcinspect_read_errors_total", stage="rules") >= 1
+        assert _get(s, "svcinspect_service_port_endpoints", **HELLO, policy="cluster") == 3
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+        assert "no such file" in p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
