@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - depends on the installation
     raise EnvironmentProblem("svcinspect serve needs prometheus_client: pip install 'svcinspect[agent]'") from None
 
 from svcinspect import __version__
-from svcinspect.serve.snapshot import PortLabels, Snapshot
+from svcinspect.serve.snapshot import Snapshot
 
 PORT = ["namespace", "service", "port", "protocol", "ip_family"]
 STAGES = ("rules", "objects", "conntrack", "analysis")
