@@ -83,8 +83,9 @@ def fails(report: CheckReport, fail_on: str) -> bool:
 
 
 def check_rules(ruleset: Ruleset, state: ClusterState | None = None, node: str | None = None,
-                namespace: str | None = None) -> CheckReport:
-    ports = build_service_ports(ruleset)
+                namespace: str | None = None, ports: list[ServicePortRules] | None = None) -> CheckReport:
+    # ``ports``: build_service_ports(ruleset) when the caller has it already (the exporter)
+    ports = build_service_ports(ruleset) if ports is None else ports
     c = _Checker(ruleset, ports, namespace)
     whole = assess_input(ruleset)
     if whole.dataplane == IPVS:

@@ -915,6 +915,168 @@ def diff_command(side_a: str, side_b: str, strict: bool, reader: str | None, net
         sys.exit(EXIT_FINDINGS)
 
 
+
+
+# --- balance and serve (issue 15) ------------------------------------------------
+
+@cli.command()
+@click.argument("service", required=False)
+@click.option("-A", "--all", "all_ports", is_flag=True, help="Every service port that has endpoints.")
+@click.option("-n", "--namespace", help="With a bare SERVICE name: its namespace; with -A: only this namespace.")
+@rules_options
+@click.option("--conntrack", "conntrack_path", metavar="PATH",
+              help="A saved `conntrack -L` listing (- for stdin). Live reading runs conntrack -L itself.")
+@click.option("--no-conntrack", is_flag=True, help="Live reading: do not read conntrack (open connections unknown).")
+@click.option("--conntrack-timeout", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              metavar="SECONDS", help="Give up on a live `conntrack -L` after this long.")
+@output_option("text", "json", default="text")
+def balance(service, all_ports, namespace, rules, strict, conntrack_path, no_conntrack, conntrack_timeout,
+            output) -> None:
+    """Does SERVICE's traffic split as the rules say? Per endpoint: the expected
+    share, new connections counted by its DNAT rule (iptables-save -c) and open
+    connections (conntrack), with a chi-square test and a verdict. Exit 1 when
+    new or open connections are skewed."""
+    from svcinspect.balance import Verdict, balance_ports
+    from svcinspect.errors import EXIT_FINDINGS
+    from svcinspect.render.balance import balance_json, render_balance_text
+    from svcinspect.services import build_service_ports, select_service_ports
+    from svcinspect.sources.conntrack import load_conntrack_file, read_live_conntrack
+
+    if (service is None) == (not all_ports):
+        raise InputError("name one SERVICE (ns/name[:port]) or pass -A for every service port")
+    reader, netns, families = _live_options(None, None, None)
+    if rules:
+        ruleset = load_rules(rules, strict)
+    else:
+        from svcinspect.sources.command import read_live
+        ruleset = read_live(reader or "auto", families, netns, counters=True, strict=strict)
+    flows, ct_diags = None, []
+    if conntrack_path:
+        flows, ct_diags = load_conntrack_file(conntrack_path, strict)
+    elif not rules and not no_conntrack:
+        flows, ct_diags = read_live_conntrack(ruleset.families, netns, conntrack_timeout)
+    if all_ports:
+        ports = [p for p in build_service_ports(ruleset) if (p.endpoints or p.local_endpoints)
+                 and (namespace is None or (p.name or "").startswith(namespace + "/"))]
+    else:
+        ports = select_service_ports(ruleset, service, namespace)
+    result = balance_ports(ruleset, ports, flows)
+    diags = _decoded_diagnostics(ruleset) + list(ct_diags)
+    _print_result(output, lambda: balance_json(result, diags), lambda: render_balance_text(result), diags)
+    if any(pb.verdict in (Verdict.NEW_SKEWED, Verdict.OPEN_SKEWED) for pb in result):
+        sys.exit(EXIT_FINDINGS)
+
+
+def _listen_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--listen {value!r}: expected HOST:PORT (e.g. 0.0.0.0:9842 or [::]:9842)")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@cli.command()
+@rules_options
+@objects_options
+@click.option("--listen", metavar="HOST:PORT", default=None,
+              help="Serve /metrics and /healthz here.  [default: 0.0.0.0:9842; none with --textfile]")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              metavar="SECONDS", help="Re-read the node (and the objects) this often.")
+@click.option("--textfile", metavar="PATH",
+              help="Write the metrics to PATH after every read (atomic rename), for node-exporter's textfile "
+                   "collector.")
+@click.option("--once", is_flag=True, help="One read, print the metrics (or write --textfile) and exit "
+                                           "(exit 3 when the read failed).")
+@click.option("--objects-interval", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              metavar="SECONDS", help="List the objects from the API at most this often (each agent lists every "
+                                      "Service and EndpointSlice; files are re-read every cycle).")
+@click.option("--per-endpoint", is_flag=True, help="Also export per-endpoint series (cardinality: one per endpoint).")
+@click.option("--conntrack", "conntrack_path", metavar="PATH",
+              help="Re-read this saved `conntrack -L` listing every cycle instead of the live table.")
+@click.option("--no-conntrack", is_flag=True, help="Do not read conntrack (open-connection figures are absent).")
+@click.option("--conntrack-timeout", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              metavar="SECONDS", help="Give up on a live `conntrack -L` after this long.")
+def serve(rules, strict, objects_from: ObjectsSource, listen, interval, textfile, once, objects_interval,
+          per_endpoint, conntrack_path, no_conntrack, conntrack_timeout) -> None:
+    """Run as a Prometheus exporter: re-read this node's rules (and the Services
+    and EndpointSlices: --api in a pod, or --objects files) every --interval and
+    export findings, endpoints and balance per service port. A failing read keeps
+    the last good figures and counts an error; it never stops the exporter."""
+    import signal
+    import threading
+
+    from svcinspect.serve.agent import Agent, Readers, make_server, write_textfile
+    from svcinspect.sources.conntrack import load_conntrack_file, read_live_conntrack
+
+    reader, netns, families = _live_options(None, None, None)
+    if rules and (reader or netns):
+        raise InputError("--reader and --netns read the live node; they cannot be combined with --rules")
+    address = _listen_address(listen) if listen else (None if (textfile or once) else ("0.0.0.0", 9842))
+
+    def read_rules():
+        if rules:
+            return parse_dumps([read_text(p) for p in rules], strict=strict).only(families), "file"
+        from svcinspect.sources.command import read_live
+        ruleset = read_live(reader or "auto", families, netns, counters=True, strict=strict)
+        backend = next((d.message.split("iptables-", 1)[1].split(" ", 1)[0] for d in ruleset.diagnostics
+                        if d.message.startswith("reading the iptables-")), "unknown")
+        return ruleset, backend
+
+    def read_conntrack(ruleset):
+        if conntrack_path:
+            return load_conntrack_file(conntrack_path)[0]
+        if rules or no_conntrack:
+            return None
+        return read_live_conntrack(ruleset.families, netns, conntrack_timeout)[0]
+
+    listed: dict = {}
+
+    def read_objects():
+        import time
+        if objects_from.from_api and "at" in listed and time.monotonic() - listed["at"] < objects_interval:
+            return listed["state"]
+        state = load_objects(objects_from)
+        listed.update(at=time.monotonic(), state=state)
+        return state
+
+    agent = Agent(Readers(read_rules, read_objects, read_conntrack,
+                          node_name(objects_from, rules)), interval, per_endpoint)
+    publish = (lambda: write_textfile(textfile, agent.exposition())) if textfile else None
+    if once:
+        ok = agent.cycle()
+        if publish:
+            publish()
+        else:
+            click.echo(agent.exposition().decode(), nl=False)
+        if not ok:
+            from svcinspect.errors import EXIT_ENVIRONMENT
+            click.echo(f"svcinspect: error: {agent.status.last_error}", err=True)
+            sys.exit(EXIT_ENVIRONMENT)
+        return
+    server = make_server(agent, *address) if address else None
+    if server is not None:
+        threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+        agent.log(f"serving http://{address[0]}:{server.server_address[1]}/metrics every {interval:g} s")
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    try:
+        agent.run_loop(publish)
+    finally:
+        if server is not None:
+            server.shutdown()
+
+
+def kubectl_main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``kubectl-svcinspect`` console script: kubectl runs it for
+    ``kubectl svcinspect ARGS`` (any executable named kubectl-NAME on PATH is a
+    plugin); the same commands, with kubectl's name in usage lines."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _run(argv, prog_name="kubectl svcinspect")
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, mapping svcinspect errors to one line + exit code."""
     # A short-lived process building ~10^5 objects: the cyclic GC only costs time.
@@ -927,10 +1089,10 @@ def main(argv: list[str] | None = None) -> None:
             gc.enable()
 
 
-def _run(argv: list[str] | None) -> None:
+def _run(argv: list[str] | None, prog_name: str = "svcinspect") -> None:
     add_common_flags()
     try:
-        cli.main(args=argv, prog_name="svcinspect", standalone_mode=False)
+        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
         _flush_stdout()
     except click.exceptions.Abort:
         click.echo("svcinspect: aborted", err=True)
