@@ -108,7 +108,33 @@ def load_rules(rules: tuple[str, ...], strict: bool, *, reader: str | None = Non
         raise InputError("--reader and --netns read the live node; they cannot be combined with --rules")
     if texts is None:
         texts = [read_text(p) for p in rules]
+    if _nft_inputs(texts):
+        return _load_nft(texts, strict, families)
     return parse_dumps(texts, strict=strict).only(families)
+
+
+# --- nftables mode (issue 13): the dispatch points, kept together -----------------------
+
+def _nft_inputs(texts) -> bool:
+    """True when the inputs are `nft list` text or `nft -j` JSON (all of them;
+    mixing them with iptables-save dumps is refused)."""
+    from svcinspect.dataplane.nftables.parse import looks_like_nft
+
+    kinds = [looks_like_nft(t.data[:262144].decode("utf-8", "replace")) for t in texts]
+    if any(kinds) and not all(kinds):
+        names = ", ".join(t.name for t, k in zip(texts, kinds) if not k)
+        raise InputError(f"{names}: not nftables rules, while the other --rules are; pass one mode's rules at a time")
+    return bool(kinds) and all(kinds)
+
+
+def _load_nft(texts, strict: bool, families):
+    from svcinspect.dataplane.nftables.parse import parse_nfts
+
+    return parse_nfts(texts, strict=strict).only(families)
+
+
+def _is_nft(ruleset) -> bool:
+    return getattr(ruleset, "dataplane", "iptables") == "nftables"
 
 
 def analyse_rules(rules: tuple[str, ...], strict: bool, analysis: Callable[[Ruleset], Any]) -> tuple[Ruleset, Any]:
@@ -131,6 +157,9 @@ def analyse_rules(rules: tuple[str, ...], strict: bool, analysis: Callable[[Rule
         ruleset = parse_live(dump, strict)
         return ruleset, analysis(ruleset)
     texts = [read_text(p) for p in rules] if not (reader or netns) else None
+    if texts is not None and _nft_inputs(texts):  # no bisecting index for nft: its reader is one pass
+        ruleset = load_rules(rules, strict, texts=texts)
+        return ruleset, analysis(ruleset)
     if texts is not None and not strict:
         indexed = index_dumps(texts)
         done = analyse_indexed(indexed.only(families) if indexed is not None else None, analysis)
@@ -248,6 +277,8 @@ def dump(rules: tuple[str, ...], strict: bool, counters: bool) -> None:
 def _all_diagnostics(ruleset: Ruleset) -> list[Diagnostic]:
     """Reader diagnostics plus those of every rule (decodes the whole ruleset)."""
     out = list(ruleset.diagnostics)
+    if _is_nft(ruleset):  # read whole: the reader's diagnostics are all there is
+        return out
     for t in ruleset.tables:
         for ch in t.chains.values():
             for r in ch.rules:
@@ -258,6 +289,8 @@ def _all_diagnostics(ruleset: Ruleset) -> list[Diagnostic]:
 def _decoded_diagnostics(ruleset: Ruleset) -> list[Diagnostic]:
     """Reader diagnostics plus those of the rules an analysis actually decoded."""
     out = list(ruleset.diagnostics)
+    if _is_nft(ruleset):
+        return out
     for t in ruleset.tables:
         for ch in t.decoded_chains():
             if ch.rules.decoded:

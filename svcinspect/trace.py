@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
+from svcinspect.dataplane import dataplane_of
 from svcinspect.evaluate import Environment, Evaluator
 from svcinspect.model.flow import Disposition, Hook, Outcome, Packet, Step
 from svcinspect.model.netfilter import Family, Ruleset
@@ -94,7 +95,7 @@ def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment()
                 fam_env = Environment(frozenset(env.node_ips or ()) | {placeholder}, env.cluster_cidrs)
                 warnings.append(f"no --node-ip for IPv{int(sp.family)}: this node is shown as {placeholder} "
                                 f"(give --node-ip to see its real addresses)")
-            ev = evaluators[sp.family] = Evaluator(ruleset, sp.family, fam_env)
+            ev = evaluators[sp.family] = dataplane_of(ruleset).evaluator(ruleset, sp.family, fam_env)
         pt = _trace_port(sp, ev, ev.env)
         if objects is not None:
             pt = replace(pt, objects=tuple(objects.get((sp.key, sp.family), ())))

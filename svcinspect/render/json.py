@@ -71,7 +71,13 @@ def service_port_json(sp: ServicePortRules, objects=None) -> dict[str, Any]:
                      "localhost": e.localhost} for e in sp.entries if e.table == "nat"],
         "chains": sp.chains,
         "warnings": list(sp.warnings),
-    } | ({} if objects is None else _with_objects(sp, objects))
+    } | _dataplane_json(sp) | ({} if objects is None else _with_objects(sp, objects))
+
+
+def _dataplane_json(sp) -> dict[str, Any]:
+    """``"dataplane"`` beside the facts that depend on it (chains, lines), for
+    every mode but iptables (whose documents predate the key and stay as they were)."""
+    return {} if sp.dataplane == "iptables" else {"dataplane": sp.dataplane}
 
 
 def _with_objects(sp: ServicePortRules, objects) -> dict[str, Any]:

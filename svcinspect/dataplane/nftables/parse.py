@@ -404,27 +404,35 @@ class _Unknown(Exception):
     pass
 
 
+_RESUME = {"accept", "drop", "reject", "return", "jump", "goto", "masquerade", "dnat", "snat", "continue", "comment"}
+
+
 def parse_rule_text(text: str, family: str) -> tuple[tuple[Any, ...], str | None, str | None]:
     """(statements, comment, what was not understood) for one rule line."""
     toks = _TOKEN.findall(text)
     p = _Expr(toks, family)
     stmts: list[Any] = []
     comment = None
-    try:
-        while not p.done():
+    unknown = None
+    while not p.done():
+        start = p.pos
+        try:
             if p.peek() == "comment":
                 p.next()
                 comment = _unquote(p.next())
                 continue
             stmts.append(p.statement())
-    except _Unknown as exc:
-        rest = " ".join(toks[max(p.pos - 1, 0):])
-        stmts.append({"unknown": rest})
-        return tuple(stmts), comment, f"{exc}: {rest[:80]}"
-    except IndexError:
-        stmts.append({"unknown": text})
-        return tuple(stmts), comment, "the rule ends too early"
-    return tuple(stmts), comment, None
+        except (_Unknown, IndexError) as exc:
+            # Keep what is not understood as one opaque statement, up to the next
+            # verdict, so that the verdict after it still counts.
+            j = start + 1
+            while j < len(toks) and toks[j] not in _RESUME:
+                j += 1
+            part = " ".join(toks[start:j])
+            stmts.append({"unknown": part})
+            unknown = unknown or (f"{exc}: {part[:80]}" if isinstance(exc, _Unknown) else f"{part[:80]}")
+            p.pos = j
+    return tuple(stmts), comment, unknown
 
 
 _PAYLOAD = {"ip": ("saddr", "daddr", "protocol", "length", "ttl", "dscp", "version", "id"),
