@@ -209,7 +209,9 @@ def render_trace(tr) -> str:
                 dest = o.endpoint or o.disposition.value.upper()
                 out.append(f"      {lead} {dest}")
                 shown = [s for s in steps if s.table == "nat" and s.chain.startswith(("KUBE-SVC", "KUBE-SVL",
-                                                                                      "KUBE-SEP", "KUBE-XLB"))]
+                                                                                      "KUBE-SEP", "KUBE-XLB",
+                                                                                      "service-", "local-",
+                                                                                      "endpoint-"))]
                 if shown:
                     out.append(render_steps(shown[:4], indent="         "))
             if len(et.branches) > 16:

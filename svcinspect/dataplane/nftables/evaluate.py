@@ -187,9 +187,29 @@ class NftEvaluator:
         if not ruleset.complete:
             self.warnings.append("the input is an excerpt (elided or truncated): what it leaves out is not simulated")
 
+    localhost_node_ports = False  # kube-proxy's nftables mode writes no rule for 127.0.0.1 node ports
+    hairpin_rule = "the @hairpin-connections set in the masquerading chain, or 1.29-1.35's per-endpoint " \
+                   "'ip saddr <endpoint> jump mark-for-masquerade'"
+
     @property
-    def localhost_node_ports(self) -> bool:
-        return False
+    def cluster_cidr(self):
+        """The pod network, from kube-proxy's own ``ip saddr != <cidr>`` masquerade rule."""
+        if self.table is None:
+            return None
+        for c in self.table.chains.values():
+            if not (c.name == "services" or c.name.startswith("service-")):
+                continue
+            for r in c.rules:
+                for s in r.exprs:
+                    m = s.get("match") if isinstance(s, dict) else None
+                    if m and m["op"] == "!=" and isinstance(m["right"], dict) and "prefix" in m["right"] and \
+                            m["left"] == {"payload": {"protocol": "ip6" if int(self.family) == 6 else "ip",
+                                                      "field": "saddr"}}:
+                        p = m["right"]["prefix"]
+                        return ipaddress.ip_network(f"{p['addr']}/{p['len']}", strict=False)
+            if c.name == "services":
+                break
+        return None
 
     # --- the packet path ------------------------------------------------------------
     def simulate(self, packet: Packet) -> Simulation:

@@ -389,7 +389,9 @@ def _element(toks: list[str], is_map: bool, family: str, line: int, text: str) -
     key = _Expr(key_toks, family).value_concat()
     if comment is not None or opts:
         key = {"elem": {"val": key, **opts, **({"comment": comment} if comment is not None else {})}}
-    return NftElement(key, value, comment, line, text)
+    from svcinspect.dataplane.nftables.render import render_element
+    e = NftElement(key, value, comment, line, "")
+    return NftElement(key, value, comment, line, render_element(e))
 
 
 def _data(toks: list[str], family: str) -> Any:
