@@ -102,8 +102,8 @@ def load_rules(rules: tuple[str, ...], strict: bool, *, reader: str | None = Non
     default to the command line's)."""
     reader, netns, families = _live_options(reader, netns, family)
     if not rules:
-        from svcinspect.sources.command import read_live
-        return read_live(reader or "auto", families, netns, strict=strict)
+        from svcinspect.sources.nft import read_live_rules  # nftables or iptables mode, whichever is live
+        return read_live_rules(reader, families, netns, strict=strict)
     if reader or netns:
         raise InputError("--reader and --netns read the live node; they cannot be combined with --rules")
     if texts is None:
@@ -133,6 +133,19 @@ def _load_nft(texts, strict: bool, families):
     return parse_nfts(texts, strict=strict).only(families)
 
 
+def _live_nft_tables(reader, netns, families) -> bool:
+    """Does the live node (or --netns) have kube-proxy nftables tables?"""
+    if reader == "iptc":
+        return False
+    from svcinspect.sources.command import check_privileges
+    from svcinspect.sources.netns import resolve_netns
+    from svcinspect.sources.nft import read_nft_tables
+
+    ref = resolve_netns(netns) if netns else None
+    check_privileges(ref)
+    return bool(read_nft_tables(families, ref)[0])
+
+
 def _is_nft(ruleset) -> bool:
     return getattr(ruleset, "dataplane", "iptables") == "nftables"
 
@@ -150,6 +163,9 @@ def analyse_rules(rules: tuple[str, ...], strict: bool, analysis: Callable[[Rule
     if not rules:
         from svcinspect.sources.command import index_live, parse_live, read_live_dump
 
+        if _live_nft_tables(reader, netns, families):
+            ruleset = load_rules(rules, strict)
+            return ruleset, analysis(ruleset)
         dump = read_live_dump(reader or "auto", families, netns)
         done = None if strict else analyse_indexed(index_live(dump), analysis)
         if done is not None:
@@ -266,8 +282,13 @@ def cli(debug: bool, verbose: bool) -> None:
 @rules_options
 @click.option("--counters/--no-counters", default=True, show_default=True, help="Keep packet/byte counters.")
 def dump(rules: tuple[str, ...], strict: bool, counters: bool) -> None:
-    """Print what was read as canonical iptables-save text (restorable)."""
+    """Print what was read as canonical iptables-save text (restorable), or nft text for nftables mode."""
     ruleset = load_rules(rules, strict)  # --family (from rules_options) already selected the tables
+    if _is_nft(ruleset):  # canonical `nft list ruleset` text (nft -c -f accepts it)
+        from svcinspect.dataplane.nftables.render import render_ruleset as render_nft
+        click.echo(render_nft(ruleset), nl=False)
+        _emit_diagnostics(_all_diagnostics(ruleset))
+        return
     from svcinspect.render.iptables import render_ruleset
 
     click.echo(render_ruleset(ruleset, counters=counters), nl=False)

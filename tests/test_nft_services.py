@@ -182,3 +182,63 @@ def test_services_command_on_nft_text_and_json(cli):
 def test_iptables_json_has_no_dataplane_key(cli):
     r = cli("services", "--rules", str(IPT / "iptables-save.txt"), "-o", "json")
     assert "dataplane" not in r.out
+
+
+# --- check, graph and dump on nftables mode ------------------------------------------------
+
+SEQ = NFT / "sequence"
+
+
+def test_check_on_the_capture_and_its_objects_is_clean(cli):
+    r = cli("check", "--rules", str(NFT / "nft-list-ruleset.txt"), "--objects", str(NFT / "objects.json"),
+            "--node", "node-a", "-o", "json")
+    assert r.code == 0, r.out + r.err
+    doc = json.loads(r.out)
+    assert doc["findings"] == [] and doc["checked"] == 30
+
+
+@pytest.mark.parametrize("rules,objects,code,port", [
+    ("step0-initial", "step1-hello-world-scaled-3-to-5", "endpoints-mismatch", "default/hello-world"),
+    ("step0-initial", "step2-web-multi-deleted", "stale-service-port", "default/web-multi:http"),
+    ("step2-web-multi-deleted", "step0-initial", "missing-service-port", "default/web-multi:metrics"),
+])
+def test_check_finds_what_a_stale_node_would_have(cli, rules, objects, code, port):
+    r = cli("check", "--rules", str(SEQ / rules / "nft-list-ruleset.txt"), "--objects",
+            str(SEQ / objects / "objects.json"), "--node", "node-a", "-o", "json")
+    assert r.code == 1
+    found = {(f["code"], f["servicePort"]) for f in json.loads(r.out)["findings"]}
+    assert (code, port) in found
+
+
+def test_check_rules_alone_finds_dangling_elements_orphans_and_numgen():
+    text = (NFT / "nft-list-ruleset.txt").read_text()
+    last = "goto service-AS2KJYAD-kube-system/kube-dns/tcp/metrics }"
+    assert last in text
+    text = text.replace(last, last[:-2] + ",\n\t\t\t     10.96.99.99 . tcp . 80 : goto "
+                        "service-AAAAAAAA-default/gone/tcp/http }", 1)
+    text = text.replace("numgen random mod 2 map { 0 : 10.244.1.210 . 8080, 1 : 10.244.2.211 . 8080 }",
+                        "numgen random mod 3 map { 0 : 10.244.1.210 . 8080, 1 : 10.244.2.211 . 8080 }")
+    from svcinspect.dataplane.nftables.check import check_rules
+    codes = {(f.code, f.service_port) for f in check_rules(parse_nft(text, "edited")).findings}
+    assert ("stale-element", "default/gone:http") in codes
+    assert ("numgen-elements", "default/cascade-2ep:http") in codes
+
+
+def test_graph_and_dump_on_nft(cli, tmp_path):
+    g = cli("graph", "default/affinity", "--rules", str(NFT / "nft-list-ruleset.txt"), "-o", "json")
+    assert g.code == 0, g.err
+    doc = json.loads(g.out)
+    eps = sorted(n["endpoint"] for n in doc["nodes"] if n.get("type") == "endpoint")
+    assert eps == ["10.244.1.70:8080", "10.244.2.70:8080", "10.244.2.71:8080"]
+    shares = [e["share"] for e in doc["edges"] if e.get("share")]
+    assert shares.count("1/3") == 3
+    overview = cli("graph", "--rules", str(NFT / "nft-list-ruleset.txt"), "-o", "json")
+    nodes = json.loads(overview.out)["nodes"]
+    assert sum(1 for n in nodes if n.get("type") == "service") >= 25
+    d = cli("dump", "--rules", str(NFT / "nft-list-ruleset.json"))
+    assert d.code == 0 and d.out.startswith("table ip kube-proxy {")
+    again = parse_nft(d.out, "dump")
+    orig = parse_nft((NFT / "nft-list-ruleset.json").read_text(), "json")
+    assert [sorted(t.chains) for t in again.tables] == [sorted(t.chains) for t in orig.tables]
+    assert [[r.exprs for c in t.chains.values() for r in c.rules] for t in again.tables] == \
+        [[r.exprs for c in t.chains.values() for r in c.rules] for t in orig.tables]
