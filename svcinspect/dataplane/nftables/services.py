@@ -253,7 +253,12 @@ def _table_ports(t: NftTable, fam: Family) -> list[ServicePortRules]:
             acc = _acc(accs, name.port_base)
             acc.warnings.append("no entry point: no service-ips or service-nodeports element leads to these chains "
                                 "(stale, or an excerpt)")
-    return [_finish(base, fam, acc, t) for base, acc in accs.items()]
+    by_base: dict[tuple[str, str], str] = {}  # (prefix, ns/name/proto/port) -> chain, whatever its hash
+    for cname in t.chains:
+        name = split_name(cname)
+        if name is not None and name.prefix in ROLE:
+            by_base.setdefault((name.prefix, name.base), cname)
+    return [_finish(base, fam, acc, t, by_base) for base, acc in accs.items()]
 
 
 def _elem_text(e) -> str:
@@ -272,7 +277,7 @@ def _acc(accs: dict[str, _Acc], key: str) -> _Acc:
     return a
 
 
-def _finish(base: str, fam: Family, acc: _Acc, t: NftTable) -> ServicePortRules:
+def _finish(base: str, fam: Family, acc: _Acc, t: NftTable, by_base: dict) -> ServicePortRules:
     warnings = list(acc.warnings)
     parts = base.split("/")
     proto = parts[2] if len(parts) >= 4 else acc.protocol
@@ -283,13 +288,11 @@ def _finish(base: str, fam: Family, acc: _Acc, t: NftTable) -> ServicePortRules:
         name = f"{prefix}-{h}-{base}"
         if name in t.chains:
             chains[role] = name
-        else:
-            wrong = [c for c in t.chains if c.startswith(prefix + "-") and c.endswith("-" + base)
-                     and len(c) == len(name)]
-            if wrong:
-                chains[role] = wrong[0]
-                warnings.append(f"chain {wrong[0]}: its hash is not base32(sha256({base!r}))[:8] = {h} "
-                                "(hand-edited or renamed)")
+        elif (prefix, base) in by_base:
+            wrong = by_base[(prefix, base)]
+            chains[role] = wrong
+            warnings.append(f"chain {wrong}: its hash is not base32(sha256({base!r}))[:8] = {h} "
+                            "(hand-edited or renamed)")
     endpoints: tuple[EndpointShare, ...] = ()
     local: tuple[EndpointShare, ...] | None = None
     affinity: int | None = None
