@@ -188,7 +188,7 @@ class NftEvaluator:
             self.warnings.append("the input is an excerpt (elided or truncated): what it leaves out is not simulated")
 
     localhost_node_ports = False  # kube-proxy's nftables mode writes no rule for 127.0.0.1 node ports
-    hairpin_rule = "the @hairpin-connections set in the masquerading chain, or 1.29-1.35's per-endpoint " \
+    hairpin_rule = "the @hairpin-connections set in the masquerading chain, or, before 1.36, the per-endpoint " \
                    "'ip saddr <endpoint> jump mark-for-masquerade'"
 
     @property

@@ -182,7 +182,7 @@ def _table_ports(t: NftTable, fam: Family) -> list[ServicePortRules]:
         if len(parts) == 3 and target:
             firewalled[(str(parts[0]), str(parts[1]), int(parts[2]))] = target
     nodeport_ips = [str(elem_key(e.key)) for e in _set(t, "nodeport-ips").elements] if _set(t, "nodeport-ips") else []
-    np_note = (f"on the node-port addresses of @nodeport-ips: {', '.join(nodeport_ips)}" if nodeport_ips
+    np_note = (f"the node-port addresses of @nodeport-ips: {', '.join(nodeport_ips)}" if nodeport_ips
                else None)
     svc_ips = _set(t, "service-ips")
     for e in svc_ips.elements if svc_ips else ():
