@@ -68,7 +68,8 @@ def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
     without every command passing them along."""
 
     @click.option("--rules", "rules", multiple=True, metavar="PATH",
-                  help="iptables-save / ip6tables-save output to analyse (repeatable; - for stdin). "
+                  help="iptables-save / ip6tables-save output, or `nft list ruleset` text / `nft -j` JSON (kube-proxy's "
+                       "nftables mode), to analyse (repeatable; - for stdin). "
                        "Without it, read the live node (root).")
     @click.option("--strict", is_flag=True, help="Treat any diagnostic about the input as an error (exit 2).")
     @click.option("--reader", type=click.Choice(["auto", "iptc", "save"]), default=None,
