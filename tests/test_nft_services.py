@@ -242,3 +242,22 @@ def test_graph_and_dump_on_nft(cli, tmp_path):
     assert [sorted(t.chains) for t in again.tables] == [sorted(t.chains) for t in orig.tables]
     assert [[r.exprs for c in t.chains.values() for r in c.rules] for t in again.tables] == \
         [[r.exprs for c in t.chains.values() for r in c.rules] for t in orig.tables]
+
+
+def test_objects_join_the_nft_service_ports(cli):
+    r = cli("services", "--rules", str(NFT / "nft-list-ruleset.txt"), "--objects", str(NFT / "objects.json"),
+            "-o", "json")
+    assert r.code == 0, r.err
+    hw = [s for s in json.loads(r.out)["services"] if s["name"] == "default/hello-world"][0]
+    assert {e["endpoint"]: e["node"] for e in hw["endpoints"]} == {
+        "10.244.1.10:8080": "node-a", "10.244.1.11:8080": "node-a", "10.244.2.10:8080": "node-b"}
+    assert all(e["inRules"] for e in hw["objectEndpoints"])
+
+
+def test_dataplane_key_on_trace_and_packet_json_only_for_nft(cli):
+    for cmd in (["trace", "default/hello-world"], ["packet", "--src", "10.244.1.7", "--dst", "10.96.10.10",
+                                                   "--dport", "80"]):
+        nft = json.loads(cli(*cmd, "--rules", str(NFT / "nft-list-ruleset.txt"), "-o", "json").out)
+        ipt = json.loads(cli(*cmd, "--rules", str(IPT / "iptables-save.txt"), "-o", "json").out)
+        assert "dataplane" not in json.dumps(ipt)
+        assert nft.get("dataplane") == "nftables" or all(p["dataplane"] == "nftables" for p in nft["ports"])

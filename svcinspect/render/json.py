@@ -125,7 +125,7 @@ def outcome_json(o) -> dict[str, Any]:
 
 def simulation_json(sim) -> dict[str, Any]:
     return document(packet=packet_json(sim.packet), outcomes=[outcome_json(o) for o in sim.outcomes],
-                    warnings=list(sim.warnings))
+                    warnings=list(sim.warnings), **({} if sim.dataplane == "iptables" else {"dataplane": sim.dataplane}))
 
 
 def trace_json(tr) -> dict[str, Any]:
@@ -166,5 +166,6 @@ def trace_json(tr) -> dict[str, Any]:
                       "endpoints": [endpoint_json(e) for e in sp.endpoints],
                       "localEndpoints": None if sp.local_endpoints is None else
                       [endpoint_json(e) for e in sp.local_endpoints],
-                      "entries": entries, "notes": list(pt.notes), "warnings": list(sp.warnings)})
+                      "entries": entries, "notes": list(pt.notes), "warnings": list(sp.warnings)}
+                     | _dataplane_json(sp))
     return document(service=tr.query, ports=ports, warnings=list(tr.warnings))

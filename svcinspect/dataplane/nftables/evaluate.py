@@ -244,7 +244,7 @@ class NftEvaluator:
         if packet.dst.is_loopback and self._is_node_port(packet):
             warnings.append(LOCALHOST_NOTE)
         outcomes = tuple(self._outcome(packet, w, v) for w, v in _merge_irrelevant(done))
-        return Simulation(packet, outcomes, tuple(warnings))
+        return Simulation(packet, outcomes, tuple(warnings), "nftables")
 
     def _is_node_port(self, p: Packet) -> bool:
         s = self._set_index("service-nodeports")
