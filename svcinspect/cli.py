@@ -404,8 +404,10 @@ def packet(src, dst, dport, proto, hook, node_ips, cluster_cidrs, output, **sour
     def analysis(ruleset: Ruleset):
         if ruleset.table("nat", Family(dst.version)) is None and ruleset.table("filter", Family(dst.version)) is None:
             have = ", ".join(f"IPv{int(f)}" for f in ruleset.families) or "none"
+            tool = ('ip6tables-save' if dst.version == 6 else 'iptables-save') if not _is_nft(ruleset) else \
+                f"`nft list table {'ip6' if dst.version == 6 else 'ip'} kube-proxy`"
             raise InputError(f"the rules have no IPv{dst.version} nat or filter table (have: {have}); "
-                             f"pass {'ip6tables-save' if dst.version == 6 else 'iptables-save'} output too")
+                             f"pass {tool} output too")
         return simulate(ruleset, first, env)
 
     ruleset, sim = analyse_rules(source["rules"], source["strict"], analysis)

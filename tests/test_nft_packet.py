@@ -208,3 +208,9 @@ def test_affinity_set_listing_with_the_client_sticks():
                   "dnat ip to numgen random mod 2 map { 0 : 10.1.0.1 . 80, 1 : 10.1.0.2 . 80 }\n\t}")
     assert _summary(_sim(text, "10.9.0.1", "10.0.0.1")) == [("dnat", "10.1.0.9:80", "1", False)]
     assert len(_sim(text, "10.9.0.2", "10.0.0.1").outcomes) == 2
+
+
+def test_packet_for_a_family_not_in_the_input(cli):
+    r = cli("packet", "--rules", str(NFT / "nft-list-table-ip-kube-proxy.txt"), "--src", "fd00::1",
+            "--dst", "fd00:10:96::130", "--dport", "80")
+    assert r.code == 2 and "nft list table ip6 kube-proxy" in r.err and "Traceback" not in r.err
