@@ -158,3 +158,17 @@ def test_dump_is_accepted_by_nft_check(cli, tmp_path):
         out.write_text(cli("dump", "--rules", str(NFT / name)).out)
         r = subprocess.run(["unshare", "-n", "nft", "-c", "-f", str(out)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
+
+
+@needs_netns
+def test_both_modes_in_one_namespace_is_a_warning_naming_the_live_one(netns):
+    netns.run("nft", "-f", str(NFT / "nft-list-table-ip-kube-proxy.txt"))
+    netns.restore(IPT_SAVE, 4, "nft")  # iptables mode's rules too, with KUBE-PROXY-CANARY
+    before = netns.run("nft", "list", "ruleset").stdout
+    r = svcinspect("services", "--netns", netns.name, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert "kube-proxy rules in both modes" in r.stderr and "the iptables rules look live" in r.stderr
+    assert "dataplane" not in r.stdout  # iptables mode was read
+    assert netns.run("nft", "list", "ruleset").stdout == before
+    only = svcinspect("services", "--netns", netns.name, "--family", "6")  # no table either way: not silent
+    assert only.returncode == 0
