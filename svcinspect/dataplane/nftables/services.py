@@ -24,7 +24,7 @@ import base64
 import difflib
 import hashlib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from fractions import Fraction
 
 from svcinspect.dataplane.nftables.model import NftChain, NftRule, NftRuleset, NftSet, NftTable
