@@ -286,7 +286,7 @@ def _parse_set(lines, i, family, table, name, is_map, source, diags) -> tuple[in
             flags = tuple(f.strip() for f in s[6:].rstrip(";").split(","))
         elif s.startswith("timeout "):
             timeout = parse_seconds(s.split()[1].rstrip(";"))
-        elif s.startswith("size "):
+        elif s.startswith("size ") and s.split()[1].rstrip(";").isdigit():
             size = int(s.split()[1].rstrip(";"))
         elif s.startswith("comment "):
             comment = _unquote(s[len("comment "):].strip().rstrip(";"))
@@ -424,7 +424,7 @@ def parse_rule_text(text: str, family: str) -> tuple[tuple[Any, ...], str | None
                 comment = _unquote(p.next())
                 continue
             stmts.append(p.statement())
-        except (_Unknown, IndexError) as exc:
+        except (_Unknown, IndexError, ValueError) as exc:
             # Keep what is not understood as one opaque statement, up to the next
             # verdict, so that the verdict after it still counts.
             j = start + 1
