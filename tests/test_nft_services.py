@@ -261,3 +261,18 @@ def test_dataplane_key_on_trace_and_packet_json_only_for_nft(cli):
         ipt = json.loads(cli(*cmd, "--rules", str(IPT / "iptables-save.txt"), "-o", "json").out)
         assert "dataplane" not in json.dumps(ipt)
         assert nft.get("dataplane") == "nftables" or all(p["dataplane"] == "nftables" for p in nft["ports"])
+
+
+def test_check_compares_external_ips_and_source_ranges(cli, tmp_path):
+    objects = json.loads((NFT / "objects.json").read_text())
+    for item in objects["items"]:
+        if item["kind"] == "Service" and item["metadata"]["name"] == "lb-ranges":
+            item["spec"]["loadBalancerSourceRanges"] = ["198.51.100.0/25"]
+        if item["kind"] == "Service" and item["metadata"]["name"] == "extip":
+            item["spec"]["externalIPs"] = ["203.0.113.11"]
+    path = tmp_path / "objects.json"
+    path.write_text(json.dumps(objects))
+    r = cli("check", "--rules", str(NFT / "nft-list-ruleset.txt"), "--objects", str(path), "--node", "node-a",
+            "-o", "json")
+    found = {(f["code"], f["servicePort"]) for f in json.loads(r.out)["findings"]}
+    assert found == {("source-ranges-mismatch", "default/lb-ranges:http"), ("external-ip-mismatch", "default/extip:http")}

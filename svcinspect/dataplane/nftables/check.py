@@ -25,6 +25,10 @@ from svcinspect.services import EntryKind
 _ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
+class _EMPTY:  # a chain with no rules, for a port without a firewall- chain
+    rules = ()
+
+
 def check_rules(ruleset: NftRuleset, state=None, node: str | None = None,
                 namespace: str | None = None) -> CheckReport:
     findings: list[Finding] = []
@@ -191,6 +195,27 @@ def _check_objects(rs: NftRuleset, ports, expected, add, notes) -> int:
             add(Severity.ERROR, "node-port-mismatch", exp.spn, exp.family,
                 f"the rules have node port {sp.node_port or 'none'}, the Service has {exp.node_port}", [obj],
                 SYNC_HINT)
+        if exp.uses_ext:
+            # nft's service-ips map does not tell an external IP from a load-balancer IP: compare them together.
+            have_ext = {e.address for e in sp.entries if e.table == "nat" and
+                        e.kind in (EntryKind.EXTERNAL_IP, EntryKind.LOAD_BALANCER)}
+            want_ext = set(exp.external_ips) | set(exp.load_balancer_ips)
+            if have_ext != want_ext:
+                add(Severity.ERROR, "external-ip-mismatch", exp.spn, exp.family,
+                    f"the rules take external/load-balancer traffic on {', '.join(sorted(have_ext)) or 'nothing'}, "
+                    f"the Service has {', '.join(sorted(want_ext)) or 'none'} (spec.externalIPs and "
+                    "status.loadBalancer.ingress)", [obj], SYNC_HINT)
+        if exp.uses_fw or sp.source_ranges:
+            import ipaddress
+            want_r = {str(ipaddress.ip_network(r.strip(), strict=False)) for r in exp.source_ranges} \
+                if exp.uses_fw else set()
+            have_r = {str(ipaddress.ip_network(r, strict=False)) for r in sp.source_ranges}
+            if want_r != have_r:
+                add(Severity.ERROR, "source-ranges-mismatch", exp.spn, exp.family,
+                    f"the rules allow {', '.join(sorted(have_r)) or 'any source'}, the Service allows "
+                    f"{', '.join(sorted(want_r)) or 'any source'}",
+                    _rule_evidence(rs, exp.family, [t.line for t in rs.kube_proxy(exp.family).chains.get(
+                        sp.chains.get("fw", ""), _EMPTY).rules]) + [obj], SYNC_HINT)
         verdicts = {e.verdict for e in sp.entries if e.table == "filter" and e.kind == EntryKind.CLUSTER_IP}
         want = exp.internal_verdict
         if want in ("reject", "drop") and want not in verdicts:
