@@ -81,3 +81,31 @@ def test_1_37_single_endpoint_plain_dnat():
     assert [(e.endpoint, e.share) for e in sp.endpoints] == [("10.244.1.200:8080", 1)]
     sim = _sim(rs, "10.244.1.7", "10.96.20.1", 80, node="192.168.10.11")
     assert [(o.endpoint, o.probability, o.masquerade) for o in sim.outcomes] == [("10.244.1.200:8080", 1, False)]
+
+
+ADD = FIXTURES / "nftables-layouts" / "nft-pre-1.36-add-commands.nft"
+
+
+def test_kube_proxy_hashes_match_its_own_test_expectations():
+    """kube-proxy's nftables unit tests name ns1/svc1's chains service-ULMVA6XW-... and
+    endpoint-5OJB2KTY-...__10.180.0.1/80 (pkg/proxy/nftables/proxier_test.go)."""
+    from svcinspect.dataplane.nftables.services import chain_hash
+    assert chain_hash("ns1/svc1/tcp/p80") == "ULMVA6XW"
+    assert chain_hash("ns1/svc1/tcp/p80__10.180.0.1/80") == "5OJB2KTY"
+
+
+@pytest.mark.parametrize("src,dst,port,want", [
+    ("203.0.113.2", "192.168.0.2", 3003, [("dnat", "10.180.0.3:80", Fraction(1), True)]),
+    ("10.0.0.5", "172.30.0.41", 80, [("dnat", "10.180.0.1:80", Fraction(1, 2), False),
+                                     ("dnat", "10.180.0.2:80", Fraction(1, 2), False)]),
+    ("10.180.0.1", "172.30.0.41", 80, [("dnat", "10.180.0.1:80", Fraction(1, 2), True),   # hairpin
+                                       ("dnat", "10.180.0.2:80", Fraction(1, 2), False)]),
+    ("10.0.0.5", "172.30.0.46", 80, [("reject", None, Fraction(1), False)]),
+    ("10.0.0.5", "172.30.0.41", 81, [("reject", None, Fraction(1), False)]),
+])
+def test_add_commands_as_kube_proxy_writes_them(src, dst, port, want):
+    rs = parse_nft(ADD.read_text(), ADD.name)
+    assert rs.form == "commands" and not [d for d in rs.diagnostics if d.severity >= 1]
+    sim = _sim(rs, src, dst, port, node="192.168.0.2")
+    assert sorted((o.disposition.value, o.endpoint, o.probability, o.masquerade) for o in sim.outcomes) == \
+        sorted(want, key=lambda t: (t[0], t[1] or ""))

@@ -39,13 +39,122 @@ def looks_like_nft(text: str) -> bool:
     head = text.lstrip()[:200000]
     if head.startswith("{") and '"nftables"' in head[:2000]:
         return True
-    return bool(re.search(r"^\s*table\s+(ip|ip6|inet)\s+\S+\s*\{", head, re.M))
+    return bool(re.search(r"^\s*table\s+(ip|ip6|inet)\s+\S+\s*\{", head, re.M)) or bool(_ADD.search(head))
 
 
 def parse_nft(text: str, source: str = "<input>", *, strict: bool = False) -> NftRuleset:
     if text.lstrip().startswith("{"):
         return parse_nft_json(text, source, strict=strict)
+    if _ADD.search(text[:200000]) and not re.search(r"^\s*table\s+\S+\s+\S+\s*\{", text[:200000], re.M):
+        return parse_nft_commands(text, source, strict=strict)
     return parse_nft_text(text, source, strict=strict)
+
+
+# --- kube-proxy's own transactions: `add rule ip kube-proxy CHAIN ...` (knftables, nft -f) ---------
+
+_ADD = re.compile(r"^\s*add\s+(table|chain|rule|set|map|element)\s+(ip|ip6|inet)\s+\S+", re.M)
+_ADD_LINE = re.compile(r"^\s*(add|create|flush|delete|destroy)\s+(table|chain|rule|set|map|element)\s+"
+                       r"(ip|ip6|inet|arp|bridge|netdev)\s+(\S+)(?:\s+(.*))?$")
+
+
+def parse_nft_commands(text: str, source: str = "<input>", *, strict: bool = False) -> NftRuleset:
+    """The ``add table/chain/set/map/rule/element`` lines kube-proxy sends to nft
+    (its test expectations and ``--v=9`` logs have them). Rules are read as kube-proxy
+    wrote them (``mark and 0x4000 == 0``), before nft prints them back."""
+    diags: list[Diagnostic] = []
+    tables: dict[tuple[str, str], dict] = {}
+    order: list[tuple[str, str]] = []
+    for ln, raw in enumerate(text.splitlines(), 1):
+        s = raw.strip()
+        if not s or s.startswith("#"):
+            continue
+        m = _ADD_LINE.match(s)
+        if not m:
+            diags.append(Diagnostic(Severity.WARNING, "not an nft command; skipped", source, ln, raw))
+            continue
+        verb, kind, fam, tname, rest = m.group(1), m.group(2), m.group(3), m.group(4), m.group(5) or ""
+        key = (fam, tname)
+        if key not in tables:
+            tables[key] = {"chains": {}, "sets": {}, "rules": {}, "elements": {}, "line": ln, "comment": None}
+            order.append(key)
+        t = tables[key]
+        if verb in ("flush", "delete", "destroy"):
+            diags.append(Diagnostic(Severity.INFO, f"{verb} {kind}: the state before it is not modelled; ignored",
+                                    source, ln, raw))
+            continue
+        if kind == "table":
+            c = re.search(r'comment\s+("(?:[^"\\]|\\.)*")', s)
+            t["comment"] = _unquote(c.group(1)) if c else t["comment"]
+            continue
+        name, _, body = rest.partition(" ")
+        if kind == "chain":
+            spec = body.strip().strip("{}").strip()
+            t["chains"].setdefault(name, {"line": ln, "spec": spec})
+        elif kind in ("set", "map"):
+            t["sets"].setdefault(name, {"line": ln, "spec": body.strip().strip("{}").strip(), "map": kind == "map"})
+        elif kind == "rule":
+            t["rules"].setdefault(name, []).append((ln, body.strip()))
+        elif kind == "element":
+            t["elements"].setdefault(name, []).append((ln, body.strip()))
+    out: list[NftTable] = []
+    for fam, tname in order:
+        t = tables[(fam, tname)]
+        sets: dict[str, NftSet] = {}
+        for name, sd in t["sets"].items():
+            fields = dict(_spec_fields(sd["spec"]))
+            typ = fields.get("type", "")
+            data = None
+            if sd["map"] and " : " in typ:
+                typ, _, data = typ.partition(" : ")
+            elems: list[NftElement] = []
+            for ln, body in t["elements"].get(name, ()):
+                toks = [(tok, ln) for tok in _TOKEN.findall(body)]
+                if toks and toks[0][0] == "{" and toks[-1][0] == "}":
+                    toks = toks[1:-1]
+                elems.extend(_elements_from(toks, sd["map"], fam, source, [body] * ln, diags))
+            flags = tuple(f.strip() for f in fields.get("flags", "").split(",") if f.strip())
+            timeout = parse_seconds(fields["timeout"]) if "timeout" in fields else None
+            sets[name] = NftSet(fam, tname, name, sd["map"], tuple(p.strip() for p in typ.split(" . ") if p.strip()),
+                                data, flags, tuple(elems), _unquote(fields["comment"]) if "comment" in fields else None,
+                                timeout, sd["line"], source)
+        chains: dict[str, NftChain] = {}
+        for name in list(t["chains"]) + [c for c in t["rules"] if c not in t["chains"]]:
+            cd = t["chains"].get(name, {"line": t["rules"][name][0][0], "spec": ""})
+            fields = dict(_spec_fields(cd["spec"]))
+            ctype = hook = prio_text = None
+            if "type" in fields:
+                m2 = re.match(r"(\w+)\s+hook\s+(\w+)(?:\s+priority\s+(.+))?", fields["type"])
+                if m2:
+                    ctype, hook, prio_text = m2.group(1), m2.group(2), (m2.group(3) or fields.get("priority", "0"))
+            rules = []
+            for ln, body in t["rules"].get(name, ()):
+                exprs, comment, unknown = parse_rule_text(body, fam)
+                if unknown:
+                    diags.append(Diagnostic(Severity.WARNING, f"statement not understood ({unknown}); the rule is "
+                                            "kept and treated as unknown", source, ln, body))
+                rules.append(NftRule(fam, tname, name, exprs, body, ln, source, None, comment, unknown))
+            chains[name] = NftChain(fam, tname, name, tuple(rules), ctype, hook,
+                                    parse_priority(prio_text) if prio_text else None, prio_text,
+                                    fields.get("policy", "accept") if hook else None,
+                                    _unquote(fields["comment"]) if "comment" in fields else None, cd["line"], source)
+        out.append(NftTable(fam, tname, chains, sets, t["comment"], t["line"], source))
+    if not out:
+        raise NotADumpError("no `add table/chain/rule` commands found", source)
+    if strict:
+        bad = [d for d in diags if d.severity >= Severity.WARNING]
+        if bad:
+            raise ParseError(bad[0].message, source, bad[0].line)
+    return NftRuleset(tuple(out), tuple(diags), (source,), "commands", True)
+
+
+def _spec_fields(spec: str):
+    """``type filter hook input priority -110 ; comment "x" ;`` -> (key, value) pairs."""
+    for part in re.split(r';(?=(?:[^"]*"[^"]*")*[^"]*$)', spec):
+        part = part.strip()
+        if not part:
+            continue
+        key, _, value = part.partition(" ")
+        yield key, value.strip()
 
 
 def parse_nfts(sources, *, strict: bool = False) -> NftRuleset:
