@@ -23,7 +23,10 @@ from _common import OUT, ROOT, Namespace, best_of, svcinspect
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
 RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-GENERATOR = ROOT.parent / "shared" / "bench" / "gen_kubeproxy_nft.py"
+# The shared folder sits beside the repository (or beside the worktrees' parent).
+GENERATOR = next((p for p in (ROOT.parent / "shared" / "bench" / "gen_kubeproxy_nft.py",
+                              ROOT.parent.parent / "shared" / "bench" / "gen_kubeproxy_nft.py") if p.exists()),
+                 ROOT.parent / "shared" / "bench" / "gen_kubeproxy_nft.py")
 
 
 def generate(services: int, endpoints: int = 10):
