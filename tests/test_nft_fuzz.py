@@ -49,7 +49,7 @@ def _exercise(text: str) -> None:
         assert all(0 < v <= 1 for v in groups.values()), groups
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(LINES) - 1), st.sampled_from(["drop", "dup", "cut", "tok"]),
                           st.sampled_from(TOKENS)), max_size=6))
 def test_mutated_text(mutations):
@@ -74,7 +74,7 @@ def test_mutated_text(mutations):
 DOC = json.loads((NFT / "nft-list-ruleset.json").read_text())
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(DOC["nftables"]) - 1),
                           st.sampled_from([None, 0, "x", [], {}, {"rule": {}}, {"set": {"name": "s"}}])), max_size=5))
 def test_mutated_json(mutations):

@@ -698,6 +698,7 @@ class NftEvaluator:
         return out
 
     def _dnat(self, rule: NftRule, v: dict, w: _World, ctype: str):
+        v = v if isinstance(v, dict) else {}
         addr = v.get("addr")
         targets: list[tuple[_World, Any, Any]] = []
         if isinstance(addr, dict) and "map" in addr:

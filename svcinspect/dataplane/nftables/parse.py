@@ -457,8 +457,9 @@ def _elements_from(toks, is_map, family, source, lines, diags) -> list[NftElemen
                 try:
                     out.append(_element([t for t, _ in cur], is_map, family, line,
                                         lines[line - 1].strip() if line else ""))
-                except _Unknown as exc:
-                    diags.append(Diagnostic(Severity.WARNING, f"element not understood ({exc})", source, line,
+                except (_Unknown, IndexError, ValueError) as exc:
+                    diags.append(Diagnostic(Severity.WARNING, f"element not understood ({exc or 'incomplete'})",
+                                            source, line,
                                             lines[line - 1] if line else ""))
             cur = []
             continue

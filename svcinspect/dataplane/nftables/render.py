@@ -50,6 +50,7 @@ def render_stmt(s: Any) -> str:
             flags = ",".join(flags)
         return "masquerade" + (f" {flags}" if flags else "")
     if k in ("dnat", "snat"):
+        v = v if isinstance(v, dict) else {}
         fam = v.get("family")
         addr = v.get("addr")
         out = k + (f" {fam}" if fam else "") + " to "

@@ -353,13 +353,13 @@ def endpoint_shares(t: NftTable, chain: NftChain) -> tuple[tuple[EndpointShare, 
                 if st is not None and st.timeout is not None:
                     affinity = st.timeout
             if "dnat" in s:
-                addr = s["dnat"].get("addr")
+                addr = (s["dnat"] or {}).get("addr")
                 if isinstance(addr, dict) and "map" in addr and "numgen" in addr["map"]["key"]:
                     mod = addr["map"]["key"]["numgen"]["mod"]
                     pairs = addr["map"]["data"].get("set", []) if isinstance(addr["map"]["data"], dict) else []
                     out.extend(_numgen_shares(chain, r, mod, pairs, None, warnings))
                 else:
-                    ep = _dnat_endpoint(s["dnat"])
+                    ep = _dnat_endpoint(s["dnat"] or {})
                     out.append(EndpointShare(ep, chain.name, Fraction(1), None, r.line))
             elif "vmap" in s and isinstance(s["vmap"]["key"], dict) and "numgen" in s["vmap"]["key"]:
                 mod = s["vmap"]["key"]["numgen"]["mod"]
@@ -416,7 +416,7 @@ def chain_endpoint(chain: NftChain) -> str | None:
     for r in chain.rules:
         for s in r.exprs:
             if isinstance(s, dict) and "dnat" in s:
-                return _dnat_endpoint(s["dnat"])
+                return _dnat_endpoint(s["dnat"] or {})
     return None
 
 
