@@ -84,6 +84,9 @@ def fails(report: CheckReport, fail_on: str) -> bool:
 
 def check_rules(ruleset: Ruleset, state: ClusterState | None = None, node: str | None = None,
                 namespace: str | None = None, ports: list[ServicePortRules] | None = None) -> CheckReport:
+    if getattr(ruleset, "dataplane", "iptables") == "nftables":  # what nftables mode should program
+        from svcinspect.dataplane.nftables.check import check_rules as check_nft
+        return check_nft(ruleset, state, node, namespace)
     # ``ports``: build_service_ports(ruleset) when the caller has it already (the exporter)
     ports = build_service_ports(ruleset) if ports is None else ports
     c = _Checker(ruleset, ports, namespace)

@@ -80,7 +80,8 @@ def rules_options(func: Callable[..., Any]) -> Callable[..., Any]:
     without every command passing them along."""
 
     @click.option("--rules", "rules", multiple=True, metavar="PATH",
-                  help="iptables-save / ip6tables-save output to analyse (repeatable; - for stdin). "
+                  help="iptables-save / ip6tables-save output, or `nft list ruleset` text / `nft -j` JSON (kube-proxy's "
+                       "nftables mode), to analyse (repeatable; - for stdin). "
                        "Without it, read the live node (root).")
     @click.option("--strict", is_flag=True, help="Treat any diagnostic about the input as an error (exit 2).")
     @click.option("--reader", type=click.Choice(["auto", "iptc", "save"]), default=None,
@@ -114,13 +115,52 @@ def load_rules(rules: tuple[str, ...], strict: bool, *, reader: str | None = Non
     default to the command line's)."""
     reader, netns, families = _live_options(reader, netns, family)
     if not rules:
-        from svcinspect.sources.command import read_live
-        return read_live(reader or "auto", families, netns, strict=strict)
+        from svcinspect.sources.nft import read_live_rules  # nftables or iptables mode, whichever is live
+        return read_live_rules(reader, families, netns, strict=strict)
     if reader or netns:
         raise InputError("--reader and --netns read the live node; they cannot be combined with --rules")
     if texts is None:
         texts = [read_text(p) for p in rules]
+    if _nft_inputs(texts):
+        return _load_nft(texts, strict, families)
     return parse_dumps(texts, strict=strict).only(families)
+
+
+# --- nftables mode (issue 13): the dispatch points, kept together -----------------------
+
+def _nft_inputs(texts) -> bool:
+    """True when the inputs are `nft list` text or `nft -j` JSON (all of them;
+    mixing them with iptables-save dumps is refused)."""
+    from svcinspect.dataplane.nftables.parse import looks_like_nft
+
+    kinds = [looks_like_nft(t.data[:262144].decode("utf-8", "replace")) for t in texts]
+    if any(kinds) and not all(kinds):
+        names = ", ".join(t.name for t, k in zip(texts, kinds) if not k)
+        raise InputError(f"{names}: not nftables rules, while the other --rules are; pass one mode's rules at a time")
+    return bool(kinds) and all(kinds)
+
+
+def _load_nft(texts, strict: bool, families):
+    from svcinspect.dataplane.nftables.parse import parse_nfts
+
+    return parse_nfts(texts, strict=strict).only(families)
+
+
+def _live_nft_tables(reader, netns, families) -> bool:
+    """Does the live node (or --netns) have kube-proxy nftables tables?"""
+    if reader == "iptc":
+        return False
+    from svcinspect.sources.command import check_privileges
+    from svcinspect.sources.netns import resolve_netns
+    from svcinspect.sources.nft import read_nft_tables
+
+    ref = resolve_netns(netns) if netns else None
+    check_privileges(ref)
+    return bool(read_nft_tables(families, ref)[0])
+
+
+def _is_nft(ruleset) -> bool:
+    return getattr(ruleset, "dataplane", "iptables") == "nftables"
 
 
 def analyse_rules(rules: tuple[str, ...], strict: bool, analysis: Callable[[Ruleset], Any]) -> tuple[Ruleset, Any]:
@@ -136,6 +176,9 @@ def analyse_rules(rules: tuple[str, ...], strict: bool, analysis: Callable[[Rule
     if not rules:
         from svcinspect.sources.command import index_live, parse_live, read_live_dump
 
+        if _live_nft_tables(reader, netns, families):
+            ruleset = load_rules(rules, strict)
+            return ruleset, analysis(ruleset)
         dump = read_live_dump(reader or "auto", families, netns)
         done = None if strict else analyse_indexed(index_live(dump), analysis)
         if done is not None:
@@ -143,6 +186,9 @@ def analyse_rules(rules: tuple[str, ...], strict: bool, analysis: Callable[[Rule
         ruleset = parse_live(dump, strict)
         return ruleset, analysis(ruleset)
     texts = [read_text(p) for p in rules] if not (reader or netns) else None
+    if texts is not None and _nft_inputs(texts):  # no bisecting index for nft: its reader is one pass
+        ruleset = load_rules(rules, strict, texts=texts)
+        return ruleset, analysis(ruleset)
     if texts is not None and not strict:
         indexed = index_dumps(texts)
         done = analyse_indexed(indexed.only(families) if indexed is not None else None, analysis)
@@ -432,8 +478,13 @@ def cli(debug: bool, verbose: bool) -> None:
 @rules_options
 @click.option("--counters/--no-counters", default=True, show_default=True, help="Keep packet/byte counters.")
 def dump(rules: tuple[str, ...], strict: bool, counters: bool) -> None:
-    """Print what was read as canonical iptables-save text (restorable)."""
+    """Print what was read as canonical iptables-save text (restorable), or nft text for nftables mode."""
     ruleset = load_rules(rules, strict)  # --family (from rules_options) already selected the tables
+    if _is_nft(ruleset):  # canonical `nft list ruleset` text (nft -c -f accepts it)
+        from svcinspect.dataplane.nftables.render import render_ruleset as render_nft
+        click.echo(render_nft(ruleset), nl=False)
+        _emit_diagnostics(_all_diagnostics(ruleset))
+        return
     from svcinspect.render.iptables import render_ruleset
 
     click.echo(render_ruleset(ruleset, counters=counters), nl=False)
@@ -443,6 +494,8 @@ def dump(rules: tuple[str, ...], strict: bool, counters: bool) -> None:
 def _all_diagnostics(ruleset: Ruleset) -> list[Diagnostic]:
     """Reader diagnostics plus those of every rule (decodes the whole ruleset)."""
     out = list(ruleset.diagnostics)
+    if _is_nft(ruleset):  # read whole: the reader's diagnostics are all there is
+        return out
     for t in ruleset.tables:
         for ch in t.chains.values():
             for r in ch.rules:
@@ -453,6 +506,8 @@ def _all_diagnostics(ruleset: Ruleset) -> list[Diagnostic]:
 def _decoded_diagnostics(ruleset: Ruleset) -> list[Diagnostic]:
     """Reader diagnostics plus those of the rules an analysis actually decoded."""
     out = list(ruleset.diagnostics)
+    if _is_nft(ruleset):
+        return out
     for t in ruleset.tables:
         for ch in t.decoded_chains():
             if ch.rules.decoded:
@@ -563,8 +618,10 @@ def packet(src, dst, dport, proto, hook, node_ips, cluster_cidrs, output, **sour
     def analysis(ruleset: Ruleset):
         if ruleset.table("nat", Family(dst.version)) is None and ruleset.table("filter", Family(dst.version)) is None:
             have = ", ".join(f"IPv{int(f)}" for f in ruleset.families) or "none"
+            tool = ('ip6tables-save' if dst.version == 6 else 'iptables-save') if not _is_nft(ruleset) else \
+                f"`nft list table {'ip6' if dst.version == 6 else 'ip'} kube-proxy`"
             raise InputError(f"the rules have no IPv{dst.version} nat or filter table (have: {have}); "
-                             f"pass {'ip6tables-save' if dst.version == 6 else 'iptables-save'} output too")
+                             f"pass {tool} output too")
         return simulate(ruleset, first, env)
 
     from svcinspect.completeness import assess_input, render_input_text

@@ -482,6 +482,9 @@ def build_graph(ruleset: Ruleset, service: str | None = None, namespace: str | N
     """The graph the ``graph`` command draws and its title: one service port in
     detail (a group per entry point), every service of a namespace (a group each),
     or, with neither, the whole dump collapsed to one node per service port."""
+    if getattr(ruleset, "dataplane", "iptables") == "nftables":  # the nftables dataplane draws its own chains
+        from svcinspect.dataplane.nftables.graph import build_graph as build_nft_graph
+        return build_nft_graph(ruleset, service, namespace, expand=expand)
     if service is None and namespace is None:
         g = build_overview_graph(ruleset, expand=expand)
         n = sum(1 for _, t in g.nodes(data="type") if t == "service")

@@ -109,6 +109,7 @@ class ServicePortRules:
     unknown: tuple[str, ...] = field(default=())
     cluster_complete: bool = True    # the KUBE-SVC part of ``endpoints_complete``
     local_complete: bool = True      # the KUBE-SVL/XLB part
+    dataplane: str = "iptables"    # which of kube-proxy's modes wrote these rules (svcinspect.dataplane)
 
     @property
     def display_name(self) -> str:
@@ -217,6 +218,9 @@ def build_service_ports(ruleset: Ruleset, only: Iterable[str] | None = None) -> 
 
     ``only``: restrict to these chain hashes (a trace of one service needs no more).
     """
+    if getattr(ruleset, "dataplane", "iptables") != "iptables":  # another dataplane's reader (svcinspect.dataplane)
+        from svcinspect.dataplane import dataplane_of
+        return dataplane_of(ruleset).build_service_ports(ruleset, only)
     wanted = set(only) if only is not None else None
     out: list[ServicePortRules] = []
     for family in ruleset.families:
@@ -720,6 +724,9 @@ def select_service_ports(ruleset: Ruleset, query: str | None = None,
     by recomputing its chain hash, and gets its name back. Raises
     UnknownServiceError with the closest names when nothing matches.
     """
+    if getattr(ruleset, "dataplane", "iptables") != "iptables":  # another dataplane's reader (svcinspect.dataplane)
+        from svcinspect.dataplane import dataplane_of
+        return dataplane_of(ruleset).select_service_ports(ruleset, query, namespace)
     if query is not None and "/" not in query and namespace and not _HASH_QUERY.fullmatch(query):
         query = f"{namespace}/{query}"
     if query is None:

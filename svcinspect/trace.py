@@ -17,11 +17,16 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 from svcinspect.completeness import InputCompleteness, assess_input
+from svcinspect.dataplane import dataplane_of
 from svcinspect.evaluate import Environment, Evaluator
 from svcinspect.model.flow import Disposition, Hook, Outcome, Packet, Step
 from svcinspect.model.netfilter import Family, Ruleset
 from svcinspect.parse.iptables_save import raw_target
 from svcinspect.services import EntryKind, EntryPoint, ServicePortRules, select_service_ports
+
+# How the nftables evaluator names a step that sets kube-proxy's masquerade mark.
+MARK_FOR_MASQUERADE = "mark for masquerade"
+_IPTABLES_HAIRPIN = "the '-s <endpoint> -j KUBE-MARK-MASQ' rule in its KUBE-SEP chain"
 
 # Addresses used for representative clients when the user gives none. They are
 # documentation ranges (RFC 5737 / 3849), never a real peer.
@@ -43,7 +48,7 @@ class Scenario:
         """The rule that sent the packet to KUBE-MARK-MASQ (why it is SNATed)."""
         for o in self.outcomes:
             for s in o.steps:
-                if s.action == "jump KUBE-MARK-MASQ":
+                if s.action == "jump KUBE-MARK-MASQ" or s.action.startswith(MARK_FOR_MASQUERADE):
                     return s
         return None
 
@@ -97,7 +102,7 @@ def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment()
                 fam_env = Environment(frozenset(env.node_ips or ()) | {placeholder}, env.cluster_cidrs)
                 warnings.append(f"no --node-ip for IPv{int(sp.family)}: this node is shown as {placeholder} "
                                 f"(give --node-ip to see its real addresses)")
-            ev = evaluators[sp.family] = Evaluator(ruleset, sp.family, fam_env)
+            ev = evaluators[sp.family] = dataplane_of(ruleset).evaluator(ruleset, sp.family, fam_env)
         pt = _trace_port(sp, ev, ev.env)
         if objects is not None:
             pt = replace(pt, objects=tuple(objects.get((sp.key, sp.family), ())))
@@ -157,6 +162,9 @@ def _cluster_cidr(sp: ServicePortRules, ev: Evaluator, env: Environment):
     for net in env.cluster_cidrs:
         if net.version == int(sp.family):
             return net
+    known = getattr(ev, "cluster_cidr", None)  # an evaluator that reads it from its own dataplane's rules
+    if known is not None:
+        return known
     nat = ev.tables.get("nat")
     if nat is None:
         return None
@@ -242,6 +250,10 @@ def _trace_entry(sp, e: EntryPoint, ev: Evaluator, fam: int, pod, node, env) -> 
                           "outside"))
         if pod is not None and e.kind == EntryKind.NODE_PORT:
             scenarios.append((f"from a pod ({pod} -> {dst})", pod, dst, Hook.PREROUTING, "pod"))
+        if e.kind == EntryKind.NODE_PORT and not getattr(ev, "localhost_node_ports", True):
+            lo = ipaddress.ip_address("127.0.0.1" if fam == 4 else "::1")
+            scenarios.append((f"from this node via localhost ({lo}): not a node port in this mode", lo, lo,
+                              Hook.OUTPUT, "localhost"))
         if e.localhost:
             lo = ipaddress.ip_address("127.0.0.1")
             scenarios.append(("from this node via localhost (127.0.0.1)", lo, lo, Hook.OUTPUT, "localhost"))
@@ -269,7 +281,7 @@ def _trace_entry(sp, e: EntryPoint, ev: Evaluator, fam: int, pod, node, env) -> 
                     hairpin.append(ep.endpoint)
         if hairpin:
             notes.append("hairpin: a pod that is an endpoint and reaches this service is masqueraded only when it "
-                         "lands on itself (the '-s <endpoint> -j KUBE-MARK-MASQ' rule in its KUBE-SEP chain), so "
+                         f"lands on itself ({getattr(ev, 'hairpin_rule', _IPTABLES_HAIRPIN)}), so "
                          "its own replies come back through the node")
     first = done[0] if done else None
     path, branches = _split_paths(first.outcomes if first else ())
@@ -298,7 +310,7 @@ def _title(e: EntryPoint, proto: str) -> str:
     if e.kind == EntryKind.LOAD_BALANCER:
         return f"load-balancer IP {where}"
     if e.kind == EntryKind.NODE_PORT:
-        where = e.address or "every local address"
+        where = e.address or (e.note if e.table == "nat" and e.note else "every local address")  # nft: @nodeport-ips
         return f"node port {e.port}/{proto} on {where}" + (" and 127.0.0.1" if e.localhost else "")
     return f"health-check node port {e.port}/{proto}"
 

@@ -83,3 +83,4 @@ class Simulation:
     packet: Packet
     outcomes: tuple[Outcome, ...]
     warnings: tuple[str, ...] = field(default=())
+    dataplane: str = "iptables"      # which kind of rules was simulated (svcinspect.dataplane)

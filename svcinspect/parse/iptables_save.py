@@ -905,8 +905,8 @@ def _describe_non_dump(text: str) -> str:
     if re.search(r"^Chain \S+ \((policy \S+|\d+ references)", joined, re.M):
         return "this looks like `iptables -L` output, which loses rule details; run `iptables-save` (or `iptables-save -c`) instead"
     if re.search(r"^(table (ip|ip6|inet|arp|bridge|netdev) \S+|chain \S+) \{", joined, re.M):
-        return ("this looks like an nftables ruleset (`nft list ruleset`); svcinspect reads iptables-save output "
-                "(kube-proxy's nftables mode is not supported yet)")
+        return ("this looks like an nftables ruleset (`nft list ruleset`), not iptables-save output: "
+                "read it with svcinspect.dataplane.nftables.parse (the command line does so by itself)")
     if re.search(r"IP Virtual Server|^(TCP|UDP)\s+\S+:\d+\s+\w+", joined, re.M):
         return ("this looks like `ipvsadm -Ln` output: kube-proxy runs in IPVS mode, where Services are "
                 "load-balanced by IPVS, which svcinspect does not read; pass `iptables-save` of the node for the "

@@ -73,7 +73,13 @@ def service_port_json(sp: ServicePortRules, objects=None) -> dict[str, Any]:
         "warnings": list(sp.warnings),
         "endpointsComplete": sp.endpoints_complete,
         "unknown": list(sp.unknown),
-    } | ({} if objects is None else _with_objects(sp, objects))
+    } | _dataplane_json(sp) | ({} if objects is None else _with_objects(sp, objects))
+
+
+def _dataplane_json(sp) -> dict[str, Any]:
+    """``"dataplane"`` beside the facts that depend on it (chains, lines), for
+    every mode but iptables (whose documents predate the key and stay as they were)."""
+    return {} if sp.dataplane == "iptables" else {"dataplane": sp.dataplane}
 
 
 def _with_objects(sp: ServicePortRules, objects) -> dict[str, Any]:
@@ -130,7 +136,8 @@ def outcome_json(o) -> dict[str, Any]:
 
 def simulation_json(sim, input=None) -> dict[str, Any]:
     return document(**_input_field(input), packet=packet_json(sim.packet),
-                    outcomes=[outcome_json(o) for o in sim.outcomes], warnings=list(sim.warnings))
+                    outcomes=[outcome_json(o) for o in sim.outcomes], warnings=list(sim.warnings),
+                    **({} if sim.dataplane == "iptables" else {"dataplane": sim.dataplane}))
 
 
 def trace_json(tr) -> dict[str, Any]:
@@ -173,6 +180,7 @@ def trace_json(tr) -> dict[str, Any]:
                       "localEndpoints": None if sp.local_endpoints is None else
                       [endpoint_json(e) for e in sp.local_endpoints],
                       "entries": entries, "notes": list(pt.notes), "warnings": list(sp.warnings),
-                      "endpointsComplete": sp.endpoints_complete, "unknown": list(sp.unknown)})
+                      "endpointsComplete": sp.endpoints_complete, "unknown": list(sp.unknown)}
+                     | _dataplane_json(sp))
     return document(**_input_field(getattr(tr, "input", None)), service=tr.query, ports=ports,
                     warnings=list(tr.warnings))

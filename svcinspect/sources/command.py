@@ -149,7 +149,7 @@ def choose_backend(counts: dict[str, KubeCount]) -> tuple[str, list[Diagnostic]]
         diags.append(Diagnostic(Severity.WARNING,
                                 f"no kube-proxy (KUBE-*) chains in any iptables backend ({where}); is kube-proxy "
                                 "running in iptables mode here? (its nftables mode keeps rules in "
-                                "`nft list table ip kube-proxy`, which svcinspect does not read)", "live"))
+                                "`nft list table ip kube-proxy`, which svcinspect reads when it is there)", "live"))
     for other in others:
         if counts[other].chains:
             diags.append(Diagnostic(Severity.WARNING, _split_brain(chosen, other, counts), "live"))

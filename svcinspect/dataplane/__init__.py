@@ -1,0 +1,49 @@
+"""One package per dataplane kube-proxy programs, beside the shared service model.
+
+Each dataplane reads its own rules into its own model and turns them into the
+shared service-port model (:mod:`svcinspect.services` ``ServicePortRules``) and
+the shared flow model (:mod:`svcinspect.model.flow`). The iptables dataplane is
+still at its historical places (``svcinspect.parse.iptables_save``,
+``svcinspect.services``, ``svcinspect.evaluate``); ``nftables/`` is the second.
+
+``dataplane_of(ruleset)`` is the one registry the analyses ask: which functions
+build service ports, select them by name and simulate packets for this ruleset,
+and what really differs between the modes (named properties, not ``if mode``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Dataplane:
+    name: str
+    build_service_ports: Callable[..., Any]
+    select_service_ports: Callable[..., Any]
+    evaluator: Callable[..., Any]          # (ruleset, family, env) -> object with .simulate(packet)
+    localhost_node_ports: bool             # does a node port answer on 127.0.0.1?
+
+
+def _iptables() -> Dataplane:
+    from svcinspect import evaluate, services
+    return Dataplane("iptables", services.build_service_ports, services.select_service_ports, evaluate.Evaluator, True)
+
+
+def _nftables() -> Dataplane:
+    from svcinspect.dataplane.nftables import evaluate, services
+    return Dataplane("nftables", services.build_service_ports, services.select_service_ports, evaluate.NftEvaluator,
+                     False)
+
+
+_REGISTRY = {"iptables": _iptables, "nftables": _nftables}
+
+
+def dataplane_name(ruleset: Any) -> str:
+    """``"nftables"`` for an nftables ruleset, ``"iptables"`` for the iptables model."""
+    return getattr(ruleset, "dataplane", "iptables")
+
+
+def dataplane_of(ruleset: Any) -> Dataplane:
+    return _REGISTRY[dataplane_name(ruleset)]()

@@ -1,0 +1,115 @@
+"""Read kube-proxy's nftables tables from the live node, and tell which mode is live.
+
+``nft -j list table ip kube-proxy`` (and ``ip6``), through ``nsenter --net=PATH``
+for ``--netns``; an ``nft`` built without JSON support is asked for text instead.
+Read-only: ``nft list`` never writes. :func:`read_live_rules` is what the CLI
+calls without ``--rules``: the kube-proxy tables in nft, KUBE chains in either
+iptables backend, or both; both is a warning saying which one looks live
+(kube-proxy cleans up the other mode's rules when it starts, so the other is a
+migration leftover): iptables mode keeps a ``KUBE-PROXY-CANARY`` chain, so with
+the canary present the iptables rules are taken as live, without it the
+nftables table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from svcinspect.errors import Diagnostic, EnvironmentProblem, Severity
+from svcinspect.model.netfilter import Family
+from svcinspect.sources.command import CommandResult, Runner, check_privileges, run_commands
+from svcinspect.sources.files import TextSource
+from svcinspect.sources.netns import NetnsRef, nsenter_argv, resolve_netns
+
+NFT_FAMILY = {Family.V4: "ip", Family.V6: "ip6"}
+
+
+def _absent(r: CommandResult) -> bool:
+    """The table does not exist (nft: "No such file or directory")."""
+    return r.returncode != 0 and "No such file or directory" in r.stderr and "nft:" not in r.stderr[:5]
+
+
+def _no_binary(r: CommandResult) -> bool:
+    return r.returncode == 127
+
+
+def _no_json(r: CommandResult) -> bool:
+    return r.returncode != 0 and "JSON" in r.stderr and ("support" in r.stderr or "compiled" in r.stderr)
+
+
+def read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Runner | None = None
+                    ) -> tuple[list[TextSource], list[Diagnostic], bool]:
+    """(texts of the kube-proxy tables found, diagnostics, whether nft is installed)."""
+    runner = runner or run_commands
+    where = ref.label if ref else ""
+    argvs = [nsenter_argv(ref, ["nft", "-j", "list", "table", NFT_FAMILY[f], "kube-proxy"]) for f in families]
+    results = runner(argvs)
+    texts: list[TextSource] = []
+    diags: list[Diagnostic] = []
+    if results and all(_no_binary(r) for r in results):
+        return [], [Diagnostic(Severity.INFO, "nft not found: kube-proxy's nftables mode was not checked "
+                                              "(apt-get install nftables)", "live")], False
+    for fam, r in zip(families, results):
+        tool = f"nft -j list table {NFT_FAMILY[fam]} kube-proxy"
+        if _no_json(r):
+            r = runner([nsenter_argv(ref, ["nft", "list", "table", NFT_FAMILY[fam], "kube-proxy"])])[0]
+            tool = f"nft list table {NFT_FAMILY[fam]} kube-proxy"
+            diags.append(Diagnostic(Severity.INFO, "this nft has no JSON support: read its text output", "live"))
+        if r.returncode == 0 and r.stdout.strip():
+            texts.append(TextSource(f"live:{tool}{where}", r.stdout))
+        elif r.returncode != 0 and not _absent(r):
+            err = next((ln.strip() for ln in r.stderr.splitlines() if ln.strip()), f"exit status {r.returncode}")
+            if "ermission denied" in err or "Operation not permitted" in err:
+                raise EnvironmentProblem("nft: permission denied (run as root, or with CAP_NET_ADMIN)")
+            if "reassociate" in r.stderr:
+                raise EnvironmentProblem(f"cannot enter network namespace {ref.name if ref else ''}: {err}")
+            raise EnvironmentProblem(f"nft list table {NFT_FAMILY[fam]} kube-proxy failed: {err}")
+    return texts, diags, True
+
+
+def read_live_rules(reader: str | None, families: Sequence[Family], netns: str | None, *, strict: bool = False,
+                    runner: Runner | None = None, caps: int | None = None) -> Any:
+    """The live node's kube-proxy rules in whichever mode they are: an
+    ``NftRuleset`` or the iptables ``Ruleset`` (see the module docstring)."""
+    from svcinspect.dataplane.nftables.parse import parse_nfts
+    from svcinspect.sources.command import read_live_dump, parse_live
+
+    ref = resolve_netns(netns) if netns else None
+    check_privileges(ref, caps)
+    texts, diags, _ = read_nft_tables(families, ref, runner) if reader in (None, "auto", "save") else ([], [], False)
+    dump = None
+    try:
+        dump = read_live_dump(reader or "auto", families, netns, runner=runner, caps=caps)
+    except EnvironmentProblem:
+        if not texts:
+            raise
+    ipt_chains = 0
+    canary = False
+    if dump is not None:
+        for _, _, text in dump.texts:
+            ipt_chains += text.count("\n:KUBE-") + text.startswith(":KUBE-")
+            canary = canary or ":KUBE-PROXY-CANARY " in text
+    if not texts:
+        ruleset = parse_live(dump, strict)  # type: ignore[arg-type]
+        return ruleset
+    nft = parse_nfts(texts, strict=strict)
+    kube_iptables = ipt_chains > (1 if canary else 0) or canary
+    if kube_iptables:
+        live = "iptables" if canary else "nftables"
+        stale = "nftables" if live == "iptables" else "iptables"
+        msg = (f"kube-proxy rules in both modes: the nftables table{'s' if len(texts) > 1 else ''} "
+               f"({', '.join(t.name.split(':', 1)[1] for t in texts)}) and {ipt_chains} KUBE chains in iptables "
+               f"({'with' if canary else 'no'} KUBE-PROXY-CANARY); the {live} rules look live, the {stale} ones a "
+               f"leftover of a mode change (kube-proxy removes the other mode's rules when it starts); reading "
+               f"{live}")
+        if live == "iptables":
+            ruleset = parse_live(dump, strict)  # type: ignore[arg-type]
+            from dataclasses import replace
+            return replace(ruleset, diagnostics=tuple(ruleset.diagnostics) + (
+                Diagnostic(Severity.WARNING, msg, "live"),))
+        diags.append(Diagnostic(Severity.WARNING, msg, "live"))
+    diags.append(Diagnostic(Severity.INFO, "reading kube-proxy's nftables mode: "
+                            + ", ".join(t.name for t in texts), "live"))
+    from svcinspect.dataplane.nftables.model import NftRuleset
+    return NftRuleset(nft.tables, tuple(diags) + nft.diagnostics, nft.origin, nft.form, nft.complete)
