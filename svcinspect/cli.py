@@ -143,7 +143,16 @@ def _nft_inputs(texts) -> bool:
 def _load_nft(texts, strict: bool, families):
     from svcinspect.dataplane.nftables.parse import parse_nfts
 
-    return parse_nfts(texts, strict=strict).only(families)
+    ruleset = parse_nfts(texts, strict=strict)
+    if not ruleset.families:  # nft text, but not kube-proxy's nftables mode: say what it is instead
+        from svcinspect.errors import NotADumpError
+        from svcinspect.parse.recognise import describe_other_input
+
+        for t in texts:
+            what = describe_other_input(t.text)
+            if what is not None:
+                raise NotADumpError(what, t.name)
+    return ruleset.only(families)
 
 
 def _live_nft_tables(reader, netns, families) -> bool:

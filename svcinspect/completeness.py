@@ -73,6 +73,8 @@ def assess_input(ruleset: Ruleset, *, scan_references: bool = True) -> InputComp
     """The input as a whole. ``scan_references``: also look for jumps to absent
     kube-proxy chains (one pass over the raw rules); commands that read only a few
     chains of a large dump pass False and add what their own lookups found."""
+    if getattr(ruleset, "dataplane", IPTABLES) == NFTABLES:
+        return _assess_nftables(ruleset)
     reasons = list(ruleset.gaps)
     live_empty = any(n.startswith("live: no kube-proxy rules") for n in ruleset.notes)
     if not ruleset.tables and not live_empty:
@@ -82,6 +84,15 @@ def assess_input(ruleset: Ruleset, *, scan_references: bool = True) -> InputComp
     dataplane = NFTABLES if any("nftables mode" in n for n in ruleset.notes) else detect_dataplane(ruleset)
     notes = [IPVS_NOTE] if dataplane == IPVS else []
     return InputCompleteness(dataplane, not reasons, tuple(dict.fromkeys(reasons)), tuple(notes))
+
+
+def _assess_nftables(ruleset) -> InputCompleteness:
+    """kube-proxy's nftables mode: whole when its tables were listed without
+    elision (the reader marks a paste cut short or with ``...``)."""
+    reasons = list(ruleset.gaps)
+    if not ruleset.families:
+        reasons.append("no `table ip kube-proxy` or `table ip6 kube-proxy` in the input")
+    return InputCompleteness(NFTABLES, not reasons, tuple(dict.fromkeys(reasons)))
 
 
 _JUMP = re.compile(r" -[jg] (KUBE-[A-Za-z0-9_.-]+)")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 NFT_KUBE_PROXY = ("kube-proxy runs in nftables mode here (`table ip kube-proxy` / `table ip6 kube-proxy`): its rules "
-                  "are not iptables rules, so iptables-save shows none of them; svcinspect reads iptables-mode "
-                  "dumps (iptables-save); for this node, read the table with `nft list table ip kube-proxy`")
+                  "are not iptables rules, so iptables-save shows none of them; pass this nft text (or `nft -j` "
+                  "JSON) as its own --rules, not mixed with iptables-save dumps")
 NFT_IPTABLES = ("these are iptables rules (iptables-nft backend) as `nft` prints them; svcinspect reads the "
                 "iptables-save form of the same rules: run `iptables-save` (and `ip6tables-save`) on the node")
 

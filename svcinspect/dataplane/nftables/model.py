@@ -140,6 +140,16 @@ class NftRuleset:
     def decoded_chains(self):  # the iptables model's interface for diagnostics: nothing is lazy here
         return ()
 
+    @property
+    def gaps(self) -> tuple[str, ...]:
+        """Why this is not the whole ruleset (the iptables model's ``Ruleset.gaps``)."""
+        return () if self.complete else ("the nft listing is elided or cut short (see the warnings): what is "
+                                         "not in it is unknown, not absent",)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return ()
+
 
 @dataclass(frozen=True)
 class Parsed:
