@@ -86,7 +86,8 @@ def check_rules(ruleset: Ruleset, state: ClusterState | None = None, node: str |
                 namespace: str | None = None, ports: list[ServicePortRules] | None = None) -> CheckReport:
     if getattr(ruleset, "dataplane", "iptables") == "nftables":  # what nftables mode should program
         from svcinspect.dataplane.nftables.check import check_rules as check_nft
-        return check_nft(ruleset, state, node, namespace)
+        from dataclasses import replace
+        return replace(check_nft(ruleset, state, node, namespace), input=assess_input(ruleset))
     # ``ports``: build_service_ports(ruleset) when the caller has it already (the exporter)
     ports = build_service_ports(ruleset) if ports is None else ports
     c = _Checker(ruleset, ports, namespace)

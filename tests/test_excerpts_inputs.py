@@ -19,10 +19,20 @@ from conftest import FIXTURES, IPT, KP, ROOT, WILD
 IPVS = FIXTURES / "ipvs-mode" / "iptables-save.txt"
 
 
+@pytest.mark.parametrize("path", [
+    KP / "not-iptables" / "nft-list-ruleset.txt", KP / "not-iptables" / "nft-j-list-ruleset.json",
+    WILD / "036-kube-proxy-nftables-k3s-full-table-spaces.nft",
+], ids=lambda v: v.name)
+def test_kube_proxy_nftables_mode_is_read_as_nftables(cli, path):
+    """Once refused with what to run, kube-proxy's nftables mode is now read (issue 13)."""
+    r = cli("services", "--rules", str(path), "-o", "json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["input"]["dataplane"] == "nftables" and doc["services"]
+    assert all(s["dataplane"] == "nftables" for s in doc["services"])
+
+
 @pytest.mark.parametrize("path,words", [
-    (KP / "not-iptables" / "nft-list-ruleset.txt", ["nftables mode", "nft list table ip kube-proxy"]),
-    (KP / "not-iptables" / "nft-j-list-ruleset.json", ["`nft -j` JSON", "nftables mode"]),
-    (WILD / "036-kube-proxy-nftables-k3s-full-table-spaces.nft", ["nftables mode"]),
     (IPT / "nft-list-ruleset-iptables-nft-backend.txt", ["iptables-nft backend", "run `iptables-save`"]),
     (IPT / "nft-j-list-ruleset-iptables-nft-backend.json", ["`nft -j` JSON", "iptables-nft backend"]),
     (WILD / "003-ipvsadm-Ln-calico-nodeport.ipvs", ["ipvsadm", "IPVS mode"]),
@@ -38,10 +48,10 @@ def test_other_inputs_are_refused_saying_what_they_are(cli, path, words):
 
 
 def test_nftables_mode_and_iptables_nft_printed_by_nft_are_told_apart(cli):
-    kp = cli("services", "--rules", str(KP / "not-iptables" / "nft-list-ruleset.txt")).err
-    ipt = cli("services", "--rules", str(IPT / "nft-list-ruleset-iptables-nft-backend.txt")).err
-    assert "nftables mode" in kp and "nftables mode" not in ipt
-    assert "iptables-save" in ipt
+    kp = cli("services", "--rules", str(KP / "not-iptables" / "nft-list-ruleset.txt"), "-o", "json")
+    ipt = cli("services", "--rules", str(IPT / "nft-list-ruleset-iptables-nft-backend.txt"))
+    assert kp.code == 0 and json.loads(kp.out)["input"]["dataplane"] == "nftables"
+    assert ipt.code == 2 and "nftables mode" not in ipt.err and "iptables-save" in ipt.err
 
 
 def test_an_empty_capture_is_refused(cli, tmp_path):

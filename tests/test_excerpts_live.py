@@ -92,8 +92,11 @@ def test_live_empty_namespace_check_fails_with_the_finding(netns):
 @pytest.mark.netns
 def test_live_nftables_mode_namespace_is_named(netns):
     netns.run("nft", "-f", str(KP / "not-iptables" / "nft-list-ruleset.txt"))
-    r = svcinspect("check", "--netns", netns.name)
-    assert r.returncode == 1 and "kube-proxy runs in nftables mode" in r.stdout
+    r = svcinspect("check", "--netns", netns.name, "-o", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["input"]["dataplane"] == "nftables"  # read as nftables mode (issue 13), not "no kube-proxy rules"
+    assert not [f for f in doc["findings"] if f["code"] == "no-kube-proxy-rules"]
 
 
 @needs_netns

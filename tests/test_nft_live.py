@@ -168,7 +168,9 @@ def test_both_modes_in_one_namespace_is_a_warning_naming_the_live_one(netns):
     r = svcinspect("services", "--netns", netns.name, "-o", "json")
     assert r.returncode == 0, r.stderr
     assert "kube-proxy rules in both modes" in r.stderr and "the iptables rules look live" in r.stderr
-    assert "dataplane" not in r.stdout  # iptables mode was read
+    doc = json.loads(r.stdout)
+    assert doc["input"]["dataplane"] == "iptables"  # iptables mode was read
+    assert not any("dataplane" in s for s in doc["services"])
     assert netns.run("nft", "list", "ruleset").stdout == before
     only = svcinspect("services", "--netns", netns.name, "--family", "6")  # no table either way: not silent
     assert only.returncode == 0

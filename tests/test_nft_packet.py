@@ -29,6 +29,9 @@ NFT = FIXTURES / "kube-proxy-v1.36.2" / "nftables"
 # Where nftables mode answers differently from iptables mode, and why.
 MODE_DIFFERENCES = {
     "nodePort on localhost from the node": ("none", "nftables mode has no localhost node ports"),
+    "no endpoints nodePort on localhost from the node: REJECT in INPUT": (
+        "none", "nftables mode has no localhost node ports: 127.0.0.1 is excluded from the node-port checks, so "
+                "no rule rejects it (the kernel answers with a reset when nothing listens)"),
     "health-check nodePort is accepted": ("none", "no explicit accept: nothing in kube-proxy's table drops it "
                                                   "either, so it passes untouched to the health-check server"),
     "wrong protocol is not the service": ("reject", "cluster-ips-check rejects other ports/protocols of a "

@@ -247,8 +247,13 @@ class NftEvaluator:
         return Simulation(packet, outcomes, tuple(warnings), "nftables")
 
     def _is_node_port(self, p: Packet) -> bool:
-        s = self._set_index("service-nodeports")
-        return s is not None and s.lookup((p.proto, p.dport)) is not None
+        """A node port of a Service with endpoints (service-nodeports) or without
+        (no-endpoint-nodeports): either way 127.0.0.1 is not served."""
+        for name in ("service-nodeports", "no-endpoint-nodeports"):
+            s = self._set_index(name)
+            if s is not None and s.lookup((p.proto, p.dport)) is not None:
+                return True
+        return False
 
     def _outcome(self, packet: Packet, w: _World, verdict: str) -> Outcome:
         if verdict == "drop":
