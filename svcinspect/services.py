@@ -32,6 +32,7 @@ from svcinspect.kubeproxy import (
 )
 from svcinspect.errors import UnknownServiceError
 from svcinspect.model.netfilter import Chain, Family, Rule, Ruleset, Table
+from svcinspect.parse import bulk
 from svcinspect.parse.iptables_save import raw_comment, raw_target
 
 
@@ -180,6 +181,9 @@ def branch_of(rule: Rule) -> Branch | None:
 
 def sep_endpoint(table: Table, name: str) -> str | None:
     """The DNAT destination (``IP:port``) of endpoint chain ``name``."""
+    fast = bulk.sep_endpoint(table, name)
+    if fast is not bulk.UNSURE:
+        return fast
     for i, (_, text) in enumerate(table.raw_rules(name) or ()):
         m = _DNAT.search(text)
         if m and '"' not in text[m.start():]:
@@ -316,6 +320,12 @@ def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> Non
     if wanted is not None:  # a targeted lookup: test the few names instead of every chain
         for key in wanted:
             if key not in accs and any(f"KUBE-{p}-{key}" in nat.chains for p in ("SVC", "SVL", "EXT", "FW", "XLB")):
+                accs[key] = _Acc()
+        return
+    fast = bulk.service_chain_hashes(nat)
+    if fast is not bulk.UNSURE:
+        for key in fast:
+            if key not in accs:
                 accs[key] = _Acc()
         return
     for name in nat.chains:
@@ -457,7 +467,8 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None) -> ServicePo
             if prefix not in chains:
                 continue
             chain = nat.chains[chains[prefix]]
-            branches, _ = _branches(chain)
+            fast = bulk.cascade(nat, chain.name)
+            branches = _branches(chain)[0] if fast is bulk.UNSURE else [Branch(*f) for f in fast]
             shares, aff, w, pnames, pproto = _endpoint_shares(nat, chain.name, branches, bool(names), protocol)
             warnings.extend(w)
             names.extend(pnames)

@@ -594,8 +594,16 @@ class LazyChains(BuiltOnDemand):
         segments = entry[3]
         if len(segments) == 1:  # the usual case: one contiguous block (every KUBE-SEP chain)
             first, block = segments[0]
-            return tuple((first + i, text.strip()) for i, text in enumerate(block.splitlines()))
+            lines = block.splitlines()
+            return tuple(zip(range(first, first + len(lines)), map(str.strip, lines)))
         return RuleList(self._table, name, self._source, None, None, segments=segments).raw
+
+    def blocks(self, name: str) -> list[tuple[int, str]] | None:
+        """A chain's rules as the scanner cut them: ``(first line, block of lines)``
+        runs in dump order (one run in iptables-save output), None when absent.
+        For bulk scans (``parse.bulk``) that read many chains without splitting them."""
+        entry = self._entries.get(name)
+        return None if entry is None else entry[3]
 
     def __iter__(self):
         return iter(self._entries)

@@ -1,0 +1,24 @@
+"""Switches for the fast paths of the whole-dump commands (all on by default).
+
+Each fast path gives the same bytes as the general code it bypasses; the
+switches exist so that tests (``tests/test_perf_equivalence.py``) and
+benchmarks can run both and compare. ``SVCINSPECT_NO_BULK=1`` in the
+environment starts with them off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def all_fast_paths(on: bool) -> Iterator[None]:
+    """Within the block, every fast path is on (True) or off (False)."""
+    from svcinspect.parse import bulk
+
+    was = bulk.set_enabled(on)
+    try:
+        yield
+    finally:
+        bulk.set_enabled(was)

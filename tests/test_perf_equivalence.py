@@ -1,0 +1,137 @@
+"""The fast paths of the whole-dump commands change time, never output.
+
+Every rules fixture (and a few hand-edited variants that push chains off the
+fast path) goes through services, check, graph and dump twice: with the bulk
+readers (``svcinspect.parse.bulk``, the compiled scanner when it is built, the
+fast encoders and formatters) and with all of them off. stdout, stderr and the
+exit code must be byte-identical.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, IPT, KP
+from svcinspect import perf
+
+RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules")
+               and p.name not in ("versions.txt", "kube-proxy-cmdline.txt"))
+
+
+def _variants(tmp: Path) -> list[Path]:
+    """Hand edits of the real 1.36 dump that the bulk readers must decline
+    (or read exactly as the decoder does)."""
+    text = (IPT / "iptables-save.txt").read_text()
+    lines = text.splitlines(keepends=True)
+    out = []
+
+    def write(name: str, new: list[str]) -> None:
+        p = tmp / name
+        p.write_text("".join(new))
+        out.append(p)
+
+    sep_dnat = next(i for i, ln in enumerate(lines) if ln.startswith("-A KUBE-SEP-") and " DNAT " in ln)
+    svc_branch = next(i for i, ln in enumerate(lines) if ln.startswith("-A KUBE-SVC-") and "--probability" in ln)
+    commit = max(i for i, ln in enumerate(lines) if ln == "COMMIT\n")
+    # A chain split in two runs: its first rule moved to the end of nat.
+    moved = lines[:svc_branch] + lines[svc_branch + 1:commit] + [lines[svc_branch]] + lines[commit:]
+    write("split-chain.txt", moved)
+    # A DNAT with a quote in its tail, and one with an extra option.
+    q = list(lines)
+    q[sep_dnat] = q[sep_dnat].rstrip("\n") + ' -m comment --comment "x"\n'
+    write("dnat-quoted-tail.txt", q)
+    r = list(lines)
+    r[sep_dnat] = r[sep_dnat].replace(" -j DNAT ", " -j DNAT --random ")
+    write("dnat-random.txt", r)
+    # Tabs and stray spaces, a cascade rule the fast shapes do not cover.
+    t = list(lines)
+    t[svc_branch] = t[svc_branch].replace(" -m statistic", "  -m statistic")
+    t[sep_dnat] = "  " + t[sep_dnat]
+    write("spaces.txt", t)
+    u = list(lines)
+    u[svc_branch] = u[svc_branch].replace("-j KUBE-SEP-", "-m mark --mark 0x1 -j KUBE-SEP-")
+    write("unusual-branch.txt", u)
+    # A duplicated endpoint rule and a corrupt probability.
+    d = lines[:sep_dnat + 1] + [lines[sep_dnat]] + lines[sep_dnat + 1:]
+    write("duplicate-dnat.txt", d)
+    p = [re.sub(r"--probability [0-9.]+", "--probability 0.5x", ln) if i == svc_branch else ln
+         for i, ln in enumerate(lines)]
+    write("bad-probability.txt", p)
+    return out
+
+
+def _commands(path: Path) -> list[list[str]]:
+    r = ["--rules", str(path)]
+    cmds = [["services", *r], ["services", *r, "-o", "json"], ["check", *r, "--fail-on", "never"],
+            ["check", *r, "-o", "json"], ["graph", *r, "-o", "dot", "--out", OUT], ["graph", *r, "-o", "json", "--out", OUT],
+            ["dump", *r], ["dump", *r, "--no-counters"]]
+    objects = path.parent / "objects.json"
+    if objects.exists():
+        cmds += [["services", *r, "--objects", str(objects), "-o", "json"],
+                 ["check", *r, "--objects", str(objects), "--node", "kind-worker", "-o", "json"]]
+    return cmds
+
+
+OUT = "@OUT@"  # graph writes bytes to the real stdout, past capsys: give it a file
+
+
+def _run(cli, args: list[str], on: bool, out: Path) -> tuple:
+    out.unlink(missing_ok=True)
+    with perf.all_fast_paths(on):
+        r = cli(*[str(out) if a == OUT else a for a in args])
+    return r.code, r.out, r.err, out.read_bytes() if out.exists() else None
+
+
+def _both(cli, args: list[str], tmp: Path) -> None:
+    slow = _run(cli, args, False, tmp / "out.slow")
+    fast = _run(cli, args, True, tmp / "out.fast")
+    assert fast == slow, args
+    assert slow[0] in (0, 1, 2), (args, slow[2])  # never a crash (70)
+
+
+def test_the_fixture_list_is_not_empty():
+    assert len(RULES) >= 20 and IPT / "iptables-save.txt" in RULES
+
+
+@pytest.mark.parametrize("path", RULES, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_every_fixture_reads_the_same_on_both_paths(cli, path, tmp_path):
+    for args in _commands(path):
+        _both(cli, args, tmp_path)
+
+
+def test_hand_edited_dumps_read_the_same_on_both_paths(cli, tmp_path):
+    for path in _variants(tmp_path):
+        for args in _commands(path):
+            _both(cli, args, tmp_path)
+
+
+def test_both_families_together(cli, tmp_path):
+    for d in (IPT, KP / "iptables-legacy"):
+        for counters in ("", "-counters"):
+            r = ["--rules", str(d / f"iptables-save{counters}.txt"), "--rules", str(d / f"ip6tables-save{counters}.txt")]
+            for args in (["services", *r, "-o", "json"], ["services", *r], ["check", *r, "-o", "json"],
+                         ["dump", *r], ["graph", *r, "--out", OUT]):
+                _both(cli, args, tmp_path)
+
+
+def test_the_fast_paths_are_taken(cli):
+    """Guard against a comparison of the slow path with itself: on the real
+    dump the bulk readers answer for every cascade and endpoint chain."""
+    from svcinspect.parse import bulk
+    from svcinspect.parse.iptables_save import parse_iptables_save
+    from svcinspect.services import build_service_ports
+
+    rs = parse_iptables_save((IPT / "iptables-save.txt").read_text(), "x")
+    nat = rs.table("nat")
+    with perf.all_fast_paths(True):
+        seps = [n for n in nat.chains if n.startswith("KUBE-SEP-")]
+        svcs = [n for n in nat.chains if n.startswith("KUBE-SVC-")]
+        assert seps and svcs
+        assert all(bulk.sep_endpoint(nat, n) is not bulk.UNSURE for n in seps)
+        assert all(bulk.cascade(nat, n) is not bulk.UNSURE for n in svcs)
+        assert build_service_ports(rs)
+    with perf.all_fast_paths(False):
+        assert bulk.sep_endpoint(nat, seps[0]) is bulk.UNSURE
