@@ -2,7 +2,7 @@
 
 Each fast path gives the same bytes as the general code it bypasses; the
 switches exist so that tests (``tests/test_perf_equivalence.py``) and
-benchmarks can run both and compare. ``SVCINSPECT_NO_BULK=1`` in the
+benchmarks can run both and compare. ``SVCINSPECT_NO_FAST=1`` in the
 environment starts with them off.
 """
 
@@ -16,9 +16,12 @@ from collections.abc import Iterator
 def all_fast_paths(on: bool) -> Iterator[None]:
     """Within the block, every fast path is on (True) or off (False)."""
     from svcinspect.parse import bulk
+    from svcinspect.render import json as render_json
 
-    was = bulk.set_enabled(on)
+    was = bulk.set_enabled(on), render_json._fast_json
+    render_json._fast_json = on and render_json.orjson is not None
     try:
         yield
     finally:
-        bulk.set_enabled(was)
+        bulk.set_enabled(was[0])
+        render_json._fast_json = was[1]

@@ -181,9 +181,6 @@ def branch_of(rule: Rule) -> Branch | None:
 
 def sep_endpoint(table: Table, name: str) -> str | None:
     """The DNAT destination (``IP:port``) of endpoint chain ``name``."""
-    fast = bulk.sep_endpoint(table, name)
-    if fast is not bulk.UNSURE:
-        return fast
     for i, (_, text) in enumerate(table.raw_rules(name) or ()):
         m = _DNAT.search(text)
         if m and '"' not in text[m.start():]:

@@ -127,11 +127,43 @@ def test_the_fast_paths_are_taken(cli):
     rs = parse_iptables_save((IPT / "iptables-save.txt").read_text(), "x")
     nat = rs.table("nat")
     with perf.all_fast_paths(True):
-        seps = [n for n in nat.chains if n.startswith("KUBE-SEP-")]
         svcs = [n for n in nat.chains if n.startswith("KUBE-SVC-")]
-        assert seps and svcs
-        assert all(bulk.sep_endpoint(nat, n) is not bulk.UNSURE for n in seps)
+        assert svcs
         assert all(bulk.cascade(nat, n) is not bulk.UNSURE for n in svcs)
+        assert bulk.service_chain_hashes(nat) is not bulk.UNSURE
         assert build_service_ports(rs)
     with perf.all_fast_paths(False):
-        assert bulk.sep_endpoint(nat, seps[0]) is bulk.UNSURE
+        assert bulk.cascade(nat, svcs[0]) is bulk.UNSURE
+
+
+@pytest.mark.parametrize("value", [
+    1 / 3, 0.1, 1e-05, 9.999e-05, 3.3333e-05, 0.0001, 1e-10, 1e16, 1.5e300, 0.0, -0.0, 2 ** 63 - 1, 2 ** 70,
+    "plain", "caf\u00e9", "\x7f", "\x00\x1b\b\f\n\r\t\"\\/", "\u2028", "10.0.0.1e", [], {}, [[], {}], None, True,
+    (1, 2), {"nested": [{"share": 1e-07, "x": [0.5]}]},
+])
+@pytest.mark.parametrize("pretty", [False, True])
+def test_the_json_encoder_writes_what_json_dumps_writes(value, pretty):
+    from svcinspect.render.json import dumps
+
+    doc = {"schema": "svcinspect/v1", "value": value, "list": [value, {"k": value}]}
+    with perf.all_fast_paths(False):
+        slow = dumps(doc, pretty)
+    with perf.all_fast_paths(True):
+        fast = dumps(doc, pretty)
+    assert fast == slow
+
+
+def test_the_json_encoder_is_fast_for_our_documents():
+    """orjson (when installed) writes the services document itself, not the fallback."""
+    from svcinspect.render import json as rj
+    from svcinspect.parse.iptables_save import parse_iptables_save
+    from svcinspect.services import build_service_ports
+
+    if rj.orjson is None:
+        pytest.skip("orjson is not installed: the standard library encoder is the only path")
+    doc = rj.services_json(build_service_ports(parse_iptables_save((IPT / "iptables-save.txt").read_text(), "x")), [])
+    import json
+
+    with perf.all_fast_paths(True):
+        assert rj._orjson(doc, False) == json.dumps(doc, separators=(",", ":")) + "\n"
+        assert rj._orjson(doc, True) == json.dumps(doc, indent=2) + "\n"

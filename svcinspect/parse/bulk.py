@@ -2,15 +2,14 @@
 
 ``services``, ``check`` and the whole-dump ``graph`` read every kube-proxy
 chain of a dump: ~10k KUBE-SVC cascades and ~100k KUBE-SEP chains on a large
-cluster. Splitting each of those chains into rule lines to read one DNAT or a
-few jumps costs more than everything else. The readers here work on the blocks
-of rule lines the scanner already cut (``LazyChains.blocks``: in iptables-save
-output each chain is one block) with one regex pass per block, and answer
+cluster. The readers here work on the blocks of rule lines the scanner already
+cut (``LazyChains.blocks``: in iptables-save output each chain is one block)
+with one regex pass per block instead of a Python step per rule, and answer
 only for the shapes kube-proxy writes. For anything else they return
 :data:`UNSURE` and the caller uses the general (decoding) reader on that chain,
 so every answer is the general reader's answer; only the time differs.
 
-``SVCINSPECT_NO_BULK=1`` in the environment (or :func:`set_enabled`) turns the
+``SVCINSPECT_NO_FAST=1`` in the environment (or :func:`set_enabled`) turns the
 bulk readers off, to compare both paths (``tests/test_perf_equivalence.py``).
 """
 
@@ -24,7 +23,7 @@ from svcinspect.model.netfilter import Table
 UNSURE = object()
 """Returned when only the general reader can tell (an unusual shape)."""
 
-_enabled = os.environ.get("SVCINSPECT_NO_BULK", "") in ("", "0")
+_enabled = os.environ.get("SVCINSPECT_NO_FAST", "") in ("", "0")
 
 
 def enabled() -> bool:
@@ -41,7 +40,6 @@ def set_enabled(on: bool) -> bool:
 # Characters str.splitlines() and str.strip() treat as line breaks or spaces
 # besides \n and the blank: a line holding one is left to the general reader.
 _ODD = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-_ODD_CHAR = re.compile(f"[{_ODD}]")
 
 
 def _one_block(table: Table, name: str) -> tuple[int, str] | None:
@@ -52,33 +50,6 @@ def _one_block(table: Table, name: str) -> tuple[int, str] | None:
     blocks = getattr(table.chains, "blocks", None)
     segs = blocks(name) if blocks is not None else None
     return segs[0] if segs is not None and len(segs) == 1 else None
-
-
-# --- KUBE-SEP: the DNAT destination ---------------------------------------------
-
-_DNAT_TAIL = re.compile(r" -j DNAT --to-destination (\S+)$")
-
-
-def sep_endpoint(table: Table, name: str):
-    """The DNAT destination of endpoint chain ``name`` (None: the chain has no
-    DNAT rule), or :data:`UNSURE`. Same answer as ``services.sep_endpoint``: its
-    first rule mentioning DNAT decides, and here only when that rule ends in
-    ``-j DNAT --to-destination X`` with no quote in that tail."""
-    pb = _one_block(table, name)
-    if pb is None:
-        return UNSURE
-    block = pb[1]
-    i = block.find("DNAT")
-    if i < 0:
-        return None
-    start = block.rfind("\n", 0, i) + 1
-    end = block.find("\n", i)
-    text = block[start:end] if end >= 0 else block[start:]
-    m = _DNAT_TAIL.search(text)
-    # (leading blanks do not change the answer; trailing ones fail the regex)
-    if m and '"' not in text[m.start():] and not _ODD_CHAR.search(text):
-        return m.group(1)
-    return UNSURE
 
 
 # --- KUBE-SVC/SVL/XLB: the cascade -------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from typing import TYPE_CHECKING, Any
 
 from svcinspect.errors import Diagnostic
@@ -19,10 +21,65 @@ def document(**fields: Any) -> dict[str, Any]:
 
 def dumps(doc: dict[str, Any], pretty: bool = True) -> str:
     """Indented for people, compact for programs: indenting makes CPython use its
-    pure-Python encoder, ~5x slower (3.2 s vs 0.6 s for 10k services)."""
+    pure-Python encoder, ~5x slower (3.2 s vs 0.6 s for 10k services).
+
+    orjson writes the same bytes ~10x faster, except for what :func:`_orjson`
+    declines: those documents go through the standard library as before."""
+    if _fast_json:
+        fast = _orjson(doc, pretty)
+        if fast is not None:
+            return fast
     if pretty:
         return json.dumps(doc, indent=2, sort_keys=False) + "\n"
     return json.dumps(doc, separators=(",", ":"), sort_keys=False) + "\n"
+
+
+try:
+    import orjson
+except ImportError:  # optional speed-up: the standard library writes the same bytes
+    orjson = None
+
+_fast_json = orjson is not None and os.environ.get("SVCINSPECT_NO_FAST", "") in ("", "0")
+# Where orjson's spelling of a finite float differs from json.dumps: below 1e-4
+# (0.00009999 vs 9.999e-05) or with an exponent (1e-6 vs 1e-06, 1e16 vs 1e+16).
+# A match anywhere in the output (a string that merely looks like one, too) has
+# every float of the document compared with its json.dumps spelling. (NaN and
+# infinities, which orjson writes as null, cannot occur: every float in our
+# documents is a rounded Fraction.)
+_ORJSON_DIFFERS = re.compile(rb"[0-9]e|0\.0000")
+
+
+def _orjson(doc: dict[str, Any], pretty: bool) -> str | None:
+    """``doc`` as json.dumps would write it (ASCII, \\uXXXX escapes), or None when
+    orjson cannot promise the same bytes."""
+    try:
+        out = orjson.dumps(doc, option=(orjson.OPT_INDENT_2 if pretty else 0) | orjson.OPT_PASSTHROUGH_DATACLASS
+                           | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS)
+    except TypeError:  # (orjson.JSONEncodeError) objects json.dumps would refuse too, ints > 64 bits
+        return None
+    # json.dumps escapes non-ASCII and DEL (ensure_ascii); orjson writes UTF-8.
+    if not out.isascii() or b"\x7f" in out:
+        return None
+    if _ORJSON_DIFFERS.search(out) and _floats_differ(doc):
+        return None
+    return out.decode("ascii") + "\n"
+
+
+def _floats_differ(value: Any) -> bool:
+    """Whether ``value`` holds a float orjson spells unlike json.dumps (or one it
+    writes as null)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is float:
+            if v != v or v in (float("inf"), float("-inf")) or orjson.dumps(v) != repr(v).encode():
+                return True
+        elif t is dict:
+            stack.extend(v.values())
+        elif t is list or t is tuple:
+            stack.extend(v)
+    return False
 
 
 def diagnostic_json(d: Diagnostic) -> dict[str, Any]:
