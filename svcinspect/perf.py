@@ -17,11 +17,13 @@ def all_fast_paths(on: bool) -> Iterator[None]:
     """Within the block, every fast path is on (True) or off (False)."""
     from svcinspect.parse import bulk
     from svcinspect.render import json as render_json
+    from svcinspect.render import text as render_text
 
-    was = bulk.set_enabled(on), render_json._fast_json
+    was = bulk.set_enabled(on), render_json._fast_json, render_text._direct_tables
     render_json._fast_json = on and render_json.orjson is not None
+    render_text._direct_tables = on
     try:
         yield
     finally:
         bulk.set_enabled(was[0])
-        render_json._fast_json = was[1]
+        render_json._fast_json, render_text._direct_tables = was[1], was[2]

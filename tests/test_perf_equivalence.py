@@ -167,3 +167,31 @@ def test_the_json_encoder_is_fast_for_our_documents():
     with perf.all_fast_paths(True):
         assert rj._orjson(doc, False) == json.dumps(doc, separators=(",", ":")) + "\n"
         assert rj._orjson(doc, True) == json.dumps(doc, indent=2) + "\n"
+
+
+def test_the_direct_table_formatter_prints_what_tabulate_prints():
+    import random
+
+    import tabulate as tabulate_module
+
+    from svcinspect.render.text import _simple_table, tabulate
+
+    rnd = random.Random(14)
+    alphabet = ["a", "B", "7", " ", "-", ":", "/", "(", "%"]
+    tried = 0
+    for _ in range(400):
+        ncol = rnd.randint(1, 6)
+        headers = ["".join(rnd.choice(alphabet[:4]) for _ in range(rnd.randint(1, 12))).strip() or "H"
+                   for _ in range(ncol)]
+        rows = [["".join(rnd.choice(alphabet) for _ in range(rnd.choice([0, 1, 3, 15, 40]))) for _ in range(ncol)]
+                for _ in range(rnd.randint(0, 8))]
+        expected = tabulate_module.tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+        direct = _simple_table(rows, headers)
+        assert direct == expected, (headers, rows)
+        with perf.all_fast_paths(True):
+            assert tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) == expected
+        tried += 1
+    assert tried == 400
+    # What it leaves to tabulate: multi-line, wide, non-string cells, uneven rows.
+    for rows in ([["a\nb", "c"]], [["caf\u00e9", "x"]], [[1, "x"]], [["a"]], [["a", "b", "c"]], [["\t", "x"]]):
+        assert _simple_table(rows, ["H1", "H2"]) is None
