@@ -16,14 +16,15 @@ from collections.abc import Iterator
 def all_fast_paths(on: bool) -> Iterator[None]:
     """Within the block, every fast path is on (True) or off (False)."""
     from svcinspect.parse import bulk
+    from svcinspect.render import iptables as render_iptables
     from svcinspect.render import json as render_json
     from svcinspect.render import text as render_text
 
-    was = bulk.set_enabled(on), render_json._fast_json, render_text._direct_tables
+    was = (bulk.set_enabled(on), render_json._fast_json, render_text._direct_tables, render_iptables._fast_dump)
     render_json._fast_json = on and render_json.orjson is not None
-    render_text._direct_tables = on
+    render_text._direct_tables = render_iptables._fast_dump = on
     try:
         yield
     finally:
         bulk.set_enabled(was[0])
-        render_json._fast_json, render_text._direct_tables = was[1], was[2]
+        render_json._fast_json, render_text._direct_tables, render_iptables._fast_dump = was[1:]

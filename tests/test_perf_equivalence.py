@@ -60,6 +60,23 @@ def _variants(tmp: Path) -> list[Path]:
     p = [re.sub(r"--probability [0-9.]+", "--probability 0.5x", ln) if i == svc_branch else ln
          for i, ln in enumerate(lines)]
     write("bad-probability.txt", p)
+    # Rules that are not in canonical form, or not valid, among canonical ones
+    # of the same shapes (dump renders them; the others pass through).
+    odd = ["-A ODD -p tcp --dport 80 -j ACCEPT\n", "-A ODD --source 10.0.0.1 -j ACCEPT\n",
+           "-A ODD -s 10.0.0.01/32 -j ACCEPT\n", "-A ODD -s 10.244.0.5/16 -j ACCEPT\n",
+           "-A ODD -s 10.244.0.5/32 -j ACCEPT\n", "-A ODD -m comment --comment plain -j ACCEPT\n",
+           "-A ODD -m comment --comment \"with \\\"quote\\\"\" -j ACCEPT\n", "-A ODD -m nosuchmodule -j ACCEPT\n",
+           "-A ODD -p TCP -m tcp --dport 80 -j ACCEPT\n", "-A ODD  -s 10.244.0.6/32 -j ACCEPT\n",
+           "-A ODD -m statistic --mode random --probability 0.5 -j ACCEPT\n",
+           "-A ODD -m statistic --mode random --probability .5 -j ACCEPT\n",
+           "-A ODD -m tcp -p tcp --dport 0080 -j ACCEPT\n", "-A ODD -j DNAT --to-destination 10.0.0.1:80\n"]
+    nat_commit = next(i for i, ln in enumerate(lines) if ln == "COMMIT\n" and i > lines.index("*nat\n"))
+    decl = lines.index("*nat\n") + 1
+    for name, extra in (("odd-rules.txt", odd), ("odd-rules-duplicate.txt", odd + odd[-1:])):
+        write(name, lines[:decl] + [":ODD - [0:0]\n"] + lines[decl:nat_commit] + extra + lines[nat_commit:])
+    c = [("[007:0] " if ln.startswith("-A KUBE-SEP-") else "[1:2] ") + ln if ln.startswith("-A ") else ln
+         for ln in lines]
+    write("counters-leading-zero.txt", c)
     return out
 
 

@@ -605,6 +605,14 @@ class LazyChains(BuiltOnDemand):
         entry = self._entries.get(name)
         return None if entry is None else entry[3]
 
+    def head(self, name: str) -> tuple[str | None, Counters | None]:
+        """A chain's policy and counters, without building it (``render.iptables``)."""
+        built = self._built.get(name)
+        if built is not None:
+            return built.policy, built.counters
+        policy, counters = self._entries[name][:2]
+        return policy, None if counters is None else Counters(int(counters[0]), int(counters[1]))
+
     def __iter__(self):
         return iter(self._entries)
 
