@@ -87,8 +87,25 @@ def diagnostic_json(d: Diagnostic) -> dict[str, Any]:
 
 
 def endpoint_json(e: EndpointShare) -> dict[str, Any]:
-    return {"endpoint": e.endpoint, "share": e.share_float, "fraction": str(e.share),
+    share, fraction = _share_texts(e)
+    return {"endpoint": e.endpoint, "share": share, "fraction": fraction,
             "probability": e.probability, "chain": e.sep, "line": e.line}
+
+
+# (share_float, str) of the Fraction objects seen: a cascade of n endpoints shares
+# one 1/n object, and Fraction's float and str are Python code (~100k calls).
+_SHARES: dict[int, tuple[Any, float, str]] = {}
+
+
+def _share_texts(e: EndpointShare) -> tuple[float, str]:
+    s = e.share
+    hit = _SHARES.get(id(s))
+    if hit is not None and hit[0] is s:
+        return hit[1], hit[2]
+    value, text = e.share_float, str(s)
+    if len(_SHARES) < 4096:
+        _SHARES[id(s)] = (s, value, text)  # holding s keeps its id from being reused
+    return value, text
 
 
 def object_endpoint_json(e) -> dict[str, Any]:
