@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import TYPE_CHECKING, Any
 
 from svcinspect.errors import Diagnostic
@@ -46,7 +45,13 @@ _fast_json = orjson is not None and os.environ.get("SVCINSPECT_NO_FAST", "") in 
 # every float of the document compared with its json.dumps spelling. (NaN and
 # infinities, which orjson writes as null, cannot occur: every float in our
 # documents is a rounded Fraction.)
-_ORJSON_DIFFERS = re.compile(rb"[0-9]e|0\.0000")
+# (A digit before an "e" is found as "0e" once every digit reads 0: two substring
+# searches instead of a regex, which costs ~0.4 s on a 20 MB document.)
+_DIGITS_TO_0 = bytes.maketrans(b"123456789", b"000000000")
+
+
+def _orjson_may_differ(out: bytes) -> bool:
+    return b"0.0000" in out or b"0e" in out.translate(_DIGITS_TO_0)
 
 
 def _orjson(doc: dict[str, Any], pretty: bool) -> str | None:
@@ -60,7 +65,7 @@ def _orjson(doc: dict[str, Any], pretty: bool) -> str | None:
     # json.dumps escapes non-ASCII and DEL (ensure_ascii); orjson writes UTF-8.
     if not out.isascii() or b"\x7f" in out:
         return None
-    if _ORJSON_DIFFERS.search(out) and _floats_differ(doc):
+    if _orjson_may_differ(out) and _floats_differ(doc):
         return None
     return out.decode("ascii") + "\n"
 
