@@ -87,7 +87,7 @@ def _commands(path: Path) -> list[list[str]]:
             ["dump", *r], ["dump", *r, "--no-counters"]]
     objects = path.parent / "objects.json"
     if objects.exists():
-        cmds += [["services", *r, "--objects", str(objects), "-o", "json"],
+        cmds += [["services", *r, "--objects", str(objects), "-o", "json"], ["services", *r, "--objects", str(objects)],
                  ["check", *r, "--objects", str(objects), "--node", "kind-worker", "-o", "json"]]
     return cmds
 
@@ -217,3 +217,15 @@ def test_the_direct_table_formatter_prints_what_tabulate_prints():
     # What it leaves to tabulate: multi-line, wide, non-string cells, uneven rows.
     for rows in ([["a\nb", "c"]], [["caf\u00e9", "x"]], [[1, "x"]], [["a"]], [["a", "b", "c"]], [["\t", "x"]]):
         assert _simple_table(rows, ["H1", "H2"]) is None
+
+
+@pytest.mark.parametrize("service", ["default/hello-world", "default/affinity:http", "default/lb-ranges"])
+def test_trace_and_packet_read_the_same_on_both_paths(cli, tmp_path, service):
+    """They share the renderers (tables, JSON encoder) with the whole-dump commands."""
+    r = ["--rules", str(IPT / "iptables-save.txt"), "--rules", str(IPT / "ip6tables-save.txt")]
+    objects = ["--objects", str(IPT / "objects.json"), "--node", "kind-worker"]
+    for args in (["trace", service, *r], ["trace", service, *r, "-o", "json"], ["trace", service, *r, *objects],
+                 ["trace", service, *r, *objects, "-o", "json"],
+                 ["packet", *r, "--src", "10.244.1.7", "--dst", "10.96.10.10", "--dport", "80"],
+                 ["packet", *r, "--src", "10.244.1.7", "--dst", "10.96.10.10", "--dport", "80", "-o", "json"]):
+        _both(cli, args, tmp_path)
