@@ -19,7 +19,6 @@ import networkx as nx
 
 from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment
 from svcinspect.model.netfilter import BUILTIN_CHAINS, Family, Ruleset, Table
-from svcinspect.parse import bulk
 from svcinspect.parse.iptables_save import KNOWN_TARGETS, raw_comment, raw_target
 from svcinspect.services import ServicePortRules
 from svcinspect.services import select_service_ports as _select
@@ -82,9 +81,7 @@ def _jumps(table: Table) -> tuple[_RawJump, ...]:
     for t, jumps in _CACHE:
         if t is table:
             return jumps
-    jumps = bulk.jumps(table, lambda cname: _scan(table, (cname,)))
-    if jumps is bulk.UNSURE:
-        jumps = tuple(_scan(table))
+    jumps = tuple(_scan(table))
     _CACHE.insert(0, (table, jumps))
     del _CACHE[4:]
     return jumps

@@ -148,11 +148,6 @@ def test_the_fast_paths_are_taken(cli):
         assert svcs
         assert all(bulk.cascade(nat, n) is not bulk.UNSURE for n in svcs)
         assert bulk.service_chain_hashes(nat) is not bulk.UNSURE
-        declined: list[str] = []
-        fast = bulk.jumps(nat, lambda c: declined.append(c) or ())
-        with_rules = [c for c in nat.chains if nat.chains.blocks(c)]
-        # (declined here: a rule without a target, the kernel's "--nfacct-name  x" double blank)
-        assert len(fast) > 100 and len([c for c in declined if nat.chains.blocks(c)]) < len(with_rules) // 10
         assert build_service_ports(rs)
     with perf.all_fast_paths(False):
         assert bulk.cascade(nat, svcs[0]) is bulk.UNSURE

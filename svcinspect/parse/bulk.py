@@ -109,36 +109,3 @@ def service_chain_hashes(table: Table):
     # Chain names never hold a newline (every reader cuts them at whitespace).
     return _PER_SERVICE_NAME.findall("\n".join(table.chains))
 
-
-# --- every jump of a table ----------------------------------------------------------
-
-# The last -j/-g of a rule line and its target, when nothing after it is quoted
-# (greedy: the rightmost flag whose rest matches; with no double blanks that is
-# the rightmost flag, as ``raw_target`` reads it).
-_JUMP_LINE = re.compile(r'^[^\n]* -([jg]) ([^ "\n]+)(?: [^"\n]*)?$', re.M)
-_NOT_PLAIN = ("\t", "--jump", "--goto", "  ", " \n", "\n ") + tuple(_ODD)
-
-
-def jumps(table: Table, fallback):
-    """``graph._scan(table)`` as a tuple: (chain, index, line, text, target, goto)
-    for every rule with a target, in chain order; or :data:`UNSURE`. A chain whose
-    rules are one block of plain lines, each with a target, is read with one
-    regex pass; any other chain is read by ``fallback(chain)`` in its place."""
-    if not _enabled or getattr(table.chains, "blocks", None) is None:
-        return UNSURE
-    blocks = table.chains.blocks
-    out: list = []
-    add = out.extend
-    for cname in table.chains:
-        segs = blocks(cname)
-        if len(segs) == 1:
-            first, block = segs[0]
-            if block[:1] != " " and not any(s in block for s in _NOT_PLAIN):
-                found = _JUMP_LINE.findall(block)
-                lines = block.splitlines()
-                if len(found) == len(lines):
-                    add([(cname, i, first + i, text, t, g == "g")
-                         for i, (text, (g, t)) in enumerate(zip(lines, found))])
-                    continue
-        add(fallback(cname))
-    return tuple(out)
