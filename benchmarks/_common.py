@@ -16,7 +16,10 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERATOR = ROOT.parent / "shared" / "bench" / "gen_kubeproxy_dump.py"
+# The shared folder sits beside the repo (or beside the worktrees' parent).
+GENERATOR = next((p / "shared" / "bench" / "gen_kubeproxy_dump.py" for p in ROOT.parents
+                  if (p / "shared" / "bench" / "gen_kubeproxy_dump.py").exists()),
+                 ROOT.parent / "shared" / "bench" / "gen_kubeproxy_dump.py")
 OUT = ROOT / "benchmarks" / "out"
 
 

@@ -494,10 +494,11 @@ def dump(rules: tuple[str, ...], strict: bool, counters: bool) -> None:
         click.echo(render_nft(ruleset), nl=False)
         _emit_diagnostics(_all_diagnostics(ruleset))
         return
-    from svcinspect.render.iptables import render_ruleset
+    from svcinspect.render.iptables import render_dump
 
-    click.echo(render_ruleset(ruleset, counters=counters), nl=False)
-    _emit_diagnostics(_all_diagnostics(ruleset))
+    text, diags = render_dump(ruleset, counters=counters)  # diags None: only the decoded rules can tell
+    click.echo(text, nl=False)
+    _emit_diagnostics(_all_diagnostics(ruleset) if diags is None else diags)
 
 
 def _all_diagnostics(ruleset: Ruleset) -> list[Diagnostic]:

@@ -22,7 +22,8 @@ def hash16(text: str) -> str:
     >>> hash16("ns1/svc1:p80" + "tcp")
     'XPGD46QRK7WJZT7O'
     """
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+    # 16 base32 characters are exactly the first 10 bytes (base32 codes 5 bytes at a time).
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
 
 
 def service_chain(prefix: str, spn: str, protocol: str) -> str:

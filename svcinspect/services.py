@@ -34,6 +34,7 @@ from svcinspect.kubeproxy import (
 from svcinspect.errors import UnknownServiceError
 from svcinspect.kubeproxy import endpoint_chain
 from svcinspect.model.netfilter import Chain, Family, Rule, Ruleset, Table
+from svcinspect.parse import bulk
 from svcinspect.parse.iptables_save import raw_comment, raw_target
 
 
@@ -336,6 +337,12 @@ def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> Non
             if key not in accs and any(f"KUBE-{p}-{key}" in nat.chains for p in ("SVC", "SVL", "EXT", "FW", "XLB")):
                 accs[key] = _Acc()
         return
+    fast = bulk.service_chain_hashes(nat)
+    if fast is not bulk.UNSURE:
+        for key in fast:
+            if key not in accs:
+                accs[key] = _Acc()
+        return
     for name in nat.chains:
         kind = classify_chain(name)
         if kind in (ChainKind.SVC, ChainKind.SVL, ChainKind.EXT, ChainKind.FW, ChainKind.XLB):
@@ -508,7 +515,8 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None) -> ServicePo
             if prefix not in chains:
                 continue
             chain = nat.chains[chains[prefix]]
-            branches, _ = _branches(chain)
+            fast = bulk.cascade(nat, chain.name)
+            branches = _branches(chain)[0] if fast is bulk.UNSURE else [Branch(*f) for f in fast]
             shares, aff, w, pnames, pproto = _endpoint_shares(nat, chain.name, branches, bool(names), protocol)
             warnings.extend(w)
             names.extend(pnames)

@@ -752,6 +752,21 @@ class LazyChains(BuiltOnDemand):
             for _, block in entry[3]:
                 yield block
 
+    def blocks(self, name: str) -> list[tuple[int, str]] | None:
+        """A chain's rules as the scanner cut them: ``(first line, block of lines)``
+        runs in dump order (one run in iptables-save output), None when absent.
+        For bulk scans (``parse.bulk``) that read many chains without splitting them."""
+        entry = self._entries.get(name)
+        return None if entry is None else entry[3]
+
+    def head(self, name: str) -> tuple[str | None, Counters | None]:
+        """A chain's policy and counters, without building it (``render.iptables``)."""
+        built = self._built.get(name)
+        if built is not None:
+            return built.policy, built.counters
+        policy, counters = self._entries[name][:2]
+        return policy, None if counters is None else Counters(int(counters[0]), int(counters[1]))
+
     def __iter__(self):
         return iter(self._entries)
 
@@ -833,7 +848,7 @@ def _drop_repeats(chain: str, segments: list, source: str, diags: list[Diagnosti
     kept: list[tuple[int, str]] = []
     repeats: list[tuple[int, int]] = []
     for first, block in segments:
-        for i, text in enumerate(block.splitlines()):
+        for i, text in enumerate(split_lines(block)):
             body = _COUNTER_PREFIX.sub("", text.strip())
             line = first + i
             if body in seen:
@@ -894,7 +909,7 @@ def _why_skipped(raw: str) -> str:
 
 
 def _describe_non_dump(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in split_lines(text) if ln.strip()]
     if not lines:
         return "empty input: no iptables-save text; run `iptables-save > FILE` (as root on the node) and pass that file"
     joined = "\n".join(lines[:400])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -16,8 +18,13 @@ def tabulate(rows, **kwargs) -> str:
     machine, which JSON output never needs. Wide-character width handling is
     switched off when every cell is ASCII (Kubernetes names always are): same
     output, a third faster on 10k rows."""
-    import tabulate as _tabulate_module
     rows = list(rows)
+    if _direct_tables and set(kwargs) == {"headers", "tablefmt", "disable_numparse"} \
+            and kwargs["tablefmt"] == "simple" and kwargs["disable_numparse"] is True:
+        direct = _simple_table(rows, kwargs["headers"])
+        if direct is not None:
+            return direct
+    import tabulate as _tabulate_module
     ascii_only = all(str(cell).isascii() for row in rows for cell in row)
     saved = _tabulate_module.WIDE_CHARS_MODE
     try:
@@ -26,6 +33,34 @@ def tabulate(rows, **kwargs) -> str:
         return _tabulate_module.tabulate(rows, **kwargs)
     finally:
         _tabulate_module.WIDE_CHARS_MODE = saved
+
+
+_direct_tables = os.environ.get("SVCINSPECT_NO_FAST", "") in ("", "0")
+_PLAIN = re.compile(r"[ -~]*")  # printable ASCII: one column per character
+
+
+def _simple_table(rows: list, headers) -> str | None:
+    """What ``tabulate(rows, headers, tablefmt="simple", disable_numparse=True)``
+    prints, for rows of plain strings, without tabulate (~0.6 s less on 10k rows):
+    cells stripped and left-aligned, each column as wide as its widest cell and
+    at least its header plus two, two blanks between columns, trailing blanks cut.
+    None when a cell is not a printable-ASCII string or a row is short or long."""
+    headers = list(headers)
+    n = len(headers)
+    if not all(type(h) is str and _PLAIN.fullmatch(h) for h in headers):
+        return None
+    cells = [c for row in rows for c in row]
+    if any(len(row) != n for row in rows) or not all(type(c) is str for c in cells):
+        return None
+    if not _PLAIN.fullmatch("".join(cells)):
+        return None
+    rows = [[c.strip() for c in row] for row in rows]
+    widths = [max([len(h) + 2] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
+    pad = [f"{{:<{w}}}" for w in widths]
+    fmt = "  ".join(pad)
+    lines = [fmt.format(*headers).rstrip(), "  ".join("-" * w for w in widths)]
+    lines.extend(fmt.format(*row).rstrip() for row in rows)
+    return "\n".join(lines)
 
 
 def pct(share) -> str:

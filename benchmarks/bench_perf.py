@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Every command as a ratio to `iptables-legacy-save` printing the same dump, and
+how cost grows with the cluster; writes docs/performance.md.
+
+    sudo python3 benchmarks/bench_perf.py                 # 10000 x 10 ratios, scaling 1k 3k 10k 20k
+    sudo python3 benchmarks/bench_perf.py --runs 5 --sizes 1000,3000,10000,20000
+    sudo python3 benchmarks/bench_perf.py --no-write      # print only
+
+Method: the shared generator's SERVICES x 10 restore input is loaded with
+iptables-legacy-restore into a private network namespace and saved back with
+iptables-legacy-save (the dump users pass with --rules). Each command then runs
+in turn with the save (A B A B ...: the ratio is taken pair by pair, so a busy
+machine slows both sides of a pair alike); figures are the median of the runs
+with min-max, for wall time and for CPU time (user + system of the child, which
+a busy machine disturbs less), and peak RSS is the largest of the runs (wait4).
+svcinspect runs as the README installs it (benchmarks/out/venv: `pip install .`
+plus compiled bytecode). Live `services` reads the namespace itself.
+
+Benchmarks print numbers; nothing here passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import ROOT, Namespace, generate, installed, saved_dump
+
+SAVE = "iptables-legacy-save"
+
+
+def _run(argv: list[str]) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds (user + system), peak RSS in MB) of one run of argv."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise RuntimeError(f"{argv} exited {os.waitstatus_to_exitcode(status)}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024
+
+
+def paired(argv: list[str], base: list[str], runs: int) -> dict:
+    """A/B runs of argv against base: per-pair wall and CPU ratios, times, peak RSS."""
+    ratios, cpu_ratios, times, bases, rss = [], [], [], [], 0
+    for _ in range(runs):
+        t, c, r = _run(argv)
+        b, bc, _ = _run(base)
+        ratios.append(t / b)
+        cpu_ratios.append(c / bc)
+        times.append(t)
+        bases.append(b)
+        rss = max(rss, r)
+    return {"ratio": ratios, "cpu": cpu_ratios, "time": times, "base": bases, "rss": rss}
+
+
+def _mid(xs: list[float], fmt: str) -> str:
+    return (fmt % statistics.median(xs)) + (f" ({fmt % min(xs)}–{fmt % max(xs)})" if len(xs) > 1 else "")
+
+
+def commands(dump: Path, ns: Namespace) -> dict[str, list[str]]:
+    exe = str(installed())
+    r = ["--rules", str(dump)]
+    return {
+        "services": [exe, "services", *r],
+        "services -o json": [exe, "services", *r, "-o", "json"],
+        "check (rules only)": [exe, "check", *r, "--fail-on", "never"],
+        "graph -o dot (whole dump)": [exe, "graph", *r, "-o", "dot"],
+        "dump": [exe, "dump", *r],
+        "trace ns5/svc5": [exe, "trace", "ns5/svc5", *r, "--node-ip", "192.168.0.1"],
+        "packet (cluster IP)": [exe, "packet", *r, "--src", "10.250.0.7", "--dst", "10.96.0.5", "--dport", "80",
+                                "--node-ip", "192.168.0.1"],
+        "live services (--netns)": [exe, "services", "--netns", ns.name, "--reader", "save"],
+    }
+
+
+TARGETS = {"services": "≤ 1.0x", "services -o json": "≤ 1.0x", "check (rules only)": "≤ 1.5x",
+           "graph -o dot (whole dump)": "≤ 0.5x", "dump": "≤ 1.0x", "trace ns5/svc5": "≤ 0.3x",
+           "packet (cluster IP)": "≤ 0.3x", "live services (--netns)": "≤ 1.5x"}
+SCALED = ("services", "services -o json", "check (rules only)", "graph -o dot (whole dump)", "dump")
+
+
+def prepare(n: int) -> tuple[Namespace, Path, int]:
+    ns = Namespace()
+    ns.restore(generate(n, 10))
+    dump = saved_dump(ns, n, 10)
+    with open(dump) as fh:
+        lines = sum(1 for _ in fh)
+    return ns, dump, lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--services", type=int, default=10000, help="size of the ratio table")
+    ap.add_argument("--sizes", default="1000,3000,10000,20000", help="sizes of the scaling table")
+    ap.add_argument("--runs", type=int, default=3, help="A/B pairs per command (ratio table)")
+    ap.add_argument("--scale-runs", type=int, default=1, help="runs per command and size (scaling table)")
+    ap.add_argument("--no-write", action="store_true", help="do not write docs/performance.md")
+    args = ap.parse_args()
+    installed()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+
+    ratio_rows = []
+    ns, dump, lines = prepare(args.services)
+    try:
+        base = ns.cmd(SAVE)
+        print(f"{args.services} services x 10 endpoints: {lines} lines; A/B against {SAVE}, {args.runs} pairs",
+              flush=True)
+        for name, argv in commands(dump, ns).items():
+            res = paired(argv, base, args.runs)
+            ratio_rows.append((name, res))
+            print(f"  {name:<28} {_mid(res['time'], '%.2f')} s  ratio {_mid(res['ratio'], '%.2f')}  "
+                  f"CPU ratio {_mid(res['cpu'], '%.2f')}  "
+                  f"save {_mid(res['base'], '%.2f')} s  peak {res['rss']} MB", flush=True)
+    finally:
+        ns.close()
+
+    scale_rows = []
+    for n in sizes:
+        ns, dump, lines = prepare(n)
+        try:
+            base = ns.cmd(SAVE)
+            cmds = commands(dump, ns)
+            row = {"lines": lines}
+            for name in SCALED:
+                res = paired(cmds[name], base, args.scale_runs)
+                row[name] = res
+            scale_rows.append((n, row))
+            print(f"  {n:>6} services, {lines} lines: " + "; ".join(
+                f"{name} {statistics.median(row[name]['time']):.2f} s {row[name]['rss']} MB "
+                f"({statistics.median(row[name]['ratio']):.2f}x)" for name in SCALED), flush=True)
+        finally:
+            ns.close()
+
+    doc = render_doc(args, ratio_rows, scale_rows)
+    print()
+    print(doc)
+    if not args.no_write:
+        (ROOT / "docs").mkdir(exist_ok=True)
+        (ROOT / "docs" / "performance.md").write_text(doc)
+        print(f"wrote {ROOT / 'docs' / 'performance.md'}")
+
+
+def render_doc(args, ratio_rows, scale_rows) -> str:
+    out = ["# Performance", "",
+           f"Generated by `benchmarks/bench_perf.py` on {time.strftime('%Y-%m-%d')} "
+           f"({os.cpu_count()} cores). Ratios are to `{SAVE}` printing the same dump in the same run.", "",
+           f"## The {args.services}-service x 10-endpoint dump", "",
+           "| command | time (s) | ratio to the save (wall) | (CPU) | target | peak RSS (MB) |",
+           "|---|---|---|---|---|---|"]
+    for name, res in ratio_rows:
+        out.append(f"| `{name}` | {_mid(res['time'], '%.2f')} | {_mid(res['ratio'], '%.2f')}x | "
+                   f"{_mid(res['cpu'], '%.2f')}x | {TARGETS.get(name, '')} | {res['rss']} |")
+    out += ["", "## Scaling (wall s / peak RSS MB; wall ratio to the save, CPU ratio)", "",
+            "| services | lines | " + " | ".join(f"`{n}`" for n in SCALED) + " |",
+            "|---|---|" + "---|" * len(SCALED)]
+    for n, row in scale_rows:
+        out.append(f"| {n} | {row['lines']} | " + " | ".join(
+            f"{statistics.median(row[c]['time']):.2f} / {row[c]['rss']} ({statistics.median(row[c]['ratio']):.2f}x, "
+            f"{statistics.median(row[c]['cpu']):.2f}x)"
+            for c in SCALED) + " |")
+    out += ["", f"Method: each command alternates with `{SAVE}` in a private network namespace "
+            f"({args.runs} pairs for the first table, {args.scale_runs} per size for the second); "
+            "whole-process wall time and CPU time (user + system of the child), median (min–max) of the "
+            "pairwise ratios, peak RSS of the child; svcinspect installed with `pip install .` and compiled "
+            "bytecode; the machine was shared by other work, so wall seconds vary more than the CPU ratios.", ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()
