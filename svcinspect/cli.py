@@ -921,14 +921,17 @@ def load_side_rules(spec: str, strict: bool, *, reader: str | None, netns: str |
     are explicit, because each side has its own."""
     families = (Family.V4, Family.V6) if family == "both" else (Family(int(family)),)
     if spec == "live":
-        from svcinspect.sources.command import read_live
-        return read_live(reader or "auto", families, netns, strict=strict), "live" + (f" netns {netns}" if netns else "")
+        from svcinspect.sources.nft import read_live_rules  # nftables or iptables mode, whichever is live
+        return read_live_rules(reader, families, netns, strict=strict), "live" + (f" netns {netns}" if netns else "")
     if netns:
         raise InputError(f"{spec}: --netns-a/--netns-b apply to a side read live (give `live` for that side)")
     paths = [p for p in spec.split(",") if p]
     if not paths:
         raise InputError(f"{spec!r}: expected a dump file, FILE,FILE, - or live")
-    return parse_dumps([read_text(p) for p in paths], strict=strict).only(families), spec
+    texts = [read_text(p) for p in paths]
+    if _nft_inputs(texts):
+        return _load_nft(texts, strict, families), spec
+    return parse_dumps(texts, strict=strict).only(families), spec
 
 
 @cli.command("diff", epilog="""\b
@@ -967,7 +970,8 @@ def diff_command(side_a: str, side_b: str, strict: bool, reader: str | None, net
         raise InputError("only one side can be read from stdin (-)")
     ra, la = load_side_rules(side_a, strict, reader=reader, netns=netns_a, family=family)
     rb, lb = load_side_rules(side_b, strict, reader=reader, netns=netns_b, family=family)
-    build = SIDE_BUILDERS["iptables"]
+    def build(ruleset, label):
+        return SIDE_BUILDERS[getattr(ruleset, "dataplane", "iptables")](ruleset, label)
     report = compare_sides(build(ra, la), build(rb, lb), across_nodes=across_nodes,
                            namespace=objects_from.namespace)
     state = load_objects(objects_from)

@@ -156,7 +156,22 @@ NODEPORT_ADDRESSES_DEFAULT = ("--nodeport-addresses defaults to the node's prima
                               "local address in iptables mode")
 
 
-def _iptables_vs_nftables(change: Change, a: Side, b: Side) -> str | None:
+HEALTH_CHECK_NO_RULE = ("nftables mode writes no rule for a health-check node port (iptables mode writes an explicit "
+                        "ACCEPT in filter), and nothing there drops it either")
+EXTERNAL_VS_LB = ("nftables mode's service-ips does not say whether an address is an external IP or a load-balancer "
+                  "IP (only one with source ranges is known to be a load-balancer IP); the addresses are the same")
+
+
+def _iptables_vs_nftables(change: Change, a: Side, b: Side, pa: ServicePortRules | None = None,
+                          pb: ServicePortRules | None = None) -> str | None:
+    if change.what in ("external-ip", "load-balancer-ip") and pa is not None and pb is not None:
+        ipt, nft = (pa, pb) if a.dataplane == "iptables" else (pb, pa)
+        ipt_lb, nft_lb = set(_addrs(ipt, EntryKind.LOAD_BALANCER)), set(_addrs(nft, EntryKind.LOAD_BALANCER))
+        same = ipt_lb | set(_addrs(ipt, EntryKind.EXTERNAL_IP)) == nft_lb | set(_addrs(nft, EntryKind.EXTERNAL_IP))
+        return EXTERNAL_VS_LB if same and nft_lb <= ipt_lb else None
+    if change.what == "health-check-node-port":
+        ipt, nft = (change.before, change.after) if a.dataplane == "iptables" else (change.after, change.before)
+        return HEALTH_CHECK_NO_RULE if ipt and not nft else None
     if change.what == "node-port-localhost":
         ipt = change.before if a.dataplane == "iptables" else change.after
         return LOCALHOST_NODEPORTS if ipt is True else None
@@ -166,9 +181,26 @@ def _iptables_vs_nftables(change: Change, a: Side, b: Side) -> str | None:
     return None
 
 
+CLUSTER_IPS_CHECK = ("nftables mode rejects other ports and protocols of a cluster IP and drops unallocated IPs of "
+                     "the service CIDR (cluster-ips-check); iptables mode lets them pass untouched")
+
+
+def _iptables_vs_nftables_notes(a: Side, b: Side) -> list[str]:
+    """Mode differences that are not about any one service port, when the nftables side shows them."""
+    nft = a if a.dataplane == "nftables" else b
+    if any(text.startswith("cluster-ips-check: ") and "reject" in text for _, text in nft.facts.node_rules):
+        return [f"expected: {CLUSTER_IPS_CHECK}"]
+    return []
+
+
 # Per pair of dataplanes: a function naming why a change is expected (None: a real difference).
-EXPECTED_DIFFERENCES: dict[frozenset[str], Callable[[Change, Side, Side], str | None]] = {
+# It is given the change, both sides and, for a service port's change, both ports.
+EXPECTED_DIFFERENCES: dict[frozenset[str], Callable[..., str | None]] = {
     frozenset({"iptables", "nftables"}): _iptables_vs_nftables,
+}
+# Per pair of dataplanes: notes on node-wide behaviour the modes are known to differ in.
+EXPECTED_NOTES: dict[frozenset[str], Callable[[Side, Side], list[str]]] = {
+    frozenset({"iptables", "nftables"}): _iptables_vs_nftables_notes,
 }
 
 
@@ -200,10 +232,13 @@ def compare_sides(a: Side, b: Side, *, across_nodes: bool = False, namespace: st
         notes.append(f"no known expected differences between {a.dataplane} and {b.dataplane} mode: every difference "
                      f"is reported as real")
 
-    def label(c: Change) -> Change:
+    if not same_plane and frozenset({a.dataplane, b.dataplane}) in EXPECTED_NOTES:
+        notes.extend(EXPECTED_NOTES[frozenset({a.dataplane, b.dataplane})](a, b))
+
+    def label(c: Change, pa: ServicePortRules | None = None, pb: ServicePortRules | None = None) -> Change:
         if hook is None:
             return c
-        why = hook(c, a, b)
+        why = hook(c, a, b, pa, pb)
         return replace(c, expected=why) if why else c
 
     def wanted(sp: ServicePortRules) -> bool:
@@ -222,7 +257,7 @@ def compare_sides(a: Side, b: Side, *, across_nodes: bool = False, namespace: st
                        _brief(sp) if pb is None else None, _brief(sp) if pa is None else None, node_local=node_local)
             out.append(PortDiff(ident[0], sp.protocol, sp.family, status, (label(c),)))
             continue
-        changes = [label(c) for c in _compare_port(pa, pb, a, b)]
+        changes = [label(c, pa, pb) for c in _compare_port(pa, pb, a, b)]
         if changes:
             out.append(PortDiff(ident[0], pa.protocol, pa.family, "changed", tuple(changes)))
     node = [label(c) for c in _compare_facts(a.facts, b.facts, families, same_plane, notes)]
@@ -321,18 +356,23 @@ def _shares(eps: Iterable[EndpointShare]) -> dict[str, Fraction]:
 def _quick_key(sp: ServicePortRules) -> tuple:
     """Everything _compare_port looks at, in model order: equal keys need no
     comparison (most ports of two dumps of one cluster)."""
-    return (tuple((e.kind, e.address, e.port, e.protocol, e.table, e.verdict, e.localhost, e.chain is not None and
-                   e.chain.startswith("KUBE-SVL-")) for e in sp.entries),
+    return (tuple((e.kind, e.address, e.port, e.protocol, e.table, e.verdict, e.localhost, _to_svl(sp, e.chain))
+                  for e in sp.entries),
             tuple((e.endpoint, e.sep, e.share) for e in sp.endpoints),
             None if sp.local_endpoints is None else tuple((e.endpoint, e.share) for e in sp.local_endpoints),
             sp.affinity_seconds, sp.source_ranges, tuple(sorted(sp.chains)), sp.warnings)
+
+
+def _to_svl(sp: ServicePortRules, chain: str | None) -> bool:
+    """Does an entry lead to the port's local-endpoints chain (iptables KUBE-SVL-, nftables local-)?"""
+    return chain is not None and (chain.startswith("KUBE-SVL-") or chain == sp.chains.get("svl"))
 
 
 def _policies(sp: ServicePortRules) -> dict[str, str]:
     """internalTrafficPolicy / externalTrafficPolicy as the rules show them."""
     internal = "Cluster"
     cips = [e for e in sp.entries if e.kind == EntryKind.CLUSTER_IP]
-    if any(e.chain and e.chain.startswith("KUBE-SVL-") for e in cips) or any(
+    if any(_to_svl(sp, e.chain) for e in cips) or any(
             e.verdict == "drop" for e in cips if e.table == "filter"):
         internal = "Local"
     elif not cips or (not sp.endpoints and not sp.local_endpoints):
@@ -464,6 +504,17 @@ def _compare_masquerade(pa: ServicePortRules, pb: ServicePortRules, a: Side, b: 
         if a.masq_signature(pa) == b.masq_signature(pb):
             return []
     ma, mb = a.masquerade(pa), b.masquerade(pb)
+    if a.dataplane != b.dataplane:
+        # One mode may call an address an external IP that the other knows is a
+        # load-balancer IP (nftables without source ranges): compare it as one entry.
+        for x, y in ((ma, mb), (mb, ma)):
+            for client in list(x):
+                if client not in y:
+                    for one, other in (("load-balancer IP ", "external IP "), ("external IP ", "load-balancer IP ")):
+                        alias = other + client[len(one):] if client.startswith(one) else None
+                        if alias in y and alias not in x:
+                            y[client] = y.pop(alias)
+                            break
     out = []
     for client in sorted(ma.keys() & mb.keys()):
         if ma[client] != mb[client]:
@@ -896,6 +947,136 @@ class _IptablesMasquerade:
         return out
 
 
+# --- the nftables adapter ------------------------------------------------------------------------------
+
+_NFT_HASHED = re.compile(r"\b(service|local|external|firewall|endpoint|affinity)-[A-Z2-7]{8}-")
+
+
+def _nft_words(text: str) -> str:
+    """An nft rule's text without chain-name hashes and comments."""
+    text = re.sub(r' comment "(?:[^"\\]|\\.)*"', "", text)
+    return " ".join(_NFT_HASHED.sub(lambda m: f"{m.group(1)}-*-", text).split())
+
+
+def nftables_side(ruleset: Any, label: str) -> Side:
+    """The :class:`Side` of a kube-proxy nftables-mode ruleset (``NftRuleset``)."""
+    from svcinspect.dataplane.nftables.services import build_service_ports as nft_ports
+
+    ports = tuple(nft_ports(ruleset))
+    facts = nftables_node_facts(ruleset, ports)
+    masq = _NftMasquerade(ruleset, facts)
+    return Side(label, "nftables", ports, facts, masq.signature, masq.masquerade)
+
+
+def nftables_node_facts(ruleset: Any, ports: Iterable[ServicePortRules] = ()) -> NodeFacts:
+    """Node-wide facts of an nftables ruleset, per family: hooks are the base
+    chains (type, hook, priority, policy) and the jumps in them; shared rules the
+    rules of kube-proxy's non-per-service chains; node ports are accepted on the
+    elements of ``@nodeport-ips`` (or every local address with ``fib daddr type
+    local``); dangling jumps and orphan chains as ``check`` finds them."""
+    from svcinspect.dataplane.nftables.services import split_name, verdict_target
+
+    hooks: set[tuple[Family, str]] = set()
+    node_rules: set[tuple[Family, str]] = set()
+    dangling: set[tuple[Family, str]] = set()
+    orphans: set[tuple[Family, str]] = set()
+    npa: dict[Family, tuple[str, ...] | None] = {}
+    for fam in ruleset.families:
+        t = ruleset.kube_proxy(fam)
+        if t is None:
+            continue
+        referenced: set[str] = set()
+        for c in t.chains.values():
+            per_service = split_name(c.name) is not None
+            if c.is_base:
+                hooks.add((fam, f"{c.name}: type {c.type} hook {c.hook} priority "
+                                f"{c.priority_text or c.priority} policy {c.policy or 'accept'}"))
+            elif not per_service:
+                node_rules.add((fam, f"{c.name} (chain)"))
+            for r in c.rules:
+                for target in _nft_targets(r):
+                    referenced.add(target)
+                    if target not in t.chains:
+                        dangling.add((fam, f"{_nft_words(c.name)} -> {_nft_words(target)}"))
+                if c.is_base:
+                    hooks.add((fam, f"{c.name}: {_nft_words(r.text)}"))
+                elif not per_service:
+                    node_rules.add((fam, f"{c.name}: {_nft_words(r.text)}"))
+                if c.name == "services" and "fib daddr type local" in r.text and "vmap @service-nodeports" in r.text:
+                    npa[fam] = None
+        for s in t.sets.values():
+            if s.is_map:
+                for e in s.elements:
+                    _, target = verdict_target(e.value)
+                    if target is not None:
+                        referenced.add(target)
+                        if target not in t.chains:
+                            dangling.add((fam, f"@{s.name} -> {_nft_words(target)}"))
+        for name in t.chains:
+            if split_name(name) is not None and name not in referenced:
+                orphans.add((fam, f"chain {_nft_words(name)}"))
+        if fam not in npa and "service-nodeports" in t.sets and any(
+                "@nodeport-ips" in r.text and "@service-nodeports" in r.text
+                for r in (t.chains["services"].rules if "services" in t.chains else ())):
+            ips = t.sets.get("nodeport-ips")
+            from svcinspect.dataplane.nftables.services import elem_key
+            npa[fam] = tuple(sorted(str(elem_key(e.key)) for e in (ips.elements if ips else ())))
+    return NodeFacts(ruleset.families, frozenset(hooks), frozenset(node_rules), npa, frozenset(),
+                     frozenset(dangling), frozenset(orphans))
+
+
+def _nft_targets(r) -> Iterable[str]:
+    from svcinspect.dataplane.nftables.services import verdict_target
+
+    for s in r.exprs:
+        if not isinstance(s, dict):
+            continue
+        for k in ("jump", "goto"):
+            if k in s:
+                yield s[k]["target"]
+        if "vmap" in s and isinstance(s["vmap"].get("data"), dict):
+            for _, v in s["vmap"]["data"].get("set", []):
+                _, target = verdict_target(v)
+                if target:
+                    yield target
+
+
+class _NftMasquerade(_IptablesMasquerade):
+    """Masquerade per client kind from the nftables evaluator; the signature is
+    the port's own chains' rules without the endpoint (dnat) rules."""
+
+    def signature(self, sp: ServicePortRules) -> Hashable:
+        t = self.ruleset.kube_proxy(sp.family)
+        if t is None:
+            return None
+        out = []
+        for prefix in ("svc", "svl", "ext", "fw"):
+            name = sp.chains.get(prefix)
+            if not name or name not in t.chains:
+                continue
+            for r in t.chains[name].rules:
+                if "dnat" in r.text or "numgen" in r.text:
+                    continue  # the endpoint choice: compared as endpoints
+                out.append((prefix, _nft_words(r.text)))
+        return tuple(out)
+
+    def _evaluator(self, family: Family):
+        from svcinspect.dataplane.nftables.evaluate import NftEvaluator
+        from svcinspect.evaluate import Environment
+        from svcinspect.trace import PLACEHOLDER_NODE
+
+        ev = self.evaluators.get(family)
+        if ev is None:
+            local = {PLACEHOLDER_NODE[int(family)]}
+            for a in self.facts.nodeport_addresses.get(family) or ():
+                try:
+                    local.add(ipaddress.ip_address(a))
+                except ValueError:
+                    pass
+            ev = self.evaluators[family] = NftEvaluator(self.ruleset, family, Environment(frozenset(local), ()))
+        return ev
+
+
 # How to build a Side per dataplane: the CLI picks one by what it read; a new
 # dataplane adds one line here and its own adapter, nothing in compare_sides.
-SIDE_BUILDERS: dict[str, Callable[[Any, str], Side]] = {"iptables": iptables_side}
+SIDE_BUILDERS: dict[str, Callable[[Any, str], Side]] = {"iptables": iptables_side, "nftables": nftables_side}

@@ -491,7 +491,8 @@ def test_cli_exit_codes_and_text(cli) -> None:
 @pytest.mark.parametrize("args,message", [
     (("/nonexistent/rules", str(STEP0 / "iptables-save.txt")), "/nonexistent/rules: no such file"),
     (("-", "-"), "only one side can be read from stdin"),
-    ((str(KP / "not-iptables" / "nft-list-ruleset.txt"), str(STEP0 / "iptables-save.txt")), "nftables ruleset"),
+    ((str(KP / "iptables" / "nft-list-ruleset-iptables-nft-backend.txt"), str(STEP0 / "iptables-save.txt")),
+     "nftables ruleset: these are iptables rules"),
     ((str(STEP0 / "iptables-save.txt"), str(STEP1 / "iptables-save.txt"), "--netns-b", "x"), "apply to a side read live"),
 ])
 def test_cli_bad_input_is_exit_2(cli, args, message) -> None:
