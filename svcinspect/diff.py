@@ -990,7 +990,7 @@ def nftables_node_facts(ruleset: Any, ports: Iterable[ServicePortRules] = ()) ->
             per_service = split_name(c.name) is not None
             if c.is_base:
                 hooks.add((fam, f"{c.name}: type {c.type} hook {c.hook} priority "
-                                f"{c.priority_text or c.priority} policy {c.policy or 'accept'}"))
+                                f"{c.priority if c.priority is not None else c.priority_text} policy {c.policy or 'accept'}"))
             elif not per_service:
                 node_rules.add((fam, f"{c.name} (chain)"))
             for r in c.rules:
