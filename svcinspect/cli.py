@@ -952,17 +952,20 @@ Exit codes (like diff(1)):
 @click.option("--across-nodes", is_flag=True,
               help="A and B are two nodes of one cluster: node-local differences (Local traffic policies, "
                    "each node's own node-port address) are by design and do not count.")
+@click.option("--masquerade-limit", type=click.IntRange(min=0), default=None, metavar="N",
+              help="A and B in different modes: simulate masquerade per client kind for at most N matched service "
+                   "ports (beyond: not compared, with a note).  [default: 1000]")
 @objects_options
 @output_option("text", "json", default="text")
 def diff_command(side_a: str, side_b: str, strict: bool, reader: str | None, netns_a: str | None,
                  netns_b: str | None, family: str, across_nodes: bool, output: str,
-                 objects_from: ObjectsSource) -> None:
+                 objects_from: ObjectsSource, masquerade_limit: int | None) -> None:
     """Compare two rule sets in Service terms: A and B are each a dump file
     (FILE,FILE for iptables-save + ip6tables-save), - for stdin, or `live`.
     Per service port: added/removed, addresses, node ports, endpoints with exact
     shares, policies, affinity, REJECT/DROP, masquerade; node-wide: hooks, shared
     rules, dangling and orphan chains. Counters, order and hashes are ignored."""
-    from svcinspect.diff import SIDE_BUILDERS, compare_sides, with_objects
+    from svcinspect.diff import MASQUERADE_ACROSS_MODES_LIMIT, SIDE_BUILDERS, compare_sides, with_objects
     from svcinspect.errors import EXIT_FINDINGS
     from svcinspect.render.diff import diff_json, render_diff_text
 
@@ -973,7 +976,9 @@ def diff_command(side_a: str, side_b: str, strict: bool, reader: str | None, net
     def build(ruleset, label):
         return SIDE_BUILDERS[getattr(ruleset, "dataplane", "iptables")](ruleset, label)
     report = compare_sides(build(ra, la), build(rb, lb), across_nodes=across_nodes,
-                           namespace=objects_from.namespace)
+                           namespace=objects_from.namespace,
+                           masquerade_limit=MASQUERADE_ACROSS_MODES_LIMIT if masquerade_limit is None
+                           else masquerade_limit)
     state = load_objects(objects_from)
     if state is not None:
         from svcinspect.check import check_rules

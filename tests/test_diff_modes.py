@@ -234,3 +234,26 @@ def test_cli_mixed_modes_on_one_side_is_exit_2(cli) -> None:
     r = cli("diff", f"{NFT_TXT},{IPT / 'iptables-save.txt'}", _arg())
     assert r.code == 2 and "not nftables rules" in r.err and "Traceback" not in r.err
     assert len(r.err.strip().splitlines()) == 1
+
+
+def test_masquerade_across_modes_is_skipped_with_a_note_above_the_limit() -> None:
+    text = NFT_TXT.read_text()
+    edited = text.replace("chain external-AN52JS3S-default/hello-world/tcp/ {\n\t\tmeta mark set meta mark | "
+                          "0x00004000 comment \"masquerade\"\n", "chain external-AN52JS3S-default/hello-world/tcp/ {\n")
+    report = compare_sides(ipt(), nft(text=edited), masquerade_limit=29)
+    assert real(report) == []
+    assert any(n.startswith("masquerade per client kind not compared: 30 service ports") for n in report.notes)
+    # narrowed to a namespace, the same ports are few enough again
+    report = compare_sides(ipt(), nft(text=edited), masquerade_limit=29, namespace="default")
+    assert [w for _, _, w in real(report)] == ["masquerade", "masquerade"]
+
+
+def test_cli_masquerade_limit(cli, tmp_path) -> None:
+    edited = tmp_path / "edited.nft"
+    edited.write_text(NFT_TXT.read_text().replace(
+        "chain external-AN52JS3S-default/hello-world/tcp/ {\n\t\tmeta mark set meta mark | 0x00004000 comment "
+        "\"masquerade\"\n", "chain external-AN52JS3S-default/hello-world/tcp/ {\n"))
+    r = cli("diff", _arg(), str(edited))
+    assert r.code == 1 and "masquerade, node port from outside: masqueraded -> not masqueraded" in r.out
+    r = cli("diff", _arg(), str(edited), "--masquerade-limit", "10")
+    assert r.code == 0 and "note: masquerade per client kind not compared: 30 service ports" in r.out
