@@ -49,3 +49,28 @@ def test_live_against_the_dump_it_was_loaded_from(two_nodes) -> None:
                    "--family", "4")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "same: 28 service port(s)" in r.stdout
+
+
+@pytest.fixture
+def nft_node():
+    ns = NetNS()
+    try:
+        ns.run("nft", "-f", str(IPT.parent / "nftables" / "nft-list-ruleset.txt"))
+        yield ns
+    finally:
+        ns.close()
+
+
+def test_live_nftables_mode_against_the_iptables_capture(nft_node) -> None:
+    """A node migrated to nftables mode (the real capture loaded with nft -f),
+    read live, against the iptables-mode dumps of the same objects: only the
+    modes' expected differences, and reading changed nothing."""
+    before = nft_node.run("nft", "list", "ruleset").stdout
+    r = svcinspect("diff", f"{IPT / 'iptables-save.txt'},{IPT / 'ip6tables-save.txt'}", "live",
+                   "--netns-b", nft_node.name, "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["b"]["dataplane"] == "nftables" and doc["b"]["source"] == f"live netns {nft_node.name}"
+    assert doc["compared"] == 30 and doc["summary"]["expected"] == 22
+    assert all(c["expected"] for p in doc["servicePorts"] for c in p["changes"])
+    assert nft_node.run("nft", "list", "ruleset").stdout == before
