@@ -23,12 +23,14 @@ What differs *by design* is labelled, not hidden:
   a node has none) differ between two nodes of one cluster;
 - ``expected``: a difference the two dataplanes are known to make for the same
   Services (a per-dataplane-pair hook, :data:`EXPECTED_DIFFERENCES`), e.g.
-  iptables vs nftables mode: node ports on 127.0.0.1 and the
-  ``--nodeport-addresses`` default.
+  iptables vs nftables mode: node ports on 127.0.0.1, the
+  ``--nodeport-addresses`` default, external vs load-balancer IPs, health-check
+  node ports (and a note on ``cluster-ips-check``).
 
 The iptables adapter (:func:`iptables_side`) builds a :class:`Side` from a
-``Ruleset``; another dataplane supplies its own adapter producing the same
-types, and :func:`compare_sides` does not change.
+``Ruleset``, the nftables one (:func:`nftables_side`) from an ``NftRuleset``;
+another dataplane supplies its own adapter producing the same types, and
+:func:`compare_sides` does not change.
 """
 
 from __future__ import annotations
