@@ -277,3 +277,59 @@ def test_check_compares_external_ips_and_source_ranges(cli, tmp_path):
             "-o", "json")
     found = {(f["code"], f["servicePort"]) for f in json.loads(r.out)["findings"]}
     assert found == {("source-ranges-mismatch", "default/lb-ranges:http"), ("external-ip-mismatch", "default/extip:http")}
+
+
+NP_ELEMENTS = ('elements = { tcp . 31614 comment "default/etp-local-none:http" : drop,\n'
+               '\t\t\t     tcp . 30081 comment "default/no-endpoints-np" : goto reject-chain }')
+
+
+def _edited_check(cli, tmp_path, rules_edit=None, objects_edit=None):
+    text = (NFT / "nft-list-ruleset.txt").read_text()
+    if rules_edit:
+        assert rules_edit[0] in text
+        text = text.replace(rules_edit[0], rules_edit[1], 1)
+    objects = json.loads((NFT / "objects.json").read_text())
+    for item in objects["items"]:
+        if objects_edit and item["kind"] == "Service" and item["metadata"]["name"] == objects_edit[0]:
+            objects_edit[1](item)
+    (tmp_path / "r.nft").write_text(text)
+    (tmp_path / "o.json").write_text(json.dumps(objects))
+    r = cli("check", "--rules", str(tmp_path / "r.nft"), "--objects", str(tmp_path / "o.json"), "--node", "node-a",
+            "-o", "json")
+    assert r.code == 1, r.out + r.err
+    return {(f["code"], f["servicePort"]) for f in json.loads(r.out)["findings"]}, json.loads(r.out)
+
+
+def _etp(policy):
+    def edit(item):
+        item["spec"]["externalTrafficPolicy"] = policy
+    return edit
+
+
+@pytest.mark.parametrize("rules_edit,objects_edit,want", [
+    # the eTP=Local node port without a local endpoint loses its drop element
+    ((NP_ELEMENTS, 'elements = { tcp . 30081 comment "default/no-endpoints-np" : goto reject-chain }'), None,
+     ("missing-element", "default/etp-local-none:http")),
+    # the no-endpoints node port answers drop instead of reject
+    ((NP_ELEMENTS, NP_ELEMENTS.replace("goto reject-chain", "drop")), None,
+     ("missing-element", "default/no-endpoints-np")),
+    # a drop element for a node port that has endpoints: a black hole
+    ((NP_ELEMENTS, NP_ELEMENTS.replace("{ tcp . 31614", '{ tcp . 31611 comment "default/hello-world" : drop,\n'
+                                                        '\t\t\t     tcp . 31614')), None,
+     ("stale-element", "default/hello-world")),
+    # the objects say Cluster, the rules still send outside traffic to the local- chain
+    (None, ("etp-local-has", _etp("Cluster")), ("external-policy-mismatch", "default/etp-local-has:http")),
+    # the objects say Local, the rules still spread it over every endpoint
+    (None, ("hello-world", _etp("Local")), ("external-policy-mismatch", "default/hello-world")),
+])
+def test_check_compares_external_wiring_and_node_port_verdicts(cli, tmp_path, rules_edit, objects_edit, want):
+    found, doc = _edited_check(cli, tmp_path, rules_edit, objects_edit)
+    assert want in found, found
+    if rules_edit:  # only the edited port is reported
+        assert {p for _, p in found} == {want[1]}, found
+
+
+def test_external_policy_finding_quotes_the_rule(cli, tmp_path):
+    _, doc = _edited_check(cli, tmp_path, None, ("hello-world", _etp("Local")))
+    f = [f for f in doc["findings"] if f["code"] == "external-policy-mismatch"][0]
+    assert any("goto service-AN52JS3S-default/hello-world/tcp/" in e.get("text", "") for e in f["evidence"]), f

@@ -8,7 +8,11 @@ iptables mode's where the fault is the same (``missing-service-port``,
 the mode differs: ``missing-set`` (a rule names a set or map that is not there),
 ``stale-element`` (a map element leads to a chain that does not exist),
 ``numgen-elements`` (``numgen random mod N`` and its map disagree),
-``chain-hash`` (a name whose hash is not kube-proxy's).
+``chain-hash`` (a name whose hash is not kube-proxy's), ``missing-element`` (no
+``no-endpoint-services`` / ``no-endpoint-nodeports`` drop or reject element where
+the objects call for one), ``stale-element`` (also: such an element for a port that
+has endpoints, a black hole), ``external-policy-mismatch`` (the ``external-``
+chain ignores or invents externalTrafficPolicy: Local).
 """
 
 from __future__ import annotations
@@ -224,6 +228,7 @@ def _check_objects(rs: NftRuleset, ports, expected, add, notes) -> int:
                 f"@no-endpoint-services has no '{want}' element for {exp.cluster_ip}", [obj], SYNC_HINT)
         if exp.node_dependent:
             continue
+        _check_external(rs, sp, exp, add, obj)
         for which, want_eps, have in (("cluster", exp.cluster_endpoints if exp.uses_svc else (), sp.endpoints),
                                       ("local", exp.local_endpoints if exp.uses_svl else (),
                                        sp.local_endpoints or ())):
@@ -252,3 +257,68 @@ def _check_objects(rs: NftRuleset, ports, expected, add, notes) -> int:
         notes.append(f"{len(dependent)} service port(s) depend on the node (Local traffic policy or topology "
                      "hints); their endpoint sets were not compared: pass --node NAME")
     return checked
+
+
+def _unconditional_gotos(chain) -> list[tuple[str, object]]:
+    """``goto`` targets of rules without a match (taken by every packet reaching them)."""
+    out = []
+    for r in chain.rules:
+        if any(isinstance(x, dict) and "match" in x for x in r.exprs):
+            continue
+        out += [(x["goto"]["target"], r) for x in r.exprs if isinstance(x, dict) and "goto" in x]
+    return out
+
+
+def _check_external(rs: NftRuleset, sp, exp, add, obj) -> None:
+    """Node-port and external/LB-IP verdicts in @no-endpoint-nodeports / @no-endpoint-services,
+    and the external- chain's wiring, against the Service's externalTrafficPolicy."""
+    import ipaddress
+    if not exp.externally_accessible:
+        return
+    src = _source(rs, exp.family)
+    want = exp.external_verdict
+    filt = [e for e in sp.entries if e.table == "filter" and e.kind != EntryKind.CLUSTER_IP
+            and "goto firewall-" not in e.text]  # source-range drops are checked with the ranges
+    why = "no endpoints" if want == "reject" else "externalTrafficPolicy Local and no endpoint on this node"
+    places = [("node port", e_np, None) for e_np in ([exp.node_port] if exp.node_port else [])]
+    places += [("external/LB IP", exp.port.port, a) for a in exp.external_ips + exp.load_balancer_ips
+               if ipaddress.ip_address(a).version == int(exp.family)]
+    for what, port, addr in places:
+        have = [e for e in filt if e.port == port and e.protocol == exp.protocol and
+                (e.kind == EntryKind.NODE_PORT if addr is None else e.address == addr)]
+        verdicts = {e.verdict for e in have}
+        m = "@no-endpoint-nodeports" if addr is None else "@no-endpoint-services"
+        label = f"{what} {addr + ' ' if addr else ''}{port}/{exp.protocol}"
+        if want in ("reject", "drop") and want not in verdicts:
+            add(Severity.ERROR, "missing-element", exp.spn, exp.family,
+                f"the Service has {why}, but {m} has no '{want}' element for the {label}"
+                + (f" (it has {', '.join(sorted(v for v in verdicts if v))})" if verdicts else ""),
+                [Evidence("rule", f"{src}:{e.line}", e.text) for e in have] + [obj], SYNC_HINT)
+        elif want is None and verdicts & {"reject", "drop"}:
+            add(Severity.ERROR, "stale-element", exp.spn, exp.family,
+                f"{m} {'/'.join(sorted(verdicts & {'reject', 'drop'}))}s the {label}, but the Service has "
+                "endpoints for it: that traffic is lost",
+                [Evidence("rule", f"{src}:{e.line}", e.text) for e in have] + [obj], SYNC_HINT)
+    t = rs.kube_proxy(exp.family)
+    ext = t.chains.get(sp.chains.get("ext", "")) if t is not None else None
+    if ext is None or not exp.uses_ext:
+        return
+    role = {v: k for k, v in ROLE.items()}
+    gotos = [(split_name(g), g, r) for g, r in _unconditional_gotos(ext)]
+    kinds = [n.prefix if n else g for n, g, _ in gotos]
+    ev = [Evidence("rule", f"{src}:{r.line}", r.text) for _, _, r in gotos] or \
+        [Evidence("rule", f"{src}:{ext.line}", f"chain {ext.name}")]
+    if exp.external_local:
+        want_k = ["local"] if exp.local_endpoints else []
+        if kinds != want_k:
+            add(Severity.ERROR, "external-policy-mismatch", exp.spn, exp.family,
+                f"externalTrafficPolicy is Local, but {ext.name} sends outside traffic "
+                f"{'to ' + ', '.join(kinds) + ' chain(s)' if kinds else 'nowhere'}; kube-proxy sends it "
+                + ("to the local- chain (node-local endpoints, source kept)" if want_k else
+                   "nowhere (no endpoint on this node: @no-endpoint-services drops it)"),
+                ev + [obj], SYNC_HINT)
+    elif kinds != ["service"] or role.get("svc") is None:
+        add(Severity.ERROR, "external-policy-mismatch", exp.spn, exp.family,
+            f"externalTrafficPolicy is Cluster, but {ext.name} sends outside traffic "
+            f"{'to ' + ', '.join(kinds) + ' chain(s)' if kinds else 'nowhere'}; kube-proxy masquerades it and "
+            "sends it to the service- chain (every endpoint)", ev + [obj], SYNC_HINT)
