@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from svcinspect.kubeproxy import interpret_probability
 from svcinspect.model.flow import Disposition, Hook, IPAddress, Outcome, Packet, Simulation, Step
@@ -285,7 +286,7 @@ class Evaluator:
                         done.extend(self._loopback_input(w4, v4))
         if self._excerpt:
             _unproven_none(done)
-        outcomes = tuple(self._outcome(packet, w, v) for w, v in _merge_irrelevant(done))
+        outcomes = tuple(self._outcome(packet, w, v) for w, v in merge_irrelevant(done))
         for note in self._budget.notes():
             if note not in self.warnings:
                 self.warnings.append(note)
@@ -778,10 +779,13 @@ def _result_key(w: _World, verdict: str) -> tuple:
     return (_disposition(w, verdict), w.dnat, w.masq, w.snat, w.src, w.dst, w.dport, w.prob)
 
 
-def _merge_irrelevant(done: list[tuple[_World, str]], limit: int = 256) -> list[tuple[_World, str]]:
+def merge_irrelevant(done: list[tuple[Any, str]], limit: int = 256, result_key=None) -> list[tuple[Any, str]]:
     """Fold alternatives that differ in one assumption but end the same way: the
     assumption does not matter for the result, so it is not listed as a condition
-    (a note says the path, not the result, depends on it)."""
+    (a note says the path, not the result, depends on it).
+    ``result_key(world, verdict)``: what a user sees of an outcome; each dataplane's
+    evaluator passes its own (its worlds have ``facts``, ``said`` and ``assumptions``)."""
+    key_of = _result_key if result_key is None else result_key
     items = list(done)
     if len(items) > limit:
         return items
@@ -792,7 +796,7 @@ def _merge_irrelevant(done: list[tuple[_World, str]], limit: int = 256) -> list[
             a, va = items[i]
             for j in range(i + 1, len(items)):
                 b, vb = items[j]
-                if _result_key(a, va) != _result_key(b, vb) or a.facts.keys() != b.facts.keys():
+                if key_of(a, va) != key_of(b, vb) or a.facts.keys() != b.facts.keys():
                     continue
                 diff = [k for k in a.facts if a.facts[k] != b.facts[k]]
                 if len(diff) != 1:

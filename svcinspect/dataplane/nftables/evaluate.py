@@ -27,7 +27,7 @@ from typing import Any
 
 from svcinspect.dataplane.nftables.model import NftChain, NftRule, NftRuleset, NftSet, NftTable
 from svcinspect.dataplane.nftables.render import render_element, render_value
-from svcinspect.evaluate import Environment
+from svcinspect.evaluate import Environment, merge_irrelevant
 from svcinspect.model.flow import Disposition, Hook, Outcome, Packet, Simulation, Step
 from svcinspect.model.netfilter import Family
 
@@ -243,7 +243,7 @@ class NftEvaluator:
                         done.extend(self._hook("input", [w3]) if local else [(w3, v2)])
         if packet.dst.is_loopback and self._is_node_port(packet):
             warnings.append(LOCALHOST_NOTE)
-        outcomes = tuple(self._outcome(packet, w, v) for w, v in _merge_irrelevant(done))
+        outcomes = tuple(self._outcome(packet, w, v) for w, v in merge_irrelevant(done, result_key=_result_key))
         return Simulation(packet, outcomes, tuple(warnings), "nftables")
 
     def _is_node_port(self, p: Packet) -> bool:
@@ -770,36 +770,3 @@ def _show(v: Any) -> str:
 def _result_key(w: _World, verdict: str) -> tuple:
     return (verdict if verdict in ("drop", "reject") else None, w.dnat, w.masq, w.snat, w.src, w.dst, w.dport,
             w.prob, w.decided)
-
-
-def _merge_irrelevant(done: list[tuple[_World, str]], limit: int = 256) -> list[tuple[_World, str]]:
-    """Fold alternatives that differ in one assumption but end the same way (the
-    assumption changes the path, not the result; a note says so)."""
-    items = list(done)
-    if len(items) > limit:
-        return items
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(items)):
-            a, va = items[i]
-            for j in range(i + 1, len(items)):
-                b, vb = items[j]
-                if _result_key(a, va) != _result_key(b, vb) or a.facts.keys() != b.facts.keys():
-                    continue
-                diff = [k for k in a.facts if a.facts[k] != b.facts[k]]
-                if len(diff) != 1:
-                    continue
-                key = diff[0]
-                text = a.said[key]
-                a.assumptions = [x for x in a.assumptions if x != text]
-                del a.facts[key]
-                condition = text.split(": ", 1)[1] if text.startswith("if not: ") else text[3:]
-                a.assumptions.append(f"the rules taken depend on whether {condition}; the result does not")
-                del a.said[key]
-                items.pop(j)
-                merged = True
-                break
-            if merged:
-                break
-    return items
