@@ -372,7 +372,8 @@ def _verdict(new: ChiSquare | None, opened: ChiSquare | None, affinity: int | No
     if mixed:
         return Verdict.UNKNOWN, mixed
     if new is None and opened is None:
-        return Verdict.UNKNOWN, f"unknown, because {no_counters} and no conntrack listing was given"
+        return Verdict.UNKNOWN, (f"new connections: unknown, {no_counters}; open connections: unknown, because no "
+                                 "conntrack listing was given")
     notes = []
     if affinity is not None:
         notes.append(f"session affinity ({affinity} s): a client's later connections follow its first one, so "
