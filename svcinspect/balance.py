@@ -29,6 +29,13 @@ The verdict separates kube-proxy's doing from the clients':
   conntrack listing), or the expected split is not one distribution (see the
   reason).
 
+kube-proxy's nftables mode writes no ``counter`` statements, so there the new
+connections are unknown (never 0) and conntrack is the only evidence: the
+expected shares come from the ``numgen random mod N`` vmaps, and the test runs
+on the open connections alone. A skew of open connections without counted new
+connections says the open ones do not fit the rules' shares, not why (rules or
+long-lived connections cannot be told apart without the new-connection counts).
+
 Pure: ``value -> value``; reading counters and conntrack is the caller's job.
 """
 
@@ -199,6 +206,7 @@ class PortBalance:
     open_elsewhere: int | None     # open connections to this port answered by no endpoint of the rules
     verdict: Verdict
     reason: str
+    dataplane: str = "iptables"    # "nftables": the rules carry no counters, new connections are unknown
 
     @property
     def new_total(self) -> int | None:
@@ -223,7 +231,10 @@ class PortBalance:
 
 def dnat_packets(ruleset: Ruleset, family: Family, sep: str) -> tuple[int | None, int]:
     """(packets of the endpoint chain's DNAT rule, its line); None when the rule
-    has no counters (a dump without ``-c``) or the chain is missing."""
+    has no counters (a dump without ``-c``, or nftables mode, whose rules carry
+    none) or the chain is missing."""
+    if getattr(ruleset, "dataplane", "iptables") != "iptables":
+        return None, 0
     nat = ruleset.table("nat", family)
     if nat is None:
         return None, 0
@@ -319,9 +330,11 @@ def balance_port(ruleset: Ruleset, sp: ServicePortRules, flows: Sequence[Conntra
     """The balance of one service port: ``flows`` None when no conntrack listing was read."""
     policy, cascade, mixed = _cascade(sp)
     name = sp.display_name
+    dataplane = getattr(ruleset, "dataplane", "iptables")
     if not cascade:
         return PortBalance(name, sp.key, sp.family, sp.protocol, policy, sp.affinity_seconds, (), None, None,
-                           None, Verdict.NO_ENDPOINTS, "the rules have no endpoints for this service port")
+                           None, Verdict.NO_ENDPOINTS, "the rules have no endpoints for this service port",
+                           dataplane)
     opened, elsewhere = open_by_endpoint(sp, flows) if flows is not None else ({}, None)
     rows = []
     for e in cascade:
@@ -338,9 +351,16 @@ def balance_port(ruleset: Ruleset, sp: ServicePortRules, flows: Sequence[Conntra
     if len([s for s in shares if s > 0]) == 1 and not mixed:
         verdict, reason = Verdict.CONSISTENT, "one endpoint: every connection goes to it, there is nothing to split"
     else:
-        verdict, reason = _verdict(new_test, open_test, sp.affinity_seconds, mixed)
+        verdict, reason = _verdict(new_test, open_test, sp.affinity_seconds, mixed, _no_counters(dataplane))
     return PortBalance(name, sp.key, sp.family, sp.protocol, policy, sp.affinity_seconds, tuple(rows), new_test,
-                       open_test, elsewhere, verdict, reason)
+                       open_test, elsewhere, verdict, reason, dataplane)
+
+
+def _no_counters(dataplane: str) -> str:
+    """Why the new connections are unknown, in the words of the reason."""
+    if dataplane == "nftables":
+        return "nftables mode has no rule counters"
+    return "the rules have no counters (read them with iptables-save -c)"
 
 
 def _p(t: ChiSquare) -> str:
@@ -348,12 +368,12 @@ def _p(t: ChiSquare) -> str:
 
 
 def _verdict(new: ChiSquare | None, opened: ChiSquare | None, affinity: int | None,
-             mixed: str | None) -> tuple[Verdict, str]:
+             mixed: str | None, no_counters: str = _no_counters("iptables")) -> tuple[Verdict, str]:
     if mixed:
         return Verdict.UNKNOWN, mixed
     if new is None and opened is None:
-        return Verdict.UNKNOWN, ("unknown, because the rules have no counters (read them with iptables-save -c) "
-                                 "and no conntrack listing was given")
+        return Verdict.UNKNOWN, (f"new connections: unknown, {no_counters}; open connections: unknown, because no "
+                                 "conntrack listing was given")
     notes = []
     if affinity is not None:
         notes.append(f"session affinity ({affinity} s): a client's later connections follow its first one, so "
@@ -363,9 +383,13 @@ def _verdict(new: ChiSquare | None, opened: ChiSquare | None, affinity: int | No
               f" < {ALPHA}): session affinity, hand-edited or stale rules, or another writer of the nat table"
         return Verdict.NEW_SKEWED, "; ".join([why, *notes])
     if opened is not None and opened.rejects:
-        if new is None:
-            lead = "unknown for new connections (the rules have no counters); "
-        elif new.enough:
+        if new is None:  # conntrack alone: the open connections are off the shares, the cause is not in the input
+            return Verdict.OPEN_SKEWED, "; ".join([
+                f"new connections: unknown, {no_counters}; the connections open now do not split as the rules' "
+                "shares say (" + _p(opened) + f" < {ALPHA}): long-lived connections (HTTP keep-alive, gRPC, "
+                "connection pools) piling up on some endpoints, or rules that do not split as they say; which one "
+                "is unknown, because the new connections are not counted", *notes])
+        if new.enough:
             lead = "new connections split as expected (" + _p(new) + "), but "
         else:
             lead = f"too few new connections counted to test them ({new.total} < {new.minimum}); "
@@ -379,13 +403,13 @@ def _verdict(new: ChiSquare | None, opened: ChiSquare | None, affinity: int | No
             "expected per endpoint)", *notes])
     if new is None and opened is not None and not opened.enough:
         return Verdict.NOT_ENOUGH_DATA, "; ".join([
-            f"{opened.total} open connections and no counters in the rules; the test needs at least "
+            f"new connections: unknown, {no_counters}; {opened.total} open connections, the test needs at least "
             f"{opened.minimum}", *notes])
     parts = []
     if new is not None:
         parts.append("new connections " + (_p(new) if new.enough else f"too few to test ({new.total} < {new.minimum})"))
     else:
-        parts.append("new connections unknown (the rules have no counters)")
+        parts.append(f"new connections: unknown, {no_counters}")
     if opened is not None:
         parts.append("open connections " + (_p(opened) if opened.enough
                                             else f"too few to test ({opened.total} < {opened.minimum})"))

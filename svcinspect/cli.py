@@ -1021,11 +1021,7 @@ def balance(service, all_ports, namespace, rules, strict, conntrack_path, no_con
     if (service is None) == (not all_ports):
         raise InputError("name one SERVICE (ns/name[:port]) or pass -A for every service port")
     reader, netns, families = _live_options(None, None, None)
-    if rules:
-        ruleset = load_rules(rules, strict)
-    else:
-        from svcinspect.sources.command import read_live
-        ruleset = read_live(reader or "auto", families, netns, counters=True, strict=strict)
+    ruleset = load_rules(rules, strict) if rules else _read_live_counted(reader, netns, families, strict)
     flows, ct_diags = None, []
     if conntrack_path:
         flows, ct_diags = load_conntrack_file(conntrack_path, strict)
@@ -1041,6 +1037,15 @@ def balance(service, all_ports, namespace, rules, strict, conntrack_path, no_con
     _print_result(output, lambda: balance_json(result, diags), lambda: render_balance_text(result), diags)
     if any(pb.verdict in (Verdict.NEW_SKEWED, Verdict.OPEN_SKEWED) for pb in result):
         sys.exit(EXIT_FINDINGS)
+
+
+def _read_live_counted(reader, netns, families, strict: bool):
+    """The live node's rules in whichever mode is live (one read of each: an nft
+    listing of a 10000-service table takes as long as the rest of a cycle),
+    iptables ones with their counters (``-c``); nftables mode's rules carry none."""
+    from svcinspect.sources.nft import read_live_rules
+
+    return read_live_rules(reader, families, netns, strict=strict, counters=True)
 
 
 def _listen_address(value: str) -> tuple[str, int]:
@@ -1090,9 +1095,10 @@ def serve(rules, strict, objects_from: ObjectsSource, listen, interval, textfile
 
     def read_rules():
         if rules:
-            return parse_dumps([read_text(p) for p in rules], strict=strict).only(families), "file"
-        from svcinspect.sources.command import read_live
-        ruleset = read_live(reader or "auto", families, netns, counters=True, strict=strict)
+            return load_rules(rules, strict), "file"  # iptables-save dumps or nft text/JSON
+        ruleset = _read_live_counted(reader, netns, families, strict)
+        if _is_nft(ruleset):
+            return ruleset, "nft"
         backend = next((d.message.split("iptables-", 1)[1].split(" ", 1)[0] for d in ruleset.diagnostics
                         if d.message.startswith("reading the iptables-")), "unknown")
         return ruleset, backend

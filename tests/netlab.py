@@ -12,6 +12,9 @@ connection with the address it was accepted on. The client namespace opens
 connections and reports which endpoint answered. No namespace has a route toward
 a real interface; veth pairs are created inside the namespaces, never in the
 host's. ``close()`` kills the processes and deletes the namespaces.
+
+``Lab(text, mode="nftables")`` loads an ``nft list ruleset`` capture with
+``nft -f`` instead of an iptables-save dump with iptables-legacy-restore.
 """
 
 from __future__ import annotations
@@ -61,19 +64,30 @@ sys.stdin.readline()
 
 
 def _endpoint_addresses(text: str) -> set[str]:
-    return set(re.findall(r"--to-destination (\d+\.\d+\.\d+\.\d+):\d+", text))
+    # iptables: --to-destination A:P; nftables: "dnat to A:P" or "dnat ip to numgen ... map { 0 : A . P, ... }"
+    return {a for line in text.splitlines() if "--to-destination" in line or "dnat " in line
+            for a in re.findall(r"(\d+\.\d+\.\d+\.\d+)(?::| \. )\d+", line)}
 
 
 def _vips(text: str) -> set[str]:
-    return set(re.findall(r"-A KUBE-SERVICES -d (10\.96\.\d+\.\d+)/32", text))
+    # iptables: the KUBE-SERVICES matches; nftables: the service-ips map's "10.96.x.y . tcp . 80" keys
+    return set(re.findall(r"-A KUBE-SERVICES -d (10\.96\.\d+\.\d+)/32", text)) | \
+        set(re.findall(r"(10\.96\.\d+\.\d+) \. (?:tcp|udp|sctp) \. \d+", text))
 
 
 class Lab:
     """client -> node -> endpoints, all in namespaces of this test."""
 
-    def __init__(self, rules: str):
+    def __init__(self, rules: str, mode: str = "iptables"):
         self.client, self.node, self.eps = NetNS(), NetNS(), NetNS()
         self.procs: list[subprocess.Popen] = []
+        try:
+            self._setup(rules, mode)
+        except BaseException:
+            self.close()  # no namespace outlives a failed setup
+            raise
+
+    def _setup(self, rules: str, mode: str) -> None:
         c, n, e = self.client, self.node, self.eps
         c.run("ip", "link", "add", "c0", "type", "veth", "peer", "name", "n0", "netns", n.name)
         e.run("ip", "link", "add", "e0", "type", "veth", "peer", "name", "n1", "netns", n.name)
@@ -94,7 +108,10 @@ class Lab:
         e.run("ip", "route", "add", "10.250.0.0/24", "via", "10.251.0.1")
         for addr in sorted(_endpoint_addresses(rules) | _vips(rules)):
             e.run("ip", "addr", "add", f"{addr}/32", "dev", "lo")
-        n.restore(rules, 4, "legacy")  # counters start at zero: the [p:b] are not restored without -c
+        if mode == "nftables":
+            n.run("nft", "-f", "-", input=rules)
+        else:
+            n.restore(rules, 4, "legacy")  # counters start at zero: the [p:b] are not restored without -c
         for port in ("8080", "80"):
             self._spawn(e, SERVER, port).stdout.readline()
 

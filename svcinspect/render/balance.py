@@ -39,8 +39,13 @@ def render_balance_text(ports: list[PortBalance]) -> str:
                        "no endpoint of the rules (stale conntrack entries?)")
         out.append(f"  verdict: {pb.verdict}: {pb.reason}")
         out.append("")
-    out.append(f"New connections: the packet counter of each endpoint's DNAT rule (iptables-save -c), since its chain "
-               f"was last written. Open now: conntrack ESTABLISHED (TCP/SCTP) or any UDP flow. Test: chi-square vs "
+    if any(pb.dataplane == "nftables" for pb in ports):
+        new = ("New connections: unknown, nftables mode has no rule counters (kube-proxy writes no counter "
+               "statements); expected shares from the numgen random mod N vmaps.")
+    else:
+        new = ("New connections: the packet counter of each endpoint's DNAT rule (iptables-save -c), since its "
+               "chain was last written.")
+    out.append(f"{new} Open now: conntrack ESTABLISHED (TCP/SCTP) or any UDP flow. Test: chi-square vs "
                f"the expected shares, skewed when p < {ALPHA}, at least {MIN_EXPECTED} expected per endpoint.")
     return "\n".join(out) + "\n"
 
@@ -54,7 +59,8 @@ def _test_json(t: ChiSquare | None) -> dict[str, Any] | None:
 
 def balance_json(ports: list[PortBalance], diags: list[Diagnostic]) -> dict[str, Any]:
     return document(command="balance", alpha=ALPHA, min_expected_per_endpoint=MIN_EXPECTED, service_ports=[{
-        "name": pb.name, "chain_hash": pb.key, "family": int(pb.family), "protocol": pb.protocol,
+        "name": pb.name, "chain_hash": pb.key, "dataplane": pb.dataplane, "family": int(pb.family),
+        "protocol": pb.protocol,
         "policy": pb.policy, "affinity_seconds": pb.affinity_seconds,
         "verdict": pb.verdict.value, "reason": pb.reason,
         "new_connections": pb.new_total, "open_connections": pb.open_total, "open_elsewhere": pb.open_elsewhere,

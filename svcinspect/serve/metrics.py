@@ -34,8 +34,9 @@ STAGES = ("rules", "objects", "conntrack", "analysis")
 # name -> (type, help, labels)
 METRICS: dict[str, tuple[str, str, list[str]]] = {
     "svcinspect_build_info": ("gauge", "svcinspect's version (value 1).", ["version", "python_version"]),
-    "svcinspect_dataplane_info": ("gauge", "What the last good read found: the kube-proxy mode, the iptables "
-                                  "backend read (nft, legacy; file for --rules) and the node (value 1).",
+    "svcinspect_dataplane_info": ("gauge", "What the last good read found: the kube-proxy mode (iptables, "
+                                  "nftables), the backend read (nft, legacy; file for --rules) and the node "
+                                  "(value 1).",
                                   ["mode", "backend", "ip_families", "node_name"]),
     "svcinspect_reads_total": ("counter", "Read cycles attempted.", []),
     "svcinspect_read_errors_total": ("counter", "Read cycles that failed, by the stage that failed; the last good "
@@ -43,7 +44,8 @@ METRICS: dict[str, tuple[str, str, list[str]]] = {
     "svcinspect_read_duration_seconds": ("gauge", "Wall time of each stage of the last successful cycle.",
                                          ["stage"]),
     "svcinspect_last_success_timestamp_seconds": ("gauge", "Unix time the last successful cycle ended.", []),
-    "svcinspect_rules": ("gauge", "iptables rules read (all tables and families).", []),
+    "svcinspect_rules": ("gauge", "Rules read (all tables and families): iptables rules, or nft rules of the "
+                         "kube-proxy tables in nftables mode.", []),
     "svcinspect_objects_compared_service_ports": ("gauge", "Service ports compared with the Services and "
                                                   "EndpointSlices (0: no objects were read).", []),
     "svcinspect_service_ports": ("gauge", "Service ports with a cascade of this traffic policy in the rules.",
@@ -60,7 +62,8 @@ METRICS: dict[str, tuple[str, str, list[str]]] = {
                                          PORT + ["code", "severity"]),
     "svcinspect_service_port_new_connections_total": ("counter", "New connections the endpoints' DNAT rules "
                                                       "counted (iptables-save -c; reset when kube-proxy rewrites "
-                                                      "the chains).", PORT),
+                                                      "the chains; absent in nftables mode, whose rules carry no "
+                                                      "counters).", PORT),
     "svcinspect_service_port_open_connections": ("gauge", "Connections open now to the service port's endpoints "
                                                  "(conntrack).", PORT),
     "svcinspect_service_port_share_skew_ratio": ("gauge", "Largest observed/expected share of new connections "
@@ -119,7 +122,7 @@ def metric_families(snap: Snapshot | None, status: AgentStatus, per_endpoint: bo
 
 
 def _snapshot_metrics(snap: Snapshot, add: Callable[[str, list[str], float], None], per_endpoint: bool) -> None:
-    add("svcinspect_dataplane_info", ["iptables", snap.backend, ",".join(snap.families), snap.node or ""], 1)
+    add("svcinspect_dataplane_info", [snap.dataplane, snap.backend, ",".join(snap.families), snap.node or ""], 1)
     add("svcinspect_rules", [], snap.rules)
     add("svcinspect_objects_compared_service_ports", [], snap.compared)
     for (fam, policy), (ports, eps) in sorted(snap.totals().items()):

@@ -39,7 +39,7 @@ def port_labels(name: str | None, key: str, protocol: str | None, family: Family
 @dataclass(frozen=True)
 class Snapshot:
     node: str | None
-    backend: str                           # "nft", "legacy", "file"
+    backend: str                           # "nft", "legacy", "file" (nftables mode: "nft" or "file")
     families: tuple[str, ...]
     rules: int
     with_objects: bool
@@ -50,6 +50,7 @@ class Snapshot:
     port_findings: dict[tuple[PortLabels, str, str], int]  # (port, code, severity) -> count
     balance: dict[PortLabels, PortBalance]
     notes: tuple[str, ...] = field(default=())
+    dataplane: str = "iptables"            # kube-proxy's mode: "iptables" or "nftables"
 
     def totals(self) -> dict[tuple[str, str], tuple[int, int]]:
         """(ip_family, policy) -> (service ports, endpoints)."""
@@ -93,6 +94,13 @@ def build_snapshot(ruleset: Ruleset, state: ClusterState | None, node: str | Non
             sp = by_name.get((f.service_port, f.family)) if f.family is not None else None
             proto = sp.protocol if sp is not None else None
             per_port[(port_labels(f.service_port, "", proto, f.family), f.code, sev)] += 1
-    return Snapshot(node, backend, tuple(ip_family(f) for f in ruleset.families), ruleset.rule_count(),
+    return Snapshot(node, backend, tuple(ip_family(f) for f in ruleset.families), _rule_count(ruleset),
                     state is not None, report.checked, endpoints, dict(by_code), dict(per_port), balance,
-                    report.notes)
+                    report.notes, getattr(ruleset, "dataplane", "iptables"))
+
+
+def _rule_count(ruleset) -> int:
+    """Rules read: iptables rules, or in nftables mode the rules of the nft tables read."""
+    if getattr(ruleset, "dataplane", "iptables") == "nftables":
+        return sum(len(c.rules) for t in ruleset.tables for c in t.chains.values())
+    return ruleset.rule_count()

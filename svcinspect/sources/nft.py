@@ -69,9 +69,10 @@ def read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Ru
 
 
 def read_live_rules(reader: str | None, families: Sequence[Family], netns: str | None, *, strict: bool = False,
-                    runner: Runner | None = None, caps: int | None = None) -> Any:
+                    runner: Runner | None = None, caps: int | None = None, counters: bool = False) -> Any:
     """The live node's kube-proxy rules in whichever mode they are: an
-    ``NftRuleset`` or the iptables ``Ruleset`` (see the module docstring)."""
+    ``NftRuleset`` or the iptables ``Ruleset`` (see the module docstring);
+    ``counters``: the iptables rules with their counters (``-c``, for balance)."""
     from svcinspect.dataplane.nftables.parse import parse_nfts
     from svcinspect.sources.command import read_live_dump, parse_live
 
@@ -80,7 +81,7 @@ def read_live_rules(reader: str | None, families: Sequence[Family], netns: str |
     texts, diags, _ = read_nft_tables(families, ref, runner) if reader in (None, "auto", "save") else ([], [], False)
     dump = None
     try:
-        dump = read_live_dump(reader or "auto", families, netns, runner=runner, caps=caps)
+        dump = read_live_dump(reader or "auto", families, netns, counters=counters, runner=runner, caps=caps)
     except EnvironmentProblem:
         if not texts:
             raise
