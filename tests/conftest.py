@@ -128,3 +128,19 @@ def netns():
         yield ns
     finally:
         ns.close()
+
+
+def tries_to_see_every_endpoint(k: int, at_least: int = 30, miss: float = 1e-9) -> int:
+    """Connections through a random 1/k split so that missing one of the k
+    endpoints has probability below ``miss`` (a union bound: k (1 - 1/k)^n):
+    real-kernel tests assert every predicted endpoint was reached, and the
+    kernel's split is really random.
+
+    >>> tries_to_see_every_endpoint(1), tries_to_see_every_endpoint(3), tries_to_see_every_endpoint(7)
+    (30, 54, 148)
+    """
+    import math
+
+    if k <= 1:
+        return at_least
+    return max(at_least, math.ceil(math.log(miss / k) / math.log(1 - 1 / k)))
