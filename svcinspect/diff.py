@@ -901,7 +901,7 @@ class _IptablesMasquerade:
         return tuple(out)
 
     def _evaluator(self, family: Family):
-        from svcinspect.evaluate import Environment, Evaluator
+        from svcinspect.evaluate import Environment
         from svcinspect.trace import PLACEHOLDER_NODE
 
         ev = self.evaluators.get(family)
@@ -912,8 +912,12 @@ class _IptablesMasquerade:
                     local.add(ipaddress.ip_address(a))
                 except ValueError:
                     pass
-            ev = self.evaluators[family] = Evaluator(self.ruleset, family, Environment(frozenset(local), ()))
+            ev = self.evaluators[family] = self._new_evaluator(family, Environment(frozenset(local), ()))
         return ev
+
+    def _new_evaluator(self, family: Family, env):
+        from svcinspect.evaluate import Evaluator
+        return Evaluator(self.ruleset, family, env)
 
     def masquerade(self, sp: ServicePortRules) -> dict[str, str]:
         from svcinspect.model.flow import Disposition, Hook, Packet
@@ -1076,21 +1080,9 @@ class _NftMasquerade(_IptablesMasquerade):
                 out.append((prefix, _nft_words(r.text)))
         return tuple(out)
 
-    def _evaluator(self, family: Family):
+    def _new_evaluator(self, family: Family, env):
         from svcinspect.dataplane.nftables.evaluate import NftEvaluator
-        from svcinspect.evaluate import Environment
-        from svcinspect.trace import PLACEHOLDER_NODE
-
-        ev = self.evaluators.get(family)
-        if ev is None:
-            local = {PLACEHOLDER_NODE[int(family)]}
-            for a in self.facts.nodeport_addresses.get(family) or ():
-                try:
-                    local.add(ipaddress.ip_address(a))
-                except ValueError:
-                    pass
-            ev = self.evaluators[family] = NftEvaluator(self.ruleset, family, Environment(frozenset(local), ()))
-        return ev
+        return NftEvaluator(self.ruleset, family, env)
 
 
 # How to build a Side per dataplane: the CLI picks one by what it read; a new
