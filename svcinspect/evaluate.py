@@ -107,7 +107,7 @@ class _World:
         self.verdict_step: Step | None = None
 
     def fork(self) -> _World:
-        w = _World.__new__(_World)
+        w = type(self).__new__(type(self))  # a dataplane's subclass forks as itself
         w.src, w.dst, w.dport, w.proto, w.mark = self.src, self.dst, self.dport, self.proto, self.mark
         w.prob, w.steps, w.assumptions, w.facts = self.prob, list(self.steps), list(self.assumptions), dict(self.facts)
         w.said = dict(self.said)

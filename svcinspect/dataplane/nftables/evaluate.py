@@ -28,6 +28,7 @@ from typing import Any
 from svcinspect.dataplane.nftables.model import NftChain, NftRule, NftRuleset, NftSet, NftTable
 from svcinspect.dataplane.nftables.render import render_element, render_value
 from svcinspect.evaluate import Environment, merge_irrelevant
+from svcinspect.evaluate import _World as BaseWorld
 from svcinspect.model.flow import Disposition, Hook, Outcome, Packet, Simulation, Step
 from svcinspect.model.netfilter import Family
 
@@ -37,31 +38,11 @@ LOCALHOST_NOTE = ("nftables mode does not serve node ports on localhost (127.0.0
                   "kube-proxy writes no rule for them, so this connection is not load-balanced")
 
 
-class _World:
-    __slots__ = ("src", "dst", "dport", "proto", "mark", "prob", "steps", "assumptions", "facts", "said",
-                 "dnat", "masq", "snat", "decided", "verdict_step")
+class _World(BaseWorld):
+    """The iptables evaluator's world (header, mark, probability, history, forks)
+    plus :meth:`note`."""
 
-    def __init__(self, p: Packet):
-        self.src, self.dst, self.dport, self.proto, self.mark = p.src, p.dst, p.dport, p.proto, p.mark
-        self.prob = Fraction(1)
-        self.steps: list[Step] = []
-        self.assumptions: list[str] = []
-        self.facts: dict[str, bool] = {}
-        self.said: dict[str, str] = {}
-        self.dnat: str | None = None
-        self.masq = False
-        self.snat: str | None = None
-        self.decided = False
-        self.verdict_step: Step | None = None
-
-    def fork(self) -> _World:
-        w = _World.__new__(_World)
-        w.src, w.dst, w.dport, w.proto, w.mark = self.src, self.dst, self.dport, self.proto, self.mark
-        w.prob, w.steps, w.assumptions = self.prob, list(self.steps), list(self.assumptions)
-        w.facts, w.said = dict(self.facts), dict(self.said)
-        w.dnat, w.masq, w.snat, w.decided, w.verdict_step = self.dnat, self.masq, self.snat, self.decided, \
-            self.verdict_step
-        return w
+    __slots__ = ()
 
     def note(self, text: str) -> None:
         if text not in self.assumptions:
