@@ -3,7 +3,7 @@
 Three pieces of evidence per endpoint, side by side:
 
 - the **expected share** of new connections: the exact share of the random
-  cascade (:mod:`svcinspect.services`);
+  cascade (:mod:`svcinspect.dataplane.iptables.services`);
 - the **new connections counted**: the packet counter of the endpoint chain's
   DNAT rule (``iptables-save -c``). Only the first packet of a connection
   traverses the nat table, so the counter is the number of connections that
@@ -50,7 +50,7 @@ from fractions import Fraction
 
 from svcinspect.model.conntrack import ConntrackEntry
 from svcinspect.model.netfilter import Family, Ruleset
-from svcinspect.services import EndpointShare, EntryKind, ServicePortRules
+from svcinspect.model.service import EndpointShare, EntryKind, ServicePortRules
 
 #: Significance level of the tests: a p-value below it rejects "random split".
 #: Small on purpose: an exporter tests every service port every 30 s, and a

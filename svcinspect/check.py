@@ -23,10 +23,11 @@ from svcinspect import graph
 from svcinspect.completeness import IPVS, InputCompleteness, assess_input, detect_dataplane, is_excerpt
 from svcinspect.errors import Severity
 from svcinspect.expected import ExpectedEndpoint, ExpectedServicePort, ExpectedState, build_expected
-from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, hash16, hash_candidates, split_spn
+from svcinspect.dataplane.iptables.kubeproxy import ChainKind, chain_hash, classify_chain, hash16, hash_candidates, split_spn
 from svcinspect.model.kube import ClusterState
 from svcinspect.model.netfilter import Family, Ruleset
-from svcinspect.services import IPVS_LEFTOVER, EntryKind, EntryPoint, ServicePortRules, build_service_ports
+from svcinspect.model.service import EntryKind, EntryPoint, ServicePortRules
+from svcinspect.dataplane.iptables.services import IPVS_LEFTOVER, build_service_ports
 
 # Findings that rest on something being absent from the whole dump.
 WHOLE_DUMP_CODES = frozenset({"missing-hook", "dangling-jump", "orphan-chain", "no-kube-services",
@@ -622,7 +623,7 @@ def _svc_chain(sp: ServicePortRules) -> str | None:
 
 
 def _sep_name(rs: Ruleset, family: Family, chain: str) -> str | None:
-    from svcinspect.kubeproxy import parse_comment
+    from svcinspect.dataplane.iptables.kubeproxy import parse_comment
     nat = rs.table("nat", family)
     for _, text in (nat.raw_rules(chain) or ()) if nat is not None else ():
         if "--comment" in text:

@@ -18,7 +18,7 @@ import click
 from svcinspect import __version__
 from svcinspect.errors import EXIT_INPUT, Diagnostic, InputError, SvcinspectError
 from svcinspect.model.netfilter import Family, Ruleset
-from svcinspect.parse.iptables_save import parse_dumps
+from svcinspect.dataplane.iptables.parse import parse_dumps
 from svcinspect.render import json as render_json
 from svcinspect.render import text as render_text
 from svcinspect.sources.files import read_text
@@ -177,9 +177,9 @@ def analyse_rules(rules: tuple[str, ...], strict: bool, analysis: Callable[[Rule
     graph of a service): first on an index of the dumps (files, or the live
     node's save output) that finds chains by bisection, when they are shaped as
     iptables-save prints them and the lookups are confirmed whole
-    (``parse.save_index``); otherwise on the full parse of the same text. Same
+    (``dataplane.iptables.index``); otherwise on the full parse of the same text. Same
     answer, less time."""
-    from svcinspect.parse.save_index import analyse_indexed, index_dumps
+    from svcinspect.dataplane.iptables.index import analyse_indexed, index_dumps
 
     reader, netns, families = _live_options(None, None, None)
     if not rules:
@@ -537,7 +537,7 @@ def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: Ob
     """List every service port the rules implement: addresses, ports, endpoints
     with their exact share, affinity, and the chains behind them (with objects:
     pod names and endpoint conditions too)."""
-    from svcinspect.services import build_service_ports
+    from svcinspect.dataplane.iptables.services import build_service_ports
 
     from svcinspect.completeness import assess_input, render_input_text
 
@@ -596,7 +596,7 @@ def environment_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _environment(node_ips, cluster_cidrs):
-    from svcinspect.evaluate import Environment
+    from svcinspect.simulate import Environment
     return Environment(frozenset(node_ips) if node_ips else None, tuple(cluster_cidrs))
 
 
@@ -614,7 +614,7 @@ def _environment(node_ips, cluster_cidrs):
 def packet(src, dst, dport, proto, hook, node_ips, cluster_cidrs, output, **source) -> None:
     """Simulate the first packet of a connection through nat and filter, with
     every possible outcome, its exact probability and the rules on its way."""
-    from svcinspect.evaluate import simulate
+    from svcinspect.dataplane.iptables.evaluate import simulate
     from svcinspect.model.flow import Hook, Packet
     from svcinspect.model.netfilter import Family
 
@@ -768,7 +768,7 @@ def node_environment(env, state, node: str | None):
         return env
     import ipaddress
 
-    from svcinspect.evaluate import Environment
+    from svcinspect.simulate import Environment
     found = state.node(node)
     ips = set()
     for kind, addr in (found.addresses if found else ()):
@@ -787,7 +787,7 @@ def simulation_environment(node_ips, cluster_cidrs, state, node: str | None, rul
     env = node_environment(_environment(node_ips, cluster_cidrs), state, node)
     if env.node_ips or rules:
         return env
-    from svcinspect.evaluate import Environment
+    from svcinspect.simulate import Environment
     from svcinspect.sources.addresses import read_node_addresses
 
     _, netns, _ = _live_options(None, None, None)
@@ -1015,7 +1015,7 @@ def balance(service, all_ports, namespace, rules, strict, conntrack_path, no_con
     from svcinspect.balance import Verdict, balance_ports
     from svcinspect.errors import EXIT_FINDINGS
     from svcinspect.render.balance import balance_json, render_balance_text
-    from svcinspect.services import build_service_ports, select_service_ports
+    from svcinspect.dataplane.iptables.services import build_service_ports, select_service_ports
     from svcinspect.sources.conntrack import load_conntrack_file, read_live_conntrack
 
     if (service is None) == (not all_ports):

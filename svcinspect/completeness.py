@@ -13,7 +13,7 @@ excerpt", not an error; kube-proxy's standard chains that are not in the paste
 KUBE-NODEPORTS rule) are simulated with kube-proxy's definitions, each as a
 stated assumption.
 
->>> from svcinspect.parse.iptables_save import parse_iptables_save
+>>> from svcinspect.dataplane.iptables.parse import parse_iptables_save
 >>> c = assess_input(parse_iptables_save('-A KUBE-SEP-X -p tcp -j DNAT --to-destination 10.0.0.1:80\\n'))
 >>> c.complete, c.dataplane
 (False, 'iptables')

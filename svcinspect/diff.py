@@ -42,10 +42,10 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
-from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment
+from svcinspect.dataplane.iptables.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment
 from svcinspect.model.netfilter import Family, Ruleset
-from svcinspect.parse.iptables_save import raw_comment, raw_target
-from svcinspect.services import EndpointShare, EntryKind, ServicePortRules
+from svcinspect.dataplane.iptables.parse import raw_comment, raw_target
+from svcinspect.model.service import EndpointShare, EntryKind, ServicePortRules
 
 # --- the dataplane-neutral inputs ----------------------------------------------------
 
@@ -675,7 +675,7 @@ def normalize_rule(text: str, drop_comment: bool = True) -> str:
 
 def iptables_side(ruleset: Ruleset, label: str) -> Side:
     """The :class:`Side` of an iptables-mode ruleset (files or the live node)."""
-    from svcinspect.services import build_service_ports
+    from svcinspect.dataplane.iptables.services import build_service_ports
 
     ports = tuple(build_service_ports(ruleset))
     facts = iptables_node_facts(ruleset, ports)
@@ -684,7 +684,7 @@ def iptables_side(ruleset: Ruleset, label: str) -> Side:
 
 
 def iptables_node_facts(ruleset: Ruleset, ports: Iterable[ServicePortRules] = ()) -> NodeFacts:
-    from svcinspect.parse.iptables_save import KNOWN_TARGETS
+    from svcinspect.dataplane.iptables.parse import KNOWN_TARGETS
 
     ports = tuple(ports)
     names = {(sp.key, sp.family): sp.name for sp in ports if sp.name}
@@ -802,7 +802,7 @@ def _chain_words(ruleset: Ruleset, family: Family, chain: str, names, missing: b
     if kind is not ChainKind.SEP:
         name = names.get((chain_hash(chain), family))
         return f"{prefix} of {name}" if name else chain
-    from svcinspect.services import _sep_meta, sep_endpoint
+    from svcinspect.dataplane.iptables.services import _sep_meta, sep_endpoint
 
     nat = ruleset.table("nat", family)
     if missing or nat is None:
@@ -901,7 +901,7 @@ class _IptablesMasquerade:
         return tuple(out)
 
     def _evaluator(self, family: Family):
-        from svcinspect.evaluate import Environment
+        from svcinspect.simulate import Environment
         from svcinspect.trace import PLACEHOLDER_NODE
 
         ev = self.evaluators.get(family)
@@ -916,7 +916,7 @@ class _IptablesMasquerade:
         return ev
 
     def _new_evaluator(self, family: Family, env):
-        from svcinspect.evaluate import Evaluator
+        from svcinspect.dataplane.iptables.evaluate import Evaluator
         return Evaluator(self.ruleset, family, env)
 
     def masquerade(self, sp: ServicePortRules) -> dict[str, str]:

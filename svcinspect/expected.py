@@ -49,7 +49,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from svcinspect.kubeproxy import endpoint_chain, hash16, service_chain
+from svcinspect.dataplane.iptables.kubeproxy import endpoint_chain, hash16, service_chain
 from svcinspect.model.kube import ClusterState, EndpointConditions, EndpointSlice, Service, ServicePort
 from svcinspect.model.netfilter import Family
 

@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from svcinspect.kubeproxy import ChainKind, classify_chain
+from svcinspect.dataplane.iptables.kubeproxy import ChainKind, classify_chain
 from svcinspect.model.flow import Disposition, Outcome, Step
 from svcinspect.model.netfilter import Ruleset
-from svcinspect.services import EntryKind, ServicePortRules
+from svcinspect.model.service import EntryKind, ServicePortRules
 from svcinspect.trace import EntryTrace, PortTrace, Scenario, ServiceTrace, conditions
 
 

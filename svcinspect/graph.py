@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from svcinspect.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment
+from svcinspect.dataplane.iptables.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment
 from svcinspect.model.netfilter import BUILTIN_CHAINS, Family, Ruleset, Table
-from svcinspect.parse.iptables_save import KNOWN_TARGETS, raw_comment, raw_target
-from svcinspect.services import ServicePortRules
-from svcinspect.services import select_service_ports as _select
+from svcinspect.dataplane.iptables.parse import KNOWN_TARGETS, raw_comment, raw_target
+from svcinspect.model.service import ServicePortRules
+from svcinspect.dataplane.iptables.services import select_service_ports as _select
 
 # Chains kube-proxy and kubelet create on purpose with nothing jumping to them.
 UNREFERENCED_OK = frozenset({"KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"})
@@ -473,7 +473,7 @@ def _name_service(g: nx.MultiDiGraph, node: str, text: str) -> None:
 def select_service_ports(ruleset: Ruleset, service: str | None = None,
                          namespace: str | None = None) -> list[ServicePortRules]:
     """The service ports named by ``service`` (or every one of ``namespace``); see
-    :func:`svcinspect.services.select_service_ports`."""
+    :func:`svcinspect.dataplane.iptables.services.select_service_ports`."""
     return _select(ruleset, service, namespace)
 
 

@@ -23,9 +23,9 @@ import ipaddress
 import re
 
 from svcinspect.errors import InputError, UnknownServiceError
-from svcinspect.kubeproxy import chain_hash, parse_comment
+from svcinspect.dataplane.iptables.kubeproxy import chain_hash, parse_comment
 from svcinspect.model.netfilter import Ruleset
-from svcinspect.parse.iptables_save import raw_comment, raw_target
+from svcinspect.dataplane.iptables.parse import raw_comment, raw_target
 
 _TYPE_PREFIXES = ("svc/", "service/", "services/")
 _HASH = re.compile(r"(?:KUBE-(?:SVC|SVL|EXT|FW|XLB)-)?[A-Z2-7]{16}")

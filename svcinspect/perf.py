@@ -15,7 +15,7 @@ from collections.abc import Iterator
 @contextlib.contextmanager
 def all_fast_paths(on: bool) -> Iterator[None]:
     """Within the block, every fast path is on (True) or off (False)."""
-    from svcinspect.parse import bulk
+    from svcinspect.dataplane.iptables import bulk
     from svcinspect.render import iptables as render_iptables
     from svcinspect.render import json as render_json
     from svcinspect.render import text as render_text

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from svcinspect.errors import Diagnostic, SvcinspectError
-from svcinspect.evaluate import Environment
+from svcinspect.simulate import Environment
 from svcinspect.explain import Explanation, explain_trace
 from svcinspect.model.netfilter import Ruleset
-from svcinspect.services import ServicePortRules, build_service_ports
+from svcinspect.model.service import ServicePortRules
+from svcinspect.dataplane.iptables.services import build_service_ports
 from svcinspect.trace import ServiceTrace, trace_service
 
 

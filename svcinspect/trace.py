@@ -18,11 +18,13 @@ from fractions import Fraction
 
 from svcinspect.completeness import InputCompleteness, assess_input
 from svcinspect.dataplane import dataplane_of
-from svcinspect.evaluate import Environment, Evaluator
+from svcinspect.simulate import Environment
+from svcinspect.dataplane.iptables.evaluate import Evaluator
 from svcinspect.model.flow import Disposition, Hook, Outcome, Packet, Step
 from svcinspect.model.netfilter import Family, Ruleset
-from svcinspect.parse.iptables_save import raw_target
-from svcinspect.services import EntryKind, EntryPoint, ServicePortRules, select_service_ports
+from svcinspect.dataplane.iptables.parse import raw_target
+from svcinspect.model.service import EntryKind, EntryPoint, ServicePortRules
+from svcinspect.dataplane.iptables.services import select_service_ports
 
 # How the nftables evaluator names a step that sets kube-proxy's masquerade mark.
 MARK_FOR_MASQUERADE = "mark for masquerade"

@@ -15,8 +15,8 @@ from svcinspect.balance import (ALPHA, Verdict, balance_port, chi2_sf, chi_squar
                                 regularized_gamma_q)
 from svcinspect.errors import ParseError
 from svcinspect.parse.conntrack import parse_conntrack
-from svcinspect.parse.iptables_save import parse_iptables_save
-from svcinspect.services import select_service_ports
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
+from svcinspect.dataplane.iptables.services import select_service_ports
 
 COUNTERS = IPT / "iptables-save-counters.txt"
 

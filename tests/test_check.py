@@ -14,7 +14,7 @@ from conftest import IPT, KP
 
 from svcinspect.check import check_rules
 from svcinspect.errors import Severity
-from svcinspect.parse.iptables_save import parse_dumps
+from svcinspect.dataplane.iptables.parse import parse_dumps
 from svcinspect.parse.kube_objects import parse_documents, parse_objects
 from svcinspect.sources.files import TextSource
 

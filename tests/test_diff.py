@@ -14,7 +14,7 @@ import pytest
 from svcinspect.diff import (LOCALHOST_NODEPORTS, NODEPORT_ADDRESSES_DEFAULT, Side, compare_sides,
                              iptables_side)
 from svcinspect.model.netfilter import Family
-from svcinspect.parse.iptables_save import parse_dumps
+from svcinspect.dataplane.iptables.parse import parse_dumps
 from svcinspect.sources.files import TextSource
 from conftest import IPT, KP
 

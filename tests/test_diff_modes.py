@@ -16,7 +16,7 @@ from svcinspect.dataplane.nftables.parse import parse_nfts
 from svcinspect.diff import (CLUSTER_IPS_CHECK, EXTERNAL_VS_LB, HEALTH_CHECK_NO_RULE, LOCALHOST_NODEPORTS,
                              NODEPORT_ADDRESSES_DEFAULT, compare_sides, iptables_side, nftables_side)
 from svcinspect.model.netfilter import Family
-from svcinspect.parse.iptables_save import parse_dumps
+from svcinspect.dataplane.iptables.parse import parse_dumps
 from svcinspect.sources.files import TextSource
 from conftest import IPT, KP
 

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import IPT, KP, WILD, needs_netns
 from svcinspect.model.netfilter import Family
-from svcinspect.parse.iptables_save import parse_iptables_save
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
 from svcinspect.render.iptables import render_ruleset
 
 ROUND_TRIP = [IPT / "iptables-save.txt", IPT / "ip6tables-save.txt", IPT / "iptables-save-counters.txt",

@@ -8,9 +8,9 @@ import pytest
 from conftest import IPT
 
 from svcinspect.expected import build_expected
-from svcinspect.kubeproxy import ChainKind, classify_chain
+from svcinspect.dataplane.iptables.kubeproxy import ChainKind, classify_chain
 from svcinspect.model.netfilter import Family
-from svcinspect.parse.iptables_save import parse_dumps
+from svcinspect.dataplane.iptables.parse import parse_dumps
 from svcinspect.parse.kube_objects import parse_objects
 from svcinspect.sources.files import read_text
 

@@ -16,9 +16,9 @@ import string
 import pytest
 
 from conftest import IPT, check_golden
-from svcinspect.evaluate import Environment
+from svcinspect.simulate import Environment
 from svcinspect.explain import explain_trace, sentences
-from svcinspect.parse.iptables_save import parse_dumps
+from svcinspect.dataplane.iptables.parse import parse_dumps
 from svcinspect.parse.kube_objects import parse_objects
 from svcinspect.render.explain import EN, ZH, render_explanation, sentence_text
 from svcinspect.sources.files import read_text

@@ -16,7 +16,7 @@ from svcinspect.graph import (
     raw_target,
 )
 from svcinspect.model.netfilter import Family
-from svcinspect.parse.iptables_save import parse_iptables_save
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
 
 HELLO = "DZ6LTOHRG6HQWHYE"  # default/hello-world tcp
 HELLO_SEPS = {"KUBE-SEP-TTFDDCQ6CXER73EZ", "KUBE-SEP-HKT7TYOO7KSAV3CZ", "KUBE-SEP-ADT6UDJPDQHGYNFU"}

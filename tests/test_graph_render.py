@@ -12,7 +12,7 @@ import pytest
 
 from conftest import IPT, WILD, check_golden
 from svcinspect.graph import build_graph, build_overview_graph
-from svcinspect.parse.iptables_save import parse_iptables_save
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
 
 V4 = str(IPT / "iptables-save.txt")
 V6 = str(IPT / "ip6tables-save.txt")

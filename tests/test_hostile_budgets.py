@@ -13,10 +13,11 @@ import sys
 from fractions import Fraction
 
 from conftest import IPT, ROOT
-from svcinspect import evaluate
-from svcinspect.evaluate import Environment, simulate
+from svcinspect.dataplane.iptables import evaluate
+from svcinspect.simulate import Environment
+from svcinspect.dataplane.iptables.evaluate import simulate
 from svcinspect.model.flow import Disposition, Packet
-from svcinspect.parse.iptables_save import parse_iptables_save
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
 
 REAL = (IPT / "iptables-save.txt").read_text()
 HOOK = '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\n'

@@ -10,10 +10,11 @@ import json
 import pytest
 
 from conftest import IPT
-from svcinspect.evaluate import Environment, simulate
+from svcinspect.simulate import Environment
+from svcinspect.dataplane.iptables.evaluate import simulate
 from svcinspect.model.flow import Disposition, Packet
-from svcinspect.parse.iptables_save import parse_iptables_save, raw_comment
-from svcinspect.parse.save_index import index_iptables_save
+from svcinspect.dataplane.iptables.parse import parse_iptables_save, raw_comment
+from svcinspect.dataplane.iptables.index import index_iptables_save
 
 REAL = (IPT / "iptables-save.txt").read_text()
 FIRST = "-A KUBE-SERVICES -d 10.96.30.10/32"  # the first rule of nat KUBE-SERVICES

@@ -20,13 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import IPT, KP, WILD
-from svcinspect import evaluate
+from svcinspect.dataplane.iptables import evaluate
 from svcinspect.errors import ParseError
-from svcinspect.evaluate import Environment, Evaluator
+from svcinspect.simulate import Environment
+from svcinspect.dataplane.iptables.evaluate import Evaluator
 from svcinspect.model.flow import Hook, Packet
 from svcinspect.model.netfilter import Family
-from svcinspect.parse.iptables_save import parse_iptables_save
-from svcinspect.parse.save_index import analyse_indexed, index_iptables_save
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
+from svcinspect.dataplane.iptables.index import analyse_indexed, index_iptables_save
 from svcinspect.render.iptables import render_ruleset
 
 EXAMPLES = int(os.environ.get("SVCINSPECT_HYPOTHESIS_EXAMPLES", "15"))

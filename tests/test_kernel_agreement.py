@@ -30,9 +30,10 @@ from dataclasses import dataclass
 import pytest
 
 from conftest import IPT, NetNS, netns_unavailable_reason
-from svcinspect.evaluate import Environment, simulate
+from svcinspect.simulate import Environment
+from svcinspect.dataplane.iptables.evaluate import simulate
 from svcinspect.model.flow import Disposition, Hook, Packet
-from svcinspect.parse.iptables_save import parse_iptables_save
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
 
 pytestmark = [pytest.mark.skipif(netns_unavailable_reason() is not None, reason=netns_unavailable_reason() or ""),
               pytest.mark.netns]

@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from svcinspect.kubeproxy import (
+from svcinspect.dataplane.iptables.kubeproxy import (
     ChainKind,
     CommentRole,
     cascade_shares,

@@ -10,7 +10,7 @@ import pytest
 from conftest import IPT, KP
 from svcinspect.errors import EnvironmentProblem, Severity
 from svcinspect.model.netfilter import Family
-from svcinspect.parse.iptables_save import parse_iptables_save
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
 from svcinspect.sources import command
 from svcinspect.sources.command import CommandResult, FakeRunner, choose_backend, count_kube, read_live
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import IPT, KP, WILD, NetNS, needs_netns
 from svcinspect.model.netfilter import Family
-from svcinspect.parse.iptables_save import parse_iptables_save
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
 from svcinspect.sources.command import read_live
 from svcinspect.sources.iptc import read_iptc_texts
 from svcinspect.sources.netns import resolve_netns

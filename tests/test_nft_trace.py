@@ -10,11 +10,11 @@ import pytest
 
 from conftest import FIXTURES, IPT, check_golden
 from svcinspect.dataplane.nftables.parse import parse_nft
-from svcinspect.evaluate import Environment
-from svcinspect.parse.iptables_save import parse_dumps
+from svcinspect.simulate import Environment
+from svcinspect.dataplane.iptables.parse import parse_dumps
 from svcinspect.render.json import trace_json
 from svcinspect.render.text import render_trace
-from svcinspect.services import build_service_ports
+from svcinspect.dataplane.iptables.services import build_service_ports
 from svcinspect.sources.files import read_text
 from svcinspect.trace import trace_service
 

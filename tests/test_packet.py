@@ -16,9 +16,10 @@ from fractions import Fraction
 import pytest
 
 from conftest import IPT, WILD
-from svcinspect.evaluate import Environment, simulate
+from svcinspect.simulate import Environment
+from svcinspect.dataplane.iptables.evaluate import simulate
 from svcinspect.model.flow import Disposition, Hook, Packet
-from svcinspect.parse.iptables_save import parse_iptables_save
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
 
 NODE = "192.168.10.11"
 POD = "10.244.1.7"          # a pod on node-a, not an endpoint of anything

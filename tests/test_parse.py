@@ -9,7 +9,7 @@ import pytest
 from conftest import IPT, KP, WILD, fixture_text
 from svcinspect.errors import NotADumpError, ParseError, Severity
 from svcinspect.model.netfilter import Family
-from svcinspect.parse.iptables_save import decode_spec, parse_iptables_save, tokenize
+from svcinspect.dataplane.iptables.parse import decode_spec, parse_iptables_save, tokenize
 
 KERNEL = ('-A KUBE-SERVICES -d 172.30.0.41/32 -p tcp -m comment --comment "ns1/svc1:p80 cluster IP" '
           '-m tcp --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O')

@@ -2,7 +2,7 @@
 
 Every rules fixture (and a few hand-edited variants that push chains off the
 fast path) goes through services, check, graph and dump twice: with the bulk
-readers (``svcinspect.parse.bulk``, the compiled scanner when it is built, the
+readers (``svcinspect.dataplane.iptables.bulk``, the compiled scanner when it is built, the
 fast encoders and formatters) and with all of them off. stdout, stderr and the
 exit code must be byte-identical.
 """
@@ -137,9 +137,9 @@ def test_both_families_together(cli, tmp_path):
 def test_the_fast_paths_are_taken(cli):
     """Guard against a comparison of the slow path with itself: on the real
     dump the bulk readers answer for every cascade and endpoint chain."""
-    from svcinspect.parse import bulk
-    from svcinspect.parse.iptables_save import parse_iptables_save
-    from svcinspect.services import build_service_ports
+    from svcinspect.dataplane.iptables import bulk
+    from svcinspect.dataplane.iptables.parse import parse_iptables_save
+    from svcinspect.dataplane.iptables.services import build_service_ports
 
     rs = parse_iptables_save((IPT / "iptables-save.txt").read_text(), "x")
     nat = rs.table("nat")
@@ -173,8 +173,8 @@ def test_the_json_encoder_writes_what_json_dumps_writes(value, pretty):
 def test_the_json_encoder_is_fast_for_our_documents():
     """orjson (when installed) writes the services document itself, not the fallback."""
     from svcinspect.render import json as rj
-    from svcinspect.parse.iptables_save import parse_iptables_save
-    from svcinspect.services import build_service_ports
+    from svcinspect.dataplane.iptables.parse import parse_iptables_save
+    from svcinspect.dataplane.iptables.services import build_service_ports
 
     if rj.orjson is None:
         pytest.skip("orjson is not installed: the standard library encoder is the only path")

@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, IPT, KP, WILD
-from svcinspect.evaluate import Environment, simulate
+from svcinspect.simulate import Environment
+from svcinspect.dataplane.iptables.evaluate import simulate
 from svcinspect.model.flow import Hook, Packet
-from svcinspect.parse.iptables_save import parse_iptables_save
-from svcinspect.parse.save_index import analyse_indexed, confirm_lookups, index_dumps, index_iptables_save
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
+from svcinspect.dataplane.iptables.index import analyse_indexed, confirm_lookups, index_dumps, index_iptables_save
 from svcinspect.sources.files import TextSource
 from test_packet import CASES, NODE
 

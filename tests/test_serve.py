@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import IPT, ROOT
 from svcinspect.errors import EnvironmentProblem
-from svcinspect.parse.iptables_save import parse_dumps
+from svcinspect.dataplane.iptables.parse import parse_dumps
 from svcinspect.parse.kube_objects import parse_objects
 from svcinspect.serve.agent import Agent, Readers, make_server, write_textfile
 from svcinspect.serve.metrics import METRICS

@@ -6,8 +6,9 @@ import pytest
 
 from conftest import IPT, KP, WILD
 from svcinspect.model.netfilter import Family
-from svcinspect.parse.iptables_save import parse_iptables_save
-from svcinspect.services import branch_of, build_service_ports, find_service, sep_endpoint, _branches
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
+from svcinspect.model.service import find_service
+from svcinspect.dataplane.iptables.services import branch_of, build_service_ports, sep_endpoint, _branches
 
 
 @pytest.fixture(scope="module")

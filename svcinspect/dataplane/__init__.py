@@ -1,10 +1,12 @@
 """One package per dataplane kube-proxy programs, beside the shared service model.
 
-Each dataplane reads its own rules into its own model and turns them into the
-shared service-port model (:mod:`svcinspect.services` ``ServicePortRules``) and
-the shared flow model (:mod:`svcinspect.model.flow`). The iptables dataplane is
-still at its historical places (``svcinspect.parse.iptables_save``,
-``svcinspect.services``, ``svcinspect.evaluate``); ``nftables/`` is the second.
+Each dataplane reads its own rules into its own model (``iptables/``: saved or
+live iptables tables; ``nftables/``: the ``kube-proxy`` nft tables) and turns
+them into the shared service-port model (:mod:`svcinspect.model.service`) and
+the shared flow model (:mod:`svcinspect.model.flow`); both evaluators walk
+their rules over :mod:`svcinspect.simulate`'s worlds. The analyses above
+(trace, check's comparison, graph, diff, balance, the renderers) read only
+those models.
 
 ``dataplane_of(ruleset)`` is the one registry the analyses ask: which functions
 build service ports, select them by name and simulate packets for this ruleset,
@@ -27,7 +29,7 @@ class Dataplane:
 
 
 def _iptables() -> Dataplane:
-    from svcinspect import evaluate, services
+    from svcinspect.dataplane.iptables import evaluate, services
     return Dataplane("iptables", services.build_service_ports, services.select_service_ports, evaluate.Evaluator, True)
 
 

@@ -144,7 +144,7 @@ def _summary(report) -> list[str]:
 
 def _services_table(report) -> list[str]:
     from svcinspect.render.text import endpoints_summary
-    from svcinspect.services import EntryKind
+    from svcinspect.model.service import EntryKind
 
     e = html.escape
     out = ['<h2 id="services-heading">Services</h2>',

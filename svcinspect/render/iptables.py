@@ -221,7 +221,7 @@ def _plain(text: str) -> bool:
 
 def _decode_line(table: Table, line: str) -> Rule | None:
     """A rule line decoded as its chain decodes it (the chain named after -A)."""
-    from svcinspect.parse.iptables_save import decode_rule
+    from svcinspect.dataplane.iptables.parse import decode_rule
 
     m = _CHAIN_OF_LINE.match(line)
     if m is None:

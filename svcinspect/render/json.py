@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from svcinspect.errors import Diagnostic
 
 if TYPE_CHECKING:  # services (and kubeproxy) load only for the commands that list them
-    from svcinspect.services import EndpointShare, ServicePortRules
+    from svcinspect.model.service import EndpointShare, ServicePortRules
 
 SCHEMA = "svcinspect/v1"
 
@@ -127,7 +127,7 @@ def service_port_json(sp: ServicePortRules, objects=None) -> dict[str, Any]:
     """``objects``: (chain hash, family) -> endpoints from the EndpointSlices; when
     given, endpoints carry pod, node and conditions, and ``objectEndpoints`` lists
     every endpoint of the slices with ``inRules``."""
-    from svcinspect.services import EntryKind
+    from svcinspect.model.service import EntryKind
 
     cip = sp.cluster_ip
     hc = sp.entries_of(EntryKind.HEALTH_CHECK)

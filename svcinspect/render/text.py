@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from svcinspect.errors import Diagnostic, Severity
 
 if TYPE_CHECKING:  # services (and kubeproxy) load only for the commands that list them
-    from svcinspect.services import EndpointShare, ServicePortRules
+    from svcinspect.model.service import EndpointShare, ServicePortRules
 
 
 def tabulate(rows, **kwargs) -> str:
@@ -103,7 +103,7 @@ def render_services(ports: list[ServicePortRules], objects=None, wide: bool = Fa
     (:func:`svcinspect.expected.endpoints_by_port`), to show pods and conditions.
     ``wide`` (``-o wide``) adds every chain, the endpoints themselves and the
     source ranges; ``headers=False`` (``--no-headers``) drops the header lines."""
-    from svcinspect.services import EntryKind
+    from svcinspect.model.service import EntryKind
 
     rows = []
     for sp in ports:

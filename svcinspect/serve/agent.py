@@ -163,7 +163,7 @@ _CACHE_BOUND = 250_000
 
 def _bound_caches() -> None:
     from svcinspect import graph
-    from svcinspect.kubeproxy import classify_chain
+    from svcinspect.dataplane.iptables.kubeproxy import classify_chain
 
     graph._CACHE.clear()
     if classify_chain.cache_info().currsize > _CACHE_BOUND:

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 
 from svcinspect.balance import PortBalance, balance_port
 from svcinspect.check import check_rules
-from svcinspect.kubeproxy import split_spn
+from svcinspect.dataplane.iptables.kubeproxy import split_spn
 from svcinspect.model.conntrack import ConntrackEntry
 from svcinspect.model.kube import ClusterState
 from svcinspect.model.netfilter import Family, Ruleset
-from svcinspect.services import ServicePortRules, build_service_ports
+from svcinspect.model.service import ServicePortRules
+from svcinspect.dataplane.iptables.services import build_service_ports
 
 # (namespace, service, port, protocol, ip_family): a service port, as kube-state-metrics labels a Service
 PortLabels = tuple[str, str, str, str, str]

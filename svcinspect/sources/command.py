@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from svcinspect.errors import Diagnostic, EnvironmentProblem, Severity
 from svcinspect.model.netfilter import Family, Ruleset
-from svcinspect.parse.iptables_save import parse_iptables_save
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
 from svcinspect.sources.netns import NetnsRef, nsenter_argv, resolve_netns
 
 READERS = ("auto", "iptc", "save")
@@ -294,7 +294,7 @@ def parse_live(dump: LiveDump, strict: bool = False) -> Ruleset:
 def index_live(dump: LiveDump) -> Ruleset | None:
     """The live dump indexed for chain lookups (``parse.save_index``), or None
     when a text is not shaped for it (python-iptables' text, say)."""
-    from svcinspect.parse.save_index import index_iptables_save
+    from svcinspect.dataplane.iptables.index import index_iptables_save
 
     parsed = []
     for fam, source, text in dump.texts:

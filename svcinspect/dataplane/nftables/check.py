@@ -24,7 +24,7 @@ from svcinspect.dataplane.nftables.services import (
 )
 from svcinspect.errors import Severity
 from svcinspect.model.netfilter import Family
-from svcinspect.services import EntryKind
+from svcinspect.model.service import EntryKind
 
 _ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 

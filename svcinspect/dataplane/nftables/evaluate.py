@@ -27,8 +27,8 @@ from typing import Any
 
 from svcinspect.dataplane.nftables.model import NftChain, NftRule, NftRuleset, NftSet, NftTable
 from svcinspect.dataplane.nftables.render import render_element, render_value
-from svcinspect.evaluate import Environment, merge_irrelevant
-from svcinspect.evaluate import _World as BaseWorld
+from svcinspect.simulate import Environment, merge_irrelevant
+from svcinspect.simulate import World as BaseWorld
 from svcinspect.model.flow import Disposition, Hook, Outcome, Packet, Simulation, Step
 from svcinspect.model.netfilter import Family
 

@@ -19,7 +19,7 @@ from svcinspect.dataplane.nftables.services import (
 )
 from svcinspect.graph import chain_node, endpoint_node
 from svcinspect.model.netfilter import Family
-from svcinspect.services import ServicePortRules
+from svcinspect.model.service import ServicePortRules
 
 TABLE = "kube-proxy"
 

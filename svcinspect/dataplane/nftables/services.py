@@ -1,4 +1,4 @@
-"""nftables mode -> the shared service-port model (``svcinspect.services``).
+"""nftables mode -> the shared service-port model (``svcinspect.dataplane.iptables.services``).
 
 kube-proxy's nftables table names every per-service-port object after the port:
 ``service-``/``local-``/``external-``/``firewall-`` + ``H`` + ``-ns/name/proto/port``
@@ -29,9 +29,9 @@ from fractions import Fraction
 
 from svcinspect.dataplane.nftables.model import NftChain, NftRule, NftRuleset, NftSet, NftTable
 from svcinspect.errors import UnknownServiceError
-from svcinspect.kubeproxy import hash16
+from svcinspect.dataplane.iptables.kubeproxy import hash16
 from svcinspect.model.netfilter import Family
-from svcinspect.services import EndpointShare, EntryKind, EntryPoint, ServicePortRules
+from svcinspect.model.service import EndpointShare, EntryKind, EntryPoint, ServicePortRules
 
 PREFIXES = ("service", "local", "external", "firewall", "endpoint", "affinity")
 ROLE = {"service": "svc", "local": "svl", "external": "ext", "firewall": "fw"}

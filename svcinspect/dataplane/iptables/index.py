@@ -34,7 +34,7 @@ from typing import TypeVar
 
 from svcinspect.errors import Diagnostic, Severity
 from svcinspect.model.netfilter import Chain, Counters, Family, RawRule, RuleList, Ruleset, Table
-from svcinspect.parse.iptables_save import _DECL, BuiltOnDemand, decode_chain
+from svcinspect.dataplane.iptables.parse import _DECL, BuiltOnDemand, decode_chain
 
 _CHUNK = 1 << 18  # newlines are counted per 256 KiB of rules: line numbers without another pass
 _NEAR = 1 << 16   # "a small table": its COMMIT (or the next header) is this close

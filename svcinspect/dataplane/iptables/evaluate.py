@@ -24,14 +24,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any
 
-from svcinspect.kubeproxy import interpret_probability
+from svcinspect.dataplane.iptables.kubeproxy import interpret_probability
+from svcinspect.dataplane.iptables.parse import decode_spec, parse_mark, parse_nat_destination, parse_port_range, raw_target
 from svcinspect.model.flow import Disposition, Hook, IPAddress, Outcome, Packet, Simulation, Step
 from svcinspect.model.netfilter import Family, Rule, Ruleset, Table
-from svcinspect.parse.iptables_save import decode_spec, parse_mark, parse_nat_destination, parse_port_range, raw_target
+from svcinspect.simulate import NOT_IN_INPUT, UNKNOWN_VERDICT, Environment, World, disposition, merge_irrelevant
 
 MAX_DEPTH = 50
 # Budgets of one simulation (hostile or broken rules must not take exponential
@@ -81,49 +79,11 @@ STANDARD_HOOKS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
 }
 ASSUMED_HOOK_SOURCE = "<assumed kube-proxy hook>"
 ASSUMED_CHAIN_SOURCE = "<assumed kube-proxy chain>"
-NOT_IN_INPUT = "not in the input: "
-UNKNOWN_VERDICT = "UNKNOWN"      # an excerpt: the packet went where the input does not show
 _STOPS = ("DROP", "REJECT", UNKNOWN_VERDICT)
 _CASCADE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-XLB-")  # (KUBE-EXT may end open: eTP=Local, no local endpoint)
 
 
-class _World:
-    """One way the packet can be going: its header, mark, probability, history."""
-
-    __slots__ = ("src", "dst", "dport", "proto", "mark", "prob", "steps", "assumptions", "facts", "said",
-                 "dnat", "masq", "snat", "decided", "verdict_step")
-
-    def __init__(self, p: Packet):
-        self.src, self.dst, self.dport, self.proto, self.mark = p.src, p.dst, p.dport, p.proto, p.mark
-        self.prob = Fraction(1)
-        self.steps: list[Step] = []
-        self.assumptions: list[str] = []
-        self.facts: dict[str, bool] = {}
-        self.said: dict[str, str] = {}  # fact key -> the assumption text it added
-        self.dnat: str | None = None
-        self.masq = False
-        self.snat: str | None = None
-        self.decided = False
-        self.verdict_step: Step | None = None
-
-    def fork(self) -> _World:
-        w = type(self).__new__(type(self))  # a dataplane's subclass forks as itself
-        w.src, w.dst, w.dport, w.proto, w.mark = self.src, self.dst, self.dport, self.proto, self.mark
-        w.prob, w.steps, w.assumptions, w.facts = self.prob, list(self.steps), list(self.assumptions), dict(self.facts)
-        w.said = dict(self.said)
-        w.dnat, w.masq, w.snat, w.decided, w.verdict_step = self.dnat, self.masq, self.snat, self.decided, self.verdict_step
-        return w
-
-
-Result = list[tuple[_World, str | None]]  # (world, terminal verdict or None = fell through / returned)
-
-
-@dataclass(frozen=True, slots=True)
-class Environment:
-    """What the dump does not say: the node's addresses (``None``: unknown)."""
-
-    node_ips: frozenset[IPAddress] | None = None
-    cluster_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+Result = list[tuple[World, str | None]]  # (world, terminal verdict or None = fell through / returned)
 
 
 class Evaluator:
@@ -225,7 +185,7 @@ class Evaluator:
                         f"were installed (normal for kube-proxy's restore input; on a live node every Service "
                         f"using {target} would be broken)")
 
-    def _rules(self, table: str, chain: str, packet: _World) -> Iterable[Rule]:
+    def _rules(self, table: str, chain: str, packet: World) -> Iterable[Rule]:
         hooks = self._hooks.get((table, chain))
         if hooks:
             yield from hooks
@@ -257,8 +217,8 @@ class Evaluator:
         if packet.family != int(self.family):
             raise ValueError("packet and ruleset families differ")
         self._budget = _Budget()
-        start = _World(packet)
-        done: list[tuple[_World, str]] = []
+        start = World(packet)
+        done: list[tuple[World, str]] = []
         if packet.hook is Hook.PREROUTING:
             for w, v in self._table_hook("nat", "PREROUTING", start):
                 if v in _STOPS:
@@ -292,7 +252,7 @@ class Evaluator:
                 self.warnings.append(note)
         return Simulation(packet, outcomes, tuple(self.warnings))
 
-    def _loopback_input(self, w: _World, verdict: str | None) -> list[tuple[_World, str]]:
+    def _loopback_input(self, w: World, verdict: str | None) -> list[tuple[World, str]]:
         """After nat POSTROUTING, a locally generated packet whose (rewritten)
         destination is an address of this node goes out on loopback and comes
         back in: filter INPUT sees it (conntrack state still NEW). nat
@@ -300,7 +260,7 @@ class Evaluator:
         up). This is where a REJECT for a node port reached from the node lives."""
         if verdict in _STOPS:
             return [(w, verdict)]
-        out: list[tuple[_World, str]] = []
+        out: list[tuple[World, str]] = []
         for w2, local in self._locality(w, w.dst, "destination after POSTROUTING"):
             if not local:
                 out.append((w2, verdict or "ACCEPT"))
@@ -309,8 +269,8 @@ class Evaluator:
                 out.append((w3, v3 if v3 in _STOPS else (verdict or "ACCEPT")))
         return out
 
-    def _outcome(self, packet: Packet, w: _World, verdict: str) -> Outcome:
-        disp = _disposition(w, verdict)
+    def _outcome(self, packet: Packet, w: World, verdict: str) -> Outcome:
+        disp = disposition(w, verdict)
         out = Packet(w.src, w.dst, w.dport, w.proto, packet.hook, packet.sport, w.mark)
         steps, assumptions = tuple(w.steps), tuple(w.assumptions)
         if len(steps) > MAX_STEPS_SHOWN:
@@ -318,7 +278,7 @@ class Evaluator:
             steps = steps[:MAX_STEPS_SHOWN]
         return Outcome(disp, w.prob, out, w.dnat, w.masq, steps, assumptions, w.verdict_step, w.snat)
 
-    def _table_hook(self, table: str, chain: str, w: _World) -> Result:
+    def _table_hook(self, table: str, chain: str, w: World) -> Result:
         """Traverse a built-in chain; falling off it applies the policy."""
         if table not in self.tables:
             return [(w, None)]
@@ -344,7 +304,7 @@ class Evaluator:
         return out
 
     # --- chains -------------------------------------------------------------
-    def _run(self, table: str, chain: str, world: _World, depth: int) -> Result:
+    def _run(self, table: str, chain: str, world: World, depth: int) -> Result:
         if depth > MAX_DEPTH:
             world.assumptions.append(f"stopped after {MAX_DEPTH} nested jumps at {chain} (a loop in the rules?)")
             return [(world, None)]
@@ -361,7 +321,7 @@ class Evaluator:
                 budget.exhausted = True
                 pending = [budget.stop(w, chain) for w in pending]
                 break
-            nxt: list[_World] = []
+            nxt: list[World] = []
             for w in pending:
                 for w2, matched in self._match(rule, w, table, chain):
                     if not matched:
@@ -388,7 +348,7 @@ class Evaluator:
         done.extend((w, None) for w in pending)
         return done
 
-    def _apply(self, rule: Rule, w: _World, table: str, chain: str, depth: int) -> list[tuple[_World, str]]:
+    def _apply(self, rule: Rule, w: World, table: str, chain: str, depth: int) -> list[tuple[World, str]]:
         t = rule.target
         if t is None:
             return [(w, "CONTINUE")]
@@ -449,7 +409,7 @@ class Evaluator:
         w.steps.append(self._step(rule, f"{name}? (unknown: assumed to continue)"))
         return [(w, "CONTINUE")]
 
-    def _dnat(self, rule: Rule, w: _World) -> str:
+    def _dnat(self, rule: Rule, w: World) -> str:
         to = rule.target.value("--to-destination") if rule.target else None
         before = f"{_fmt(w.dst)}:{w.dport}"
         if to and parse_nat_destination(to) is None:
@@ -484,7 +444,7 @@ class Evaluator:
         return Step(rule.table, rule.chain, rule.line, rule.text, action, rule.source)
 
     # --- matches --------------------------------------------------------------
-    def _match(self, rule: Rule, w: _World, table: str, chain: str) -> list[tuple[_World, bool]]:
+    def _match(self, rule: Rule, w: World, table: str, chain: str) -> list[tuple[World, bool]]:
         s = rule.spec
         if s.source is not None and ((w.src in s.source.network) == s.source.negated):
             return [(w, False)]
@@ -517,7 +477,7 @@ class Evaluator:
                 out.append((y, r != negated))
         return out
 
-    def _assume(self, w: _World, key: str, text: str) -> list[tuple[_World, bool]]:
+    def _assume(self, w: World, key: str, text: str) -> list[tuple[World, bool]]:
         """Split on something the dump cannot tell; each side records what it assumed."""
         if key in w.facts:
             return [(w, w.facts[key])]
@@ -538,7 +498,7 @@ class Evaluator:
         no.assumptions.append(no.said[key])
         return [(yes, True), (no, False)]
 
-    def _locality(self, w: _World, addr: IPAddress, what: str) -> list[tuple[_World, bool]]:
+    def _locality(self, w: World, addr: IPAddress, what: str) -> list[tuple[World, bool]]:
         if addr.is_loopback:
             return [(w, True)]
         if self.env.node_ips is not None:
@@ -550,7 +510,7 @@ class Evaluator:
             return [(w, False)]
         return self._assume(w, f"local:{addr}", f"{addr} is an address of this node (give --node-ip to decide)")
 
-    def _module(self, m, w: _World, rule: Rule) -> list[tuple[_World, bool]]:
+    def _module(self, m, w: World, rule: Rule) -> list[tuple[World, bool]]:
         mod = m.module
         if mod in ("comment", "nfacct"):
             return [(w, True)]
@@ -631,11 +591,11 @@ class Evaluator:
             return [(w, hit)]
         return self._unknown(w, rule, f"-m {mod}")
 
-    def _unknown(self, w: _World, rule: Rule, what: str) -> list[tuple[_World, bool]]:
+    def _unknown(self, w: World, rule: Rule, what: str) -> list[tuple[World, bool]]:
         return self._assume(w, f"rule:{rule.table}:{rule.chain}:{rule.line}:{what}",
                             f"line {rule.line} ({what}, which svcinspect does not evaluate) matches")
 
-    def _addrtype(self, m, w: _World, rule: Rule) -> list[tuple[_World, bool]]:
+    def _addrtype(self, m, w: World, rule: Rule) -> list[tuple[World, bool]]:
         worlds = [(w, True)]
         for opt in m.options:
             if opt.name in ("--dst-type", "--src-type"):
@@ -652,7 +612,7 @@ class Evaluator:
                 continue
         return worlds
 
-    def _statistic(self, m, w: _World, rule: Rule) -> list[tuple[_World, bool]]:
+    def _statistic(self, m, w: World, rule: Rule) -> list[tuple[World, bool]]:
         if m.value("--mode") != "random" or m.value("--probability") is None:
             return self._unknown(w, rule, "statistic " + (m.value("--mode") or ""))
         p = interpret_probability(m.value("--probability")).exact
@@ -689,10 +649,10 @@ def _ends_closed(chain) -> bool:
             and sp.in_interface is None and sp.out_interface is None and all(m.module == "comment" for m in sp.matches))
 
 
-def _unproven_none(done: list[tuple[_World, str]]) -> None:
+def _unproven_none(done: list[tuple[World, str]]) -> None:
     """In an excerpt "no rule decided" is not proven: the rule that would may be outside it."""
     for w, v in done:
-        if _disposition(w, v) is Disposition.NONE:
+        if disposition(w, v) is Disposition.NONE:
             w.assumptions.append(f"{NOT_IN_INPUT}the rest of the rules: the input is an excerpt, so no rule "
                                  f"deciding here does not prove that none would")
 
@@ -709,7 +669,7 @@ class _Budget:
         self.unknowns: set[str] = set()
         self.folded: dict[str, None] = {}  # condition texts, in the order met
 
-    def stop(self, w: _World, chain: str) -> _World:
+    def stop(self, w: World, chain: str) -> World:
         if not any(a.startswith("not evaluated beyond ") for a in w.assumptions):
             w.assumptions.append(f"not evaluated beyond {chain}: the simulation used up its budget of "
                                  f"{MAX_RULE_TESTS} rule tests (jumps into the same chains many times over?); "
@@ -730,20 +690,20 @@ class _Budget:
         return out
 
 
-def _state_key(w: _World) -> tuple:
+def _state_key(w: World) -> tuple:
     """Everything the rest of the traversal can look at: two alternatives with
     the same key go on exactly alike (only their probability and path differ)."""
     return (w.src, w.dst, w.dport, w.proto, w.mark, w.dnat, w.masq, w.snat, w.decided, w.verdict_step,
             frozenset(w.facts.items()))
 
 
-def _merge_equivalent(worlds: list[_World]) -> list[_World]:
+def _merge_equivalent(worlds: list[World]) -> list[World]:
     """Alternatives still walking a chain in the same state become one, their
     probabilities added (e.g. a random branch whose rule only logs or marks the
     same way as the other branch): their futures are the same, so keeping both
     only doubles the work. The merged one keeps the first path and says so."""
-    first: dict[tuple, _World] = {}
-    out: list[_World] = []
+    first: dict[tuple, World] = {}
+    out: list[World] = []
     for w in worlds:
         key = _state_key(w)
         kept = first.get(key)
@@ -756,64 +716,6 @@ def _merge_equivalent(worlds: list[_World]) -> list[_World]:
         if note not in kept.assumptions:
             kept.assumptions.append(note)
     return out
-
-
-def _disposition(w: _World, verdict: str) -> Disposition:
-    if verdict == UNKNOWN_VERDICT:
-        return Disposition.UNKNOWN
-    if verdict == "DROP":
-        return Disposition.DROP
-    if verdict == "REJECT":
-        return Disposition.REJECT
-    if w.dnat is not None:
-        return Disposition.DNAT
-    if w.decided:
-        return Disposition.ACCEPT
-    if any(a.startswith(NOT_IN_INPUT) for a in w.assumptions):
-        return Disposition.UNKNOWN
-    return Disposition.NONE
-
-
-def _result_key(w: _World, verdict: str) -> tuple:
-    """What a user sees of an outcome (the path aside)."""
-    return (_disposition(w, verdict), w.dnat, w.masq, w.snat, w.src, w.dst, w.dport, w.prob)
-
-
-def merge_irrelevant(done: list[tuple[Any, str]], limit: int = 256, result_key=None) -> list[tuple[Any, str]]:
-    """Fold alternatives that differ in one assumption but end the same way: the
-    assumption does not matter for the result, so it is not listed as a condition
-    (a note says the path, not the result, depends on it).
-    ``result_key(world, verdict)``: what a user sees of an outcome; each dataplane's
-    evaluator passes its own (its worlds have ``facts``, ``said`` and ``assumptions``)."""
-    key_of = _result_key if result_key is None else result_key
-    items = list(done)
-    if len(items) > limit:
-        return items
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(items)):
-            a, va = items[i]
-            for j in range(i + 1, len(items)):
-                b, vb = items[j]
-                if key_of(a, va) != key_of(b, vb) or a.facts.keys() != b.facts.keys():
-                    continue
-                diff = [k for k in a.facts if a.facts[k] != b.facts[k]]
-                if len(diff) != 1:
-                    continue
-                key = diff[0]
-                text = a.said[key]
-                a.assumptions = [x for x in a.assumptions if x != text]
-                del a.facts[key]
-                condition = text.split(": ", 1)[1] if text.startswith("if not: ") else text[3:]
-                a.assumptions.append(f"the rules taken depend on whether {condition}; the result does not")
-                del a.said[key]
-                items.pop(j)
-                merged = True
-                break
-            if merged:
-                break
-    return items
 
 
 class _ChainIndex:

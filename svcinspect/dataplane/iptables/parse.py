@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 from svcinspect.errors import Diagnostic, NotADumpError, ParseError, Severity
-from svcinspect.kubeproxy import interpret_probability
+from svcinspect.dataplane.iptables.kubeproxy import interpret_probability
 from svcinspect.model.netfilter import (
     AddressMatch,
     Chain,
