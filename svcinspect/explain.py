@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from svcinspect.dataplane import dataplane_of
 from svcinspect.dataplane.iptables.kubeproxy import ChainKind, classify_chain
 from svcinspect.model.flow import Disposition, Outcome, Step
 from svcinspect.model.netfilter import Ruleset
@@ -91,7 +92,7 @@ def explain_trace(trace: ServiceTrace, ruleset: Ruleset | None = None) -> Explan
 
 def _explain_port(pt: PortTrace, ruleset: Ruleset | None) -> PortExplanation:
     sp = pt.port
-    sections = [_overview(pt), _chains(pt)]
+    sections = [_overview(pt), _chains(pt, ruleset)]
     for et in pt.entries:
         for sc in et.scenarios:
             sections.append(_way(sp, et, sc, ruleset))
@@ -111,11 +112,9 @@ def _overview(pt: PortTrace) -> Section:
     out: list[Sentence] = []
     cip = sp.cluster_ip
     args = {"name": sp.display_name, "proto": sp.protocol or "tcp", "n": str(len(sp.endpoints))}
-    out.append(Sentence("overview.what", args, tuple(Citation(e.table, "KUBE-SERVICES" if e.table == "nat" else
-                                                              e.text.split()[1], e.line, e.text)
-                                                     for e in sp.entries[:1])))
+    out.append(Sentence("overview.what", args, tuple(_entry_cite(pt, e) for e in sp.entries[:1])))
     for e in sp.entries:
-        cite = (Citation(e.table, e.text.split()[1] if e.text.startswith("-A ") else "", e.line, e.text),)
+        cite = (_entry_cite(pt, e),)
         if e.kind == EntryKind.CLUSTER_IP and e.address:
             out.append(Sentence("overview.cluster_ip", {"addr": _hostport(e.address, e.port), "proto": e.protocol
                                                         or args["proto"]}, cite))
@@ -143,8 +142,18 @@ def _overview(pt: PortTrace) -> Section:
     if not sp.endpoints and not sp.local_endpoints:
         rej = [e for e in sp.entries if e.verdict in ("reject", "drop")]
         out.append(Sentence("overview.no_endpoints", {"verdict": (rej[0].verdict or "").upper() if rej else ""},
-                            tuple(Citation(e.table, e.text.split()[1], e.line, e.text) for e in rej)))
+                            tuple(_entry_cite(pt, e) for e in rej)))
     return Section("section.overview", {"name": sp.display_name}, tuple(out))
+
+
+def _entry_cite(pt: PortTrace, e) -> Citation:
+    """The rule (iptables) or map element (nftables) an entry point was read from."""
+    if e.text.startswith("-A "):
+        return Citation(e.table, e.text.split()[1], e.line, e.text)
+    for s in _all_steps(pt):  # nftables: the set or map whose element this is, as the trace looked it up
+        if s.line == e.line and s.chain.startswith("@"):
+            return Citation.of(s)
+    return Citation(e.table, e.chain or "", e.line, e.text)
 
 
 def _branch_cite(pt: PortTrace, sep: str, line: int) -> tuple[Citation, ...]:
@@ -158,13 +167,22 @@ _SHARED_ORDER = ("PREROUTING", "OUTPUT", "KUBE-SERVICES", "KUBE-NODEPORTS", "KUB
                  "KUBE-SVL", "KUBE-XLB", "KUBE-MARK-MASQ", "KUBE-SEP")
 
 
-def _chains(pt: PortTrace) -> Section:
+def _chains(pt: PortTrace, ruleset: Ruleset | None = None) -> Section:
     """Each chain a packet of this service goes through, with its role, citing the
     first rule of it that an example packet used."""
     first: dict[tuple[str, str], Step] = {}
     for s in _all_steps(pt):
         if s.line and ((s.table, s.chain) not in first or s.line < first[(s.table, s.chain)].line):
             first[(s.table, s.chain)] = s
+    if pt.port.dataplane == "nftables":
+        from svcinspect.dataplane.nftables import explain as nft
+        out = []
+        for (table, chain), step in first.items():
+            key, extra = nft.role(ruleset, pt.port, table, chain)
+            out.append(Sentence(key, {"chain": chain, "table": table, "n": str(len(pt.port.endpoints)), **extra},
+                                (Citation.of(step),)))
+        out.sort(key=nft.rank)
+        return Section("section.chains", {"name": pt.port.display_name}, tuple(out))
     own = {v for k, v in pt.port.chains.items() if k != "sep" and isinstance(v, str)}
     seps = [c for c in pt.port.chains.get("sep", ()) or ()]
     out: list[Sentence] = []
@@ -221,8 +239,15 @@ def _way(sp: ServicePortRules, et: EntryTrace, sc: Scenario, ruleset: Ruleset | 
     if not sc.outcomes:
         return Section("section.way", title, tuple(out))
     rep = next((o for o in sc.outcomes if o.disposition is Disposition.DNAT), sc.outcomes[0])
-    journey = _journey(sp, sc, rep)
-    if sc.client == "localhost":  # before the masquerade that the sentences lead up to
+    if sp.dataplane == "nftables":
+        from svcinspect.dataplane.nftables import explain as nft
+        journey = nft.journey(sp, sc, rep, ruleset, Sentence, Citation)
+    else:
+        journey = _journey(sp, sc, rep)
+    no_localhost = ruleset is not None and not dataplane_of(ruleset).localhost_node_ports
+    if sc.client == "localhost" and no_localhost:
+        journey[0:0] = _localhost(ruleset, sp)  # said first: nothing below is a node port
+    elif sc.client == "localhost":  # before the masquerade that the sentences lead up to
         at = next((i for i, x in enumerate(journey) if x.key.startswith("post.")), len(journey))
         journey[at:at] = _localhost(ruleset, sp)
     out.extend(journey)
@@ -406,6 +431,8 @@ def _postrouting(steps: list[Step], o: Outcome, sc: Scenario) -> Sentence:
 
 
 def _localhost(ruleset: Ruleset | None, sp: ServicePortRules) -> list[Sentence]:
+    if ruleset is not None and not dataplane_of(ruleset).localhost_node_ports:
+        return [Sentence("localhost.not_served", {"mode": dataplane_of(ruleset).name}, general=True)]
     out = [Sentence("localhost.route_localnet", {}, general=True)]
     for line, text in _raw(ruleset, sp, "filter", "KUBE-FIREWALL"):
         if "127.0.0.0/8" in text and "DROP" in text:
@@ -418,7 +445,7 @@ def _raw(ruleset: Ruleset | None, sp: ServicePortRules, table: str, chain: str):
     if ruleset is None:
         return ()
     t = ruleset.table(table, sp.family)
-    if t is None:
+    if t is None or not hasattr(t, "raw_rules"):  # an iptables chain: another dataplane has none
         return ()
     return t.raw_rules(chain) or ()
 
@@ -461,6 +488,10 @@ def _result(sc: Scenario, rep: Outcome) -> list[Sentence]:
 
 def _changes(pt: PortTrace, ruleset: Ruleset | None) -> Section:
     sp = pt.port
+    if sp.dataplane == "nftables":
+        from svcinspect.dataplane.nftables import explain as nft
+        return Section("section.changes", {"name": sp.display_name}, tuple(nft.changes(sp, ruleset, Sentence,
+                                                                                       Citation)))
     out: list[Sentence] = []
     svc = sp.chains.get("svc")
     # Session affinity.

@@ -217,6 +217,105 @@ EN: dict[str, str] = {
     "cite.general": "kube-proxy or kernel behaviour: no rule in the input shows it",
     "cite.assumed": "assumed {table} {chain} hook, not in the input",
     "warnings": "Warnings:",
+    # nftables mode: sets and maps
+    "nft.set.cluster-ips": "@cluster-ips (set) holds every cluster IP of this family; kube-proxy uses it to mark "
+                           "traffic to a cluster IP from outside the pod network for masquerading.",
+    "nft.set.nodeport-ips": "@nodeport-ips (set) holds the node addresses on which node ports answer "
+                            "(--nodeport-addresses; the node IP by default).",
+    "nft.set.service-ips": "@service-ips (verdict map) is the dispatcher: one element per Service address, protocol "
+                           "and port, each going to that Service port's chain.",
+    "nft.set.service-nodeports": "@service-nodeports (verdict map) has one element per node port (protocol . port), "
+                                 "each going to that Service port's external chain.",
+    "nft.set.no-endpoint-services": "@no-endpoint-services (verdict map) rejects or drops connections to Service "
+                                    "addresses whose port has no (local) endpoints.",
+    "nft.set.no-endpoint-nodeports": "@no-endpoint-nodeports (verdict map) does the same for node ports.",
+    "nft.set.firewall-ips": "@firewall-ips (verdict map) sends load-balancer IPs with loadBalancerSourceRanges to "
+                            "their firewall chain.",
+    "nft.set.hairpin-connections": "@hairpin-connections (set) lists endpoint-to-itself pairs; the masquerading "
+                                   "chain masquerades a pod that reaches itself through its Service.",
+    "nft.set.affinity": "{chain} (set) remembers, with a timeout, the clients that reached one endpoint: session "
+                        "affinity.",
+    # nftables mode: chains
+    "nft.chain.hook": "{chain} is a base chain: kube-proxy hooks it into the kernel at {type} {hook}, priority "
+                      "{priority}, and jumps from it to its own chains.",
+    "nft.chain.services": "services (nat) looks the packet up in @service-ips (destination address, protocol and "
+                          "port) and, for the node's own addresses in @nodeport-ips, in @service-nodeports, and goes "
+                          "to the Service port's chain it finds.",
+    "nft.chain.service": "{chain} is this Service port's own chain (cluster policy): it marks traffic from outside "
+                         "the pod network for masquerading and picks one of the {n} endpoints.",
+    "nft.chain.local": "{chain} is the local-policy chain: it picks only among the endpoints on this node.",
+    "nft.chain.external": "{chain} handles traffic that arrives other than through the cluster IP (node port, "
+                          "external or load-balancer IP) and applies externalTrafficPolicy.",
+    "nft.chain.endpoint": "{chain} is one endpoint's chain: it rewrites the destination to that endpoint (and, with "
+                          "affinity, remembers the client).",
+    "nft.chain.firewall": "{chain} checks loadBalancerSourceRanges: sources outside the ranges are dropped.",
+    "nft.chain.masquerading": "masquerading (nat) masquerades packets that carry kube-proxy's mark 0x4000 (and "
+                              "hairpin connections), clearing the mark.",
+    "nft.chain.mark-for-masquerade": "mark-for-masquerade (nat) only sets bit 0x4000 of the packet's mark: "
+                                     "\"masquerade me later\".",
+    "nft.chain.firewall-check": "firewall-check (filter) sends load-balancer traffic to @firewall-ips before DNAT.",
+    "nft.chain.cluster-ips-check": "cluster-ips-check (filter) rejects connections to a cluster IP on a port the "
+                                   "Service does not have, and drops traffic to unallocated service-CIDR addresses.",
+    "nft.chain.service-endpoints-check": "service-endpoints-check (filter) sends new connections to Service "
+                                         "addresses through @no-endpoint-services.",
+    "nft.chain.nodeport-endpoints-check": "nodeport-endpoints-check (filter) sends new connections to node ports "
+                                          "through @no-endpoint-nodeports.",
+    "nft.chain.endpoints-check": "endpoints-check (filter) rejects or drops new connections to Service ports without "
+                                 "endpoints (@no-endpoint-services, @no-endpoint-nodeports).",
+    "nft.chain.reject-chain": "reject-chain (filter) rejects the connection, so the client gets an error at once.",
+    "nft.chain.nodeports": "nodeports (nat) dispatches node ports through @service-nodeports.",
+    # nftables mode: a way in
+    "nft.step.hook": "{chain} (the nat {hook} hook) sends it to {target}, as it does every packet.",
+    "nft.step.no_dispatch": "No element of @service-ips or @service-nodeports matches {dst}/{proto}: kube-proxy "
+                            "wrote nothing for it here, so the packet is not a Service connection in these rules.",
+    "nft.step.dispatch": "In services, @service-ips has an element for destination {dst}/{proto}: it goes to "
+                         "{target}.",
+    "nft.step.nodeport": "The destination {dst} is in @nodeport-ips, so services looks up {proto} port {port} in "
+                         "@service-nodeports: it goes to {target}.",
+    "nft.step.no_endpoints": "This Service port has no endpoints: the no-endpoint map sends {dst}/{proto} to "
+                             "{target}.",
+    "nft.step.affinity_hit": "If this client is in {chain}'s affinity set (it connected recently), it goes straight "
+                             "back to {target}.",
+    "nft.step.dnat": "Say the draw gives {after}: {chain} rewrites the destination {before} to {after} (DNAT). From "
+                     "here on every chain sees the endpoint's address.",
+    "nft.step.elements": "The rules looked these elements up.",
+    "nft.filter.pass": "In {base} (the {hook} hook), kube-proxy's checks ({checks}) have nothing against a new "
+                       "connection to {dst}, so it goes on.",
+    "nft.post.masq": "In nat-postrouting, the masquerading chain sees the mark, clears it, and masquerades: the "
+                     "source {src} becomes {snat}, the node's own address.",
+    "nft.post.masq_same": "In nat-postrouting, the masquerading chain sees the mark, clears it, and masquerades: the "
+                          "source becomes the address of the interface the packet leaves by, here {snat}, which it "
+                          "already was.",
+    "nft.post.no_mark": "In nat-postrouting, the masquerading chain leaves the packet alone, because it has no mark: "
+                        "the source {src} is kept.",
+    "nft.split.one": "{chain} has a single endpoint, {ep}: every new connection goes there.",
+    "nft.split.intro": "{chain} picks one of its {n} endpoints with numgen random mod {mod}: each number drawn is an "
+                       "element of the map in this rule, so each endpoint gets exactly its elements' share:",
+    "nft.split.share": "{ep} gets {share} ({pct}).",
+    "nft.change.affinity_off": "Session affinity is off. With sessionAffinity: ClientIP, kube-proxy would add one "
+                               "affinity set per endpoint (with a timeout), a rule sending a client found in it "
+                               "straight to that endpoint before the random choice, and an 'update' of the set in "
+                               "each endpoint's chain, so a client keeps its endpoint.",
+    "nft.change.no_endpoints": "If the Service lost all its endpoints, kube-proxy would remove its service- chains "
+                               "and put its addresses in @no-endpoint-services, so new connections are rejected at "
+                               "once, as it does here for another Service:",
+    "nft.filter.reject": "In {base} (the {hook} hook), {chain} rejects it (reached through {checks}).",
+    "nft.filter.drop": "In {base} (the {hook} hook), {chain} drops it (reached through {checks}).",
+    "nft.filter.accept": "In {base} (the {hook} hook), {chain} accepts it (reached through {checks}).",
+    "nft.step.no_dispatch_no_endpoints": "This Service port has no endpoints, so @service-ips and @service-nodeports "
+                                         "have no element for {dst}/{proto}: nat leaves the packet as it is, and "
+                                         "kube-proxy's filter chains decide.",
+    "nft.step.affinity_update": "{chain} remembers the client {src} in its affinity set (for {seconds} s), so its "
+                                "next connections come back to this endpoint.",
+    "localhost.not_served": "kube-proxy's {mode} mode serves no node port on 127.0.0.1 (localhost node ports exist "
+                            "only in iptables mode), so no rule rewrites this packet.",
+    "nft.change.no_endpoints_general": "If the Service lost all its endpoints, kube-proxy would remove its service- "
+                                       "chains and put its addresses in @no-endpoint-services, so new connections "
+                                       "are rejected at once.",
+    "nft.change.external_cluster": "externalTrafficPolicy is Cluster (this rule masquerades everything arriving from "
+                                   "outside). With Local, kube-proxy would add a local- chain with only this node's "
+                                   "endpoints, masquerade nothing from outside, and drop the traffic on a node "
+                                   "without a local endpoint.",
 }
 
 ZH: dict[str, str] = {
@@ -389,6 +488,65 @@ ZH: dict[str, str] = {
     "cite.general": "kube-proxy 或内核的行为：输入的规则中看不到",
     "cite.assumed": "假定的 {table} 表 {chain} 链挂接规则，输入中没有",
     "warnings": "警告：",
+    "nft.set.cluster-ips": "@cluster-ips（集合）包含本地址族的所有集群 IP；kube-proxy 用它给从 Pod 网络之外访问集群 IP 的流量打上伪装标记。",
+    "nft.set.nodeport-ips": "@nodeport-ips（集合）包含节点端口生效的节点地址（--nodeport-addresses，默认是节点 IP）。",
+    "nft.set.service-ips": "@service-ips（判决映射）是分发器：每个 Service 地址、协议和端口一个元素，各自转到该 Service 端口的链。",
+    "nft.set.service-nodeports": "@service-nodeports（判决映射）每个节点端口（协议 . 端口）一个元素，各自转到该 Service 端口的 external 链。",
+    "nft.set.no-endpoint-services": "@no-endpoint-services（判决映射）拒绝或丢弃发往没有（本地）端点的 Service 地址的连接。",
+    "nft.set.no-endpoint-nodeports": "@no-endpoint-nodeports（判决映射）对节点端口做同样的事。",
+    "nft.set.firewall-ips": "@firewall-ips（判决映射）把设置了 loadBalancerSourceRanges 的负载均衡 IP 转到它们的 firewall 链。",
+    "nft.set.hairpin-connections": "@hairpin-connections（集合）列出端点访问自身的地址对；masquerading 链对经由自身 Service 访问自己的 Pod 做伪装。",
+    "nft.set.affinity": "{chain}（集合）带超时地记住访问过某个端点的客户端：会话亲和性。",
+    "nft.chain.hook": "{chain} 是基础链：kube-proxy 把它挂在内核的 {type} {hook} 钩子上，优先级 {priority}，并从这里跳转到自己的链。",
+    "nft.chain.services": "services（nat）在 @service-ips 中查找数据包（目标地址、协议和端口），对于 @nodeport-ips 中的节点自身地址则在 "
+                          "@service-nodeports 中查找，然后转到找到的 Service 端口的链。",
+    "nft.chain.service": "{chain} 是这个 Service 端口自己的链（集群策略）：它给来自 Pod 网络之外的流量打上伪装标记，并在 {n} 个端点中挑选一个。",
+    "nft.chain.local": "{chain} 是本地策略链：它只在本节点上的端点中挑选。",
+    "nft.chain.external": "{chain} 处理不是经由集群 IP 到达的流量（节点端口、外部 IP 或负载均衡 IP），并执行 externalTrafficPolicy。",
+    "nft.chain.endpoint": "{chain} 是单个端点的链：它把目标地址改写为该端点（有亲和性时还会记住客户端）。",
+    "nft.chain.firewall": "{chain} 检查 loadBalancerSourceRanges：范围之外的源地址被丢弃。",
+    "nft.chain.masquerading": "masquerading（nat）对带有 kube-proxy 标记 0x4000 的数据包（以及回环连接）做伪装，并清除标记。",
+    "nft.chain.mark-for-masquerade": "mark-for-masquerade（nat）只设置数据包标记的 0x4000 位：“稍后给我做伪装”。",
+    "nft.chain.firewall-check": "firewall-check（filter）在 DNAT 之前把负载均衡流量送到 @firewall-ips。",
+    "nft.chain.cluster-ips-check": "cluster-ips-check（filter）拒绝发往集群 IP 上 Service 没有的端口的连接，并丢弃发往未分配的 Service 网段地址的流量。",
+    "nft.chain.service-endpoints-check": "service-endpoints-check（filter）让发往 Service 地址的新连接经过 @no-endpoint-services。",
+    "nft.chain.nodeport-endpoints-check": "nodeport-endpoints-check（filter）让发往节点端口的新连接经过 @no-endpoint-nodeports。",
+    "nft.chain.endpoints-check": "endpoints-check（filter）拒绝或丢弃发往没有端点的 Service "
+                                 "端口的新连接（@no-endpoint-services、@no-endpoint-nodeports）。",
+    "nft.chain.reject-chain": "reject-chain（filter）拒绝连接，客户端立即得到错误。",
+    "nft.chain.nodeports": "nodeports（nat）通过 @service-nodeports 分发节点端口。",
+    "nft.step.hook": "{chain}（nat 的 {hook} 钩子）把它送到 {target}，对每个数据包都是如此。",
+    "nft.step.no_dispatch": "@service-ips 和 @service-nodeports 中没有元素匹配 {dst}/{proto}：kube-proxy "
+                            "在这里没有为它写任何规则，所以在这些规则里它不是 Service 连接。",
+    "nft.step.dispatch": "在 services 中，@service-ips 有目标 {dst}/{proto} 的元素：它转到 {target}。",
+    "nft.step.nodeport": "目标 {dst} 在 @nodeport-ips 中，所以 services 在 @service-nodeports 中查找 {proto} 端口 {port}：它转到 "
+                         "{target}。",
+    "nft.step.no_endpoints": "这个 Service 端口没有端点：无端点映射把 {dst}/{proto} 送到 {target}。",
+    "nft.step.affinity_hit": "如果这个客户端在 {chain} 的亲和性集合中（最近连接过），它直接回到 {target}。",
+    "nft.step.dnat": "假设抽到 {after}：{chain} 把目标 {before} 改写为 {after}（DNAT）。此后每条链看到的都是端点的地址。",
+    "nft.step.elements": "规则查找了这些元素。",
+    "nft.filter.pass": "在 {base}（{hook} 钩子）中，kube-proxy 的检查（{checks}）对发往 {dst} 的新连接没有限制，所以它继续前进。",
+    "nft.post.masq": "在 nat-postrouting 中，masquerading 链看到标记，清除它并做伪装：源地址 {src} 变为本节点自己的地址 {snat}。",
+    "nft.post.masq_same": "在 nat-postrouting 中，masquerading 链看到标记，清除它并做伪装：源地址变为数据包离开时所经接口的地址，这里是 {snat}，本来就是它。",
+    "nft.post.no_mark": "在 nat-postrouting 中，masquerading 链不改动这个数据包，因为它没有标记：源地址 {src} 保持不变。",
+    "nft.split.one": "{chain} 只有一个端点 {ep}：每个新连接都去那里。",
+    "nft.split.intro": "{chain} 用 numgen random mod {mod} 在 {n} 个端点中挑选一个：抽到的每个数字都是这条规则中映射的一个元素，所以每个端点恰好得到其元素所占的份额：",
+    "nft.split.share": "{ep} 得到 {share}（{pct}）。",
+    "nft.change.affinity_off": "会话亲和性是关闭的。若设置 sessionAffinity: ClientIP，kube-proxy "
+                               "会为每个端点添加一个亲和性集合（带超时）、一条在随机选择之前把集合中的客户端直接送到该端点的规则，并在每个端点的链中 'update' 该集合，让客户端保持同一个端点。",
+    "nft.change.no_endpoints": "如果这个 Service 失去了所有端点，kube-proxy 会删除它的 service- 链，把它的地址放进 "
+                               "@no-endpoint-services，新连接会被立即拒绝，就像这里对另一个 Service 所做的那样：",
+    "nft.filter.reject": "在 {base}（{hook} 钩子）中，{chain} 拒绝它（经由 {checks} 到达）。",
+    "nft.filter.drop": "在 {base}（{hook} 钩子）中，{chain} 丢弃它（经由 {checks} 到达）。",
+    "nft.filter.accept": "在 {base}（{hook} 钩子）中，{chain} 接受它（经由 {checks} 到达）。",
+    "nft.step.no_dispatch_no_endpoints": "这个 Service 端口没有端点，所以 @service-ips 和 @service-nodeports 中没有 {dst}/{proto} "
+                                         "的元素：nat 不改动数据包，由 kube-proxy 的 filter 链决定。",
+    "nft.step.affinity_update": "{chain} 把客户端 {src} 记入它的亲和性集合（{seconds} 秒），之后它的连接会回到这个端点。",
+    "localhost.not_served": "kube-proxy 的 {mode} 模式不在 127.0.0.1 上提供节点端口（本地回环节点端口只存在于 iptables 模式），所以没有规则改写这个数据包。",
+    "nft.change.no_endpoints_general": "如果这个 Service 失去了所有端点，kube-proxy 会删除它的 service- 链，把它的地址放进 "
+                                       "@no-endpoint-services，新连接会被立即拒绝。",
+    "nft.change.external_cluster": "externalTrafficPolicy 为 Cluster（这条规则对所有来自外部的流量做伪装）。如果改为 Local，kube-proxy "
+                                   "会增加一条只含本节点端点的 local- 链，不再伪装外部流量，并在没有本地端点的节点上丢弃这些流量。",
 }
 
 CATALOGS = {"en": EN, "zh": ZH}
