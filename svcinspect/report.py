@@ -15,7 +15,7 @@ from svcinspect.simulate import Environment
 from svcinspect.explain import Explanation, explain_trace
 from svcinspect.model.netfilter import Ruleset
 from svcinspect.model.service import ServicePortRules
-from svcinspect.dataplane.iptables.services import build_service_ports
+from svcinspect.dataplane import dataplane_of
 from svcinspect.trace import ServiceTrace, trace_service
 
 
@@ -57,7 +57,7 @@ def build_report(ruleset: Ruleset, state=None, node: str | None = None, env: Env
     from svcinspect.graph import build_graph
     from svcinspect.render.dot import render_dot
 
-    ports = [p for p in build_service_ports(ruleset)
+    ports = [p for p in dataplane_of(ruleset).build_service_ports(ruleset)
              if not namespace or (p.name or "").startswith(namespace + "/")]
     objects = None
     if state is not None:
@@ -83,13 +83,22 @@ def build_report(ruleset: Ruleset, state=None, node: str | None = None, env: Env
     if state is not None:
         from svcinspect.check import check_rules
         check = check_rules(ruleset, state, node, namespace)
-    tables = tuple(TableSummary(int(t.family), t.name, len(t.chains), sum(len(t.raw_rules(c) or ()) for c in t.chains))
-                   for t in ruleset.tables)
+    tables = tuple(_table_summary(t) for t in ruleset.tables)
     return Report(tuple(ruleset.origin), tables, _completeness(ruleset, ports, state, node), tuple(ports), objects,
                   tuple(details), max(0, len(names) - max_services), check, node, tuple(_diagnostics(ruleset)))
 
 
+def _table_summary(t) -> TableSummary:
+    if hasattr(t, "raw_rules"):  # an iptables table
+        return TableSummary(int(t.family), t.name, len(t.chains), sum(len(t.raw_rules(c) or ()) for c in t.chains))
+    fam = t.address_family  # an nft table: "ip kube-proxy"
+    return TableSummary(int(fam) if fam is not None else 0, f"{t.family} {t.name}", len(t.chains),
+                        sum(len(c.rules) for c in t.chains.values()))
+
+
 def _completeness(ruleset: Ruleset, ports, state, node) -> tuple[str, ...]:
+    if dataplane_of(ruleset).name == "nftables":
+        return _completeness_nft(ruleset, ports, state, node)
     out = []
     fams = sorted({int(t.family) for t in ruleset.tables})
     for fam in (4, 6):
@@ -104,18 +113,37 @@ def _completeness(ruleset: Ruleset, ports, state, node) -> tuple[str, ...]:
                        f"input, or an excerpt): the hooks are simulated")
     if not any(t.name == "filter" for t in ruleset.tables):
         out.append("no filter table: REJECT/DROP for Services without endpoints cannot be seen")
+    out.extend(_objects_completeness(state, node, ports))
+    return tuple(out)
+
+
+def _completeness_nft(ruleset, ports, state, node) -> tuple[str, ...]:
+    from svcinspect.completeness import assess_input
+    out = list(assess_input(ruleset).reasons)
+    for fam in (4, 6):
+        if fam not in {int(f) for f in ruleset.families}:
+            out.append(f"no {'ip' if fam == 4 else 'ip6'} kube-proxy table in the input: IPv{fam} Services cannot "
+                       f"be seen")
+    out.extend(_objects_completeness(state, node, ports))
+    return tuple(out)
+
+
+def _objects_completeness(state, node, ports) -> list[str]:
+    out = []
     if state is None:
         out.append("no Kubernetes objects given (--objects or the API): pods, nodes and check findings are unknown")
     elif not node:
         out.append("no --node given: Local traffic policies and topology cannot be compared with the objects")
     if not ports:
         out.append("no kube-proxy service ports found in the rules")
-    return tuple(out)
+    return out
 
 
 def _diagnostics(ruleset: Ruleset) -> list[Diagnostic]:
     out = list(ruleset.diagnostics)
     for t in ruleset.tables:
+        if not hasattr(t, "decoded_chains"):  # nft tables decode everything when read
+            continue
         for ch in t.decoded_chains():
             if ch.rules.decoded:
                 for r in ch.rules:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IPT
+from conftest import IPT, KP
 
 RULES = ["--rules", str(IPT / "iptables-save.txt"), "--rules", str(IPT / "ip6tables-save.txt")]
 OBJECTS = ["--objects", str(IPT / "objects.json"), "--node", "node-a"]
@@ -275,3 +275,19 @@ def test_max_services_limits_the_details_not_the_table(tmp_path, cli):
     assert len([a for t, a in page.tags if t == "section"]) == 3
     assert page.rows == ports + 1
     assert f"{len(names) - 3} more Service(s)" in out.read_text()
+
+
+def test_an_nftables_node_gets_the_same_page(tmp_path, cli):
+    nft = KP / "nftables"
+    out = tmp_path / "nft.html"
+    r = cli("report", "--rules", str(nft / "nft-list-ruleset.txt"), "--objects", str(nft / "objects.json"),
+            "--node", "node-a", "--out", str(out))
+    assert r.code == 0, r.err
+    text = out.read_text()
+    page = parse(out)
+    ports = json.loads(cli("services", "--rules", str(nft / "nft-list-ruleset.txt"), "-o", "json").out)["services"]
+    assert page.rows == len(ports) + 1
+    assert "ip kube-proxy" in text and "ip6 kube-proxy" in text  # the input table, by nft table
+    assert "No findings. The rules match the objects." in text
+    assert "numgen random mod 3" in text and "no node port on 127.0.0.1" in text  # explanations in nft terms
+    assert "KUBE-SERVICES" not in text
