@@ -27,7 +27,8 @@ from svcinspect.dataplane.iptables.kubeproxy import ChainKind, chain_hash, class
 from svcinspect.model.kube import ClusterState
 from svcinspect.model.netfilter import Family, Ruleset
 from svcinspect.model.service import EntryKind, EntryPoint, ServicePortRules
-from svcinspect.dataplane.iptables.services import IPVS_LEFTOVER, build_service_ports
+from svcinspect.dataplane import build_service_ports
+from svcinspect.dataplane.iptables.services import IPVS_LEFTOVER
 
 # Findings that rest on something being absent from the whole dump.
 WHOLE_DUMP_CODES = frozenset({"missing-hook", "dangling-jump", "orphan-chain", "no-kube-services",

@@ -537,7 +537,7 @@ def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: Ob
     """List every service port the rules implement: addresses, ports, endpoints
     with their exact share, affinity, and the chains behind them (with objects:
     pod names and endpoint conditions too)."""
-    from svcinspect.dataplane.iptables.services import build_service_ports
+    from svcinspect.dataplane import build_service_ports
 
     from svcinspect.completeness import assess_input, render_input_text
 
@@ -614,7 +614,7 @@ def _environment(node_ips, cluster_cidrs):
 def packet(src, dst, dport, proto, hook, node_ips, cluster_cidrs, output, **source) -> None:
     """Simulate the first packet of a connection through nat and filter, with
     every possible outcome, its exact probability and the rules on its way."""
-    from svcinspect.dataplane.iptables.evaluate import simulate
+    from svcinspect.dataplane import simulate
     from svcinspect.model.flow import Hook, Packet
     from svcinspect.model.netfilter import Family
 
@@ -1015,7 +1015,7 @@ def balance(service, all_ports, namespace, rules, strict, conntrack_path, no_con
     from svcinspect.balance import Verdict, balance_ports
     from svcinspect.errors import EXIT_FINDINGS
     from svcinspect.render.balance import balance_json, render_balance_text
-    from svcinspect.dataplane.iptables.services import build_service_ports, select_service_ports
+    from svcinspect.dataplane import build_service_ports, select_service_ports
     from svcinspect.sources.conntrack import load_conntrack_file, read_live_conntrack
 
     if (service is None) == (not all_ports):

@@ -675,7 +675,7 @@ def normalize_rule(text: str, drop_comment: bool = True) -> str:
 
 def iptables_side(ruleset: Ruleset, label: str) -> Side:
     """The :class:`Side` of an iptables-mode ruleset (files or the live node)."""
-    from svcinspect.dataplane.iptables.services import build_service_ports
+    from svcinspect.dataplane import build_service_ports
 
     ports = tuple(build_service_ports(ruleset))
     facts = iptables_node_facts(ruleset, ports)

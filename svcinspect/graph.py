@@ -21,7 +21,7 @@ from svcinspect.dataplane.iptables.kubeproxy import ChainKind, chain_hash, class
 from svcinspect.model.netfilter import BUILTIN_CHAINS, Family, Ruleset, Table
 from svcinspect.dataplane.iptables.parse import KNOWN_TARGETS, raw_comment, raw_target
 from svcinspect.model.service import ServicePortRules
-from svcinspect.dataplane.iptables.services import select_service_ports as _select
+from svcinspect.dataplane import select_service_ports as _select
 
 # Chains kube-proxy and kubelet create on purpose with nothing jumping to them.
 UNREFERENCED_OK = frozenset({"KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"})

@@ -24,7 +24,7 @@ from svcinspect.model.flow import Disposition, Hook, Outcome, Packet, Step
 from svcinspect.model.netfilter import Family, Ruleset
 from svcinspect.dataplane.iptables.parse import raw_target
 from svcinspect.model.service import EntryKind, EntryPoint, ServicePortRules
-from svcinspect.dataplane.iptables.services import select_service_ports
+from svcinspect.dataplane import select_service_ports
 
 # How the nftables evaluator names a step that sets kube-proxy's masquerade mark.
 MARK_FOR_MASQUERADE = "mark for masquerade"

@@ -16,7 +16,7 @@ from svcinspect.balance import (ALPHA, Verdict, balance_port, chi2_sf, chi_squar
 from svcinspect.errors import ParseError
 from svcinspect.parse.conntrack import parse_conntrack
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
-from svcinspect.dataplane.iptables.services import select_service_ports
+from svcinspect.dataplane import select_service_ports
 
 COUNTERS = IPT / "iptables-save-counters.txt"
 

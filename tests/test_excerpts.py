@@ -20,10 +20,10 @@ from svcinspect.check import check_rules
 from svcinspect.completeness import assess_input
 from svcinspect.errors import Severity
 from svcinspect.simulate import Environment
-from svcinspect.dataplane.iptables.evaluate import simulate
+from svcinspect.dataplane import simulate
 from svcinspect.model.flow import Disposition, Hook, Packet
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
-from svcinspect.dataplane.iptables.services import build_service_ports
+from svcinspect.dataplane import build_service_ports
 
 EX = FIXTURES / "excerpts"
 HW = {"10.244.1.10:8080", "10.244.1.11:8080", "10.244.2.10:8080"}

@@ -15,7 +15,7 @@ from fractions import Fraction
 from conftest import IPT, ROOT
 from svcinspect.dataplane.iptables import evaluate
 from svcinspect.simulate import Environment
-from svcinspect.dataplane.iptables.evaluate import simulate
+from svcinspect.dataplane import simulate
 from svcinspect.model.flow import Disposition, Packet
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
 

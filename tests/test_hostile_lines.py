@@ -11,7 +11,7 @@ import pytest
 
 from conftest import IPT
 from svcinspect.simulate import Environment
-from svcinspect.dataplane.iptables.evaluate import simulate
+from svcinspect.dataplane import simulate
 from svcinspect.model.flow import Disposition, Packet
 from svcinspect.dataplane.iptables.parse import parse_iptables_save, raw_comment
 from svcinspect.dataplane.iptables.index import index_iptables_save

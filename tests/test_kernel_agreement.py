@@ -31,7 +31,7 @@ import pytest
 
 from conftest import IPT, NetNS, netns_unavailable_reason
 from svcinspect.simulate import Environment
-from svcinspect.dataplane.iptables.evaluate import simulate
+from svcinspect.dataplane import simulate
 from svcinspect.model.flow import Disposition, Hook, Packet
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
 

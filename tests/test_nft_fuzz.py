@@ -17,7 +17,7 @@ from svcinspect.dataplane.nftables.render import render_ruleset
 from svcinspect.dataplane.nftables.services import build_service_ports
 from svcinspect.errors import ParseError
 from svcinspect.simulate import Environment
-from svcinspect.dataplane.iptables.evaluate import simulate
+from svcinspect.dataplane import simulate
 from svcinspect.model.flow import Packet
 from svcinspect.trace import conditions
 

@@ -26,7 +26,7 @@ from conftest import FIXTURES, netns_unavailable_reason, tries_to_see_every_endp
 from svcinspect.dataplane.nftables.parse import parse_nft
 from svcinspect.dataplane.nftables.services import build_service_ports
 from svcinspect.simulate import Environment
-from svcinspect.dataplane.iptables.evaluate import simulate
+from svcinspect.dataplane import simulate
 from svcinspect.model.flow import Hook, Packet
 
 pytestmark = pytest.mark.skipif(netns_unavailable_reason() is not None, reason=netns_unavailable_reason() or "")

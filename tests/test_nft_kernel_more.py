@@ -27,7 +27,7 @@ import pytest
 from conftest import FIXTURES, netns_unavailable_reason, tries_to_see_every_endpoint
 from svcinspect.dataplane.nftables.parse import parse_nft
 from svcinspect.simulate import Environment
-from svcinspect.dataplane.iptables.evaluate import simulate
+from svcinspect.dataplane import simulate
 from svcinspect.model.flow import Hook, Packet
 
 pytestmark = pytest.mark.skipif(netns_unavailable_reason() is not None, reason=netns_unavailable_reason() or "")

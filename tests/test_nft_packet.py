@@ -20,7 +20,7 @@ from conftest import FIXTURES
 from svcinspect.dataplane.nftables.evaluate import LOCALHOST_NOTE, NftEvaluator
 from svcinspect.dataplane.nftables.parse import parse_nft
 from svcinspect.simulate import Environment
-from svcinspect.dataplane.iptables.evaluate import simulate
+from svcinspect.dataplane import simulate
 from svcinspect.model.flow import Hook, Packet
 from svcinspect.model.netfilter import Family
 from test_packet import CASES, HW, NODE, OUTSIDE, POD, PacketCase, _check, _run

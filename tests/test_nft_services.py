@@ -64,7 +64,7 @@ def ipt_docs(cli_module):
 @pytest.fixture(scope="module")
 def cli_module():
     from svcinspect.dataplane.iptables.parse import parse_dumps
-    from svcinspect.dataplane.iptables.services import build_service_ports as ipt_build
+    from svcinspect.dataplane import build_service_ports as ipt_build
     from svcinspect.sources.files import read_text
 
     rs = parse_dumps([read_text(str(IPT / "iptables-save.txt")), read_text(str(IPT / "ip6tables-save.txt"))])

@@ -14,7 +14,7 @@ from svcinspect.simulate import Environment
 from svcinspect.dataplane.iptables.parse import parse_dumps
 from svcinspect.render.json import trace_json
 from svcinspect.render.text import render_trace
-from svcinspect.dataplane.iptables.services import build_service_ports
+from svcinspect.dataplane import build_service_ports
 from svcinspect.sources.files import read_text
 from svcinspect.trace import trace_service
 

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import IPT, WILD
 from svcinspect.simulate import Environment
-from svcinspect.dataplane.iptables.evaluate import simulate
+from svcinspect.dataplane import simulate
 from svcinspect.model.flow import Disposition, Hook, Packet
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
 

@@ -7,7 +7,7 @@ from conftest import IPT, WILD
 from svcinspect.errors import ParseError
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
 from svcinspect.render.iptables import render_ruleset
-from svcinspect.dataplane.iptables.services import build_service_ports
+from svcinspect.dataplane import build_service_ports
 
 REAL = (IPT / "iptables-save.txt").read_text().splitlines()
 WILD_LINES = [ln for p in sorted(WILD.glob("*.rules")) for ln in p.read_text().splitlines()]

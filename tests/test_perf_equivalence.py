@@ -139,7 +139,7 @@ def test_the_fast_paths_are_taken(cli):
     dump the bulk readers answer for every cascade and endpoint chain."""
     from svcinspect.dataplane.iptables import bulk
     from svcinspect.dataplane.iptables.parse import parse_iptables_save
-    from svcinspect.dataplane.iptables.services import build_service_ports
+    from svcinspect.dataplane import build_service_ports
 
     rs = parse_iptables_save((IPT / "iptables-save.txt").read_text(), "x")
     nat = rs.table("nat")
@@ -174,7 +174,7 @@ def test_the_json_encoder_is_fast_for_our_documents():
     """orjson (when installed) writes the services document itself, not the fallback."""
     from svcinspect.render import json as rj
     from svcinspect.dataplane.iptables.parse import parse_iptables_save
-    from svcinspect.dataplane.iptables.services import build_service_ports
+    from svcinspect.dataplane import build_service_ports
 
     if rj.orjson is None:
         pytest.skip("orjson is not installed: the standard library encoder is the only path")

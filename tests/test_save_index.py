@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from conftest import FIXTURES, IPT, KP, WILD
 from svcinspect.simulate import Environment
-from svcinspect.dataplane.iptables.evaluate import simulate
+from svcinspect.dataplane import simulate
 from svcinspect.model.flow import Hook, Packet
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
 from svcinspect.dataplane.iptables.index import analyse_indexed, confirm_lookups, index_dumps, index_iptables_save

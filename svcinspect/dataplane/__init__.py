@@ -49,3 +49,23 @@ def dataplane_name(ruleset: Any) -> str:
 
 def dataplane_of(ruleset: Any) -> Dataplane:
     return _REGISTRY[dataplane_name(ruleset)]()
+
+
+# --- what the analyses call: the ruleset's own dataplane answers ------------------
+
+def build_service_ports(ruleset: Any, only=None) -> list:
+    """Every service port the rules implement (the shared model), by the ruleset's dataplane."""
+    return dataplane_of(ruleset).build_service_ports(ruleset, only)
+
+
+def select_service_ports(ruleset: Any, query: str | None = None, namespace: str | None = None) -> list:
+    """The service ports ``query`` names (``ns/name[:port]``, a chain name or hash)."""
+    return dataplane_of(ruleset).select_service_ports(ruleset, query, namespace)
+
+
+def simulate(ruleset: Any, packet: Any, env: Any = None) -> Any:
+    """Run ``packet`` through the ruleset's tables of its address family, with the
+    evaluator of the ruleset's dataplane."""
+    from svcinspect.model.netfilter import Family
+    from svcinspect.simulate import Environment
+    return dataplane_of(ruleset).evaluator(ruleset, Family(packet.family), env or Environment()).simulate(packet)

@@ -18,7 +18,7 @@ from svcinspect.model.conntrack import ConntrackEntry
 from svcinspect.model.kube import ClusterState
 from svcinspect.model.netfilter import Family, Ruleset
 from svcinspect.model.service import ServicePortRules
-from svcinspect.dataplane.iptables.services import build_service_ports
+from svcinspect.dataplane import build_service_ports
 
 # (namespace, service, port, protocol, ip_family): a service port, as kube-state-metrics labels a Service
 PortLabels = tuple[str, str, str, str, str]

@@ -854,7 +854,5 @@ def _apply_mark(mark: int, target) -> int:
 
 
 def simulate(ruleset: Ruleset, packet: Packet, env: Environment = Environment()) -> Simulation:
-    """Run ``packet`` through the ruleset's tables of its address family (with
-    the evaluator of the ruleset's dataplane: iptables or nftables)."""
-    from svcinspect.dataplane import dataplane_of
-    return dataplane_of(ruleset).evaluator(ruleset, Family(packet.family), env).simulate(packet)
+    """Run ``packet`` through the iptables ruleset's tables of its address family."""
+    return Evaluator(ruleset, Family(packet.family), env).simulate(packet)

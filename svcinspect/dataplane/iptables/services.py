@@ -127,9 +127,6 @@ def build_service_ports(ruleset: Ruleset, only: Iterable[str] | None = None) -> 
 
     ``only``: restrict to these chain hashes (a trace of one service needs no more).
     """
-    if getattr(ruleset, "dataplane", "iptables") != "iptables":  # another dataplane's reader (svcinspect.dataplane)
-        from svcinspect.dataplane import dataplane_of
-        return dataplane_of(ruleset).build_service_ports(ruleset, only)
     wanted = set(only) if only is not None else None
     out: list[ServicePortRules] = []
     for family in ruleset.families:
@@ -622,9 +619,6 @@ def select_service_ports(ruleset: Ruleset, query: str | None = None,
     by recomputing its chain hash, and gets its name back. Raises
     UnknownServiceError with the closest names when nothing matches.
     """
-    if getattr(ruleset, "dataplane", "iptables") != "iptables":  # another dataplane's reader (svcinspect.dataplane)
-        from svcinspect.dataplane import dataplane_of
-        return dataplane_of(ruleset).select_service_ports(ruleset, query, namespace)
     if query is not None and "/" not in query and namespace and not _HASH_QUERY.fullmatch(query):
         query = f"{namespace}/{query}"
     if query is None:
