@@ -216,6 +216,7 @@ def _table_ports(t: NftTable, fam: Family) -> list[ServicePortRules]:
         acc.protocol = acc.protocol or str(parts[0])
         acc.entries.append(EntryPoint(EntryKind.NODE_PORT, None, int(parts[1]), str(parts[0]), target, "nat", e.line,
                                       e.text or _elem_text(e), note=np_note))
+    sole = _sole_addresses(t) if "cluster-ips" not in t.sets else {}
     for mapname, is_np in (("no-endpoint-services", False), ("no-endpoint-nodeports", True)):
         m = _set(t, mapname)
         for e in m.elements if m else ():
@@ -230,6 +231,12 @@ def _table_ports(t: NftTable, fam: Family) -> list[ServicePortRules]:
                 addr, proto, port = str(parts[0]), str(parts[1]), int(parts[2])
                 ekind = EntryKind.CLUSTER_IP if addr in cluster_ips else (
                     EntryKind.LOAD_BALANCER if (addr, proto, port) in firewalled else EntryKind.EXTERNAL_IP)
+                if sole.get(e.comment) == addr and ekind == EntryKind.EXTERNAL_IP:
+                    # 1.29 has no @cluster-ips set: a port without endpoints has no service-ips element
+                    # either, so only its no-endpoint-services elements name its addresses. Every service
+                    # port has one cluster IP per family: a sole address is it; with more, which one is
+                    # the cluster IP is unknown and they stay external IPs (with the note).
+                    ekind = EntryKind.CLUSTER_IP
             else:
                 continue
             acc = _acc(accs, port_base_of(e.comment, proto))
@@ -259,6 +266,25 @@ def _table_ports(t: NftTable, fam: Family) -> list[ServicePortRules]:
         if name is not None and name.prefix in ROLE:
             by_base.setdefault((name.prefix, name.base), cname)
     return [_finish(base, fam, acc, t, by_base) for base, acc in accs.items()]
+
+
+def _sole_addresses(t: NftTable) -> dict[str, str]:
+    """``ns/name:port`` -> its address, for the ports that @no-endpoint-services names
+    with exactly one address and @service-ips not at all (1.29, without @cluster-ips)."""
+    addrs: dict[str, set[str]] = {}
+    m = _set(t, "no-endpoint-services")
+    for e in m.elements if m else ():
+        parts = concat_parts(e.key)
+        if e.comment and len(parts) == 3:
+            addrs.setdefault(e.comment, set()).add(str(parts[0]))
+    served = set()
+    svc_ips = _set(t, "service-ips")
+    for e in svc_ips.elements if svc_ips else ():
+        _, target = verdict_target(e.value)
+        name = split_name(target) if target else None
+        if name is not None:
+            served.add(name.spn)
+    return {spn: next(iter(a)) for spn, a in addrs.items() if len(a) == 1 and spn not in served}
 
 
 def _elem_text(e) -> str:
