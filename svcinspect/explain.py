@@ -406,6 +406,8 @@ def _postrouting(steps: list[Step], o: Outcome, sc: Scenario) -> Sentence:
 
 
 def _localhost(ruleset: Ruleset | None, sp: ServicePortRules) -> list[Sentence]:
+    if sp.dataplane == "nftables":  # no route_localnet, no KUBE-FIREWALL: the outcome says it is not served
+        return []
     out = [Sentence("localhost.route_localnet", {}, general=True)]
     for line, text in _raw(ruleset, sp, "filter", "KUBE-FIREWALL"):
         if "127.0.0.0/8" in text and "DROP" in text:
@@ -420,6 +422,9 @@ def _raw(ruleset: Ruleset | None, sp: ServicePortRules, table: str, chain: str):
     t = ruleset.table(table, sp.family)
     if t is None:
         return ()
+    if not hasattr(t, "raw_rules"):  # an nftables table: its chains hold the rules with their lines
+        c = t.chains.get(chain) if hasattr(t, "chains") else None
+        return tuple((r.line, r.text) for r in c.rules) if c is not None else ()
     return t.raw_rules(chain) or ()
 
 

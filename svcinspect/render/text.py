@@ -277,7 +277,8 @@ def render_trace(tr, wide: bool = False) -> str:
         if chains:
             out.append("  chains: " + ", ".join(chains))
         known = {e.endpoint: e for e in pt.objects or ()}
-        for title, eps in (("endpoints (cluster policy, KUBE-SVC)", sp.endpoints),
+        svc_word = "service- chain" if sp.dataplane == "nftables" else "KUBE-SVC"
+        for title, eps in ((f"endpoints (cluster policy, {svc_word})", sp.endpoints),
                            ("endpoints (local policy, this node only)", sp.local_endpoints)):
             if eps:
                 out.append(f"  {title}:")
