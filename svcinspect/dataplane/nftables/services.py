@@ -446,6 +446,88 @@ def chain_endpoint(chain: NftChain) -> str | None:
     return None
 
 
+# --- which kube-proxy release wrote the table ----------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The kube-proxy layout generation a table was recognised as, and why.
+
+    ``generation``: ``"1.29"``, ``"1.30-1.33"``, ``"1.34-1.35"``, ``"1.36"``,
+    ``"1.36+"`` (1.36 or 1.37: they differ only for single-endpoint ports, and the
+    table has none to tell), ``"1.37+"``, or ``"unknown"`` (an excerpt without the
+    chains that tell)."""
+
+    generation: str
+    evidence: tuple[str, ...]
+
+    @property
+    def hairpin_set(self) -> bool:
+        """Hairpin traffic is masqueraded by @hairpin-connections (1.36+), not per endpoint."""
+        return self.generation in ("1.36", "1.36+", "1.37+")
+
+    @property
+    def cluster_ips_set(self) -> bool:
+        return self.generation not in ("1.29", "unknown")
+
+    def describe(self) -> str:
+        if self.generation == "unknown":
+            return "layout: not recognised (" + "; ".join(self.evidence) + ")"
+        return f"layout: kube-proxy {self.generation} (" + "; ".join(self.evidence) + ")"
+
+
+def recognise_layout(t: NftTable) -> Layout:
+    """Tell kube-proxy's nftables layout generations apart by the objects only some
+    of them write (docs/nftables.md, "kube-proxy's layouts, 1.29 to 1.37")."""
+    ev: list[str] = []
+    chains, sets = t.chains, t.sets
+    mark_chain = "mark-for-masquerade" in chains
+    one_rule_dnat = single_plain = single_map = False
+    for name, c in chains.items():
+        n = split_name(name)
+        if n is None or n.prefix not in ("service", "local"):
+            continue
+        for r in c.rules:
+            for x in r.exprs:
+                if isinstance(x, dict) and "dnat" in x:
+                    addr = (x["dnat"] or {}).get("addr")
+                    if isinstance(addr, dict) and "map" in addr:
+                        one_rule_dnat = True
+                        data = addr["map"].get("data")
+                        if isinstance(data, dict) and len(data.get("set", [])) == 1:
+                            single_map = True
+                    else:
+                        single_plain = True
+    if "hairpin-connections" in sets or (not mark_chain and one_rule_dnat):
+        if "hairpin-connections" in sets:
+            ev.append("@hairpin-connections set")
+        if not mark_chain:
+            ev.append("no mark-for-masquerade chain")
+        if single_plain:
+            ev.append("a single endpoint's plain dnat in its service- chain (#140723)")
+            return Layout("1.37+", tuple(ev))
+        if single_map:
+            ev.append("a single endpoint behind 'numgen random mod 1 map'")
+            return Layout("1.36", tuple(ev))
+        ev.append("no single-endpoint port to tell 1.36 from 1.37")
+        return Layout("1.36+", tuple(ev))
+    if "filter-prerouting-pre-dnat" in chains or "filter-output-pre-dnat" in chains:
+        ev.append("filter-prerouting-pre-dnat at dstnat - 10")
+        if mark_chain:
+            ev.append("mark-for-masquerade chain")
+        return Layout("1.34-1.35", tuple(ev))
+    if "filter-output-post-dnat" in chains or "cluster-ips-check" in chains or \
+            "service-endpoints-check" in chains or "cluster-ips" in sets:
+        ev += [f"{x}" for x in ("filter-output-post-dnat", "cluster-ips-check", "service-endpoints-check")
+               if x in chains]
+        ev += ["@cluster-ips set"] if "cluster-ips" in sets else []
+        if "filter-prerouting" in chains:
+            ev.append("filter-prerouting, no filter-*-pre-dnat")
+        return Layout("1.30-1.33", tuple(ev))
+    if "endpoints-check" in chains:
+        return Layout("1.29", ("one endpoints-check chain", "no @cluster-ips set, no cluster-ips-check"))
+    return Layout("unknown", ("none of the chains or sets that tell the generations apart is in the input",))
+
+
 # --- selecting ports by name ----------------------------------------------------------
 
 _CHAIN_QUERY = re.compile(r"^(?:service|local|external|firewall)-[A-Z2-7]{8}-(.+)$")
