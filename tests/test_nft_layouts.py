@@ -283,3 +283,45 @@ def test_trace_and_explain_speak_nft_not_iptables(cli, g):
         assert r.code == 0, (cmd, r.err)
         if cmd == "trace":
             assert "KUBE-" not in r.out, [ln for ln in r.out.splitlines() if "KUBE-" in ln]
+
+
+def test_services_table_lists_an_external_ip_once(cli):
+    # default/local-none's external IP is in @service-ips and in a @no-endpoint-services drop
+    for g in GENERATIONS:
+        row = next(ln for ln in cli("services", "--rules", rules(g)).out.splitlines() if "local-none" in ln)
+        assert row.count("203.0.113.70") == 1, (g, row)
+
+
+def _match_all_node_ports(tmp_path, g: str) -> str:
+    """``--nodeport-addresses`` matching every address: no @nodeport-ips, ``fib daddr type local``
+    in ``services`` and the localhost exclusion in ``nodeport-endpoints-check`` instead."""
+    import re
+    text = (LAYOUTS / f"nft-{g}.nft").read_text()
+    text = re.sub(r"\tset nodeport-ips \{.*?\n\t\}\n\n", "", text, flags=re.S)
+    text = text.replace("ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports",
+                        "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports")
+    text = text.replace("ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports",
+                        "ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports")
+    assert "@nodeport-ips" not in text
+    path = tmp_path / f"match-all-{g}.nft"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("g", ["1.34-1.35", "1.36"])
+def test_node_ports_on_every_local_address(cli, tmp_path, g):
+    path = _match_all_node_ports(tmp_path, g)
+    docs = {s["name"]: s for s in json.loads(cli("services", "--rules", path, "-o", "json").out)["services"]}
+    assert {n: d["nodePort"] for n, d in docs.items() if d["nodePort"]} == {
+        "default/local-np:http": 30100, "default/lb:http": 30200, "default/local-none:http": 30300}
+    for port, expect in ((30100, {"10.244.1.41:8080": False}), (30300, "drop")):
+        r = cli("packet", "--rules", path, "--src", OUTSIDE, "--dst", NODE, "--dport", str(port), "--node-ip", NODE,
+                "-o", "json")
+        assert packet_answer(json.loads(r.out)["outcomes"]) == expect, (g, port)
+    # another address of the node is a node-port address too; without --node-ip it is an "if"
+    r = cli("packet", "--rules", path, "--src", OUTSIDE, "--dst", "192.168.77.1", "--dport", "30100",
+            "--node-ip", NODE, "--node-ip", "192.168.77.1", "-o", "json")
+    assert packet_answer(json.loads(r.out)["outcomes"]) == {"10.244.1.41:8080": False}
+    r = cli("packet", "--rules", path, "--src", OUTSIDE, "--dst", NODE, "--dport", "30100", "-o", "json")
+    outs = json.loads(r.out)["outcomes"]
+    assert {o["disposition"] for o in outs} >= {"dnat", "none"} and all(o["assumptions"] for o in outs)

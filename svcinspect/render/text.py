@@ -110,6 +110,7 @@ def render_services(ports: list[ServicePortRules], objects=None, wide: bool = Fa
         cip = sp.cluster_ip
         ext = [f"ext {e.address}" for e in sp.entries_of(EntryKind.EXTERNAL_IP) if e.address]
         ext += [f"lb {e.address}" for e in sp.entries_of(EntryKind.LOAD_BALANCER) if e.address and e.table == "nat"]
+        ext = list(dict.fromkeys(ext))  # an address in nat and in a filter verdict (eTP=Local drop) once
         eps = endpoints_summary(sp.endpoints, sp)
         if not sp.local_complete:
             eps += "; local unknown"
