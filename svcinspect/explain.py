@@ -111,11 +111,11 @@ def _overview(pt: PortTrace) -> Section:
     out: list[Sentence] = []
     cip = sp.cluster_ip
     args = {"name": sp.display_name, "proto": sp.protocol or "tcp", "n": str(len(sp.endpoints))}
-    out.append(Sentence("overview.what", args, tuple(Citation(e.table, "KUBE-SERVICES" if e.table == "nat" else
-                                                              e.text.split()[1], e.line, e.text)
+    out.append(Sentence("overview.what", args, tuple(Citation(e.table, _entry_place(sp, e), e.line, e.text)
                                                      for e in sp.entries[:1])))
     for e in sp.entries:
-        cite = (Citation(e.table, e.text.split()[1] if e.text.startswith("-A ") else "", e.line, e.text),)
+        cite = (Citation(e.table, _entry_place(sp, e) if sp.dataplane == "nftables" else
+                         e.text.split()[1] if e.text.startswith("-A ") else "", e.line, e.text),)
         if e.kind == EntryKind.CLUSTER_IP and e.address:
             out.append(Sentence("overview.cluster_ip", {"addr": _hostport(e.address, e.port), "proto": e.protocol
                                                         or args["proto"]}, cite))
@@ -145,6 +145,18 @@ def _overview(pt: PortTrace) -> Section:
         out.append(Sentence("overview.no_endpoints", {"verdict": (rej[0].verdict or "").upper() if rej else ""},
                             tuple(Citation(e.table, e.text.split()[1], e.line, e.text) for e in rej)))
     return Section("section.overview", {"name": sp.display_name}, tuple(out))
+
+
+def _entry_place(sp: ServicePortRules, e) -> str:
+    """Where an entry point is written: its iptables chain, or its nft map."""
+    if sp.dataplane == "nftables":
+        np = e.kind == EntryKind.NODE_PORT
+        if e.table == "nat":
+            return "@service-nodeports" if np else "@service-ips"
+        if e.verdict in ("reject", "drop") and "goto firewall-" not in e.text:
+            return "@no-endpoint-nodeports" if np else "@no-endpoint-services"
+        return "@firewall-ips"
+    return "KUBE-SERVICES" if e.table == "nat" else e.text.split()[1]
 
 
 def _branch_cite(pt: PortTrace, sep: str, line: int) -> tuple[Citation, ...]:
@@ -186,7 +198,8 @@ def _chains(pt: PortTrace) -> Section:
         out.append(Sentence(key, {"chain": chain, "table": table, "own": "yes" if chain in own else "",
                                   "n": str(len(pt.port.endpoints))}, (Citation.of(step),)))
     if seps or sep_cites:
-        out.append(Sentence("chain.sep", {"chains": ", ".join(seps), "n": str(len(seps))}, tuple(sep_cites)))
+        out.append(Sentence("chain.sep.nft" if pt.port.dataplane == "nftables" else "chain.sep",
+                            {"chains": ", ".join(seps), "n": str(len(seps))}, tuple(sep_cites)))
     out.sort(key=lambda s: _chain_rank(s))
     return Section("section.chains", {"name": pt.port.display_name}, tuple(out))
 
@@ -381,7 +394,8 @@ def _other_dnats(sc: Scenario, shown: Step) -> list[Step]:
 
 
 def _filter(steps: list[Step], o: Outcome, sc: Scenario) -> Sentence:
-    hook = steps[0].chain if classify_chain(steps[0].chain) is ChainKind.BUILTIN else ""
+    hook = steps[0].chain if classify_chain(steps[0].chain) is ChainKind.BUILTIN or \
+        steps[0].chain.startswith("filter-") else ""  # an nft base chain: filter-forward, ...
     cites = tuple(Citation.of(s) for s in steps)
     last = steps[-1]
     if last.action == "ACCEPT" and classify_chain(last.chain) is ChainKind.FORWARD:
@@ -485,7 +499,8 @@ def _changes(pt: PortTrace, ruleset: Ruleset | None) -> Section:
     elif ext:
         cites = tuple(Citation("nat", ext, line, text) for line, text in _raw(ruleset, sp, "nat", ext)
                       if "KUBE-MARK-MASQ" in text)
-        out.append(Sentence("change.external_cluster", {"chain": ext}, cites))
+        out.append(Sentence("change.external_cluster" + (".nft" if sp.dataplane == "nftables" else ""),
+                            {"chain": ext}, cites))
     else:
         out.append(Sentence("change.internal_cluster", {}, general=True))
     # No endpoints.

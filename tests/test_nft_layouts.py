@@ -277,12 +277,16 @@ def test_pre_1_36_layout_in_add_commands_is_recognised_too(cli):
 # --- the wording of trace / explain on every generation -----------------------------------
 
 @pytest.mark.parametrize("g", GENERATIONS)
-def test_trace_and_explain_speak_nft_not_iptables(cli, g):
+@pytest.mark.parametrize("svc", ["default/local-np", "default/lb", "default/sticky", "default/empty"])
+def test_trace_and_explain_speak_nft_not_iptables(cli, g, svc):
     for cmd in ("trace", "explain"):
-        r = cli(cmd, "default/local-np", "--rules", rules(g), "--node-ip", NODE)
+        r = cli(cmd, svc, "--rules", rules(g), "--node-ip", NODE)
         assert r.code == 0, (cmd, r.err)
-        if cmd == "trace":
-            assert "KUBE-" not in r.out, [ln for ln in r.out.splitlines() if "KUBE-" in ln]
+        iptables_words = [ln for ln in r.out.splitlines()
+                          if any(w in ln for w in ("KUBE-", "POSTROUTING", "iptables", "[nat ,", "filter ,"))]
+        assert iptables_words == [], (cmd, iptables_words)
+    explained = cli("explain", "default/web", "--rules", rules(g), "--node-ip", NODE).out
+    assert "endpoint- chains" in explained if g not in ("1.36", "1.37") else "endpoint- chains" not in explained
 
 
 def test_services_table_lists_an_external_ip_once(cli):

@@ -79,6 +79,9 @@ EN: dict[str, str] = {
     "chain.xlb": "{chain} is the pre-1.24 chain for externalTrafficPolicy: Local.",
     "chain.sep": "The {n} KUBE-SEP chains ({chains}) are one per endpoint: each rewrites the destination to its "
                  "endpoint (DNAT), and marks a pod that reaches itself for masquerading (hairpin).",
+    "chain.sep.nft": "The {n} endpoint- chains ({chains}) are one per endpoint: each rewrites the destination "
+                     "to its endpoint (DNAT); which hairpin rule kube-proxy writes depends on its release "
+                     "(mark-for-masquerade in the chain before 1.36, the @hairpin-connections set from 1.36).",
     "chain.nat.mark-masq": "KUBE-MARK-MASQ (nat) only sets bit 0x4000 of the packet's mark: \"masquerade me "
                            "when I leave\".",
     "chain.nat.postrouting": "KUBE-POSTROUTING (nat) masquerades packets that carry the 0x4000 mark and lets "
@@ -205,6 +208,11 @@ EN: dict[str, str] = {
                                "from outside). With Local, kube-proxy would add a KUBE-SVL chain with only this "
                                "node's endpoints, masquerade nothing from outside, and drop the traffic on a node "
                                "without a local endpoint.",
+    "change.external_cluster.nft": "externalTrafficPolicy is Cluster (this rule masquerades everything arriving "
+                                   "from outside). With Local, kube-proxy would add a local- chain with only this "
+                                   "node's endpoints, masquerade nothing from outside, and drop the traffic on a "
+                                   "node without a local endpoint (@no-endpoint-nodeports / "
+                                   "@no-endpoint-services).",
     "change.internal_cluster": "Traffic policies are Cluster: every endpoint in the cluster can be chosen. With "
                                "internalTrafficPolicy: Local, only endpoints on this node would be.",
     "change.no_endpoints": "If the Service lost all its endpoints, kube-proxy would remove these chains and reject "
@@ -275,6 +283,9 @@ ZH: dict[str, str] = {
     "chain.xlb": "{chain} 是 1.24 之前用于 externalTrafficPolicy: Local 的链。",
     "chain.sep": "{n} 条 KUBE-SEP 链（{chains}）每个端点一条：各自把目的地址改写为自己的端点（DNAT），"
                  "并给访问自己的 Pod 打上伪装标记（hairpin，回环访问）。",
+    "chain.sep.nft": "{n} 条 endpoint- 链（{chains}）每个端点一条：各自把目的地址改写为自己的端点（DNAT）；"
+                     "回环访问（hairpin）的伪装规则取决于 kube-proxy 版本（1.36 之前在链中跳转到 "
+                     "mark-for-masquerade，1.36 起由 @hairpin-connections 集合完成）。",
     "chain.nat.mark-masq": "KUBE-MARK-MASQ（nat 表）只做一件事：把数据包标记（mark）的 0x4000 位置 1，"
                            "意思是“离开时请给我做地址伪装”。",
     "chain.nat.postrouting": "KUBE-POSTROUTING（nat 表）对带有 0x4000 标记的数据包做地址伪装，其他数据包原样放行。",
@@ -378,6 +389,10 @@ ZH: dict[str, str] = {
     "change.external_cluster": "externalTrafficPolicy 为 Cluster（这条规则对所有来自外部的流量做伪装）。"
                                "如果改为 Local，kube-proxy 会增加一条只含本节点端点的 KUBE-SVL 链，"
                                "不再伪装外部流量，并在没有本地端点的节点上丢弃这些流量。",
+    "change.external_cluster.nft": "externalTrafficPolicy 为 Cluster（这条规则对所有来自外部的流量做伪装）。"
+                                   "如果改为 Local，kube-proxy 会增加一条只含本节点端点的 local- 链，"
+                                   "不再伪装外部流量，并在没有本地端点的节点上丢弃这些流量"
+                                   "（@no-endpoint-nodeports / @no-endpoint-services）。",
     "change.internal_cluster": "流量策略为 Cluster：集群中的每个端点都可能被选中。如果设置 "
                                "internalTrafficPolicy: Local，则只会选择本节点上的端点。",
     "change.no_endpoints": "如果这个 Service 失去了所有端点，kube-proxy 会删除这些链，改为拒绝新连接，"
