@@ -329,3 +329,29 @@ def test_node_ports_on_every_local_address(cli, tmp_path, g):
     r = cli("packet", "--rules", path, "--src", OUTSIDE, "--dst", NODE, "--dport", "30100", "-o", "json")
     outs = json.loads(r.out)["outcomes"]
     assert {o["disposition"] for o in outs} >= {"dnat", "none"} and all(o["assumptions"] for o in outs)
+
+
+# --- the same rulesets as kube-proxy sends them: `add ...` transactions -------------------
+
+def _drop_lines(x):
+    if isinstance(x, dict):
+        return {k: _drop_lines(v) for k, v in x.items() if k != "line"}
+    if isinstance(x, list):
+        return [_drop_lines(v) for v in x]
+    return x
+
+
+@pytest.mark.parametrize("g", GENERATIONS)
+def test_kube_proxy_s_add_transaction_gives_the_same_answers(cli, g):
+    add = str(LAYOUTS / f"nft-{g}.add.nft")
+    a = json.loads(cli("services", "--rules", add, "-o", "json").out)["services"]
+    b = json.loads(cli("services", "--rules", rules(g), "-o", "json").out)["services"]
+    assert _drop_lines(a) == _drop_lines(b)
+    for case in CASES:
+        if case.only and g not in case.only:
+            continue
+        argv = ["packet", "--src", case.src, "--dst", case.dst, "--dport", str(case.port), "--node-ip", NODE,
+                "-o", "json"]
+        assert packet_answer(json.loads(cli(*argv, "--rules", add).out)["outcomes"]) == case.expect, case.name
+    code, doc, found = _check(cli, g, rules_path=add)
+    assert (code, found) == (0, set()) and any(f"kube-proxy {RECOGNISED[g]} (" in n for n in doc["notes"])

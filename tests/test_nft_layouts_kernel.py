@@ -37,7 +37,7 @@ from conftest import netns_unavailable_reason, tries_to_see_every_endpoint
 from svcinspect.dataplane.nftables.parse import parse_nft
 from svcinspect.evaluate import Environment, simulate
 from svcinspect.model.flow import Hook, Packet
-from test_nft_layouts import CASES, GENERATIONS, NODE, OBJECTS, packet_answer, rules
+from test_nft_layouts import CASES, GENERATIONS, LAYOUTS, NODE, OBJECTS, packet_answer, rules
 
 pytestmark = pytest.mark.skipif(netns_unavailable_reason() is not None or
                                 subprocess.run(["which", "nft"], capture_output=True).returncode != 0,
@@ -230,3 +230,15 @@ def test_real_connections_agree_with_packet(lab):
             assert res == ["refused"], (where, res)
         else:  # drop, or not handled by the rules (nothing answers the VIP): no answer
             assert res in (["timeout"], ["eperm"]), (where, res)
+
+
+def test_kube_proxy_s_add_transaction_lists_back_as_the_fixture(netns):
+    """``nft-G.add.nft`` (kube-proxy's spelling) and ``nft-G.nft`` (nft's) are one ruleset."""
+    for g in GENERATIONS:
+        netns.run("nft", "flush", "ruleset")
+        r = netns.run("nft", "-f", str(LAYOUTS / f"nft-{g}.add.nft"), check=False)
+        assert r.returncode == 0, (g, r.stderr)
+        listed = netns.run("nft", "list", "ruleset").stdout
+        fixture = "".join(ln for ln in (LAYOUTS / f"nft-{g}.nft").read_text().splitlines(keepends=True)
+                          if not ln.startswith("#"))
+        assert listed == fixture, g
