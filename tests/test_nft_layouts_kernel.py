@@ -242,3 +242,17 @@ def test_kube_proxy_s_add_transaction_lists_back_as_the_fixture(netns):
         fixture = "".join(ln for ln in (LAYOUTS / f"nft-{g}.nft").read_text().splitlines(keepends=True)
                           if not ln.startswith("#"))
         assert listed == fixture, g
+
+
+def test_dump_of_each_generation_loads_back_as_the_same_ruleset(netns, cli):
+    """``svcinspect dump`` (canonical nft text) of every generation is the ruleset itself:
+    loaded with nft -f, nft lists it back as the fixture."""
+    for g in GENERATIONS:
+        dumped = cli("dump", "--rules", rules(g))
+        assert dumped.code == 0, dumped.err
+        netns.run("nft", "flush", "ruleset")
+        r = netns.run("nft", "-f", "-", input=dumped.out, check=False)
+        assert r.returncode == 0, (g, r.stderr)
+        fixture = "".join(ln for ln in (LAYOUTS / f"nft-{g}.nft").read_text().splitlines(keepends=True)
+                          if not ln.startswith("#"))
+        assert netns.run("nft", "list", "ruleset").stdout == fixture, g
