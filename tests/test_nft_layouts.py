@@ -268,12 +268,6 @@ def test_a_missing_cluster_ips_element_is_only_asked_of_1_30_and_later(cli, tmp_
     assert not any("cluster-ips" in f["message"] for f in doc["findings"])
 
 
-def test_pre_1_36_layout_in_add_commands_is_recognised_too(cli):
-    r = cli("check", "--rules", str(LAYOUTS / "nft-pre-1.36-add-commands.nft"), "-o", "json")
-    notes = json.loads(r.out)["notes"]
-    assert any("layout: kube-proxy 1.34-1.35 (" in n for n in notes), notes
-
-
 # --- the wording of trace / explain on every generation -----------------------------------
 
 @pytest.mark.parametrize("g", GENERATIONS)
