@@ -153,7 +153,19 @@ def _entry_cite(pt: PortTrace, e) -> Citation:
     for s in _all_steps(pt):  # nftables: the set or map whose element this is, as the trace looked it up
         if s.line == e.line and s.chain.startswith("@"):
             return Citation.of(s)
-    return Citation(e.table, e.chain or "", e.line, e.text)
+    return Citation(e.table, _entry_place(pt.port, e), e.line, e.text)
+
+
+def _entry_place(sp: ServicePortRules, e) -> str:
+    """Where an entry point is written: its iptables chain, or its nft map."""
+    if sp.dataplane == "nftables":
+        np = e.kind == EntryKind.NODE_PORT
+        if e.table == "nat":
+            return "@service-nodeports" if np else "@service-ips"
+        if e.verdict in ("reject", "drop") and "goto firewall-" not in e.text:
+            return "@no-endpoint-nodeports" if np else "@no-endpoint-services"
+        return "@firewall-ips"
+    return "KUBE-SERVICES" if e.table == "nat" else e.text.split()[1]
 
 
 def _branch_cite(pt: PortTrace, sep: str, line: int) -> tuple[Citation, ...]:
@@ -445,8 +457,11 @@ def _raw(ruleset: Ruleset | None, sp: ServicePortRules, table: str, chain: str):
     if ruleset is None:
         return ()
     t = ruleset.table(table, sp.family)
-    if t is None or not hasattr(t, "raw_rules"):  # an iptables chain: another dataplane has none
+    if t is None:
         return ()
+    if not hasattr(t, "raw_rules"):  # an nftables table: its chains hold the rules with their lines
+        c = t.chains.get(chain) if hasattr(t, "chains") else None
+        return tuple((r.line, r.text) for r in c.rules) if c is not None else ()
     return t.raw_rules(chain) or ()
 
 

@@ -122,7 +122,12 @@ def trace_service(ruleset: Ruleset, query: str, env: Environment = Environment()
 def _trace_port(sp: ServicePortRules, ev: Evaluator, env: Environment) -> PortTrace:
     fam = int(sp.family)
     notes: list[str] = []
-    if sp.affinity_seconds is not None:
+    if sp.affinity_seconds is not None and sp.dataplane == "nftables":
+        notes.append(f"session affinity ClientIP, {sp.affinity_seconds} s: a client's first connection takes the "
+                     f"numgen split; its later ones within {sp.affinity_seconds} s go to the same endpoint "
+                     f"('ip saddr @affinity-... goto endpoint-...' before the split, 'update @affinity-... "
+                     f"{{ ip saddr }}' in each endpoint- chain)")
+    elif sp.affinity_seconds is not None:
         notes.append(f"session affinity ClientIP, {sp.affinity_seconds} s: a client's first connection takes the "
                      f"probability cascade; its later ones within {sp.affinity_seconds} s go to the same endpoint "
                      f"(-m recent --rcheck before the cascade, --set in each KUBE-SEP chain)")

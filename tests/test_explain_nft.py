@@ -161,3 +161,22 @@ def test_golden_nftables_hello_world(cli, lang):
     assert r.code == 0, r.err
     assert "numgen random mod 3" in r.out and "@service-nodeports" in r.out
     check_golden(f"explain-nft-hello-world.{lang}.txt", r.out)
+
+
+def test_before_1_36_the_mark_chain_and_the_endpoint_chains_are_told_too():
+    """1.30-1.33 (hand-written layout, fixtures/nftables-layouts/): the masquerade mark is
+    a jump to mark-for-masquerade from the service chain, the draw a numgen vmap to
+    endpoint- chains, and filter-output sits at -110, before DNAT."""
+    path = KP.parent / "nftables-layouts" / "nft-1.30-1.33.nft"
+    rs = parse_nfts([read_text(str(path))]).only([4])
+    lines = path.read_text().split("\n")
+    sec = way(explain(rs, "default/local-np"), "node", "clusterIP")
+    mark = one(sec, "masq.off_cluster")
+    assert [c.chain for c in mark.cites][-1] == "mark-for-masquerade"
+    assert "jump mark-for-masquerade" in lines[mark.cites[0].line - 1]
+    assert one(sec, "nft.split.intro").args["mod"] == "2"
+    assert "is one endpoint's chain" in render_explanation(explain(rs, "default/local-np"), "en")
+    pre = next(s for s in sec.sentences if s.key == "nft.filter.pass" and s.args["base"] == "filter-output")
+    assert pre.args["dst"] == "10.96.1.30:80"  # priority -110: before the DNAT
+    post = next(s for s in sec.sentences if s.key == "nft.filter.pass" and s.args["base"] == "filter-output-post-dnat")
+    assert post.args["dst"].startswith("10.244.")

@@ -307,8 +307,8 @@ EN: dict[str, str] = {
                                          "kube-proxy's filter chains decide.",
     "nft.step.affinity_update": "{chain} remembers the client {src} in its affinity set (for {seconds} s), so its "
                                 "next connections come back to this endpoint.",
-    "localhost.not_served": "kube-proxy's {mode} mode serves no node port on 127.0.0.1 (localhost node ports exist "
-                            "only in iptables mode), so no rule rewrites this packet.",
+    "localhost.not_served": "kube-proxy's {mode} mode serves no node port on 127.0.0.1 (it neither sets "
+                            "route_localnet nor matches loopback destinations), so no rule rewrites this packet.",
     "nft.change.no_endpoints_general": "If the Service lost all its endpoints, kube-proxy would remove its service- "
                                        "chains and put its addresses in @no-endpoint-services, so new connections "
                                        "are rejected at once.",
@@ -542,7 +542,8 @@ ZH: dict[str, str] = {
     "nft.step.no_dispatch_no_endpoints": "这个 Service 端口没有端点，所以 @service-ips 和 @service-nodeports 中没有 {dst}/{proto} "
                                          "的元素：nat 不改动数据包，由 kube-proxy 的 filter 链决定。",
     "nft.step.affinity_update": "{chain} 把客户端 {src} 记入它的亲和性集合（{seconds} 秒），之后它的连接会回到这个端点。",
-    "localhost.not_served": "kube-proxy 的 {mode} 模式不在 127.0.0.1 上提供节点端口（本地回环节点端口只存在于 iptables 模式），所以没有规则改写这个数据包。",
+    "localhost.not_served": "kube-proxy 的 {mode} 模式不在 127.0.0.1 上提供节点端口（它既不设置 route_localnet，也不匹配回环目标地址），"
+                            "所以没有规则改写这个数据包。",
     "nft.change.no_endpoints_general": "如果这个 Service 失去了所有端点，kube-proxy 会删除它的 service- 链，把它的地址放进 "
                                        "@no-endpoint-services，新连接会被立即拒绝。",
     "nft.change.external_cluster": "externalTrafficPolicy 为 Cluster（这条规则对所有来自外部的流量做伪装）。如果改为 Local，kube-proxy "

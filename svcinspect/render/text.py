@@ -110,6 +110,7 @@ def render_services(ports: list[ServicePortRules], objects=None, wide: bool = Fa
         cip = sp.cluster_ip
         ext = [f"ext {e.address}" for e in sp.entries_of(EntryKind.EXTERNAL_IP) if e.address]
         ext += [f"lb {e.address}" for e in sp.entries_of(EntryKind.LOAD_BALANCER) if e.address and e.table == "nat"]
+        ext = list(dict.fromkeys(ext))  # an address in nat and in a filter verdict (eTP=Local drop) once
         eps = endpoints_summary(sp.endpoints, sp)
         if not sp.local_complete:
             eps += "; local unknown"
@@ -277,7 +278,8 @@ def render_trace(tr, wide: bool = False) -> str:
         if chains:
             out.append("  chains: " + ", ".join(chains))
         known = {e.endpoint: e for e in pt.objects or ()}
-        for title, eps in (("endpoints (cluster policy, KUBE-SVC)", sp.endpoints),
+        svc_word = "service- chain" if sp.dataplane == "nftables" else "KUBE-SVC"
+        for title, eps in ((f"endpoints (cluster policy, {svc_word})", sp.endpoints),
                            ("endpoints (local policy, this node only)", sp.local_endpoints)):
             if eps:
                 out.append(f"  {title}:")

@@ -12,21 +12,29 @@ the mode differs: ``missing-set`` (a rule names a set or map that is not there),
 ``no-endpoint-services`` / ``no-endpoint-nodeports`` drop or reject element where
 the objects call for one), ``stale-element`` (also: such an element for a port that
 has endpoints, a black hole), ``external-policy-mismatch`` (the ``external-``
-chain ignores or invents externalTrafficPolicy: Local).
+chain ignores or invents externalTrafficPolicy: Local), ``missing-hairpin`` (a pod
+reaching itself through its Service would not be masqueraded).
+
+Each table is judged by the layout generation it is recognised as
+(:func:`recognise_layout`, reported as a ``layout:`` note): 1.36's
+``@hairpin-connections`` is only looked for in a 1.36+ table, an ``endpoint-``
+chain's hairpin rule only before 1.36, ``@cluster-ips`` only from 1.30 on.
 """
 
 from __future__ import annotations
 
-from svcinspect.check import SYNC_HINT, CheckReport, Evidence, Finding
+from svcinspect.check import CheckReport, Evidence, Finding
 from svcinspect.dataplane.nftables.model import NftRuleset, NftTable
 from svcinspect.dataplane.nftables.services import (
-    ROLE, build_service_ports, split_name, verdict_target,
+    ROLE, Layout, build_service_ports, concat_parts, elem_key, recognise_layout, split_name, verdict_target,
 )
 from svcinspect.errors import Severity
 from svcinspect.model.netfilter import Family
 from svcinspect.model.service import EntryKind
 
 _ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+SYNC_HINT = ("kube-proxy on this node has not applied the latest Services/EndpointSlices: check that it runs "
+             "and its log for sync or nft errors (kubectl -n kube-system logs <kube-proxy pod>)")
 
 
 class _EMPTY:  # a chain with no rules, for a port without a firewall- chain
@@ -43,10 +51,14 @@ def check_rules(ruleset: NftRuleset, state=None, node: str | None = None,
         if namespace is None or (spn or "").split("/", 1)[0] == namespace or spn is None:
             findings.append(Finding(sev, code, spn, fam, msg, tuple(ev), hint))
 
+    layouts: dict[Family, Layout] = {}
     for fam in ruleset.families:
         t = ruleset.kube_proxy(fam)
         if t is not None:
+            layouts[fam] = recognise_layout(t)
+            notes.append(f"{t.family} {t.name}: {layouts[fam].describe()}")
             _check_table(t, fam, add)
+            _check_hairpin_rules(t, fam, layouts[fam], add)
     for sp in ports:
         for w in sp.warnings:
             code = ("numgen-elements" if "numgen" in w else "uneven-shares" if "equal shares" in w else
@@ -63,6 +75,7 @@ def check_rules(ruleset: NftRuleset, state=None, node: str | None = None,
         notes.extend(scoped.notes)
         notes.extend(expected.notes)
         checked = _check_objects(ruleset, ports, expected, add, notes)
+        _check_layout_objects(ruleset, layouts, expected, node, add, notes)
     else:
         notes.append("no objects given: only the rules were checked (pass --objects or --kubeconfig to compare "
                      "with Services and EndpointSlices)")
@@ -322,3 +335,72 @@ def _check_external(rs: NftRuleset, sp, exp, add, obj) -> None:
             f"externalTrafficPolicy is Cluster, but {ext.name} sends outside traffic "
             f"{'to ' + ', '.join(kinds) + ' chain(s)' if kinds else 'nowhere'}; kube-proxy masquerades it and "
             "sends it to the service- chain (every endpoint)", ev + [obj], SYNC_HINT)
+
+
+def _check_hairpin_rules(t: NftTable, fam: Family, layout: Layout, add) -> None:
+    """Before 1.36 every ``endpoint-`` chain starts by marking a pod that reaches
+    itself (``ip saddr <endpoint> jump mark-for-masquerade``); from 1.36 on that is
+    @hairpin-connections' job (checked against the objects)."""
+    if layout.hairpin_set or layout.generation == "unknown":
+        return
+    src = t.source or "<rules>"
+    for name, c in t.chains.items():
+        n = split_name(name)
+        if n is None or n.prefix != "endpoint" or n.endpoint is None:
+            continue
+        ip = n.endpoint.rsplit(":", 1)[0].strip("[]")
+        if not any(f"saddr {ip} " in f"{r.text} " and "mark-for-masquerade" in r.text for r in c.rules):
+            add(Severity.WARNING, "missing-hairpin", n.spn, fam,
+                f"{name} has no 'ip saddr {ip} jump mark-for-masquerade' rule ({layout.generation} layout): a pod "
+                "that reaches itself through the Service is not masqueraded and its connection fails",
+                [Evidence("rule", f"{src}:{c.line}", f"chain {name}")], SYNC_HINT)
+
+
+def _check_layout_objects(rs: NftRuleset, layouts: dict, expected, node, add, notes) -> None:
+    """The generation-specific sets against the objects: @cluster-ips (1.30+) and
+    @hairpin-connections (1.36+)."""
+    for fam, layout in layouts.items():
+        t = rs.kube_proxy(fam)
+        src = t.source or "<rules>"
+        want = [p for p in expected.ports if p.family == fam]
+        cips = t.sets.get("cluster-ips")
+        if layout.cluster_ips_set and cips is not None:
+            have = {str(elem_key(e.key)) for e in cips.elements}
+            for p in want:
+                if p.cluster_ip and p.cluster_ip not in have:
+                    add(Severity.WARNING, "missing-element", p.spn, fam,
+                        f"@cluster-ips has no element {p.cluster_ip} ({layout.generation} layout): other ports of "
+                        "that IP are not rejected" + (", and clients outside the pod network are not masqueraded"
+                                                      if layout.hairpin_set else ""),
+                        [Evidence("rule", f"{src}:{cips.line}", "set cluster-ips")], SYNC_HINT)
+        hp = t.sets.get("hairpin-connections")
+        if not layout.hairpin_set:
+            continue
+        if node is None:
+            notes.append("@hairpin-connections was not compared: which endpoints are on this node needs --node")
+            continue
+        wanted: dict[tuple, str] = {}
+        for p in want:
+            if not p.has_endpoints:
+                continue
+            for e in tuple(p.cluster_endpoints) + tuple(p.local_endpoints):
+                if e.local:
+                    wanted[(e.ip, e.ip, p.protocol, e.port)] = p.spn
+        have_h: dict[tuple, object] = {}
+        for e in hp.elements if hp is not None else ():
+            parts = concat_parts(e.key)
+            if len(parts) == 4:
+                have_h[(str(parts[0]), str(parts[1]), str(parts[2]), int(parts[3]))] = e
+        for key, spn in sorted(wanted.items()):
+            if key not in have_h:
+                add(Severity.WARNING, "missing-hairpin", spn, fam,
+                    f"@hairpin-connections has no element {key[0]} . {key[1]} . {key[2]} . {key[3]} "
+                    f"({layout.generation} layout): the pod {key[0]} reaching itself through the Service is not "
+                    "masqueraded and its connection fails",
+                    [Evidence("rule", f"{src}:{hp.line if hp is not None else 0}", "set hairpin-connections")],
+                    SYNC_HINT)
+        for key, e in have_h.items():
+            if key not in wanted:
+                add(Severity.WARNING, "stale-element", None, fam,
+                    f"@hairpin-connections has {key[0]} . {key[1]} . {key[2]} . {key[3]}, which is no endpoint of "
+                    f"this node in the objects (stale)", [Evidence("rule", f"{src}:{e.line}", e.text)], SYNC_HINT)

@@ -127,13 +127,13 @@ def journey(sp: ServicePortRules, sc, o: Outcome, ruleset, S, C) -> list:
         elif s.action.startswith("update @"):
             add("nft.step.affinity_update", {"chain": s.chain, "src": str(p.src),
                                              "seconds": str(sp.affinity_seconds or "?")}, s)
-        elif s.action.startswith("mark for masquerade"):
-            add(*_mark(s, sc, prefix), s)
-        elif s.chain == "mark-for-masquerade":
+        elif s.chain == "mark-for-masquerade":  # the mark itself, after the rule that jumped here
             if out and out[-1][0].startswith("masq."):
                 out[-1][2].append(C.of(s))
             else:
                 add("masq.other", {"chain": s.chain, "src": str(p.src)}, s)
+        elif s.action.startswith("mark for masquerade") or target == "mark-for-masquerade":
+            add(*_mark(s, sc, prefix), s)
         elif s.chain == "services" and target and "@service-nodeports" in s.rule:
             add("nft.step.nodeport", {"dst": str(p.dst), "port": str(p.dport), "proto": p.proto,
                                       "target": target}, s)
@@ -153,7 +153,8 @@ def journey(sp: ServicePortRules, sc, o: Outcome, ruleset, S, C) -> list:
             add(key, {"target": target, "chain": s.chain}, s)
         elif prefix in ("service", "local") and target and "numgen" not in s.rule and "@affinity-" in s.rule:
             add("nft.step.affinity_hit", {"chain": s.chain, "target": target}, s)
-        elif prefix in ("service", "local") and (target or s.action.startswith("DNAT")):
+        elif prefix in ("service", "local") and ("numgen" in s.rule or s.action.startswith("DNAT")
+                                                  or (tn is not None and tn.prefix == "endpoint")):
             if not split_done:
                 out.extend(_split(sp, sc, s, C))
                 split_done = True
@@ -190,7 +191,10 @@ def _filter(steps: list[Step], o: Outcome, sc, ruleset, sp) -> tuple[str, dict]:
         return "nft.filter.drop", {**where, "chain": last.chain, "checks": checks}
     if last.action.startswith(("ACCEPT", "accept")):
         return "nft.filter.accept", {**where, "chain": last.chain, "checks": checks}
-    before_dnat = "pre-dnat" in first.chain  # kube-proxy's filter chains hooked before DNAT see the Service address
+    # a filter chain at prerouting or output before dstnat (-100) sees the Service address; every later
+    # hook (forward, input, postrouting) comes after the DNAT and sees the endpoint's
+    before_dnat = c is not None and c.hook in ("prerouting", "output") and c.priority is not None \
+        and c.priority < -100
     p = sc.packet
     dst = _hostport(str(p.dst), p.dport) if before_dnat or not o.endpoint else o.endpoint
     return "nft.filter.pass", {**where, "checks": checks, "dst": dst}

@@ -216,6 +216,7 @@ def _table_ports(t: NftTable, fam: Family) -> list[ServicePortRules]:
         acc.protocol = acc.protocol or str(parts[0])
         acc.entries.append(EntryPoint(EntryKind.NODE_PORT, None, int(parts[1]), str(parts[0]), target, "nat", e.line,
                                       e.text or _elem_text(e), note=np_note))
+    sole = _sole_addresses(t) if "cluster-ips" not in t.sets else {}
     for mapname, is_np in (("no-endpoint-services", False), ("no-endpoint-nodeports", True)):
         m = _set(t, mapname)
         for e in m.elements if m else ():
@@ -230,6 +231,12 @@ def _table_ports(t: NftTable, fam: Family) -> list[ServicePortRules]:
                 addr, proto, port = str(parts[0]), str(parts[1]), int(parts[2])
                 ekind = EntryKind.CLUSTER_IP if addr in cluster_ips else (
                     EntryKind.LOAD_BALANCER if (addr, proto, port) in firewalled else EntryKind.EXTERNAL_IP)
+                if sole.get(e.comment) == addr and ekind == EntryKind.EXTERNAL_IP:
+                    # 1.29 has no @cluster-ips set: a port without endpoints has no service-ips element
+                    # either, so only its no-endpoint-services elements name its addresses. Every service
+                    # port has one cluster IP per family: a sole address is it; with more, which one is
+                    # the cluster IP is unknown and they stay external IPs (with the note).
+                    ekind = EntryKind.CLUSTER_IP
             else:
                 continue
             acc = _acc(accs, port_base_of(e.comment, proto))
@@ -259,6 +266,25 @@ def _table_ports(t: NftTable, fam: Family) -> list[ServicePortRules]:
         if name is not None and name.prefix in ROLE:
             by_base.setdefault((name.prefix, name.base), cname)
     return [_finish(base, fam, acc, t, by_base) for base, acc in accs.items()]
+
+
+def _sole_addresses(t: NftTable) -> dict[str, str]:
+    """``ns/name:port`` -> its address, for the ports that @no-endpoint-services names
+    with exactly one address and @service-ips not at all (1.29, without @cluster-ips)."""
+    addrs: dict[str, set[str]] = {}
+    m = _set(t, "no-endpoint-services")
+    for e in m.elements if m else ():
+        parts = concat_parts(e.key)
+        if e.comment and len(parts) == 3:
+            addrs.setdefault(e.comment, set()).add(str(parts[0]))
+    served = set()
+    svc_ips = _set(t, "service-ips")
+    for e in svc_ips.elements if svc_ips else ():
+        _, target = verdict_target(e.value)
+        name = split_name(target) if target else None
+        if name is not None:
+            served.add(name.spn)
+    return {spn: next(iter(a)) for spn, a in addrs.items() if len(a) == 1 and spn not in served}
 
 
 def _elem_text(e) -> str:
@@ -418,6 +444,88 @@ def chain_endpoint(chain: NftChain) -> str | None:
             if isinstance(s, dict) and "dnat" in s:
                 return _dnat_endpoint(s["dnat"] or {})
     return None
+
+
+# --- which kube-proxy release wrote the table ----------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The kube-proxy layout generation a table was recognised as, and why.
+
+    ``generation``: ``"1.29"``, ``"1.30-1.33"``, ``"1.34-1.35"``, ``"1.36"``,
+    ``"1.36+"`` (1.36 or 1.37: they differ only for single-endpoint ports, and the
+    table has none to tell), ``"1.37+"``, or ``"unknown"`` (an excerpt without the
+    chains that tell)."""
+
+    generation: str
+    evidence: tuple[str, ...]
+
+    @property
+    def hairpin_set(self) -> bool:
+        """Hairpin traffic is masqueraded by @hairpin-connections (1.36+), not per endpoint."""
+        return self.generation in ("1.36", "1.36+", "1.37+")
+
+    @property
+    def cluster_ips_set(self) -> bool:
+        return self.generation not in ("1.29", "unknown")
+
+    def describe(self) -> str:
+        if self.generation == "unknown":
+            return "layout: not recognised (" + "; ".join(self.evidence) + ")"
+        return f"layout: kube-proxy {self.generation} (" + "; ".join(self.evidence) + ")"
+
+
+def recognise_layout(t: NftTable) -> Layout:
+    """Tell kube-proxy's nftables layout generations apart by the objects only some
+    of them write (docs/nftables.md, "kube-proxy's layouts, 1.29 to 1.37")."""
+    ev: list[str] = []
+    chains, sets = t.chains, t.sets
+    mark_chain = "mark-for-masquerade" in chains
+    one_rule_dnat = single_plain = single_map = False
+    for name, c in chains.items():
+        n = split_name(name)
+        if n is None or n.prefix not in ("service", "local"):
+            continue
+        for r in c.rules:
+            for x in r.exprs:
+                if isinstance(x, dict) and "dnat" in x:
+                    addr = (x["dnat"] or {}).get("addr")
+                    if isinstance(addr, dict) and "map" in addr:
+                        one_rule_dnat = True
+                        data = addr["map"].get("data")
+                        if isinstance(data, dict) and len(data.get("set", [])) == 1:
+                            single_map = True
+                    else:
+                        single_plain = True
+    if "hairpin-connections" in sets or (not mark_chain and one_rule_dnat):
+        if "hairpin-connections" in sets:
+            ev.append("@hairpin-connections set")
+        if not mark_chain:
+            ev.append("no mark-for-masquerade chain")
+        if single_plain:
+            ev.append("a single endpoint's plain dnat in its service- chain (#140723)")
+            return Layout("1.37+", tuple(ev))
+        if single_map:
+            ev.append("a single endpoint behind 'numgen random mod 1 map'")
+            return Layout("1.36", tuple(ev))
+        ev.append("no single-endpoint port to tell 1.36 from 1.37")
+        return Layout("1.36+", tuple(ev))
+    if "filter-prerouting-pre-dnat" in chains or "filter-output-pre-dnat" in chains:
+        ev.append("filter-prerouting-pre-dnat at dstnat - 10")
+        if mark_chain:
+            ev.append("mark-for-masquerade chain")
+        return Layout("1.34-1.35", tuple(ev))
+    if "filter-output-post-dnat" in chains or "cluster-ips-check" in chains or \
+            "service-endpoints-check" in chains or "cluster-ips" in sets:
+        ev += [f"{x}" for x in ("filter-output-post-dnat", "cluster-ips-check", "service-endpoints-check")
+               if x in chains]
+        ev += ["@cluster-ips set"] if "cluster-ips" in sets else []
+        if "filter-prerouting" in chains:
+            ev.append("filter-prerouting, no filter-*-pre-dnat")
+        return Layout("1.30-1.33", tuple(ev))
+    if "endpoints-check" in chains:
+        return Layout("1.29", ("one endpoints-check chain", "no @cluster-ips set, no cluster-ips-check"))
+    return Layout("unknown", ("none of the chains or sets that tell the generations apart is in the input",))
 
 
 # --- selecting ports by name ----------------------------------------------------------
