@@ -664,7 +664,7 @@ def graph_command(rules, strict, service, namespace, output, out, expand) -> Non
         raise InputError(f"not writing {output} to a terminal: pass --out FILE or redirect stdout")
     if service is None and namespace is None:  # the whole dump: every chain, no lookups to save
         ruleset = load_rules(rules, strict)
-        g, title = build_graph(ruleset, None, None, expand=expand)
+        g, title = build_graph(ruleset, None, None, expand=expand, light=output != "json")
     else:
         def analysis(rs: Ruleset):
             query = service

@@ -93,3 +93,30 @@ def test_hostile_texts_are_quoted_as_pydot_quotes_them(title, labels, edge, clus
     g.add_edge(nodes[-1], nodes[0], line="", match="DNAT", goto=False, share="", affinity="", masquerade=False,
                note="")
     _same(g, title)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.one_of(TEXT, st.from_regex(r"[A-Za-z0-9_#]{0,8}", fullmatch=True)))
+def test_one_value_is_quoted_as_pydot_quotes_it(value):
+    import pydot
+
+    expect = pydot.core.quote_attr_if_necessary(value if value != "" else '""')
+    assert dot._attr(value) == expect
+    assert dot._attr(value) == expect  # and again, from the cache
+
+
+def test_the_whole_dump_dot_needs_neither_networkx_nor_pydot(tmp_path):
+    # Each costs start-up time (networkx ~0.3 s) that a whole-dump DOT does not need.
+    import subprocess
+    import sys
+
+    from conftest import IPT, ROOT
+
+    code = ("import sys; from svcinspect.cli import cli; "
+            "sys.argv = ['svcinspect', 'graph', '--rules', sys.argv[1], '--out', sys.argv[2]]\n"
+            "try:\n    cli()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('networkx', 'pydot') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code, str(IPT / "iptables-save.txt"), str(tmp_path / "g.dot")],
+                       capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert r.stdout.strip() == "[]", r.stderr
+    assert (tmp_path / "g.dot").read_text().startswith("digraph svcinspect {")

@@ -9,11 +9,16 @@ with the exact share ("1/3"), ClientIP affinity, masquerade and goto.
 from __future__ import annotations
 
 import json
-
-import networkx as nx
-import pydot
+import re
+from typing import TYPE_CHECKING
 
 from svcinspect.render.escape import dot_quote
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+# networkx (0.3 s) and pydot are imported where they are used: the whole-dump DOT
+# output needs neither.
 
 # Fill colours by node kind (chains: kubeproxy.ChainKind values).
 COLOURS = {
@@ -91,7 +96,9 @@ def render_dot(graph: nx.MultiDiGraph, title: str = "svcinspect") -> str:
 
 def _render_dot_pydot(graph: nx.MultiDiGraph, title: str) -> str:
     # The reference writer: write_dot gives these bytes without a pydot object per
-    # node and edge (tests/test_graph_render.py compares the two).
+    # node and edge (tests/test_dot_writer.py compares the two).
+    import pydot
+
     # Every text from the input goes through dot_quote, never through pydot's
     # guess (which passes a text that looks quoted as DOT source).
     dot = pydot.Dot("svcinspect", graph_type="digraph", rankdir="LR", fontname="Helvetica", label=dot_quote(title),
@@ -135,6 +142,8 @@ def _render_dot_pydot(graph: nx.MultiDiGraph, title: str) -> str:
 
 def render_node_link_json(graph: nx.MultiDiGraph) -> str:
     """networkx node-link data (``nodes``, ``edges``), with the graph attributes."""
+    import networkx as nx
+
     data = nx.node_link_data(graph, edges="edges")
     data["graph"] = {"schema": "svcinspect/v1", **data.get("graph", {})}
     return json.dumps(data, indent=1, sort_keys=False) + "\n"
@@ -149,16 +158,36 @@ def render_node_link_json(graph: nx.MultiDiGraph) -> str:
 # the other nodes, the edges, the legend, each in the order render_dot adds them
 # (pydot orders a graph's children by when they were added).
 
-_quote_attr = pydot.core.quote_attr_if_necessary
+_KEYWORDS = frozenset({"graph", "subgraph", "digraph", "node", "edge", "strict"})
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_COLOUR = re.compile(r"#[0-9a-f]{6}\Z")
 
 
 def _attr(value: str, _cache: dict[str, str] = {}) -> str:
-    """pydot's quoting of one attribute value (``Common._format_attr``)."""
+    """pydot's quoting of one attribute value (``Common._format_attr`` and
+    ``quote_attr_if_necessary``), answered here for the values render_dot
+    gives (quoted strings, identifiers, digits, colours) and by pydot itself
+    for anything else."""
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
         return value  # a quoted string (dot_quote's or _q's): pydot keeps it as it is
     out = _cache.get(value)
+    if out is not None:
+        return out
+    if value == "":
+        out = '""'
+    elif value.lower() in _KEYWORDS:
+        out = None
+    elif value.isdigit():
+        out = value
+    elif value.isalnum():
+        out = None if value[0].isdigit() else value
+    elif _IDENT.match(value) or _COLOUR.match(value):
+        out = '"' + value + '"'  # pydot finds no rule that leaves it bare, and nothing to escape
     if out is None:
-        out = _cache[value] = _quote_attr(value if value != "" else '""')
+        import pydot
+
+        out = pydot.core.quote_attr_if_necessary(value)
+    _cache[value] = out
     return out
 
 
