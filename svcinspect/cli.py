@@ -494,10 +494,12 @@ def dump(rules: tuple[str, ...], strict: bool, counters: bool) -> None:
         click.echo(render_nft(ruleset), nl=False)
         _emit_diagnostics(_all_diagnostics(ruleset))
         return
-    from svcinspect.render.iptables import render_dump
+    from svcinspect.render.iptables import iter_dump
 
-    text, diags = render_dump(ruleset, counters=counters)  # diags None: only the decoded rules can tell
-    click.echo(text, nl=False)
+    pieces, diagnostics = iter_dump(ruleset, counters=counters)
+    for piece in pieces:  # written as rendered: the whole text is never held at once
+        click.echo(piece, nl=False)
+    diags = diagnostics()  # None: only the decoded rules can tell
     _emit_diagnostics(_all_diagnostics(ruleset) if diags is None else diags)
 
 
