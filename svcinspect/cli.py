@@ -301,11 +301,11 @@ def objects_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def load_objects(src: ObjectsSource):
     """The ClusterState from ``--objects`` files or the API server; None when neither was asked for."""
-    from svcinspect.parse.kube_objects import merge_states, parse_objects
-
     if src.paths and src.from_api:
         raise InputError("--objects reads files, --kubeconfig/--context/--api read the API server: use one of them")
     if src.paths:
+        from svcinspect.parse.kube_objects import merge_states, parse_objects  # and PyYAML: only when asked
+
         state = merge_states(parse_objects(t.text, t.name) for t in (read_text(p) for p in src.paths))
         return state.in_namespace(src.namespace)
     if src.from_api:
