@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Every command as a ratio to `iptables-legacy-save` printing the same dump, and
-how cost grows with the cluster; writes docs/performance.md.
+how cost grows with the cluster; writes docs/performance.md and the short
+docs/performance-summary.md (what the README's Performance section shows).
 
     sudo python3 benchmarks/bench_perf.py                 # 10000 x 10 ratios, scaling 1k 3k 10k 20k
     sudo python3 benchmarks/bench_perf.py --runs 5 --sizes 1000,3000,10000,20000
     sudo python3 benchmarks/bench_perf.py --no-write      # print only
+    sudo python3 benchmarks/bench_perf.py --nft           # plus nftables-mode rows (see nft_rows)
 
 Method: the shared generator's SERVICES x 10 restore input is loaded with
 iptables-legacy-restore into a private network namespace and saved back with
@@ -82,7 +84,20 @@ def commands(dump: Path, ns: Namespace) -> dict[str, list[str]]:
 TARGETS = {"services": "≤ 1.0x", "services -o json": "≤ 1.0x", "check (rules only)": "≤ 1.5x",
            "graph -o dot (whole dump)": "≤ 0.5x", "dump": "≤ 1.0x", "trace ns5/svc5": "≤ 0.3x",
            "packet (cluster IP)": "≤ 0.3x", "live services (--netns)": "≤ 1.5x"}
-SCALED = ("services", "services -o json", "check (rules only)", "graph -o dot (whole dump)", "dump")
+SCALED = tuple(TARGETS)  # every command, at every size
+
+
+def nft_rows(services: int, runs: int) -> list[tuple[str, dict]] | None:
+    """The nftables-mode rows: ``benchmarks/bench_nft.py`` owns loading kube-proxy's
+    nftables ruleset into a namespace; when it offers ``ratio_rows(services, runs)``
+    (``[(command name, paired()-style result)]``, ratios against `nft list
+    ruleset`), its rows join the first table. None when it does not (yet)."""
+    try:
+        import bench_nft
+    except Exception:  # noqa: BLE001 - not there, or it reads its own command line at import
+        return None
+    rows = getattr(bench_nft, "ratio_rows", None)
+    return rows(services, runs) if callable(rows) else None
 
 
 def prepare(n: int) -> tuple[Namespace, Path, int]:
@@ -100,7 +115,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,3000,10000,20000", help="sizes of the scaling table")
     ap.add_argument("--runs", type=int, default=3, help="A/B pairs per command (ratio table)")
     ap.add_argument("--scale-runs", type=int, default=1, help="runs per command and size (scaling table)")
-    ap.add_argument("--no-write", action="store_true", help="do not write docs/performance.md")
+    ap.add_argument("--no-write", action="store_true", help="do not write docs/performance*.md")
+    ap.add_argument("--nft", action="store_true", help="add the nftables-mode rows (benchmarks/bench_nft.py)")
     args = ap.parse_args()
     installed()
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -119,6 +135,12 @@ def main() -> None:
                   f"save {_mid(res['base'], '%.2f')} s  peak {res['rss']} MB", flush=True)
     finally:
         ns.close()
+    if args.nft:
+        rows = nft_rows(args.services, args.runs)
+        if rows is None:
+            print("  nftables mode: benchmarks/bench_nft.py has no ratio_rows(services, runs) yet; no rows", flush=True)
+        else:
+            ratio_rows += [(f"nftables: {name}", res) for name, res in rows]
 
     scale_rows = []
     for n in sizes:
@@ -138,12 +160,15 @@ def main() -> None:
             ns.close()
 
     doc = render_doc(args, ratio_rows, scale_rows)
+    summary = render_summary(args, ratio_rows, scale_rows)
     print()
     print(doc)
+    print(summary)
     if not args.no_write:
         (ROOT / "docs").mkdir(exist_ok=True)
         (ROOT / "docs" / "performance.md").write_text(doc)
-        print(f"wrote {ROOT / 'docs' / 'performance.md'}")
+        (ROOT / "docs" / "performance-summary.md").write_text(summary)
+        print(f"wrote {ROOT / 'docs' / 'performance.md'} and performance-summary.md")
 
 
 def render_doc(args, ratio_rows, scale_rows) -> str:
@@ -157,18 +182,43 @@ def render_doc(args, ratio_rows, scale_rows) -> str:
         out.append(f"| `{name}` | {_mid(res['time'], '%.2f')} | {_mid(res['ratio'], '%.2f')}x | "
                    f"{_mid(res['cpu'], '%.2f')}x | {TARGETS.get(name, '')} | {res['rss']} |")
     out += ["", "## Scaling (wall s / peak RSS MB; wall ratio to the save, CPU ratio)", "",
-            "| services | lines | " + " | ".join(f"`{n}`" for n in SCALED) + " |",
-            "|---|---|" + "---|" * len(SCALED)]
-    for n, row in scale_rows:
-        out.append(f"| {n} | {row['lines']} | " + " | ".join(
+            "One row per command, one column per cluster size; cost per service stays flat when the ratios do.", "",
+            "| command | " + " | ".join(f"{n} services ({row['lines']} lines)" for n, row in scale_rows) + " |",
+            "|---|" + "---|" * len(scale_rows)]
+    for c in SCALED:
+        out.append(f"| `{c}` | " + " | ".join(
             f"{statistics.median(row[c]['time']):.2f} / {row[c]['rss']} ({statistics.median(row[c]['ratio']):.2f}x, "
-            f"{statistics.median(row[c]['cpu']):.2f}x)"
-            for c in SCALED) + " |")
+            f"{statistics.median(row[c]['cpu']):.2f}x)" for _, row in scale_rows) + " |")
+    if scale_rows:
+        out.append(f"| `{SAVE}` (s) | " + " | ".join(f"{statistics.median(row[SCALED[0]]['base']):.2f}"
+                                                     for _, row in scale_rows) + " |")
     out += ["", f"Method: each command alternates with `{SAVE}` in a private network namespace "
             f"({args.runs} pairs for the first table, {args.scale_runs} per size for the second); "
             "whole-process wall time and CPU time (user + system of the child), median (min–max) of the "
             "pairwise ratios, peak RSS of the child; svcinspect installed with `pip install .` and compiled "
             "bytecode; the machine was shared by other work, so wall seconds vary more than the CPU ratios.", ""]
+    return "\n".join(out)
+
+
+def render_summary(args, ratio_rows, scale_rows) -> str:
+    """The README's Performance section: one table for the big dump, one for
+    scaling (CPU ratio to the save and peak RSS), one line on method."""
+    out = [f"On a {args.services}-service x 10-endpoint node (kube-proxy iptables mode), as a ratio to "
+           f"`{SAVE}` printing the same rules:", "",
+           "| command | ratio (CPU) | target | peak RSS |", "|---|---|---|---|"]
+    for name, res in ratio_rows:
+        out.append(f"| `{name}` | {statistics.median(res['cpu']):.2f}x | {TARGETS.get(name, '')} | {res['rss']} MB |")
+    if scale_rows:
+        out += ["", "Scaling (CPU ratio to the save / peak RSS MB):", "",
+                "| command | " + " | ".join(f"{n}" for n, _ in scale_rows) + " |",
+                "|---|" + "---|" * len(scale_rows)]
+        for c in SCALED:
+            out.append(f"| `{c}` | " + " | ".join(f"{statistics.median(row[c]['cpu']):.2f}x / {row[c]['rss']}"
+                                                 for _, row in scale_rows) + " |")
+    out += ["", f"Method: `benchmarks/bench_perf.py` ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores): "
+            f"each command alternates with `{SAVE}` in a private network namespace, whole-process CPU time "
+            "(user + system) and peak RSS of an installed copy with compiled bytecode; details in "
+            "[docs/performance.md](docs/performance.md).", ""]
     return "\n".join(out)
 
 

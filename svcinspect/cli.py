@@ -301,11 +301,11 @@ def objects_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def load_objects(src: ObjectsSource):
     """The ClusterState from ``--objects`` files or the API server; None when neither was asked for."""
-    from svcinspect.parse.kube_objects import merge_states, parse_objects
-
     if src.paths and src.from_api:
         raise InputError("--objects reads files, --kubeconfig/--context/--api read the API server: use one of them")
     if src.paths:
+        from svcinspect.parse.kube_objects import merge_states, parse_objects  # and PyYAML: only when asked
+
         state = merge_states(parse_objects(t.text, t.name) for t in (read_text(p) for p in src.paths))
         return state.in_namespace(src.namespace)
     if src.from_api:
@@ -494,10 +494,12 @@ def dump(rules: tuple[str, ...], strict: bool, counters: bool) -> None:
         click.echo(render_nft(ruleset), nl=False)
         _emit_diagnostics(_all_diagnostics(ruleset))
         return
-    from svcinspect.render.iptables import render_dump
+    from svcinspect.render.iptables import iter_dump
 
-    text, diags = render_dump(ruleset, counters=counters)  # diags None: only the decoded rules can tell
-    click.echo(text, nl=False)
+    pieces, diagnostics = iter_dump(ruleset, counters=counters)
+    for piece in pieces:  # written as rendered: the whole text is never held at once
+        click.echo(piece, nl=False)
+    diags = diagnostics()  # None: only the decoded rules can tell
     _emit_diagnostics(_all_diagnostics(ruleset) if diags is None else diags)
 
 
@@ -664,7 +666,7 @@ def graph_command(rules, strict, service, namespace, output, out, expand) -> Non
         raise InputError(f"not writing {output} to a terminal: pass --out FILE or redirect stdout")
     if service is None and namespace is None:  # the whole dump: every chain, no lookups to save
         ruleset = load_rules(rules, strict)
-        g, title = build_graph(ruleset, None, None, expand=expand)
+        g, title = build_graph(ruleset, None, None, expand=expand, light=output != "json")
     else:
         def analysis(rs: Ruleset):
             query = service

@@ -14,14 +14,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from svcinspect.dataplane.iptables.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment
 from svcinspect.model.netfilter import BUILTIN_CHAINS, Family, Ruleset, Table
+from svcinspect.dataplane.iptables import bulk
 from svcinspect.dataplane.iptables.parse import KNOWN_TARGETS, raw_comment, raw_target
 from svcinspect.model.service import ServicePortRules
 from svcinspect.dataplane import select_service_ports as _select
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 # Chains kube-proxy and kubelet create on purpose with nothing jumping to them.
 UNREFERENCED_OK = frozenset({"KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"})
@@ -149,6 +152,10 @@ def find_cycles(ruleset: Ruleset) -> list[list[str]]:
                     peeled.add(c)
                     dead.append(c)
         edges = {e for e in edges if e[1] not in peeled}
+        if not edges:
+            continue  # no loop (every kube-proxy dump): no graph to build
+        import networkx as nx  # 0.3 s to import: only where a graph algorithm runs
+
         g = nx.DiGraph()
         g.add_edges_from(sorted(edges))
         for scc in nx.strongly_connected_components(g):
@@ -249,6 +256,8 @@ def build_service_graph(ruleset: Ruleset, ports: list[ServicePortRules], *, clus
     affinity branch, or "set" on a DNAT that records it) and ``masquerade`` (every
     packet on this edge is marked for masquerade).
     """
+    import networkx as nx
+
     g = nx.MultiDiGraph(clusters={}, view="services")
     for sp in ports:
         _add_service_port(g, ruleset, sp, clusters)
@@ -386,6 +395,16 @@ def build_overview_graph(ruleset: Ruleset, *, expand: bool = False) -> nx.MultiD
     (they only mark for masquerade and DNAT); jumps into KUBE-MARK-MASQ from a
     service are shown as its ``masquerade`` attribute.
     """
+    if not expand and bulk.enabled():
+        return overview_parts(ruleset).to_networkx()
+    return _build_overview_graph(ruleset, expand)
+
+
+def _build_overview_graph(ruleset: Ruleset, expand: bool) -> nx.MultiDiGraph:
+    # The reference builder (and the only one for --expand): overview_parts gives
+    # the same nodes and edges in the same order.
+    import networkx as nx
+
     g = nx.MultiDiGraph(clusters={}, view="expanded" if expand else "collapsed")
     for table in ruleset.tables:
         fam = table.family
@@ -468,6 +487,164 @@ def _name_service(g: nx.MultiDiGraph, node: str, text: str) -> None:
         attrs["label"] = info.spn
 
 
+# --- the collapsed overview without a networkx object per rule ------------------------
+#
+# The whole-dump `graph` draws ~10k service nodes and ~12k edges from ~440k rule
+# lines. overview_parts reads each per-service chain as the block of text the
+# scanner cut (str.count and one regex over the block instead of a Python step
+# per rule) and keeps nodes and edges in plain dicts and lists; render_dot writes
+# them directly, and to_networkx() gives build_overview_graph's graph for JSON.
+# networkx stays the graph library where graph algorithms are needed (cycles,
+# the per-service and namespace graphs, node-link JSON).
+
+_SEP_END = re.compile(r" -j KUBE-SEP-[A-Z2-7]{16}$", re.M)
+_SEP_END_RCHECK = re.compile(r"--rcheck[^\n]* -j KUBE-SEP-[A-Z2-7]{16}$", re.M)
+
+
+class OverviewParts:
+    """A graph as plain values: ``graph`` (its attributes), ``nodes(data=True)``
+    and ``edges(data=True)`` as networkx gives them (edges grouped by source node
+    in node order, then by destination in the order first joined), which is
+    everything the DOT writers read."""
+
+    __slots__ = ("graph", "_nodes", "_succ")
+
+    def __init__(self, **attrs) -> None:
+        self.graph = attrs
+        self._nodes: dict[str, dict] = {}
+        self._succ: dict[str, dict[str, list[dict]]] = {}
+
+    def add_node(self, node: str, **attrs) -> dict:
+        self._nodes[node] = attrs
+        self._succ[node] = {}
+        return attrs
+
+    def add_edge(self, u: str, v: str, **attrs) -> None:
+        self._succ[u].setdefault(v, []).append(attrs)
+
+    def nodes(self, data: bool = True):
+        return self._nodes.items()
+
+    def edges(self, data: bool = True):
+        return [(u, v, a) for u, nbrs in self._succ.items() for v, attrs in nbrs.items() for a in attrs]
+
+    def to_networkx(self) -> nx.MultiDiGraph:
+        import networkx as nx
+
+        g = nx.MultiDiGraph(**self.graph)
+        for node, attrs in self._nodes.items():
+            g.add_node(node, **attrs)
+        for u, v, attrs in self.edges():
+            g.add_edge(u, v, **attrs)
+        return g
+
+
+def _clean_block(table: Table, name: str) -> tuple[int, str] | None:
+    """The chain's rules as one block of text whose lines are exactly the raw
+    rule texts (no blanks to strip), else None."""
+    blocks = getattr(table.chains, "blocks", None)
+    segs = blocks(name) if blocks is not None else None
+    if segs is None or len(segs) != 1:
+        return None
+    first, block = segs[0]
+    if "\t" in block or " \n" in block or "\n " in block or block.startswith(" ") or not block.endswith("\n"):
+        return None
+    return first, block
+
+
+def overview_parts(ruleset: Ruleset) -> OverviewParts:
+    """The collapsed whole-dump overview (see :func:`build_overview_graph`) as an
+    :class:`OverviewParts`; the same nodes, edges and attributes in the same order."""
+    g = OverviewParts(clusters={}, view="collapsed")
+    nodes = g._nodes
+    for table in ruleset.tables:
+        fam = table.family
+        f = _fam(fam)
+        chains = table.chains
+        names = set(chains)
+        node_of: dict[str, str] = {}
+
+        def node_for(cname: str) -> str:
+            node = node_of.get(cname)
+            if node is not None:
+                return node
+            kind = classify_chain(cname)
+            if not kind.per_service:
+                node = chain_node(fam, table.name, cname)
+                if node not in nodes:
+                    g.add_node(node, cluster="", **_chain_attrs(fam, table, cname, None))
+            else:
+                key = chain_hash(cname) or cname
+                node = f"{f}/service/{key}"
+                if node not in nodes:
+                    g.add_node(node, type="service", label=key, key=key, family=f, table=table.name, service="",
+                               kind="service", chains=[], endpoints=0, masquerade=False, cluster="")
+                if kind is not ChainKind.SEP and cname not in nodes[node]["chains"]:
+                    nodes[node]["chains"].append(cname)
+            node_of[cname] = node
+            return node
+
+        for cname in chains:
+            if cname.startswith("KUBE-SEP-"):
+                continue
+            kind = classify_chain(cname)
+            if kind is ChainKind.SEP:
+                continue
+            collapse = kind.per_service
+            src = node_for(cname)
+            attrs = nodes[src]
+            n_sep = 0
+            rules = None
+            if collapse:
+                pb = _clean_block(table, cname)
+                if pb is not None:
+                    block = pb[1]
+                    n_lines = block.count("\n")
+                    n_masq = block.count(" -j " + _MASQ + "\n")
+                    seps = len(_SEP_END.findall(block))
+                    if n_masq + seps == n_lines:  # nothing but endpoint jumps and masquerade marks
+                        if n_masq:
+                            attrs["masquerade"] = True
+                        n_sep = seps - len(_SEP_END_RCHECK.findall(block))
+                        rules = ()
+            if rules is None:
+                rules = table.raw_rules(cname) or ()
+            for i, (line, text) in enumerate(rules):
+                if collapse:
+                    if text.endswith(" -j " + _MASQ):
+                        attrs["masquerade"] = True
+                        continue
+                    if " -j KUBE-SEP-" in text and '"' not in text[text.rfind(" -j "):]:
+                        if "--rcheck" not in text:
+                            n_sep += 1
+                        continue
+                t = raw_target(text)
+                if t is False:
+                    rt = chains[cname].rules[i].target
+                    t = (rt.name, rt.goto) if rt is not None else None
+                if t is None:
+                    continue
+                target, goto = t
+                if target not in names:
+                    continue
+                if collapse and (target == _MASQ or classify_chain(target) is ChainKind.SEP):
+                    continue
+                dst = node_for(target)
+                if dst == src:
+                    continue
+                g.add_edge(src, dst, line=line, match=match_summary(text), goto=goto, share="", affinity="",
+                           masquerade=False, note="")
+                if kind in (ChainKind.SERVICES, ChainKind.NODEPORTS) and "--comment" in text:
+                    d = nodes[dst]
+                    if d.get("type") == "service" and not d["service"]:
+                        info = parse_comment(raw_comment(text))
+                        if info is not None and info.spn:
+                            d["service"] = d["label"] = info.spn
+            if collapse and kind in (ChainKind.SVC, ChainKind.SVL, ChainKind.XLB):
+                attrs["endpoints"] = max(attrs["endpoints"], n_sep)
+    return g
+
+
 # --- choosing what to draw ----------------------------------------------------------------
 
 def select_service_ports(ruleset: Ruleset, service: str | None = None,
@@ -478,16 +655,22 @@ def select_service_ports(ruleset: Ruleset, service: str | None = None,
 
 
 def build_graph(ruleset: Ruleset, service: str | None = None, namespace: str | None = None, *,
-                expand: bool = False) -> tuple[nx.MultiDiGraph, str]:
+                expand: bool = False, light: bool = False) -> tuple[nx.MultiDiGraph, str]:
     """The graph the ``graph`` command draws and its title: one service port in
     detail (a group per entry point), every service of a namespace (a group each),
-    or, with neither, the whole dump collapsed to one node per service port."""
+    or, with neither, the whole dump collapsed to one node per service port.
+
+    ``light=True`` (for DOT output only): the collapsed whole dump may come back as
+    an :class:`OverviewParts` instead of a networkx graph (same nodes and edges)."""
     if getattr(ruleset, "dataplane", "iptables") == "nftables":  # the nftables dataplane draws its own chains
         from svcinspect.dataplane.nftables.graph import build_graph as build_nft_graph
         return build_nft_graph(ruleset, service, namespace, expand=expand)
     if service is None and namespace is None:
-        g = build_overview_graph(ruleset, expand=expand)
-        n = sum(1 for _, t in g.nodes(data="type") if t == "service")
+        if light and not expand and bulk.enabled():
+            g = overview_parts(ruleset)
+        else:
+            g = build_overview_graph(ruleset, expand=expand)
+        n = sum(1 for _, a in g.nodes(data=True) if a.get("type") == "service")
         return g, "all chains" if expand else f"{n} service ports (one node each; --expand shows chains)"
     ports = select_service_ports(ruleset, service, namespace)
     if service is not None:

@@ -35,7 +35,8 @@ import pytest
 
 from conftest import netns_unavailable_reason, tries_to_see_every_endpoint
 from svcinspect.dataplane.nftables.parse import parse_nft
-from svcinspect.evaluate import Environment, simulate
+from svcinspect.simulate import Environment
+from svcinspect.dataplane import simulate
 from svcinspect.model.flow import Hook, Packet
 from test_nft_layouts import CASES, GENERATIONS, LAYOUTS, NODE, OBJECTS, packet_answer, rules
 

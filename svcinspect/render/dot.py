@@ -9,11 +9,16 @@ with the exact share ("1/3"), ClientIP affinity, masquerade and goto.
 from __future__ import annotations
 
 import json
-
-import networkx as nx
-import pydot
+import re
+from typing import TYPE_CHECKING
 
 from svcinspect.render.escape import dot_quote
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+# networkx (0.3 s) and pydot are imported where they are used: the whole-dump DOT
+# output needs neither.
 
 # Fill colours by node kind (chains: kubeproxy.ChainKind values).
 COLOURS = {
@@ -82,6 +87,18 @@ def _edge_label(attrs: dict) -> str:
 
 def render_dot(graph: nx.MultiDiGraph, title: str = "svcinspect") -> str:
     """DOT text for ``graph``; nodes keep their graph ids (quoted) and a label."""
+    from svcinspect.dataplane.iptables import bulk
+
+    if bulk.enabled():
+        return write_dot(graph.graph.get("clusters", {}), graph.nodes(data=True), graph.edges(data=True), title)
+    return _render_dot_pydot(graph, title)
+
+
+def _render_dot_pydot(graph: nx.MultiDiGraph, title: str) -> str:
+    # The reference writer: write_dot gives these bytes without a pydot object per
+    # node and edge (tests/test_dot_writer.py compares the two).
+    import pydot
+
     # Every text from the input goes through dot_quote, never through pydot's
     # guess (which passes a text that looks quoted as DOT source).
     dot = pydot.Dot("svcinspect", graph_type="digraph", rankdir="LR", fontname="Helvetica", label=dot_quote(title),
@@ -125,6 +142,116 @@ def render_dot(graph: nx.MultiDiGraph, title: str = "svcinspect") -> str:
 
 def render_node_link_json(graph: nx.MultiDiGraph) -> str:
     """networkx node-link data (``nodes``, ``edges``), with the graph attributes."""
+    import networkx as nx
+
     data = nx.node_link_data(graph, edges="edges")
     data["graph"] = {"schema": "svcinspect/v1", **data.get("graph", {})}
     return json.dumps(data, indent=1, sort_keys=False) + "\n"
+
+
+# --- the direct writer ---------------------------------------------------------------
+#
+# pydot builds an object per node and edge and re-checks every value's quoting
+# character by character: ~60% of a whole-dump `graph -o dot`. write_dot prints
+# what pydot's Dot.to_string prints for the graphs render_dot builds: the graph's
+# attributes, the node and edge defaults, the cluster subgraphs (their nodes inside),
+# the other nodes, the edges, the legend, each in the order render_dot adds them
+# (pydot orders a graph's children by when they were added).
+
+_KEYWORDS = frozenset({"graph", "subgraph", "digraph", "node", "edge", "strict"})
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_COLOUR = re.compile(r"#[0-9a-f]{6}\Z")
+
+
+def _attr(value: str, _cache: dict[str, str] = {}) -> str:
+    """pydot's quoting of one attribute value (``Common._format_attr`` and
+    ``quote_attr_if_necessary``), answered here for the values render_dot
+    gives (quoted strings, identifiers, digits, colours) and by pydot itself
+    for anything else."""
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        return value  # a quoted string (dot_quote's or _q's): pydot keeps it as it is
+    out = _cache.get(value)
+    if out is not None:
+        return out
+    if value == "":
+        out = '""'
+    elif value.lower() in _KEYWORDS:
+        out = None
+    elif value.isdigit():
+        out = value
+    elif value.isalnum():
+        out = None if value[0].isdigit() else value
+    elif _IDENT.match(value) or _COLOUR.match(value):
+        out = '"' + value + '"'  # pydot finds no rule that leaves it bare, and nothing to escape
+    if out is None:
+        import pydot
+
+        out = pydot.core.quote_attr_if_necessary(value)
+    _cache[value] = out
+    return out
+
+
+def _attrs(pairs) -> str:
+    return "[" + ", ".join(f"{k}={_attr(v)}" for k, v in pairs) + "]"
+
+
+_NODE_DEFAULTS = _attrs((("fontname", "Helvetica"), ("fontsize", "10"), ("style", "filled"), ("shape", "box"),
+                         ("fillcolor", "#ffffff")))
+_EDGE_DEFAULTS = _attrs((("fontname", "Helvetica"), ("fontsize", "9")))
+
+
+def _node_line(node: str, attrs: dict) -> tuple[str, str]:
+    """(style key, the node's DOT line) as render_dot's pydot.Node prints it."""
+    key = _style_key(attrs)
+    parts = ["label=" + _attr(dot_quote(_node_label(attrs)))]
+    shape = _SHAPES.get(key, "box")
+    if shape != "box":
+        parts.append("shape=" + _attr(shape))
+    colour = COLOURS.get(key, "#ffffff")
+    if colour != "#ffffff":
+        parts.append("fillcolor=" + _attr(colour))
+    return key, f"{_q(node)} [{', '.join(parts)}];\n"
+
+
+def _edge_line(u: str, v: str, attrs: dict) -> str:
+    tooltip = ": ".join(filter(None, (f"line {attrs.get('line', '')}", attrs.get("match"))))
+    parts = ["tooltip=" + _attr(dot_quote(tooltip))]
+    if attrs.get("affinity") and attrs["affinity"] != "set":
+        parts.append("style=dashed")
+    label = _edge_label(attrs)
+    if label:
+        parts.append("label=" + _attr(dot_quote(label)))
+    return f"{_q(u)} -> {_q(v)} [{', '.join(parts)}];\n"
+
+
+def write_dot(clusters: dict, nodes, edges, title: str = "svcinspect") -> str:
+    """The DOT text render_dot gives for a graph with these ``clusters`` (id ->
+    title), ``nodes`` (``(id, attrs)`` pairs) and ``edges`` (``(u, v, attrs)``), in
+    that order: networkx's ``graph.nodes(data=True)`` and ``graph.edges(data=True)``
+    or plain lists (the whole-dump overview is written without building a graph)."""
+    out = ["digraph svcinspect {\n", "rankdir=LR;\n", "fontname=Helvetica;\n",
+           f"label={_attr(dot_quote(title))};\n", "labelloc=t;\n",
+           f"node {_NODE_DEFAULTS};\n", f"edge {_EDGE_DEFAULTS};\n"]
+    inside: dict[str, list[str]] = {cid: [] for cid in clusters}
+    used: set[str] = set()
+    top = []
+    for node, attrs in nodes:
+        key, line = _node_line(node, attrs)
+        used.add(key)
+        (inside.get(attrs.get("cluster", "")) if attrs.get("cluster", "") in inside else top).append(line)
+    for i, (cid, ctitle) in enumerate(clusters.items()):
+        out.append(f"subgraph cluster_{i} {{\nlabel={_attr(dot_quote(str(ctitle)))};\nstyle=rounded;\n"
+                   f"color={_attr('#888888')};\n")
+        out.extend(inside[cid])
+        out.append("}\n")
+    out.extend(top)
+    out.extend(_edge_line(u, v, attrs) for u, v, attrs in edges)
+    shown = [k for k in LEGEND if k in used]
+    if shown:
+        out.append(f"subgraph cluster_legend {{\nlabel=legend;\nstyle=rounded;\ncolor={_attr('#bbbbbb')};\n")
+        for k in shown:
+            out.append(f"{_q('legend/' + k)} [label={_attr(dot_quote(LEGEND[k]))}, "
+                       f"shape={_attr(_SHAPES.get(k, 'box'))}, fillcolor={_attr(COLOURS.get(k, '#ffffff'))}];\n")
+        out.append("}\n")
+    out.append("}\n")
+    return "".join(out)
