@@ -232,7 +232,8 @@ def build_service_ports(ruleset: Ruleset, only: Iterable[str] | None = None) -> 
             _scan_nat(nat, accs, wanted)
         if filt is not None:
             _scan_filter(filt, accs, wanted)
-        ports = [_finish(key, family, acc, nat) for key, acc in accs.items()]
+        scan = bulk.scan_nat(nat) if nat is not None and wanted is None else None
+        ports = [_finish(key, family, acc, nat, scan) for key, acc in accs.items()]
         if nat is not None and ruleset.gaps:
             ports = excerpt_view(ports, nat, family, wanted)
         if ports and nat is not None and any(c in nat.chains for c in IPVS_CHAINS):
@@ -496,7 +497,8 @@ def _key_for(spn: str, proto: str, accs: dict[str, _Acc]) -> str:
     return hash16(spn + proto)
 
 
-def _finish(key: str, family: Family, acc: _Acc, nat: Table | None) -> ServicePortRules:
+def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
+            scan: bulk.NatScan | None = None) -> ServicePortRules:
     warnings = list(acc.warnings)
     chains: dict[str, object] = {}
     endpoints: tuple[EndpointShare, ...] = ()
@@ -514,10 +516,11 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None) -> ServicePo
         for prefix in ("svc", "svl", "xlb"):
             if prefix not in chains:
                 continue
-            chain = nat.chains[chains[prefix]]
-            fast = bulk.cascade(nat, chain.name)
-            branches = _branches(chain)[0] if fast is bulk.UNSURE else [Branch(*f) for f in fast]
-            shares, aff, w, pnames, pproto = _endpoint_shares(nat, chain.name, branches, bool(names), protocol)
+            cname = chains[prefix]
+            fast = scan.cascades.get(cname, bulk.UNSURE) if scan is not None else bulk.cascade(nat, cname)
+            branches = _branches(nat.chains[cname])[0] if fast is bulk.UNSURE else [Branch(*f) for f in fast]
+            shares, aff, w, pnames, pproto = _endpoint_shares(nat, cname, branches, bool(names), protocol,
+                                                              scan.dnat if scan is not None else None)
             warnings.extend(w)
             names.extend(pnames)
             protocol = protocol or pproto
@@ -567,7 +570,7 @@ def _names_in(chain: Chain) -> list[str]:
 
 
 def _endpoint_shares(nat: Table, chain_name: str, branches: list[Branch], named: bool = False,
-                     protocol: str | None = None):
+                     protocol: str | None = None, dnat: dict | None = None):
     """Exact shares of a cascade; warnings for anything kube-proxy would not write."""
     warnings: list[str] = []
     names: list[str] = []
@@ -593,12 +596,15 @@ def _endpoint_shares(nat: Table, chain_name: str, branches: list[Branch], named:
         shares = cascade_shares(probs)
     out: list[EndpointShare] = []
     for i, (b, share) in enumerate(zip(cascade, shares)):
-        if b.sep not in nat.chains:
+        # (the bulk pass read only chains that exist)
+        endpoint = dnat.get(b.sep, _UNREAD) if dnat is not None else _UNREAD
+        if endpoint is _UNREAD and b.sep not in nat.chains:
             warnings.append(f"{chain_name} jumps to {b.sep}, which does not exist (line {b.line}): "
                             f"{_pct(share)} of new connections fail")
             endpoint = b.comment_endpoint
         else:
-            endpoint = sep_endpoint(nat, b.sep)
+            if endpoint is _UNREAD:
+                endpoint = sep_endpoint(nat, b.sep)
             if endpoint is None:
                 warnings.append(f"{b.sep} has no DNAT rule: traffic sent there is not redirected")
             if not (named or names) or protocol is None:
@@ -625,6 +631,9 @@ def _endpoint_shares(nat: Table, chain_name: str, branches: list[Branch], named:
             warnings.append(f"{chain_name}: endpoints do not get equal shares ("
                             + ", ".join(f"{s.endpoint or s.sep} {_pct(s.share)}" for s in out) + ")")
     return tuple(out), affinity, warnings, names, protocol
+
+
+_UNREAD = object()  # an endpoint chain the bulk pass left to sep_endpoint
 
 
 @lru_cache(maxsize=1024)

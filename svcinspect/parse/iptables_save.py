@@ -759,6 +759,13 @@ class LazyChains(BuiltOnDemand):
         entry = self._entries.get(name)
         return None if entry is None else entry[3]
 
+    def single_blocks(self, prefix: str | tuple[str, ...]) -> list[tuple[str, int, str]]:
+        """``(chain, first line, block)`` of every chain named ``prefix``... whose
+        rules are one block of whole lines (every chain iptables-save prints), in
+        dump order: the regions ``parse.bulk`` scans in one pass."""
+        return [(name, e[3][0][0], e[3][0][1]) for name, e in self._entries.items()
+                if name.startswith(prefix) and len(e[3]) == 1 and e[3][0][1].endswith("\n")]
+
     def head(self, name: str) -> tuple[str | None, Counters | None]:
         """A chain's policy and counters, without building it (``render.iptables``)."""
         built = self._built.get(name)
