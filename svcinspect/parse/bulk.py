@@ -229,4 +229,21 @@ def _branches_of(found, first: int):
     return out
 
 
-_native = None
+# --- the optional compiled scanner (svcinspect/_scan.c) -------------------------------
+# Built by ``pip install .`` where a C compiler is present; the functions above
+# are its reference and its fallback. ``SVCINSPECT_NO_NATIVE=1`` (or
+# :func:`set_native`) uses the pure-Python scan even when it is built.
+try:
+    from svcinspect import _scan as native_scanner
+except ImportError:  # not built (no compiler at install time): the same answers, slower
+    native_scanner = None
+
+_native = native_scanner if os.environ.get("SVCINSPECT_NO_NATIVE", "") in ("", "0") else None
+
+
+def set_native(on: bool) -> bool:
+    """Use the compiled scanner (when built) or the pure-Python one; returns
+    whether the compiled one was in use."""
+    global _native
+    was, _native = _native is not None, native_scanner if on else None
+    return was
