@@ -457,9 +457,155 @@ fail:
     return NULL;
 }
 
+
+/* --- segments ----------------------------------------------------------------- */
+
+static int is_blank(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* [ \t]*(?:\[\d+:\d+\][ \t]*)?-A[ \t]+  at the start of a line: the offset of
+ * the chain name after it, or -1. */
+static Py_ssize_t rule_head(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n && is_blank((unsigned char)s[i]))
+        i++;
+    if (i < n && s[i] == '[') {
+        Py_ssize_t j = i + 1, k;
+        k = j;
+        while (j < n && is_digit((unsigned char)s[j]))
+            j++;
+        if (j > k && j < n && s[j] == ':') {
+            k = ++j;
+            while (j < n && is_digit((unsigned char)s[j]))
+                j++;
+            if (j > k && j < n && s[j] == ']') {
+                j++;
+                while (j < n && is_blank((unsigned char)s[j]))
+                    j++;
+                i = j;
+            }
+        }
+    }
+    if (!AT(s, n, i, "-A"))
+        return -1;
+    i += 2;
+    if (i >= n || !is_blank((unsigned char)s[i]))
+        return -1;
+    while (i < n && is_blank((unsigned char)s[i]))
+        i++;
+    return i;
+}
+
+static int append4(PyObject *out, PyObject *empty, int slot, PyObject *v, PyObject *c)
+{
+    PyObject *t = PyTuple_New(4);
+    if (t == NULL)
+        return -1;
+    for (int k = 0; k < 4; k++) {
+        PyObject *x = k == slot ? v : (k == 1 && c != NULL) ? c : empty;
+        Py_INCREF(x);
+        PyTuple_SET_ITEM(t, k, x);
+    }
+    int r = PyList_Append(out, t);
+    Py_DECREF(t);
+    return r;
+}
+
+/* parse.iptables_save._SEGMENTS.findall(text) for ASCII text that ends in "\n":
+ * (rule block, chain, declarations, other line) per match, "" for the groups
+ * that did not take part. None for any other text (the caller uses the regex). */
+static PyObject *scan_segments(PyObject *self, PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "segments() takes a str");
+        return NULL;
+    }
+    if (PyUnicode_READY(text) < 0)
+        return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const char *s = (const char *)PyUnicode_DATA(text);
+    if (!PyUnicode_IS_ASCII(text) || n == 0 || s[n - 1] != '\n')
+        Py_RETURN_NONE;
+    PyObject *out = PyList_New(0), *empty = PyUnicode_FromStringAndSize("", 0);
+    if (out == NULL || empty == NULL)
+        goto fail;
+    Py_ssize_t pos = 0;
+    while (pos < n) {
+        const char *nl = memchr(s + pos, '\n', (size_t)(n - pos));
+        Py_ssize_t end = (Py_ssize_t)(nl - s) + 1;  /* after this line's "\n" (text ends in one) */
+        Py_ssize_t h = rule_head(s + pos, end - 1 - pos);
+        if (h >= 0) {
+            Py_ssize_t c0 = pos + h, c1 = c0;
+            while (c1 < end - 1 && !is_space((unsigned char)s[c1]))
+                c1++;
+            if (c1 > c0) {
+                Py_ssize_t cl = c1 - c0, stop = end;
+                /* (?:...-A[ \t]+(?P=c)(?=[ \t\n])[^\n]*\n)* */
+                while (stop < n) {
+                    const char *nl2 = memchr(s + stop, '\n', (size_t)(n - stop));
+                    Py_ssize_t e2 = (Py_ssize_t)(nl2 - s) + 1;
+                    Py_ssize_t h2 = rule_head(s + stop, e2 - 1 - stop);
+                    if (h2 < 0)
+                        break;
+                    Py_ssize_t k = stop + h2;
+                    if (!(k + cl < e2 && memcmp(s + k, s + c0, (size_t)cl) == 0
+                          && (s[k + cl] == ' ' || s[k + cl] == '\t' || s[k + cl] == '\n')))
+                        break;
+                    stop = e2;
+                }
+                PyObject *block = PyUnicode_FromStringAndSize(s + pos, stop - pos);
+                PyObject *chain = PyUnicode_FromStringAndSize(s + c0, cl);
+                int r = (block && chain) ? append4(out, empty, 0, block, chain) : -1;
+                Py_XDECREF(block);
+                Py_XDECREF(chain);
+                if (r < 0)
+                    goto fail;
+                pos = stop;
+                continue;
+            }
+        }
+        {   /* (?:^[ \t]*:[^\n]*\n)+ */
+            Py_ssize_t stop = pos;
+            while (stop < n) {
+                Py_ssize_t i = stop;
+                while (i < n && is_blank((unsigned char)s[i]))
+                    i++;
+                if (i >= n || s[i] != ':')
+                    break;
+                stop = (Py_ssize_t)((const char *)memchr(s + i, '\n', (size_t)(n - i)) - s) + 1;
+            }
+            if (stop > pos) {
+                PyObject *decls = PyUnicode_FromStringAndSize(s + pos, stop - pos);
+                int r = decls ? append4(out, empty, 2, decls, NULL) : -1;
+                Py_XDECREF(decls);
+                if (r < 0)
+                    goto fail;
+                pos = stop;
+                continue;
+            }
+        }
+        PyObject *other = PyUnicode_FromStringAndSize(s + pos, end - pos);
+        int r = other ? append4(out, empty, 3, other, NULL) : -1;
+        Py_XDECREF(other);
+        if (r < 0)
+            goto fail;
+        pos = end;
+    }
+    Py_DECREF(empty);
+    return out;
+fail:
+    Py_XDECREF(out);
+    Py_XDECREF(empty);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
     {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
+    {"segments", scan_segments, METH_O, "parse.iptables_save._SEGMENTS.findall(text) for ASCII text, else None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -518,9 +518,14 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
                 continue
             cname = chains[prefix]
             fast = scan.cascades.get(cname, bulk.UNSURE) if scan is not None else bulk.cascade(nat, cname)
-            branches = _branches(nat.chains[cname])[0] if fast is bulk.UNSURE else [Branch(*f) for f in fast]
-            shares, aff, w, pnames, pproto = _endpoint_shares(nat, cname, branches, bool(names), protocol,
-                                                              scan.dnat if scan is not None else None)
+            done = None
+            if fast is not bulk.UNSURE and scan is not None and names and protocol is not None:
+                done = _uniform_endpoint_shares(fast, scan.dnat, protocol)
+            if done is None:
+                branches = _branches(nat.chains[cname])[0] if fast is bulk.UNSURE else [Branch(*f) for f in fast]
+                done = _endpoint_shares(nat, cname, branches, bool(names), protocol,
+                                        scan.dnat if scan is not None else None)
+            shares, aff, w, pnames, pproto = done
             warnings.extend(w)
             names.extend(pnames)
             protocol = protocol or pproto
@@ -634,6 +639,43 @@ def _endpoint_shares(nat: Table, chain_name: str, branches: list[Branch], named:
 
 
 _UNREAD = object()  # an endpoint chain the bulk pass left to sep_endpoint
+
+
+def _uniform_endpoint_shares(rows, dnat: dict, protocol: str):
+    """What :func:`_endpoint_shares` returns for a named service port, from the
+    bulk pass's branch tuples, when the cascade is kube-proxy's 1/(n-i) one and
+    the pass read every endpoint chain of it; None otherwise (then the general
+    function decides). No Branch objects and no Fraction per endpoint: 1/n is
+    one object per n."""
+    affinity = None
+    cascade = []
+    for row in rows:
+        if row[4] is not None:
+            affinity = row[4]
+        else:
+            cascade.append(row)
+    if not cascade or not _uniform_probabilities(tuple(row[3] for row in cascade)):
+        return None
+    share = _one_in(len(cascade))
+    warnings: list[str] = []
+    out = []
+    for sep, line, _, probability, _, said in cascade:
+        endpoint = dnat.get(sep, _UNREAD)
+        if endpoint is _UNREAD:
+            return None
+        if endpoint is None:
+            warnings.append(f"{sep} has no DNAT rule: traffic sent there is not redirected")
+        elif said and said != endpoint:
+            warnings.append(f"line {line}: comment says {said} but {sep} DNATs to {endpoint}")
+        out.append(EndpointShare(endpoint, sep, share, probability, line))
+    return tuple(out), affinity, warnings, [], protocol
+
+
+@lru_cache(maxsize=4096)
+def _uniform_probabilities(probabilities: tuple[str | None, ...]) -> bool:
+    """:func:`_is_uniform` of a cascade with these probabilities (kube-proxy
+    writes the same strings for every cascade of n endpoints)."""
+    return _is_uniform([Branch("", 0, "", p) for p in probabilities])
 
 
 @lru_cache(maxsize=1024)

@@ -241,6 +241,14 @@ except ImportError:  # not built (no compiler at install time): the same answers
 _native = native_scanner if os.environ.get("SVCINSPECT_NO_NATIVE", "") in ("", "0") else None
 
 
+def segments(text: str):
+    """``iptables_save._SEGMENTS.findall(text)`` from the compiled scanner, or
+    None (not built, switched off, or text it leaves to the regex)."""
+    if _native is None or not _enabled:
+        return None
+    return _native.segments(text)
+
+
 def set_native(on: bool) -> bool:
     """Use the compiled scanner (when built) or the pure-Python one; returns
     whether the compiled one was in use."""

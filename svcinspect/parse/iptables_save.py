@@ -37,6 +37,7 @@ from svcinspect.model.netfilter import (
     ValueMatch,
     split_lines,
 )
+from svcinspect.parse import bulk
 from svcinspect.parse.paste import clean_paste, describe_filter
 from svcinspect.parse.recognise import describe_other_input, looks_like_prose
 
@@ -559,16 +560,18 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
         raise NotADumpError(other_format, source)
     rule_lines = 0
     lineno = 1
-    for block, chain, decls, other in _SEGMENTS.findall(text):
+    segments = bulk.segments(text)
+    for block, chain, decls, other in segments if segments is not None else _SEGMENTS.findall(text):
         if block:
-            rule_lines += block.count("\n")
+            lines = block.count("\n")
+            rule_lines += lines
             tb = cur if cur is not None else builder()
             entry = tb.chains.get(chain)
             if entry is None:
                 entry = tb.chains[chain] = [None, None, lineno, [], False]
                 tb.undeclared.append((chain, lineno))
             entry[3].append((lineno, block))
-            lineno += block.count("\n")
+            lineno += lines
             recognised += 1
             continue
         if decls:
