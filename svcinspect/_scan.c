@@ -332,16 +332,19 @@ static int match_skip(const char *s, Py_ssize_t n)
     return 1;
 }
 
-static PyObject *branch_tuple(const char *s, Py_ssize_t n, const branch_t *b, Py_ssize_t line)
+static PyObject *branch_tuple(const char *s, const branch_t *b, Py_ssize_t line)
 {
     PyObject *t = NULL, *ln = NULL, *text = NULL, *p = NULL, *sec = NULL, *ep = NULL;
     t = PyUnicode_FromStringAndSize(s + b->t, 25);
     ln = PyLong_FromSsize_t(line);
-    text = PyUnicode_FromStringAndSize(s, n);
-    if (t == NULL || ln == NULL || text == NULL)
+    text = Py_None;  /* the rule text is left out, as bulk._branches_of does */
+    Py_INCREF(text);
+    if (t == NULL || ln == NULL)
         goto fail;
     if (b->p >= 0) {
         p = PyUnicode_FromStringAndSize(s + b->p, b->pl);
+        if (p != NULL)
+            PyUnicode_InternInPlace(&p);  /* kube-proxy writes the same few strings everywhere */
     } else {
         p = Py_None;
         Py_INCREF(p);
@@ -431,7 +434,7 @@ static PyObject *scan_cascades(PyObject *self, PyObject *chains)
             Py_ssize_t ll = end - pos;
             branch_t b;
             if (ll > 0 && match_branch(ln, ll, &b)) {
-                PyObject *row = branch_tuple(ln, ll, &b, line);
+                PyObject *row = branch_tuple(ln, &b, line);
                 if (row == NULL || PyList_Append(rows, row) < 0) {
                     Py_XDECREF(row);
                     Py_DECREF(rows);

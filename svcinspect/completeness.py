@@ -98,6 +98,20 @@ def _assess_nftables(ruleset) -> InputCompleteness:
 _JUMP = re.compile(r" -[jg] (KUBE-[A-Za-z0-9_.-]+)")
 
 
+def _batches(blocks, size: int = 1 << 20):
+    """Whole blocks joined into strings of about ``size`` characters."""
+    batch: list[str] = []
+    n = 0
+    for b in blocks:
+        batch.append(b)
+        n += len(b)
+        if n >= size:
+            yield "".join(batch)
+            batch, n = [], 0
+    if batch:
+        yield "".join(batch)
+
+
 def _maybe_missing(ruleset: Ruleset) -> bool:
     """Cheap first pass: could any rule jump to an absent KUBE- chain? (one regex
     over each table's text; a quote could hide a false candidate, never a real one)"""
@@ -105,7 +119,9 @@ def _maybe_missing(ruleset: Ruleset) -> bool:
         blocks = getattr(t.chains, "raw_blocks", None)
         if blocks is None:
             return True
-        targets = set(_JUMP.findall("".join(blocks())))
+        targets: set[str] = set()
+        for chunk in _batches(blocks()):  # a table's text in ~1 MB pieces, not one 100 MB copy
+            targets.update(_JUMP.findall(chunk))
         if any(name not in t.chains for name in targets):
             return True
     return False

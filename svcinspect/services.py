@@ -170,6 +170,15 @@ def _branches(chain: Chain) -> tuple[list[Branch], list[str]]:
     return out, others
 
 
+def _scanned_branches(nat: Table, name: str, rows) -> list[Branch]:
+    """Branches from the bulk pass's field tuples; the region pass keeps no rule
+    text (it is ~40 MB at 20k services), so it is taken from the chain here."""
+    if rows and rows[0][2] is None:
+        texts = dict(nat.raw_rules(name) or ())
+        return [Branch(t, line, texts[line], p, s, ep) for t, line, _, p, s, ep in rows]
+    return [Branch(*f) for f in rows]
+
+
 def branch_of(rule: Rule) -> Branch | None:
     """The general (decoded) reading of a cascade rule; None if not a SEP jump."""
     t = rule.target
@@ -522,7 +531,7 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
             if fast is not bulk.UNSURE and scan is not None and names and protocol is not None:
                 done = _uniform_endpoint_shares(fast, scan.dnat, protocol)
             if done is None:
-                branches = _branches(nat.chains[cname])[0] if fast is bulk.UNSURE else [Branch(*f) for f in fast]
+                branches = _branches(nat.chains[cname])[0] if fast is bulk.UNSURE else _scanned_branches(nat, cname, fast)
                 done = _endpoint_shares(nat, cname, branches, bool(names), protocol,
                                         scan.dnat if scan is not None else None)
             shares, aff, w, pnames, pproto = done

@@ -215,6 +215,8 @@ def _scan_cascades(chains: list[tuple[str, int, str]]) -> dict:
 
 
 def _branches_of(found, first: int):
+    """Branch field tuples of one chain's rows, without the rule text (None):
+    ``services`` reads it from the chain in the rare case it needs it."""
     out = []
     line = first
     for text, c, p, s, s2, t, skip, *_ in found:
@@ -224,7 +226,7 @@ def _branches_of(found, first: int):
         else:
             ep = c.rstrip('"').rsplit(" -> ", 1)[1] if c and " -> " in c else None
             s = s or s2
-            out.append((t, line, text, p or None, int(s) if s else None, ep))
+            out.append((t, line, None, p or None, int(s) if s else None, ep))
         line += 1
     return out
 

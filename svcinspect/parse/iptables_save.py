@@ -519,6 +519,7 @@ _SEGMENTS = re.compile(
 )
 
 
+_NO_COUNTERS = ("0", "0")  # [0:0], on nearly every chain: one tuple for all
 _DECL = re.compile(r"^[ \t]*:(\S*)(?:[ \t]+(\S+))?(?:[ \t]+\[(\d+):(\d+)\])?[^\n]*$", re.M)
 
 
@@ -583,7 +584,8 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
                     continue
                 entry = chains.get(name)
                 if entry is None:
-                    chains[name] = [None if policy in ("-", "") else policy, (pk, by) if pk else None, lineno + i, [], True]
+                    chains[name] = [None if policy in ("-", "") else policy,
+                                    ((_NO_COUNTERS if pk == by == "0" else (pk, by)) if pk else None), lineno + i, [], True]
                 elif entry[4]:
                     diags.append(Diagnostic(Severity.WARNING, f"chain {name} declared twice", source, lineno + i, ":" + name))
                 else:  # rules came first (a hand-made file); the declaration completes it
@@ -944,10 +946,19 @@ def _describe_non_dump(text: str) -> str:
     return "no iptables-save lines found (no *table, :chain or -A lines); run `iptables-save > FILE` on the node and pass that file"
 
 
+def _text_of(source) -> str:
+    """A source's text, its bytes released when it can (``TextSource.release_data``)."""
+    text = source.text
+    release = getattr(source, "release_data", None)
+    if release is not None:
+        release()
+    return text
+
+
 def parse_dumps(sources, *, strict: bool = False) -> Ruleset:
     """Parse several dumps (``TextSource``-like: ``.name``, ``.text``) into one ruleset,
     e.g. ``iptables-save`` and ``ip6tables-save`` of the same node."""
-    parsed = [parse_iptables_save(s.text, s.name, strict=strict) for s in sources]
+    parsed = [parse_iptables_save(_text_of(s), s.name, strict=strict) for s in sources]
     if len(parsed) == 1:
         return parsed[0]
     diags: list[Diagnostic] = [d for r in parsed for d in r.diagnostics]
