@@ -605,9 +605,270 @@ fail:
     return NULL;
 }
 
+
+/* --- fold: the parser's loop over a run of rule blocks --------------------------- */
+
+static Py_ssize_t count_newlines(PyObject *block, PyObject *nl)
+{
+    if (PyUnicode_IS_ASCII(block)) {
+        const char *s = (const char *)PyUnicode_DATA(block);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(block), c = 0;
+        const char *p = s, *end = s + n;
+        while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+            c++;
+            p++;
+        }
+        return c;
+    }
+    return PyUnicode_Count(block, nl, 0, PY_SSIZE_T_MAX);
+}
+
+/* fold(segments, start, chains, undeclared, lineno) -> (end, lineno, rule lines, blocks)
+ *
+ * What parse_iptables_save's loop does for each rule block of segments[start:],
+ * up to the first item that is not one (``end``): the block goes to its chain's
+ * entry in ``chains`` (a new ``[None, None, lineno, [], False]`` entry, noted in
+ * ``undeclared``, for a chain not seen yet). */
+static PyObject *scan_fold(PyObject *self, PyObject *args)
+{
+    PyObject *segs, *chains, *undeclared;
+    Py_ssize_t i, lineno, lines = 0, blocks = 0;
+    if (!PyArg_ParseTuple(args, "O!nO!O!n", &PyList_Type, &segs, &i, &PyDict_Type, &chains, &PyList_Type,
+                          &undeclared, &lineno))
+        return NULL;
+    PyObject *nl = PyUnicode_FromStringAndSize("\n", 1);
+    if (nl == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(segs);
+    if (i < 0)
+        i = 0;
+    for (; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(segs, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 4) {
+            PyErr_SetString(PyExc_TypeError, "segments are 4-tuples");
+            goto fail;
+        }
+        PyObject *block = PyTuple_GET_ITEM(item, 0), *chain = PyTuple_GET_ITEM(item, 1);
+        if (!PyUnicode_Check(block) || !PyUnicode_Check(chain)) {
+            PyErr_SetString(PyExc_TypeError, "segments hold str");
+            goto fail;
+        }
+        if (PyUnicode_GET_LENGTH(block) == 0)
+            break;
+        Py_ssize_t count = count_newlines(block, nl);
+        if (count < 0)
+            goto fail;
+        PyObject *ln = PyLong_FromSsize_t(lineno);
+        if (ln == NULL)
+            goto fail;
+        PyObject *entry = PyDict_GetItemWithError(chains, chain);  /* borrowed */
+        if (entry == NULL) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(ln);
+                goto fail;
+            }
+            PyObject *runs = PyList_New(0);
+            entry = runs ? PyList_New(5) : NULL;
+            if (entry == NULL) {
+                Py_XDECREF(runs);
+                Py_DECREF(ln);
+                goto fail;
+            }
+            Py_INCREF(Py_None);
+            PyList_SET_ITEM(entry, 0, Py_None);
+            Py_INCREF(Py_None);
+            PyList_SET_ITEM(entry, 1, Py_None);
+            Py_INCREF(ln);
+            PyList_SET_ITEM(entry, 2, ln);
+            PyList_SET_ITEM(entry, 3, runs);
+            Py_INCREF(Py_False);
+            PyList_SET_ITEM(entry, 4, Py_False);
+            PyObject *note = PyTuple_Pack(2, chain, ln);
+            int bad = note == NULL || PyDict_SetItem(chains, chain, entry) < 0 || PyList_Append(undeclared, note) < 0;
+            Py_XDECREF(note);
+            Py_DECREF(entry);  /* the dict holds it */
+            if (bad) {
+                Py_DECREF(ln);
+                goto fail;
+            }
+        } else if (!PyList_Check(entry) || PyList_GET_SIZE(entry) != 5 || !PyList_Check(PyList_GET_ITEM(entry, 3))) {
+            Py_DECREF(ln);
+            PyErr_SetString(PyExc_TypeError, "chain entries are 5-item lists");
+            goto fail;
+        }
+        PyObject *run = PyTuple_Pack(2, ln, block);
+        Py_DECREF(ln);
+        if (run == NULL || PyList_Append(PyList_GET_ITEM(entry, 3), run) < 0) {
+            Py_XDECREF(run);
+            goto fail;
+        }
+        Py_DECREF(run);
+        lineno += count;
+        lines += count;
+        blocks++;
+    }
+    Py_DECREF(nl);
+    return Py_BuildValue("nnnn", i, lineno, lines, blocks);
+fail:
+    Py_DECREF(nl);
+    return NULL;
+}
+
+
+/* --- declarations ------------------------------------------------------------------ */
+
+/* fold_decls(decls, chains, lineno, no_counters) -> leftovers
+ *
+ * parse_iptables_save's loop over ``_DECL.findall(decls)`` for ASCII text: a
+ * declaration of a chain not in ``chains`` becomes its entry
+ * ``[policy or None, counters or None, line, [], True]`` here (counters "[0:0]"
+ * as the shared ``no_counters`` tuple); every other one (an empty name, a chain
+ * already there) is returned as ``(index, name, policy, packets, bytes)`` for
+ * the Python loop, in order. None when ``decls`` is not ASCII. */
+static PyObject *scan_fold_decls(PyObject *self, PyObject *args)
+{
+    PyObject *decls, *chains, *zero;
+    Py_ssize_t lineno;
+    if (!PyArg_ParseTuple(args, "UO!nO!", &decls, &PyDict_Type, &chains, &lineno, &PyTuple_Type, &zero))
+        return NULL;
+    if (PyUnicode_READY(decls) < 0)
+        return NULL;
+    if (!PyUnicode_IS_ASCII(decls))
+        Py_RETURN_NONE;
+    const char *s = (const char *)PyUnicode_DATA(decls);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(decls), pos = 0, index = 0;
+    for (Py_ssize_t q = 0; q < n;) {  /* every line a declaration, checked before anything changes */
+        while (q < n && is_blank((unsigned char)s[q]))
+            q++;
+        if (q >= n || s[q] != ':')
+            Py_RETURN_NONE;
+        const char *nl = memchr(s + q, '\n', (size_t)(n - q));
+        q = nl ? (Py_ssize_t)(nl - s) + 1 : n;
+    }
+    PyObject *left = PyList_New(0);
+    if (left == NULL)
+        return NULL;
+    while (pos < n) {
+        const char *nl = memchr(s + pos, '\n', (size_t)(n - pos));
+        Py_ssize_t end = nl ? (Py_ssize_t)(nl - s) : n, i = pos;
+        /* ^[ \t]*:(\S*)(?:[ \t]+(\S+))?(?:[ \t]+\[(\d+):(\d+)\])?[^\n]*$ */
+        while (i < end && is_blank((unsigned char)s[i]))
+            i++;
+        if (i >= end || s[i] != ':') {  /* cannot happen for a declaration run; leave it to the regex */
+            Py_DECREF(left);
+            Py_RETURN_NONE;
+        }
+        Py_ssize_t n0 = ++i;
+        while (i < end && !is_space((unsigned char)s[i]))
+            i++;
+        Py_ssize_t n1 = i, p0 = -1, p1 = -1, k0 = -1, k1 = -1, b0 = -1, b1 = -1;
+        Py_ssize_t j = i;
+        while (j < end && is_blank((unsigned char)s[j]))
+            j++;
+        if (j > i && j < end && !is_space((unsigned char)s[j])) {
+            p0 = j;
+            while (j < end && !is_space((unsigned char)s[j]))
+                j++;
+            p1 = j;
+            i = j;
+        }
+        j = i;
+        while (j < end && is_blank((unsigned char)s[j]))
+            j++;
+        if (j > i && j < end && s[j] == '[') {
+            Py_ssize_t q = j + 1;
+            k0 = q;
+            while (q < end && is_digit((unsigned char)s[q]))
+                q++;
+            k1 = q;
+            if (k1 > k0 && q < end && s[q] == ':') {
+                b0 = ++q;
+                while (q < end && is_digit((unsigned char)s[q]))
+                    q++;
+                b1 = q;
+                if (!(b1 > b0 && q < end && s[q] == ']'))
+                    k0 = -1;
+            } else {
+                k0 = -1;
+            }
+        }
+        PyObject *name = PyUnicode_FromStringAndSize(s + n0, n1 - n0);
+        if (name == NULL)
+            goto fail;
+        PyObject *entry = n1 > n0 ? PyDict_GetItemWithError(chains, name) : NULL;
+        if (entry == NULL && PyErr_Occurred()) {
+            Py_DECREF(name);
+            goto fail;
+        }
+        if (n1 > n0 && entry == NULL) {
+            PyObject *policy, *counters, *ln, *runs, *e;
+            if (p0 < 0 || (p1 - p0 == 1 && s[p0] == '-')) {
+                policy = Py_None;
+                Py_INCREF(policy);
+            } else {
+                policy = PyUnicode_FromStringAndSize(s + p0, p1 - p0);
+            }
+            if (k0 < 0) {
+                counters = Py_None;
+                Py_INCREF(counters);
+            } else if (k1 - k0 == 1 && s[k0] == '0' && b1 - b0 == 1 && s[b0] == '0') {
+                counters = zero;
+                Py_INCREF(counters);
+            } else {
+                PyObject *pk = PyUnicode_FromStringAndSize(s + k0, k1 - k0);
+                PyObject *by = PyUnicode_FromStringAndSize(s + b0, b1 - b0);
+                counters = pk && by ? PyTuple_Pack(2, pk, by) : NULL;
+                Py_XDECREF(pk);
+                Py_XDECREF(by);
+            }
+            ln = PyLong_FromSsize_t(lineno + index);
+            runs = PyList_New(0);
+            e = PyList_New(5);
+            if (policy == NULL || counters == NULL || ln == NULL || runs == NULL || e == NULL) {
+                Py_XDECREF(policy);
+                Py_XDECREF(counters);
+                Py_XDECREF(ln);
+                Py_XDECREF(runs);
+                Py_XDECREF(e);
+                Py_DECREF(name);
+                goto fail;
+            }
+            PyList_SET_ITEM(e, 0, policy);
+            PyList_SET_ITEM(e, 1, counters);
+            PyList_SET_ITEM(e, 2, ln);
+            PyList_SET_ITEM(e, 3, runs);
+            Py_INCREF(Py_True);
+            PyList_SET_ITEM(e, 4, Py_True);
+            int r = PyDict_SetItem(chains, name, e);
+            Py_DECREF(e);
+            Py_DECREF(name);
+            if (r < 0)
+                goto fail;
+        } else {
+            PyObject *row = Py_BuildValue("(nNs#s#s#)", index, name, p0 < 0 ? "" : s + p0,
+                                          p0 < 0 ? (Py_ssize_t)0 : p1 - p0, k0 < 0 ? "" : s + k0,
+                                          k0 < 0 ? (Py_ssize_t)0 : k1 - k0, k0 < 0 ? "" : s + b0,
+                                          k0 < 0 ? (Py_ssize_t)0 : b1 - b0);
+            if (row == NULL || PyList_Append(left, row) < 0) {
+                Py_XDECREF(row);
+                goto fail;
+            }
+            Py_DECREF(row);
+        }
+        index++;
+        pos = end + 1;
+    }
+    return left;
+fail:
+    Py_DECREF(left);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
     {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
+    {"fold_decls", scan_fold_decls, METH_VARARGS, "parse_iptables_save's loop over a run of declarations."},
+    {"fold", scan_fold, METH_VARARGS, "parse_iptables_save's loop over a run of rule blocks (see there)."},
     {"segments", scan_segments, METH_O, "parse.iptables_save._SEGMENTS.findall(text) for ASCII text, else None."},
     {NULL, NULL, 0, NULL},
 };

@@ -8,7 +8,9 @@ compiled functions must give the same answers: ``segments`` the same list as
 the regex, ``dnat`` and ``cascades`` the same entry for every chain whose block
 is ASCII (non-ASCII blocks are left to the general reader by design). The
 whole-command comparisons are in test_perf_equivalence.py; a separate run of
-the hostile-input tests with the pure-Python scanner is at the end.
+the hostile-input tests with the pure-Python scanner is at the end. The
+parser's compiled loops (``fold``, ``fold_decls``) must build the same tables,
+diagnostics and gaps as its Python loop.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ needs_native = pytest.mark.skipif(native is None, reason="the compiled scanner s
 RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules"))
 REAL = (IPT / "iptables-save.txt").read_text().splitlines()
 WILD_LINES = [ln for p in sorted(WILD.glob("*.rules")) for ln in p.read_text(errors="replace").splitlines()]
-TOKENS = ["-A ", "KUBE-SEP-ABCDEFGHIJKLMN23", "KUBE-SVC-ABCDEFGHIJKLMN23", " -j DNAT --to-destination ",
+TOKENS = ["-A ", ":KUBE-SEP-ABCDEFGHIJKLMN23 - [0:0]", ":X", " [12:34]", ":INPUT ACCEPT [1:2]", "KUBE-SEP-ABCDEFGHIJKLMN23", "KUBE-SVC-ABCDEFGHIJKLMN23", " -j DNAT --to-destination ",
           "10.0.0.1:80", '"', " ", "\t", "\x0b", "\x1c", "\r", "[1:2] ", "[1:2]", ":", "DNAT", "\\",
           " -j KUBE-MARK-MASQ", " -j KUBE-MARK-DROP", "-m statistic --mode random --probability 0.5 ",
           "-m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-X --mask 255.255.255.255 --rsource ",
@@ -54,10 +56,18 @@ def _compare(text: str) -> None:
         assert got == _SEGMENTS.findall(text)
     else:
         assert got is None
-    try:
-        with perf.native_scanner(False):
-            rs = parse_iptables_save(text, "fuzz")
-    except Exception:  # our own errors (not a dump): nothing for the scanners
+    parsed = []
+    for on in (False, True):  # the parser's compiled loops (fold, fold_decls) build the same tables
+        try:
+            with perf.native_scanner(on):
+                rs = parse_iptables_save(text, "fuzz")
+        except Exception as exc:  # our own errors (not a dump): the same on both paths
+            parsed.append((type(exc), str(exc)))
+        else:
+            parsed.append(([(t.name, t.family, t.line, getattr(t.chains, "_entries", None)) for t in rs.tables],
+                           rs.diagnostics, rs.gaps))
+    assert parsed[0] == parsed[1]
+    if not isinstance(parsed[0][0], list):
         return
     for table in rs.tables:
         single = getattr(table.chains, "single_blocks", None)
@@ -132,6 +142,10 @@ def test_wrong_arguments_are_type_errors(bad):
             fn(bad)
     with pytest.raises(TypeError):
         native.segments(bad)
+    with pytest.raises(TypeError):
+        native.fold(bad, 0, {}, [], 1)
+    with pytest.raises(TypeError):
+        native.fold_decls(bad, {}, 1, ("0", "0"))
 
 
 @needs_native

@@ -251,6 +251,12 @@ def segments(text: str):
     return _native.segments(text)
 
 
+def native_fold():
+    """The compiled counterpart of the parser's loop over a run of rule blocks
+    (``_scan.fold``), or None."""
+    return _native.fold if _native is not None and _enabled else None
+
+
 def set_native(on: bool) -> bool:
     """Use the compiled scanner (when built) or the pure-Python one; returns
     whether the compiled one was in use."""

@@ -562,7 +562,18 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
     rule_lines = 0
     lineno = 1
     segments = bulk.segments(text)
-    for block, chain, decls, other in segments if segments is not None else _SEGMENTS.findall(text):
+    fold = bulk.native_fold() if segments is not None else None
+    fold_decls = bulk.native_scanner.fold_decls if fold is not None else None
+    skip = 0
+    for index, (block, chain, decls, other) in enumerate(segments if segments is not None else _SEGMENTS.findall(text)):
+        if index < skip:  # rule blocks the compiled fold already placed
+            continue
+        if block and fold is not None:  # this loop's next branch, for the whole run of rule blocks
+            tb = cur if cur is not None else builder()
+            skip, lineno, lines, count = fold(segments, index, tb.chains, tb.undeclared, lineno)
+            rule_lines += lines
+            recognised += count
+            continue
         if block:
             lines = block.count("\n")
             rule_lines += lines
@@ -578,7 +589,11 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
         if decls:
             tb = cur if cur is not None else builder()
             chains = tb.chains
-            for i, (name, policy, pk, by) in enumerate(_DECL.findall(decls)):
+            # The compiled loop adds the new chains and leaves the rest (empty
+            # names, repeats) to this one, in order.
+            left = fold_decls(decls, chains, lineno, _NO_COUNTERS) if fold is not None else None
+            rows = ((i, *row) for i, row in enumerate(_DECL.findall(decls))) if left is None else left
+            for i, name, policy, pk, by in rows:
                 if not name:
                     unrecognised.append((lineno + i, split_lines(decls)[i]))
                     continue

@@ -130,6 +130,21 @@ def _share_texts(e: EndpointShare) -> tuple[float | None, str | None]:
     return value, text
 
 
+def _endpoints_json(endpoints) -> list[dict[str, Any]]:
+    """``[endpoint_json(e) for e in endpoints]``, the share texts looked up once per
+    run of endpoints with the same share (all of a uniform cascade's)."""
+    out = []
+    last: Any = out  # no share is this list
+    share = fraction = None
+    for e in endpoints:
+        if e.share is not last:
+            last = e.share
+            share, fraction = _share_texts(e)
+        out.append({"endpoint": e.endpoint, "share": share, "fraction": fraction,
+                    "probability": e.probability, "chain": e.sep, "line": e.line})
+    return out
+
+
 def object_endpoint_json(e) -> dict[str, Any]:
     """An endpoint as the EndpointSlices describe it (an ``expected.ExpectedEndpoint``)."""
     c = e.conditions
@@ -158,8 +173,8 @@ def service_port_json(sp: ServicePortRules, objects=None) -> dict[str, Any]:
         "loadBalancerIPs": sorted({e.address for e in sp.entries_of(EntryKind.LOAD_BALANCER) if e.address}),
         "loadBalancerSourceRanges": list(sp.source_ranges),
         "healthCheckNodePort": hc[0].port if hc else None,
-        "endpoints": [endpoint_json(e) for e in sp.endpoints],
-        "localEndpoints": None if sp.local_endpoints is None else [endpoint_json(e) for e in sp.local_endpoints],
+        "endpoints": _endpoints_json(sp.endpoints),
+        "localEndpoints": None if sp.local_endpoints is None else _endpoints_json(sp.local_endpoints),
         "affinity": None if sp.affinity_seconds is None else {"timeoutSeconds": sp.affinity_seconds},
         "filter": [{"verdict": e.verdict, "kind": e.kind, "address": e.address, "port": e.port, "line": e.line,
                     "comment": e.note} for e in sp.entries if e.table == "filter"],
