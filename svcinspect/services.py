@@ -517,11 +517,12 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
     names = list(acc.names)
     protocol = acc.protocol
     if nat is not None:
+        have = scan.names if scan is not None else nat.chains
         for prefix in ("SVC", "SVL", "EXT", "FW", "XLB"):
             name = f"KUBE-{prefix}-{key}"
-            if name in nat.chains:
+            if name in have:
                 chains[prefix.lower()] = name
-        seps: list[str] = []
+        seps: dict[str, None] = {}  # in order, once each
         for prefix in ("svc", "svl", "xlb"):
             if prefix not in chains:
                 continue
@@ -539,12 +540,12 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
             names.extend(pnames)
             protocol = protocol or pproto
             affinity = affinity if affinity is not None else aff
-            seps.extend(s.sep for s in shares if s.sep not in seps)
+            seps.update(dict.fromkeys(s.sep for s in shares))
             if prefix == "svc":
                 endpoints = shares
             else:
                 local = shares if local is None else local + shares
-        chains["sep"] = seps
+        chains["sep"] = list(seps)
         if "fw" in chains:
             for rule in nat.chains[chains["fw"]].rules:
                 s = rule.spec.source

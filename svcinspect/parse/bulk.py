@@ -131,11 +131,12 @@ class NatScan:
     that has kube-proxy's shapes. A chain missing from both maps is left to the
     general reader (an unusual shape, or a chain in several runs)."""
 
-    __slots__ = ("cascades", "dnat")
+    __slots__ = ("cascades", "dnat", "names")
 
-    def __init__(self, cascades: dict, dnat: dict) -> None:
+    def __init__(self, cascades: dict, dnat: dict, names) -> None:
         self.cascades = cascades  # chain -> [services.Branch field tuples]
         self.dnat = dnat          # chain -> "IP:port", or None when no rule of it says DNAT
+        self.names = names        # every chain of the table (``in`` without a Python call)
 
 
 def scan_nat(table: Table) -> NatScan | None:
@@ -148,9 +149,10 @@ def scan_nat(table: Table) -> NatScan | None:
         return None
     seps = single("KUBE-SEP-")
     cascades = single(_CASCADE_PREFIXES)
+    names = table.chains.names()
     if _native is not None:
-        return NatScan(_native.cascades(cascades), _native.dnat(seps))
-    return NatScan(_scan_cascades(cascades), _scan_dnat(seps))
+        return NatScan(_native.cascades(cascades), _native.dnat(seps), names)
+    return NatScan(_scan_cascades(cascades), _scan_dnat(seps), names)
 
 
 def _scan_dnat(seps: list[tuple[str, int, str]]) -> dict:

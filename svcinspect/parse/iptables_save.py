@@ -779,6 +779,10 @@ class LazyChains(BuiltOnDemand):
         entry = self._entries.get(name)
         return None if entry is None else entry[3]
 
+    def names(self):
+        """The chain names as a set-like view (``in`` costs no Python call)."""
+        return self._entries.keys()
+
     def single_blocks(self, prefix: str | tuple[str, ...]) -> list[tuple[str, int, str]]:
         """``(chain, first line, block)`` of every chain named ``prefix``... whose
         rules are one block of whole lines (every chain iptables-save prints), in
