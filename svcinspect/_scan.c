@@ -864,10 +864,75 @@ fail:
     return NULL;
 }
 
+
+/* --- jump targets --------------------------------------------------------------------- */
+
+static int is_name_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '_' || c == '.' || c == '-';
+}
+
+/* jump_targets(blocks) -> set, or None
+ *
+ * ``set(completeness._JUMP.findall(b))`` over the blocks: every
+ * ``KUBE-[A-Za-z0-9_.-]+`` after " -j " or " -g ". None when a block is not
+ * ASCII (the caller uses the regex). */
+static PyObject *scan_jump_targets(PyObject *self, PyObject *blocks)
+{
+    if (!PyList_Check(blocks)) {
+        PyErr_SetString(PyExc_TypeError, "jump_targets() takes a list of str");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(blocks);
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *b = PyList_GET_ITEM(blocks, c);
+        if (!PyUnicode_Check(b)) {
+            PyErr_SetString(PyExc_TypeError, "jump_targets() takes a list of str");
+            return NULL;
+        }
+        if (PyUnicode_READY(b) < 0)
+            return NULL;
+        if (!PyUnicode_IS_ASCII(b))
+            Py_RETURN_NONE;
+    }
+    PyObject *out = PySet_New(NULL);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *b = PyList_GET_ITEM(blocks, c);
+        const char *s = (const char *)PyUnicode_DATA(b);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(b), i = 0;
+        while (i + 9 < n) {  /* " -j KUBE-" and one name character */
+            const char *p = memchr(s + i, '-', (size_t)(n - i));
+            if (p == NULL)
+                break;
+            Py_ssize_t k = (Py_ssize_t)(p - s);
+            if (k >= 1 && s[k - 1] == ' ' && k + 2 < n && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
+                && AT(s, n, k + 3, "KUBE-") && k + 8 < n && is_name_char((unsigned char)s[k + 8])) {
+                Py_ssize_t e = k + 8;
+                while (e < n && is_name_char((unsigned char)s[e]))
+                    e++;
+                PyObject *name = PyUnicode_FromStringAndSize(s + k + 3, e - (k + 3));
+                if (name == NULL || PySet_Add(out, name) < 0) {
+                    Py_XDECREF(name);
+                    Py_DECREF(out);
+                    return NULL;
+                }
+                Py_DECREF(name);
+                i = e;
+            } else {
+                i = k + 1;
+            }
+        }
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
     {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
     {"fold_decls", scan_fold_decls, METH_VARARGS, "parse_iptables_save's loop over a run of declarations."},
+    {"jump_targets", scan_jump_targets, METH_O, "set(completeness._JUMP.findall(b)) over ASCII blocks, else None."},
     {"fold", scan_fold, METH_VARARGS, "parse_iptables_save's loop over a run of rule blocks (see there)."},
     {"segments", scan_segments, METH_O, "parse.iptables_save._SEGMENTS.findall(text) for ASCII text, else None."},
     {NULL, NULL, 0, NULL},

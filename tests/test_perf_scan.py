@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from conftest import FIXTURES, IPT, WILD
 from svcinspect import perf
+from svcinspect.completeness import _JUMP
 from svcinspect.parse import bulk
 from svcinspect.parse.iptables_save import _SEGMENTS, parse_iptables_save
 
@@ -36,7 +37,7 @@ needs_native = pytest.mark.skipif(native is None, reason="the compiled scanner s
 RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules"))
 REAL = (IPT / "iptables-save.txt").read_text().splitlines()
 WILD_LINES = [ln for p in sorted(WILD.glob("*.rules")) for ln in p.read_text(errors="replace").splitlines()]
-TOKENS = ["-A ", ":KUBE-SEP-ABCDEFGHIJKLMN23 - [0:0]", ":X", " [12:34]", ":INPUT ACCEPT [1:2]", "KUBE-SEP-ABCDEFGHIJKLMN23", "KUBE-SVC-ABCDEFGHIJKLMN23", " -j DNAT --to-destination ",
+TOKENS = ["-A ", " -g KUBE-", " -j KUBE-", "KUBE-", " -j", "-j ", ":KUBE-SEP-ABCDEFGHIJKLMN23 - [0:0]", ":X", " [12:34]", ":INPUT ACCEPT [1:2]", "KUBE-SEP-ABCDEFGHIJKLMN23", "KUBE-SVC-ABCDEFGHIJKLMN23", " -j DNAT --to-destination ",
           "10.0.0.1:80", '"', " ", "\t", "\x0b", "\x1c", "\r", "[1:2] ", "[1:2]", ":", "DNAT", "\\",
           " -j KUBE-MARK-MASQ", " -j KUBE-MARK-DROP", "-m statistic --mode random --probability 0.5 ",
           "-m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-X --mask 255.255.255.255 --rsource ",
@@ -80,6 +81,12 @@ def _compare(text: str) -> None:
         assert {k: v for k, v in py_dnat.items() if k in ascii_seps} == c_dnat
         py_casc, c_casc = bulk._scan_cascades(cascades), native.cascades(cascades)
         assert {k: v for k, v in py_casc.items() if k in ascii_cascades} == c_casc
+        blocks = list(table.chains.raw_blocks())
+        targets = native.jump_targets(blocks)
+        if all(b.isascii() for b in blocks):
+            assert targets == set(_JUMP.findall("".join(blocks)))
+        else:
+            assert targets is None
 
 
 @needs_native
@@ -142,6 +149,9 @@ def test_wrong_arguments_are_type_errors(bad):
             fn(bad)
     with pytest.raises(TypeError):
         native.segments(bad)
+    if bad is not None and bad != [] and not (isinstance(bad, list) and all(isinstance(x, str) for x in bad)):
+        with pytest.raises(TypeError):
+            native.jump_targets(bad)
     with pytest.raises(TypeError):
         native.fold(bad, 0, {}, [], 1)
     with pytest.raises(TypeError):

@@ -259,6 +259,14 @@ def native_fold():
     return _native.fold if _native is not None and _enabled else None
 
 
+def jump_targets(blocks: list[str]):
+    """Every ``KUBE-...`` name after " -j " or " -g " in ``blocks``, as a set, from
+    the compiled scanner; None when it is not in use or a block is not ASCII."""
+    if _native is None or not _enabled:
+        return None
+    return _native.jump_targets(blocks)
+
+
 def set_native(on: bool) -> bool:
     """Use the compiled scanner (when built) or the pure-Python one; returns
     whether the compiled one was in use."""

@@ -767,10 +767,8 @@ class LazyChains(BuiltOnDemand):
 
     def raw_blocks(self):
         """Every chain's rule lines as the scanner cut them (blocks of text), for
-        whole-table regex scans that need no per-rule Python."""
-        for entry in self._entries.values():
-            for _, block in entry[3]:
-                yield block
+        whole-table regex scans that need no per-rule Python (a list, in dump order)."""
+        return [block for entry in self._entries.values() for _, block in entry[3]]
 
     def blocks(self, name: str) -> list[tuple[int, str]] | None:
         """A chain's rules as the scanner cut them: ``(first line, block of lines)``
