@@ -89,6 +89,14 @@ def _compare(text: str) -> None:
             assert targets is None
 
 
+def test_the_compiled_scanner_is_built_where_ci_requires_it():
+    """With SVCINSPECT_REQUIRE_NATIVE=1 (for a CI with a C compiler), a build that
+    silently fell back to pure Python fails here instead of skipping the comparisons."""
+    if os.environ.get("SVCINSPECT_REQUIRE_NATIVE", "") in ("", "0"):
+        pytest.skip("SVCINSPECT_REQUIRE_NATIVE is not set: the compiled scanner is optional here")
+    assert native is not None, "svcinspect._scan was not built by pip install"
+
+
 @needs_native
 @pytest.mark.parametrize("path", RULES + [None], ids=lambda p: "generated" if p is None else str(p.relative_to(FIXTURES)))
 def test_every_fixture_scans_the_same(path):
