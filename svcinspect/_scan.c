@@ -653,6 +653,8 @@ static PyObject *scan_fold(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_TypeError, "segments hold str");
             goto fail;
         }
+        if (PyUnicode_READY(block) < 0)
+            goto fail;
         if (PyUnicode_GET_LENGTH(block) == 0)
             break;
         Py_ssize_t count = count_newlines(block, nl);
