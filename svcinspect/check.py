@@ -294,7 +294,9 @@ class _Checker:
                 continue
             bare = total = 0
             for name in nat.chains:
-                if classify_chain(name) not in (ChainKind.SVC, ChainKind.SVL):
+                # (the prefix test first: classify_chain on each of ~100k endpoint chains costs 0.2 s)
+                if not name.startswith(("KUBE-SVC-", "KUBE-SVL-")) or classify_chain(name) not in (ChainKind.SVC,
+                                                                                                   ChainKind.SVL):
                     continue
                 for _, text in nat.raw_rules(name) or ():
                     if " -j KUBE-SEP-" in text:

@@ -98,6 +98,12 @@ def _assess_nftables(ruleset) -> InputCompleteness:
 _JUMP = re.compile(r" -[jg] (KUBE-[A-Za-z0-9_.-]+)")
 
 
+def _batches(blocks: list[str], count: int = 2048):
+    """The blocks joined ``count`` at a time (~1 MB of kube-proxy rules)."""
+    for i in range(0, len(blocks), count):
+        yield "".join(blocks[i:i + count])
+
+
 def _maybe_missing(ruleset: Ruleset) -> bool:
     """Cheap first pass: could any rule jump to an absent KUBE- chain? (one regex
     over each table's text; a quote could hide a false candidate, never a real one)"""
@@ -105,8 +111,16 @@ def _maybe_missing(ruleset: Ruleset) -> bool:
         blocks = getattr(t.chains, "raw_blocks", None)
         if blocks is None:
             return True
-        targets = set(_JUMP.findall("".join(blocks())))
-        if any(name not in t.chains for name in targets):
+        from svcinspect.parse import bulk
+
+        every = list(blocks())
+        targets = bulk.jump_targets(every)  # the compiled scanner's pass, when built
+        if targets is None:
+            targets = set()
+            for chunk in _batches(every):  # a table's text in ~1 MB pieces, not one 100 MB copy
+                targets.update(_JUMP.findall(chunk))
+        names = getattr(t.chains, "names", None)  # a dict view: membership without a Python call
+        if not all(map((names() if names is not None else t.chains).__contains__, targets)):
             return True
     return False
 

@@ -3,7 +3,9 @@
 Each fast path gives the same bytes as the general code it bypasses; the
 switches exist so that tests (``tests/test_perf_equivalence.py``) and
 benchmarks can run both and compare. ``SVCINSPECT_NO_FAST=1`` in the
-environment starts with them off.
+environment starts with them off. The compiled scanner (``svcinspect._scan``,
+when ``pip install`` could build it) is one of them: ``SVCINSPECT_NO_NATIVE=1``
+or :func:`native_scanner` uses the pure-Python scan instead, with the same output.
 """
 
 from __future__ import annotations
@@ -20,11 +22,33 @@ def all_fast_paths(on: bool) -> Iterator[None]:
     from svcinspect.render import json as render_json
     from svcinspect.render import text as render_text
 
-    was = (bulk.set_enabled(on), render_json._fast_json, render_text._direct_tables, render_iptables._fast_dump)
+    was = (bulk.set_enabled(on), render_json._fast_json, render_text._direct_tables, render_iptables._fast_dump,
+           bulk.set_native(on))
     render_json._fast_json = on and render_json.orjson is not None
     render_text._direct_tables = render_iptables._fast_dump = on
     try:
         yield
     finally:
         bulk.set_enabled(was[0])
-        render_json._fast_json, render_text._direct_tables, render_iptables._fast_dump = was[1:]
+        render_json._fast_json, render_text._direct_tables, render_iptables._fast_dump = was[1:4]
+        bulk.set_native(was[4])
+
+
+def native_built() -> bool:
+    """Whether the compiled scanner was built with this installation."""
+    from svcinspect.parse import bulk
+
+    return bulk.native_scanner is not None
+
+
+@contextlib.contextmanager
+def native_scanner(on: bool) -> Iterator[None]:
+    """Within the block, the bulk readers use the compiled scanner (True, when
+    built) or the pure-Python one (False)."""
+    from svcinspect.parse import bulk
+
+    was = bulk.set_native(on)
+    try:
+        yield
+    finally:
+        bulk.set_native(was)

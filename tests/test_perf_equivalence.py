@@ -4,7 +4,9 @@ Every rules fixture (and a few hand-edited variants that push chains off the
 fast path) goes through services, check, graph and dump twice: with the bulk
 readers (``svcinspect.dataplane.iptables.bulk``, the compiled scanner when it is built, the
 fast encoders and formatters) and with all of them off. stdout, stderr and the
-exit code must be byte-identical.
+exit code must be byte-identical. Every test here runs twice: with the
+compiled scanner (``svcinspect._scan``; skipped, saying so, when it is not
+built) and with the pure-Python scanner as the fast path.
 """
 
 from __future__ import annotations
@@ -95,16 +97,25 @@ def _commands(path: Path) -> list[list[str]]:
 OUT = "@OUT@"  # graph writes bytes to the real stdout, past capsys: give it a file
 
 
-def _run(cli, args: list[str], on: bool, out: Path) -> tuple:
+@pytest.fixture(params=["native", "python"], ids=["native-scanner", "python-scanner"])
+def scanner(request):
+    """The scanner the fast path uses in this test (the slow path uses none)."""
+    if request.param == "native" and not perf.native_built():
+        pytest.skip("the compiled scanner svcinspect._scan is not built (no C compiler at install time?): "
+                    "only the pure-Python scanner is tested")
+    return request.param == "native"
+
+
+def _run(cli, args: list[str], on: bool, out: Path, native: bool = True) -> tuple:
     out.unlink(missing_ok=True)
-    with perf.all_fast_paths(on):
+    with perf.all_fast_paths(on), perf.native_scanner(on and native):
         r = cli(*[str(out) if a == OUT else a for a in args])
     return r.code, r.out, r.err, out.read_bytes() if out.exists() else None
 
 
-def _both(cli, args: list[str], tmp: Path) -> None:
+def _both(cli, args: list[str], tmp: Path, native: bool) -> None:
     slow = _run(cli, args, False, tmp / "out.slow")
-    fast = _run(cli, args, True, tmp / "out.fast")
+    fast = _run(cli, args, True, tmp / "out.fast", native)
     assert fast == slow, args
     assert slow[0] in (0, 1, 2), (args, slow[2])  # never a crash (70)
 
@@ -114,27 +125,27 @@ def test_the_fixture_list_is_not_empty():
 
 
 @pytest.mark.parametrize("path", RULES, ids=lambda p: str(p.relative_to(FIXTURES)))
-def test_every_fixture_reads_the_same_on_both_paths(cli, path, tmp_path):
+def test_every_fixture_reads_the_same_on_both_paths(cli, path, tmp_path, scanner):
     for args in _commands(path):
-        _both(cli, args, tmp_path)
+        _both(cli, args, tmp_path, scanner)
 
 
-def test_hand_edited_dumps_read_the_same_on_both_paths(cli, tmp_path):
+def test_hand_edited_dumps_read_the_same_on_both_paths(cli, tmp_path, scanner):
     for path in _variants(tmp_path):
         for args in _commands(path):
-            _both(cli, args, tmp_path)
+            _both(cli, args, tmp_path, scanner)
 
 
-def test_both_families_together(cli, tmp_path):
+def test_both_families_together(cli, tmp_path, scanner):
     for d in (IPT, KP / "iptables-legacy"):
         for counters in ("", "-counters"):
             r = ["--rules", str(d / f"iptables-save{counters}.txt"), "--rules", str(d / f"ip6tables-save{counters}.txt")]
             for args in (["services", *r, "-o", "json"], ["services", *r], ["check", *r, "-o", "json"],
                          ["dump", *r], ["graph", *r, "--out", OUT]):
-                _both(cli, args, tmp_path)
+                _both(cli, args, tmp_path, scanner)
 
 
-def test_the_fast_paths_are_taken(cli):
+def test_the_fast_paths_are_taken(cli, scanner):
     """Guard against a comparison of the slow path with itself: on the real
     dump the bulk readers answer for every cascade and endpoint chain."""
     from svcinspect.dataplane.iptables import bulk
@@ -143,14 +154,20 @@ def test_the_fast_paths_are_taken(cli):
 
     rs = parse_iptables_save((IPT / "iptables-save.txt").read_text(), "x")
     nat = rs.table("nat")
-    with perf.all_fast_paths(True):
+    with perf.all_fast_paths(True), perf.native_scanner(scanner):
+        assert (bulk._native is not None) == scanner
         svcs = [n for n in nat.chains if n.startswith("KUBE-SVC-")]
-        assert svcs
+        seps = [n for n in nat.chains if n.startswith("KUBE-SEP-")]
+        assert svcs and seps
         assert all(bulk.cascade(nat, n) is not bulk.UNSURE for n in svcs)
         assert bulk.service_chain_hashes(nat) is not bulk.UNSURE
+        scan = bulk.scan_nat(nat)
+        assert set(scan.cascades) >= set(svcs) and set(scan.dnat) == set(seps)
+        assert all(scan.dnat[n] for n in seps)  # every endpoint chain of the real dump DNATs
         assert build_service_ports(rs)
     with perf.all_fast_paths(False):
         assert bulk.cascade(nat, svcs[0]) is bulk.UNSURE
+        assert bulk.scan_nat(nat) is None
 
 
 @pytest.mark.parametrize("value", [
@@ -215,7 +232,7 @@ def test_the_direct_table_formatter_prints_what_tabulate_prints():
 
 
 @pytest.mark.parametrize("service", ["default/hello-world", "default/affinity:http", "default/lb-ranges"])
-def test_trace_and_packet_read_the_same_on_both_paths(cli, tmp_path, service):
+def test_trace_and_packet_read_the_same_on_both_paths(cli, tmp_path, service, scanner):
     """They share the renderers (tables, JSON encoder) with the whole-dump commands."""
     r = ["--rules", str(IPT / "iptables-save.txt"), "--rules", str(IPT / "ip6tables-save.txt")]
     objects = ["--objects", str(IPT / "objects.json"), "--node", "kind-worker"]
@@ -223,4 +240,4 @@ def test_trace_and_packet_read_the_same_on_both_paths(cli, tmp_path, service):
                  ["trace", service, *r, *objects, "-o", "json"],
                  ["packet", *r, "--src", "10.244.1.7", "--dst", "10.96.10.10", "--dport", "80"],
                  ["packet", *r, "--src", "10.244.1.7", "--dst", "10.96.10.10", "--dport", "80", "-o", "json"]):
-        _both(cli, args, tmp_path)
+        _both(cli, args, tmp_path, scanner)

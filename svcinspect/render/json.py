@@ -25,9 +25,10 @@ def dumps(doc: dict[str, Any], pretty: bool = True) -> str:
     orjson writes the same bytes ~10x faster, except for what :func:`_orjson`
     declines: those documents go through the standard library as before."""
     if _fast_json:
-        fast = _orjson(doc, pretty)
+        fast = _orjson_bytes(doc, pretty)
         if fast is not None:
-            return fast
+            del doc  # the caller's temporary: freed before the text copy of the output is made
+            return fast.decode("ascii")
     if pretty:
         return json.dumps(doc, indent=2, sort_keys=False) + "\n"
     return json.dumps(doc, separators=(",", ":"), sort_keys=False) + "\n"
@@ -50,16 +51,30 @@ _fast_json = orjson is not None and os.environ.get("SVCINSPECT_NO_FAST", "") in 
 _DIGITS_TO_0 = bytes.maketrans(b"123456789", b"000000000")
 
 
+_CHUNK = 1 << 20
+
+
 def _orjson_may_differ(out: bytes) -> bool:
-    return b"0.0000" in out or b"0e" in out.translate(_DIGITS_TO_0)
+    if b"0.0000" in out:
+        return True
+    # Per 1 MiB (one byte of overlap): no second copy of a 40 MB document.
+    return any(b"0e" in out[i:i + _CHUNK + 1].translate(_DIGITS_TO_0) for i in range(0, len(out), _CHUNK))
 
 
 def _orjson(doc: dict[str, Any], pretty: bool) -> str | None:
     """``doc`` as json.dumps would write it (ASCII, \\uXXXX escapes), or None when
     orjson cannot promise the same bytes."""
+    out = _orjson_bytes(doc, pretty)
+    return None if out is None else out.decode("ascii")
+
+
+def _orjson_bytes(doc: dict[str, Any], pretty: bool) -> bytes | None:
+    """:func:`_orjson` as ASCII bytes."""
     try:
+        # (the newline by orjson: ``+ "\n"`` on the str would copy a 60 MB document once more)
         out = orjson.dumps(doc, option=(orjson.OPT_INDENT_2 if pretty else 0) | orjson.OPT_PASSTHROUGH_DATACLASS
-                           | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS)
+                           | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+                           | orjson.OPT_APPEND_NEWLINE)
     except TypeError:  # (orjson.JSONEncodeError) objects json.dumps would refuse too, ints > 64 bits
         return None
     # json.dumps escapes non-ASCII and DEL (ensure_ascii); orjson writes UTF-8.
@@ -67,7 +82,7 @@ def _orjson(doc: dict[str, Any], pretty: bool) -> str | None:
         return None
     if _orjson_may_differ(out) and _floats_differ(doc):
         return None
-    return out.decode("ascii") + "\n"
+    return out
 
 
 def _floats_differ(value: Any) -> bool:
@@ -115,6 +130,21 @@ def _share_texts(e: EndpointShare) -> tuple[float | None, str | None]:
     return value, text
 
 
+def _endpoints_json(endpoints) -> list[dict[str, Any]]:
+    """``[endpoint_json(e) for e in endpoints]``, the share texts looked up once per
+    run of endpoints with the same share (all of a uniform cascade's)."""
+    out = []
+    last: Any = out  # no share is this list
+    share = fraction = None
+    for e in endpoints:
+        if e.share is not last:
+            last = e.share
+            share, fraction = _share_texts(e)
+        out.append({"endpoint": e.endpoint, "share": share, "fraction": fraction,
+                    "probability": e.probability, "chain": e.sep, "line": e.line})
+    return out
+
+
 def object_endpoint_json(e) -> dict[str, Any]:
     """An endpoint as the EndpointSlices describe it (an ``expected.ExpectedEndpoint``)."""
     c = e.conditions
@@ -143,8 +173,8 @@ def service_port_json(sp: ServicePortRules, objects=None) -> dict[str, Any]:
         "loadBalancerIPs": sorted({e.address for e in sp.entries_of(EntryKind.LOAD_BALANCER) if e.address}),
         "loadBalancerSourceRanges": list(sp.source_ranges),
         "healthCheckNodePort": hc[0].port if hc else None,
-        "endpoints": [endpoint_json(e) for e in sp.endpoints],
-        "localEndpoints": None if sp.local_endpoints is None else [endpoint_json(e) for e in sp.local_endpoints],
+        "endpoints": _endpoints_json(sp.endpoints),
+        "localEndpoints": None if sp.local_endpoints is None else _endpoints_json(sp.local_endpoints),
         "affinity": None if sp.affinity_seconds is None else {"timeoutSeconds": sp.affinity_seconds},
         "filter": [{"verdict": e.verdict, "kind": e.kind, "address": e.address, "port": e.port, "line": e.line,
                     "comment": e.note} for e in sp.entries if e.table == "filter"],

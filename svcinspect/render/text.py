@@ -77,11 +77,20 @@ def endpoints_summary(endpoints: tuple[EndpointShare, ...] | None, sp: ServicePo
         if "drop" in verdicts:
             return "none (DROP)"
         return "none"
-    shares = {e.share for e in endpoints}
+    shares = _distinct_shares(endpoints)
     if len(shares) == 1:
         share = next(iter(shares))
         return f"{len(endpoints)} ({share} each)" if len(endpoints) > 1 else "1 (all)"
     return f"{len(endpoints)} (" + " / ".join(pct(e.share) for e in endpoints) + ")"
+
+
+def _distinct_shares(endpoints) -> set:
+    """``{e.share for e in endpoints}``; a uniform cascade's endpoints share one
+    Fraction object, and Fraction's hash is Python code (~100k calls per 10k services)."""
+    first = endpoints[0].share
+    if all(e.share is first for e in endpoints):
+        return {first}
+    return {e.share for e in endpoints}
 
 
 def _unknown_summary(endpoints) -> str:

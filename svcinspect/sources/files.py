@@ -31,6 +31,12 @@ class TextSource:
             self._data = self._text.encode("utf-8")
         return self._data
 
+    def release_data(self) -> None:
+        """Forget the bytes once the text is decoded (``data`` encodes it again if
+        asked): a whole-dump parse then never holds a 100 MB dump twice."""
+        if self._text is not None:
+            self._data = None
+
     def __repr__(self) -> str:
         return f"TextSource({self.name!r})"
 

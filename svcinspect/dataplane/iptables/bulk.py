@@ -109,3 +109,167 @@ def service_chain_hashes(table: Table):
     # Chain names never hold a newline (every reader cuts them at whitespace).
     return _PER_SERVICE_NAME.findall("\n".join(table.chains))
 
+
+
+# --- one pass per region: every cascade and every DNAT of a nat table ----------------
+
+# The first line of an endpoint chain that holds "DNAT", when it is kube-proxy's
+# DNAT (``services.sep_endpoint`` reads it by regex too), else the whole line: the
+# general reader decides those chains.
+_SEP_DNAT_LINE = re.compile(
+    r'^(?:\[\d+:\d+\] )?-A (KUBE-SEP-[A-Z2-7]{16}) [^\n]* -j DNAT --to-destination ([^\s"]+)$'
+    r"|^([^\n]*DNAT[^\n]*)$",
+    re.M,
+)
+
+_CASCADE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-XLB-")
+
+
+class NatScan:
+    """What one pass over a nat table's kube-proxy chains read: the cascade of
+    every KUBE-SVC/SVL/XLB chain and the DNAT destination of every KUBE-SEP chain
+    that has kube-proxy's shapes. A chain missing from both maps is left to the
+    general reader (an unusual shape, or a chain in several runs)."""
+
+    __slots__ = ("cascades", "dnat", "names")
+
+    def __init__(self, cascades: dict, dnat: dict, names) -> None:
+        self.cascades = cascades  # chain -> [services.Branch field tuples]
+        self.dnat = dnat          # chain -> "IP:port", or None when no rule of it says DNAT
+        self.names = names        # every chain of the table (``in`` without a Python call)
+
+
+def scan_nat(table: Table) -> NatScan | None:
+    """One bulk pass over ``table``'s endpoint chains and one over its cascades,
+    or None when the fast paths are off or the reader keeps no blocks."""
+    if not _enabled:
+        return None
+    single = getattr(table.chains, "single_blocks", None)
+    if single is None:
+        return None
+    seps = single("KUBE-SEP-")
+    cascades = single(_CASCADE_PREFIXES)
+    names = table.chains.names()
+    if _native is not None:
+        return NatScan(_native.cascades(cascades), _native.dnat(seps), names)
+    return NatScan(_scan_cascades(cascades), _scan_dnat(seps), names)
+
+
+def _scan_dnat(seps: list[tuple[str, int, str]]) -> dict:
+    """chain -> its DNAT destination (None: no rule of it holds "DNAT"), for the
+    endpoint chains ``sep_endpoint`` would read without decoding."""
+    out: dict = dict.fromkeys(name for name, _, _ in seps)
+    if not seps:
+        return out
+    region = "".join(block for _, _, block in seps)
+    found = _SEP_DNAT_LINE.findall(region)
+    if any(odd for _, _, odd in found):
+        return _scan_dnat_odd(seps, region, out)
+    # The first DNAT of each chain wins: build from the last to the first.
+    out.update({name: dst for name, dst, _ in reversed(found)})
+    return out
+
+
+def _scan_dnat_odd(seps, region: str, out: dict) -> dict:
+    """:func:`_scan_dnat` when some line says DNAT in another shape: a chain whose
+    first such line is odd goes to the general reader."""
+    starts = []
+    pos = 0
+    for _, _, block in seps:
+        starts.append(pos)
+        pos += len(block)
+    import bisect
+
+    decided: set[str] = set()
+    for m in _SEP_DNAT_LINE.finditer(region):
+        name = seps[bisect.bisect_right(starts, m.start()) - 1][0]
+        if name in decided:
+            continue
+        decided.add(name)
+        if m.group(3) is not None:
+            del out[name]
+        else:
+            out[name] = m.group(2)
+    return out
+
+
+# Every line of a cascade region is one match: the cascade shapes, or "odd".
+_CASCADE_REGION = re.compile(_CASCADE_LINE.pattern + r"|^(?P<odd>[^\n]+)$", re.M)
+
+
+def _scan_cascades(chains: list[tuple[str, int, str]]) -> dict:
+    """chain -> its ``cascade`` answer, for the chains it would answer."""
+    out: dict = {}
+    if not chains:
+        return out
+    found = _CASCADE_REGION.findall("".join(block for _, _, block in chains))
+    i = 0
+    for name, first, block in chains:
+        n = block.count("\n")
+        rows = found[i:i + n]
+        i += n
+        if any(row[7] for row in rows):
+            continue
+        one = _branches_of(rows, first)
+        if one is not None:
+            out[name] = one
+    return out
+
+
+def _branches_of(found, first: int):
+    """Branch field tuples of one chain's rows, without the rule text (None):
+    ``services`` reads it from the chain in the rare case it needs it."""
+    out = []
+    line = first
+    for text, c, p, s, s2, t, skip, *_ in found:
+        if skip:
+            if "--probability" in skip or "--rcheck" in skip:
+                return None
+        else:
+            ep = c.rstrip('"').rsplit(" -> ", 1)[1] if c and " -> " in c else None
+            s = s or s2
+            out.append((t, line, None, p or None, int(s) if s else None, ep))
+        line += 1
+    return out
+
+
+# --- the optional compiled scanner (svcinspect/_scan.c) -------------------------------
+# Built by ``pip install .`` where a C compiler is present; the functions above
+# are its reference and its fallback. ``SVCINSPECT_NO_NATIVE=1`` (or
+# :func:`set_native`) uses the pure-Python scan even when it is built.
+try:
+    from svcinspect import _scan as native_scanner
+except ImportError:  # not built (no compiler at install time): the same answers, slower
+    native_scanner = None
+
+_native = native_scanner if os.environ.get("SVCINSPECT_NO_NATIVE", "") in ("", "0") else None
+
+
+def segments(text: str):
+    """``iptables_save._SEGMENTS.findall(text)`` from the compiled scanner, or
+    None (not built, switched off, or text it leaves to the regex)."""
+    if _native is None or not _enabled:
+        return None
+    return _native.segments(text)
+
+
+def native_fold():
+    """The compiled counterpart of the parser's loop over a run of rule blocks
+    (``_scan.fold``), or None."""
+    return _native.fold if _native is not None and _enabled else None
+
+
+def jump_targets(blocks: list[str]):
+    """Every ``KUBE-...`` name after " -j " or " -g " in ``blocks``, as a set, from
+    the compiled scanner; None when it is not in use or a block is not ASCII."""
+    if _native is None or not _enabled:
+        return None
+    return _native.jump_targets(blocks)
+
+
+def set_native(on: bool) -> bool:
+    """Use the compiled scanner (when built) or the pure-Python one; returns
+    whether the compiled one was in use."""
+    global _native
+    was, _native = _native is not None, native_scanner if on else None
+    return was

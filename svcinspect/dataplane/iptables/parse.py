@@ -37,6 +37,7 @@ from svcinspect.model.netfilter import (
     ValueMatch,
     split_lines,
 )
+from svcinspect.parse import bulk
 from svcinspect.parse.paste import clean_paste, describe_filter
 from svcinspect.parse.recognise import describe_other_input, looks_like_prose
 
@@ -518,6 +519,7 @@ _SEGMENTS = re.compile(
 )
 
 
+_NO_COUNTERS = ("0", "0")  # [0:0], on nearly every chain: one tuple for all
 _DECL = re.compile(r"^[ \t]*:(\S*)(?:[ \t]+(\S+))?(?:[ \t]+\[(\d+):(\d+)\])?[^\n]*$", re.M)
 
 
@@ -559,28 +561,46 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
         raise NotADumpError(other_format, source)
     rule_lines = 0
     lineno = 1
-    for block, chain, decls, other in _SEGMENTS.findall(text):
+    segments = bulk.segments(text)
+    fold = bulk.native_fold() if segments is not None else None
+    fold_decls = bulk.native_scanner.fold_decls if fold is not None else None
+    skip = 0
+    for index, (block, chain, decls, other) in enumerate(segments if segments is not None else _SEGMENTS.findall(text)):
+        if index < skip:  # rule blocks the compiled fold already placed
+            continue
+        if block and fold is not None:  # this loop's next branch, for the whole run of rule blocks
+            tb = cur if cur is not None else builder()
+            skip, lineno, lines, count = fold(segments, index, tb.chains, tb.undeclared, lineno)
+            rule_lines += lines
+            recognised += count
+            continue
         if block:
-            rule_lines += block.count("\n")
+            lines = block.count("\n")
+            rule_lines += lines
             tb = cur if cur is not None else builder()
             entry = tb.chains.get(chain)
             if entry is None:
                 entry = tb.chains[chain] = [None, None, lineno, [], False]
                 tb.undeclared.append((chain, lineno))
             entry[3].append((lineno, block))
-            lineno += block.count("\n")
+            lineno += lines
             recognised += 1
             continue
         if decls:
             tb = cur if cur is not None else builder()
             chains = tb.chains
-            for i, (name, policy, pk, by) in enumerate(_DECL.findall(decls)):
+            # The compiled loop adds the new chains and leaves the rest (empty
+            # names, repeats) to this one, in order.
+            left = fold_decls(decls, chains, lineno, _NO_COUNTERS) if fold is not None else None
+            rows = ((i, *row) for i, row in enumerate(_DECL.findall(decls))) if left is None else left
+            for i, name, policy, pk, by in rows:
                 if not name:
                     unrecognised.append((lineno + i, split_lines(decls)[i]))
                     continue
                 entry = chains.get(name)
                 if entry is None:
-                    chains[name] = [None if policy in ("-", "") else policy, (pk, by) if pk else None, lineno + i, [], True]
+                    chains[name] = [None if policy in ("-", "") else policy,
+                                    ((_NO_COUNTERS if pk == by == "0" else (pk, by)) if pk else None), lineno + i, [], True]
                 elif entry[4]:
                     diags.append(Diagnostic(Severity.WARNING, f"chain {name} declared twice", source, lineno + i, ":" + name))
                 else:  # rules came first (a hand-made file); the declaration completes it
@@ -747,10 +767,8 @@ class LazyChains(BuiltOnDemand):
 
     def raw_blocks(self):
         """Every chain's rule lines as the scanner cut them (blocks of text), for
-        whole-table regex scans that need no per-rule Python."""
-        for entry in self._entries.values():
-            for _, block in entry[3]:
-                yield block
+        whole-table regex scans that need no per-rule Python (a list, in dump order)."""
+        return [block for entry in self._entries.values() for _, block in entry[3]]
 
     def blocks(self, name: str) -> list[tuple[int, str]] | None:
         """A chain's rules as the scanner cut them: ``(first line, block of lines)``
@@ -758,6 +776,17 @@ class LazyChains(BuiltOnDemand):
         For bulk scans (``parse.bulk``) that read many chains without splitting them."""
         entry = self._entries.get(name)
         return None if entry is None else entry[3]
+
+    def names(self):
+        """The chain names as a set-like view (``in`` costs no Python call)."""
+        return self._entries.keys()
+
+    def single_blocks(self, prefix: str | tuple[str, ...]) -> list[tuple[str, int, str]]:
+        """``(chain, first line, block)`` of every chain named ``prefix``... whose
+        rules are one block of whole lines (every chain iptables-save prints), in
+        dump order: the regions ``parse.bulk`` scans in one pass."""
+        return [(name, e[3][0][0], e[3][0][1]) for name, e in self._entries.items()
+                if name.startswith(prefix) and len(e[3]) == 1 and e[3][0][1].endswith("\n")]
 
     def head(self, name: str) -> tuple[str | None, Counters | None]:
         """A chain's policy and counters, without building it (``render.iptables``)."""
@@ -934,10 +963,19 @@ def _describe_non_dump(text: str) -> str:
     return "no iptables-save lines found (no *table, :chain or -A lines); run `iptables-save > FILE` on the node and pass that file"
 
 
+def _text_of(source) -> str:
+    """A source's text, its bytes released when it can (``TextSource.release_data``)."""
+    text = source.text
+    release = getattr(source, "release_data", None)
+    if release is not None:
+        release()
+    return text
+
+
 def parse_dumps(sources, *, strict: bool = False) -> Ruleset:
     """Parse several dumps (``TextSource``-like: ``.name``, ``.text``) into one ruleset,
     e.g. ``iptables-save`` and ``ip6tables-save`` of the same node."""
-    parsed = [parse_iptables_save(s.text, s.name, strict=strict) for s in sources]
+    parsed = [parse_iptables_save(_text_of(s), s.name, strict=strict) for s in sources]
     if len(parsed) == 1:
         return parsed[0]
     diags: list[Diagnostic] = [d for r in parsed for d in r.diagnostics]

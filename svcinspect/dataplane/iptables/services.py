@@ -78,6 +78,15 @@ def _branches(chain: Chain) -> tuple[list[Branch], list[str]]:
     return out, others
 
 
+def _scanned_branches(nat: Table, name: str, rows) -> list[Branch]:
+    """Branches from the bulk pass's field tuples; the region pass keeps no rule
+    text (it is ~40 MB at 20k services), so it is taken from the chain here."""
+    if rows and rows[0][2] is None:
+        texts = dict(nat.raw_rules(name) or ())
+        return [Branch(t, line, texts[line], p, s, ep) for t, line, _, p, s, ep in rows]
+    return [Branch(*f) for f in rows]
+
+
 def branch_of(rule: Rule) -> Branch | None:
     """The general (decoded) reading of a cascade rule; None if not a SEP jump."""
     t = rule.target
@@ -137,7 +146,8 @@ def build_service_ports(ruleset: Ruleset, only: Iterable[str] | None = None) -> 
             _scan_nat(nat, accs, wanted)
         if filt is not None:
             _scan_filter(filt, accs, wanted)
-        ports = [_finish(key, family, acc, nat) for key, acc in accs.items()]
+        scan = bulk.scan_nat(nat) if nat is not None and wanted is None else None
+        ports = [_finish(key, family, acc, nat, scan) for key, acc in accs.items()]
         if nat is not None and ruleset.gaps:
             ports = excerpt_view(ports, nat, family, wanted)
         if ports and nat is not None and any(c in nat.chains for c in IPVS_CHAINS):
@@ -401,7 +411,8 @@ def _key_for(spn: str, proto: str, accs: dict[str, _Acc]) -> str:
     return hash16(spn + proto)
 
 
-def _finish(key: str, family: Family, acc: _Acc, nat: Table | None) -> ServicePortRules:
+def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
+            scan: bulk.NatScan | None = None) -> ServicePortRules:
     warnings = list(acc.warnings)
     chains: dict[str, object] = {}
     endpoints: tuple[EndpointShare, ...] = ()
@@ -411,28 +422,35 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None) -> ServicePo
     names = list(acc.names)
     protocol = acc.protocol
     if nat is not None:
+        have = scan.names if scan is not None else nat.chains
         for prefix in ("SVC", "SVL", "EXT", "FW", "XLB"):
             name = f"KUBE-{prefix}-{key}"
-            if name in nat.chains:
+            if name in have:
                 chains[prefix.lower()] = name
-        seps: list[str] = []
+        seps: dict[str, None] = {}  # in order, once each
         for prefix in ("svc", "svl", "xlb"):
             if prefix not in chains:
                 continue
-            chain = nat.chains[chains[prefix]]
-            fast = bulk.cascade(nat, chain.name)
-            branches = _branches(chain)[0] if fast is bulk.UNSURE else [Branch(*f) for f in fast]
-            shares, aff, w, pnames, pproto = _endpoint_shares(nat, chain.name, branches, bool(names), protocol)
+            cname = chains[prefix]
+            fast = scan.cascades.get(cname, bulk.UNSURE) if scan is not None else bulk.cascade(nat, cname)
+            done = None
+            if fast is not bulk.UNSURE and scan is not None and names and protocol is not None:
+                done = _uniform_endpoint_shares(fast, scan.dnat, protocol)
+            if done is None:
+                branches = _branches(nat.chains[cname])[0] if fast is bulk.UNSURE else _scanned_branches(nat, cname, fast)
+                done = _endpoint_shares(nat, cname, branches, bool(names), protocol,
+                                        scan.dnat if scan is not None else None)
+            shares, aff, w, pnames, pproto = done
             warnings.extend(w)
             names.extend(pnames)
             protocol = protocol or pproto
             affinity = affinity if affinity is not None else aff
-            seps.extend(s.sep for s in shares if s.sep not in seps)
+            seps.update(dict.fromkeys(s.sep for s in shares))
             if prefix == "svc":
                 endpoints = shares
             else:
                 local = shares if local is None else local + shares
-        chains["sep"] = seps
+        chains["sep"] = list(seps)
         if "fw" in chains:
             for rule in nat.chains[chains["fw"]].rules:
                 s = rule.spec.source
@@ -472,7 +490,7 @@ def _names_in(chain: Chain) -> list[str]:
 
 
 def _endpoint_shares(nat: Table, chain_name: str, branches: list[Branch], named: bool = False,
-                     protocol: str | None = None):
+                     protocol: str | None = None, dnat: dict | None = None):
     """Exact shares of a cascade; warnings for anything kube-proxy would not write."""
     warnings: list[str] = []
     names: list[str] = []
@@ -498,12 +516,15 @@ def _endpoint_shares(nat: Table, chain_name: str, branches: list[Branch], named:
         shares = cascade_shares(probs)
     out: list[EndpointShare] = []
     for i, (b, share) in enumerate(zip(cascade, shares)):
-        if b.sep not in nat.chains:
+        # (the bulk pass read only chains that exist)
+        endpoint = dnat.get(b.sep, _UNREAD) if dnat is not None else _UNREAD
+        if endpoint is _UNREAD and b.sep not in nat.chains:
             warnings.append(f"{chain_name} jumps to {b.sep}, which does not exist (line {b.line}): "
                             f"{_pct(share)} of new connections fail")
             endpoint = b.comment_endpoint
         else:
-            endpoint = sep_endpoint(nat, b.sep)
+            if endpoint is _UNREAD:
+                endpoint = sep_endpoint(nat, b.sep)
             if endpoint is None:
                 warnings.append(f"{b.sep} has no DNAT rule: traffic sent there is not redirected")
             if not (named or names) or protocol is None:
@@ -530,6 +551,46 @@ def _endpoint_shares(nat: Table, chain_name: str, branches: list[Branch], named:
             warnings.append(f"{chain_name}: endpoints do not get equal shares ("
                             + ", ".join(f"{s.endpoint or s.sep} {_pct(s.share)}" for s in out) + ")")
     return tuple(out), affinity, warnings, names, protocol
+
+
+_UNREAD = object()  # an endpoint chain the bulk pass left to sep_endpoint
+
+
+def _uniform_endpoint_shares(rows, dnat: dict, protocol: str):
+    """What :func:`_endpoint_shares` returns for a named service port, from the
+    bulk pass's branch tuples, when the cascade is kube-proxy's 1/(n-i) one and
+    the pass read every endpoint chain of it; None otherwise (then the general
+    function decides). No Branch objects and no Fraction per endpoint: 1/n is
+    one object per n."""
+    affinity = None
+    cascade = []
+    for row in rows:
+        if row[4] is not None:
+            affinity = row[4]
+        else:
+            cascade.append(row)
+    if not cascade or not _uniform_probabilities(tuple(row[3] for row in cascade)):
+        return None
+    share = _one_in(len(cascade))
+    warnings: list[str] = []
+    out = []
+    for sep, line, _, probability, _, said in cascade:
+        endpoint = dnat.get(sep, _UNREAD)
+        if endpoint is _UNREAD:
+            return None
+        if endpoint is None:
+            warnings.append(f"{sep} has no DNAT rule: traffic sent there is not redirected")
+        elif said and said != endpoint:
+            warnings.append(f"line {line}: comment says {said} but {sep} DNATs to {endpoint}")
+        out.append(EndpointShare(endpoint, sep, share, probability, line))
+    return tuple(out), affinity, warnings, [], protocol
+
+
+@lru_cache(maxsize=4096)
+def _uniform_probabilities(probabilities: tuple[str | None, ...]) -> bool:
+    """:func:`_is_uniform` of a cascade with these probabilities (kube-proxy
+    writes the same strings for every cascade of n endpoints)."""
+    return _is_uniform([Branch("", 0, "", p) for p in probabilities])
 
 
 @lru_cache(maxsize=1024)

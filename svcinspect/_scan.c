@@ -1,0 +1,952 @@
+/* Optional compiled scanner for svcinspect.parse.bulk (the pure-Python path is
+ * the reference and the fallback; tests compare the two).
+ *
+ * Two functions read the blocks of rule lines the parser cut (one block per
+ * chain, each a str of whole lines ending in "\n"):
+ *
+ *   dnat(seps)      -> {chain: "IP:port" or None}   like bulk._scan_dnat
+ *   cascades(svcs)  -> {chain: [branch tuples]}     like bulk._scan_cascades
+ *
+ * ``seps`` and ``svcs`` are lists of (chain name, first line number, block).
+ * Both read only what the pure-Python regexes read, byte for byte, and only on
+ * ASCII blocks: a chain they do not answer for is left out of the dict and the
+ * caller reads it with the general reader (that is always allowed; it changes
+ * time, not answers). Every scan is a bounded loop over the block's bytes with
+ * explicit lengths: no recursion, no allocation beyond the result objects.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* Python's \s for ASCII text (str.isspace): space, \t \n \v \f \r, \x1c-\x1f. */
+static int is_space(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+/* bulk._ODD within ASCII: \x0b \x0c \x1c \x1d \x1e. */
+static int is_odd(unsigned char c)
+{
+    return c == 0x0b || c == 0x0c || (c >= 0x1c && c <= 0x1e);
+}
+
+static int is_b32(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= '2' && c <= '7');
+}
+
+static int is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Does s[0:n] hold needle (length m) at position i? */
+static int at(const char *s, Py_ssize_t n, Py_ssize_t i, const char *needle, Py_ssize_t m)
+{
+    return i >= 0 && m <= n - i && memcmp(s + i, needle, (size_t)m) == 0;
+}
+
+#define LEN(lit) ((Py_ssize_t)(sizeof(lit) - 1))
+#define AT(s, n, i, lit) at((s), (n), (i), (lit), LEN(lit))
+
+static Py_ssize_t find(const char *s, Py_ssize_t n, Py_ssize_t from, const char *needle, Py_ssize_t m)
+{
+    for (Py_ssize_t i = from; i + m <= n; i++)
+        if (s[i] == needle[0] && memcmp(s + i, needle, (size_t)m) == 0)
+            return i;
+    return -1;
+}
+
+static Py_ssize_t rfind(const char *s, Py_ssize_t n, const char *needle, Py_ssize_t m)
+{
+    for (Py_ssize_t i = n - m; i >= 0; i--)
+        if (s[i] == needle[0] && memcmp(s + i, needle, (size_t)m) == 0)
+            return i;
+    return -1;
+}
+
+/* (?:\[\d+:\d+\] )?  -> the offset after it (0 when absent or not that shape). */
+static Py_ssize_t skip_counters(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    if (n == 0 || s[0] != '[')
+        return 0;
+    i = 1;
+    if (i >= n || !is_digit((unsigned char)s[i]))
+        return 0;
+    while (i < n && is_digit((unsigned char)s[i]))
+        i++;
+    if (i >= n || s[i] != ':')
+        return 0;
+    i++;
+    if (i >= n || !is_digit((unsigned char)s[i]))
+        return 0;
+    while (i < n && is_digit((unsigned char)s[i]))
+        i++;
+    if (!AT(s, n, i, "] "))
+        return 0;
+    return i + 2;
+}
+
+/* \S+ followed by a space: offset of that space, or -1. */
+static Py_ssize_t token_then_space(const char *s, Py_ssize_t n, Py_ssize_t i)
+{
+    Py_ssize_t j = i;
+    while (j < n && !is_space((unsigned char)s[j]))
+        j++;
+    if (j == i || j >= n || s[j] != ' ')
+        return -1;
+    return j;
+}
+
+/* KUBE-SEP-[A-Z2-7]{16} at s[i:i+25]? */
+static int sep_name_at(const char *s, Py_ssize_t n, Py_ssize_t i)
+{
+    if (!AT(s, n, i, "KUBE-SEP-") || n - i < 25)
+        return 0;
+    for (Py_ssize_t k = i + 9; k < i + 25; k++)
+        if (!is_b32((unsigned char)s[k]))
+            return 0;
+    return 1;
+}
+
+/* Unpack one (name, first, block) item; block as ASCII bytes. Returns 1 ok,
+ * 0 when the block is not ASCII (not for us), -1 on a type error. */
+static int unpack(PyObject *item, PyObject **name, Py_ssize_t *first, const char **data, Py_ssize_t *len)
+{
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+        PyErr_SetString(PyExc_TypeError, "expected (chain, first line, block) tuples");
+        return -1;
+    }
+    PyObject *n = PyTuple_GET_ITEM(item, 0), *f = PyTuple_GET_ITEM(item, 1), *b = PyTuple_GET_ITEM(item, 2);
+    if (!PyUnicode_Check(n) || !PyLong_Check(f) || !PyUnicode_Check(b)) {
+        PyErr_SetString(PyExc_TypeError, "expected (str, int, str) tuples");
+        return -1;
+    }
+    *first = PyLong_AsSsize_t(f);
+    if (*first == -1 && PyErr_Occurred())
+        return -1;
+    *name = n;
+    if (PyUnicode_READY(b) < 0)
+        return -1;
+    if (!PyUnicode_IS_ASCII(b))
+        return 0;
+    *data = (const char *)PyUnicode_DATA(b);
+    *len = PyUnicode_GET_LENGTH(b);
+    return 1;
+}
+
+/* --- dnat ------------------------------------------------------------------- */
+
+/* Is this line kube-proxy's DNAT for chain ``name`` (``bulk._SEP_DNAT_LINE``'s
+ * first alternative)? Sets the destination's span. */
+static int std_dnat(const char *s, Py_ssize_t n, const char *name, Py_ssize_t nlen, int name_ok,
+                    Py_ssize_t *dst, Py_ssize_t *dlen)
+{
+    static const char tail[] = " -j DNAT --to-destination ";
+    const Py_ssize_t tl = (Py_ssize_t)sizeof(tail) - 1;
+    if (!name_ok)
+        return 0;
+    Py_ssize_t i = skip_counters(s, n);
+    if (!AT(s, n, i, "-A ") || !at(s, n, i + 3, name, nlen) || !AT(s, n, i + 3 + nlen, " "))
+        return 0;
+    Py_ssize_t body = i + 3 + nlen + 1;
+    Py_ssize_t k = rfind(s, n, tail, tl);
+    if (k < body)
+        return 0;
+    Py_ssize_t d = k + tl;
+    if (d >= n)
+        return 0;
+    for (Py_ssize_t j = d; j < n; j++)
+        if (is_space((unsigned char)s[j]) || s[j] == '"')
+            return 0;
+    *dst = d;
+    *dlen = n - d;
+    return 1;
+}
+
+static PyObject *scan_dnat(PyObject *self, PyObject *seps)
+{
+    if (!PyList_Check(seps)) {
+        PyErr_SetString(PyExc_TypeError, "dnat() takes a list");
+        return NULL;
+    }
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(seps);
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *name;
+        Py_ssize_t first, len = 0;
+        const char *s = NULL;
+        int ok = unpack(PyList_GET_ITEM(seps, c), &name, &first, &s, &len);
+        if (ok < 0)
+            goto fail;
+        if (ok == 0)
+            continue;
+        Py_ssize_t nlen;
+        const char *nm = PyUnicode_AsUTF8AndSize(name, &nlen);
+        if (nm == NULL)
+            goto fail;
+        int name_ok = nlen == 25 && sep_name_at(nm, nlen, 0);
+        PyObject *value = Py_None;
+        int decided = 0, odd = 0;
+        Py_ssize_t pos = 0;
+        while (pos < len && !decided) {
+            const char *nl = memchr(s + pos, '\n', (size_t)(len - pos));
+            Py_ssize_t end = nl ? (Py_ssize_t)(nl - s) : len;
+            const char *line = s + pos;
+            Py_ssize_t ll = end - pos;
+            if (find(line, ll, 0, "DNAT", 4) >= 0) {
+                Py_ssize_t d, dl;
+                decided = 1;
+                if (std_dnat(line, ll, nm, nlen, name_ok, &d, &dl)) {
+                    value = PyUnicode_FromStringAndSize(line + d, dl);
+                    if (value == NULL)
+                        goto fail;
+                } else {
+                    odd = 1;
+                }
+            }
+            pos = end + 1;
+        }
+        if (odd)
+            continue;
+        int r = PyDict_SetItem(out, name, value);
+        if (value != Py_None)
+            Py_DECREF(value);
+        if (r < 0)
+            goto fail;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* --- cascades ---------------------------------------------------------------- */
+
+typedef struct {
+    Py_ssize_t c, cl;   /* comment token (with its quotes), -1 if none */
+    Py_ssize_t p, pl;   /* probability */
+    Py_ssize_t sec, sl; /* affinity seconds */
+    Py_ssize_t t;       /* KUBE-SEP-... target (25 bytes) */
+} branch_t;
+
+/* services._SVC_BRANCH on one line (no newline in it); 1 when it matches. */
+static int match_branch(const char *s, Py_ssize_t n, branch_t *b)
+{
+    b->c = b->p = b->sec = -1;
+    b->cl = b->pl = b->sl = 0;
+    Py_ssize_t i = skip_counters(s, n);
+    if (!AT(s, n, i, "-A "))
+        return 0;
+    Py_ssize_t j = token_then_space(s, n, i + 3);
+    if (j < 0)
+        return 0;
+    i = j + 1;
+    if (AT(s, n, i, "-m comment --comment ")) {
+        Py_ssize_t k = i + LEN("-m comment --comment ");
+        if (k < n && s[k] == '"') {
+            Py_ssize_t e = k + 1;
+            while (e < n && s[e] != '"' && s[e] != '\\' && !is_odd((unsigned char)s[e]))
+                e++;
+            if (e >= n || s[e] != '"')
+                return 0;
+            e++;
+            if (!AT(s, n, e, " "))
+                return 0;
+            b->c = k;
+            b->cl = e - k;
+            i = e + 1;
+        } else {
+            Py_ssize_t e = k;
+            while (e < n && !is_space((unsigned char)s[e]) && s[e] != '"')
+                e++;
+            if (e == k || !AT(s, n, e, " "))
+                return 0;
+            b->c = k;
+            b->cl = e - k;
+            i = e + 1;
+        }
+    }
+    if (AT(s, n, i, "-m statistic --mode random --probability ")) {
+        Py_ssize_t k = i + LEN("-m statistic --mode random --probability "), e = k;
+        while (e < n && (is_digit((unsigned char)s[e]) || s[e] == '.'))
+            e++;
+        if (e == k || !AT(s, n, e, " "))
+            return 0;
+        b->p = k;
+        b->pl = e - k;
+        i = e + 1;
+    } else if (AT(s, n, i, "-m recent --rcheck --seconds ")) {
+        Py_ssize_t k = i + LEN("-m recent --rcheck --seconds "), e = k;
+        while (e < n && is_digit((unsigned char)s[e]))
+            e++;
+        if (e == k || !AT(s, n, e, " --reap --name "))
+            return 0;
+        b->sec = k;
+        b->sl = e - k;
+        e = token_then_space(s, n, e + LEN(" --reap --name "));
+        if (e < 0 || !AT(s, n, e, " --mask "))
+            return 0;
+        k = e + LEN(" --mask ");
+        e = k;
+        while (e < n && (is_digit((unsigned char)s[e]) || s[e] == '.'))
+            e++;
+        if (e == k || !AT(s, n, e, " --rsource "))
+            return 0;
+        i = e + LEN(" --rsource ");
+    } else if (AT(s, n, i, "-m recent --name ")) {
+        Py_ssize_t e = token_then_space(s, n, i + LEN("-m recent --name "));
+        if (e < 0 || !AT(s, n, e, " --rcheck --seconds "))
+            return 0;
+        Py_ssize_t k = e + LEN(" --rcheck --seconds ");
+        e = k;
+        while (e < n && is_digit((unsigned char)s[e]))
+            e++;
+        if (e == k || !AT(s, n, e, " --reap "))
+            return 0;
+        b->sec = k;
+        b->sl = e - k;
+        i = e + LEN(" --reap ");
+    }
+    if (!AT(s, n, i, "-j ") || n - (i + 3) != 25 || !sep_name_at(s, n, i + 3))
+        return 0;
+    b->t = i + 3;  /* "-j " */
+    return 1;
+}
+
+/* bulk._CASCADE_LINE's "skip" alternative: ``[^\n ODD]* -j KUBE-MARK-(MASQ|DROP)$``.
+ * Returns 1 for a skip line, 2 for one that makes the chain unsure, 0 otherwise. */
+static int match_skip(const char *s, Py_ssize_t n)
+{
+    if (!(n >= 18 && (memcmp(s + n - 18, " -j KUBE-MARK-MASQ", 18) == 0
+                      || memcmp(s + n - 18, " -j KUBE-MARK-DROP", 18) == 0)))
+        return 0;
+    for (Py_ssize_t k = 0; k < n; k++)
+        if (is_odd((unsigned char)s[k]))
+            return 0;
+    if (find(s, n, 0, "--probability", 13) >= 0 || find(s, n, 0, "--rcheck", 8) >= 0)
+        return 2;
+    return 1;
+}
+
+static PyObject *branch_tuple(const char *s, const branch_t *b, Py_ssize_t line)
+{
+    PyObject *t = NULL, *ln = NULL, *text = NULL, *p = NULL, *sec = NULL, *ep = NULL;
+    t = PyUnicode_FromStringAndSize(s + b->t, 25);
+    ln = PyLong_FromSsize_t(line);
+    text = Py_None;  /* the rule text is left out, as bulk._branches_of does */
+    Py_INCREF(text);
+    if (t == NULL || ln == NULL)
+        goto fail;
+    if (b->p >= 0) {
+        p = PyUnicode_FromStringAndSize(s + b->p, b->pl);
+        if (p != NULL)
+            PyUnicode_InternInPlace(&p);  /* kube-proxy writes the same few strings everywhere */
+    } else {
+        p = Py_None;
+        Py_INCREF(p);
+    }
+    if (p == NULL)
+        goto fail;
+    if (b->sec >= 0) {
+        char buf[64];
+        if (b->sl < (Py_ssize_t)sizeof(buf)) {
+            memcpy(buf, s + b->sec, (size_t)b->sl);
+            buf[b->sl] = 0;
+            sec = PyLong_FromString(buf, NULL, 10);
+        } else {
+            PyObject *digits = PyUnicode_FromStringAndSize(s + b->sec, b->sl);
+            sec = digits ? PyLong_FromUnicodeObject(digits, 10) : NULL;
+            Py_XDECREF(digits);
+        }
+    } else {
+        sec = Py_None;
+        Py_INCREF(sec);
+    }
+    if (sec == NULL)
+        goto fail;
+    ep = Py_None;
+    Py_INCREF(ep);
+    if (b->c >= 0) {
+        const char *c = s + b->c;
+        Py_ssize_t cl = b->cl;
+        while (cl > 0 && c[cl - 1] == '"')  /* c.rstrip('"') */
+            cl--;
+        Py_ssize_t k = rfind(c, cl, " -> ", 4);
+        if (k >= 0) {
+            Py_DECREF(ep);
+            ep = PyUnicode_FromStringAndSize(c + k + 4, cl - k - 4);
+            if (ep == NULL)
+                goto fail;
+        }
+    }
+    {
+        PyObject *row = PyTuple_Pack(6, t, ln, text, p, sec, ep);
+        Py_DECREF(t);
+        Py_DECREF(ln);
+        Py_DECREF(text);
+        Py_DECREF(p);
+        Py_DECREF(sec);
+        Py_DECREF(ep);
+        return row;
+    }
+fail:
+    Py_XDECREF(t);
+    Py_XDECREF(ln);
+    Py_XDECREF(text);
+    Py_XDECREF(p);
+    Py_XDECREF(sec);
+    Py_XDECREF(ep);
+    return NULL;
+}
+
+static PyObject *scan_cascades(PyObject *self, PyObject *chains)
+{
+    if (!PyList_Check(chains)) {
+        PyErr_SetString(PyExc_TypeError, "cascades() takes a list");
+        return NULL;
+    }
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(chains);
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *name;
+        Py_ssize_t first, len = 0;
+        const char *s = NULL;
+        int ok = unpack(PyList_GET_ITEM(chains, c), &name, &first, &s, &len);
+        if (ok < 0)
+            goto fail;
+        if (ok == 0)
+            continue;
+        PyObject *rows = PyList_New(0);
+        if (rows == NULL)
+            goto fail;
+        int sure = 1;
+        Py_ssize_t pos = 0, line = first;
+        while (pos < len) {
+            const char *nl = memchr(s + pos, '\n', (size_t)(len - pos));
+            Py_ssize_t end = nl ? (Py_ssize_t)(nl - s) : len;
+            const char *ln = s + pos;
+            Py_ssize_t ll = end - pos;
+            branch_t b;
+            if (ll > 0 && match_branch(ln, ll, &b)) {
+                PyObject *row = branch_tuple(ln, &b, line);
+                if (row == NULL || PyList_Append(rows, row) < 0) {
+                    Py_XDECREF(row);
+                    Py_DECREF(rows);
+                    goto fail;
+                }
+                Py_DECREF(row);
+            } else if (ll == 0 || match_skip(ln, ll) != 1) {
+                sure = 0;
+                break;
+            }
+            line++;
+            pos = end + 1;
+        }
+        if (sure && PyDict_SetItem(out, name, rows) < 0) {
+            Py_DECREF(rows);
+            goto fail;
+        }
+        Py_DECREF(rows);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+
+/* --- segments ----------------------------------------------------------------- */
+
+static int is_blank(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* [ \t]*(?:\[\d+:\d+\][ \t]*)?-A[ \t]+  at the start of a line: the offset of
+ * the chain name after it, or -1. */
+static Py_ssize_t rule_head(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n && is_blank((unsigned char)s[i]))
+        i++;
+    if (i < n && s[i] == '[') {
+        Py_ssize_t j = i + 1, k;
+        k = j;
+        while (j < n && is_digit((unsigned char)s[j]))
+            j++;
+        if (j > k && j < n && s[j] == ':') {
+            k = ++j;
+            while (j < n && is_digit((unsigned char)s[j]))
+                j++;
+            if (j > k && j < n && s[j] == ']') {
+                j++;
+                while (j < n && is_blank((unsigned char)s[j]))
+                    j++;
+                i = j;
+            }
+        }
+    }
+    if (!AT(s, n, i, "-A"))
+        return -1;
+    i += 2;
+    if (i >= n || !is_blank((unsigned char)s[i]))
+        return -1;
+    while (i < n && is_blank((unsigned char)s[i]))
+        i++;
+    return i;
+}
+
+static int append4(PyObject *out, PyObject *empty, int slot, PyObject *v, PyObject *c)
+{
+    PyObject *t = PyTuple_New(4);
+    if (t == NULL)
+        return -1;
+    for (int k = 0; k < 4; k++) {
+        PyObject *x = k == slot ? v : (k == 1 && c != NULL) ? c : empty;
+        Py_INCREF(x);
+        PyTuple_SET_ITEM(t, k, x);
+    }
+    int r = PyList_Append(out, t);
+    Py_DECREF(t);
+    return r;
+}
+
+/* parse.iptables_save._SEGMENTS.findall(text) for ASCII text that ends in "\n":
+ * (rule block, chain, declarations, other line) per match, "" for the groups
+ * that did not take part. None for any other text (the caller uses the regex). */
+static PyObject *scan_segments(PyObject *self, PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "segments() takes a str");
+        return NULL;
+    }
+    if (PyUnicode_READY(text) < 0)
+        return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    const char *s = (const char *)PyUnicode_DATA(text);
+    if (!PyUnicode_IS_ASCII(text) || n == 0 || s[n - 1] != '\n')
+        Py_RETURN_NONE;
+    PyObject *out = PyList_New(0), *empty = PyUnicode_FromStringAndSize("", 0);
+    if (out == NULL || empty == NULL)
+        goto fail;
+    Py_ssize_t pos = 0;
+    while (pos < n) {
+        const char *nl = memchr(s + pos, '\n', (size_t)(n - pos));
+        Py_ssize_t end = (Py_ssize_t)(nl - s) + 1;  /* after this line's "\n" (text ends in one) */
+        Py_ssize_t h = rule_head(s + pos, end - 1 - pos);
+        if (h >= 0) {
+            Py_ssize_t c0 = pos + h, c1 = c0;
+            while (c1 < end - 1 && !is_space((unsigned char)s[c1]))
+                c1++;
+            if (c1 > c0) {
+                Py_ssize_t cl = c1 - c0, stop = end;
+                /* (?:...-A[ \t]+(?P=c)(?=[ \t\n])[^\n]*\n)* */
+                while (stop < n) {
+                    const char *nl2 = memchr(s + stop, '\n', (size_t)(n - stop));
+                    Py_ssize_t e2 = (Py_ssize_t)(nl2 - s) + 1;
+                    Py_ssize_t h2 = rule_head(s + stop, e2 - 1 - stop);
+                    if (h2 < 0)
+                        break;
+                    Py_ssize_t k = stop + h2;
+                    if (!(k + cl < e2 && memcmp(s + k, s + c0, (size_t)cl) == 0
+                          && (s[k + cl] == ' ' || s[k + cl] == '\t' || s[k + cl] == '\n')))
+                        break;
+                    stop = e2;
+                }
+                PyObject *block = PyUnicode_FromStringAndSize(s + pos, stop - pos);
+                PyObject *chain = PyUnicode_FromStringAndSize(s + c0, cl);
+                int r = (block && chain) ? append4(out, empty, 0, block, chain) : -1;
+                Py_XDECREF(block);
+                Py_XDECREF(chain);
+                if (r < 0)
+                    goto fail;
+                pos = stop;
+                continue;
+            }
+        }
+        {   /* (?:^[ \t]*:[^\n]*\n)+ */
+            Py_ssize_t stop = pos;
+            while (stop < n) {
+                Py_ssize_t i = stop;
+                while (i < n && is_blank((unsigned char)s[i]))
+                    i++;
+                if (i >= n || s[i] != ':')
+                    break;
+                stop = (Py_ssize_t)((const char *)memchr(s + i, '\n', (size_t)(n - i)) - s) + 1;
+            }
+            if (stop > pos) {
+                PyObject *decls = PyUnicode_FromStringAndSize(s + pos, stop - pos);
+                int r = decls ? append4(out, empty, 2, decls, NULL) : -1;
+                Py_XDECREF(decls);
+                if (r < 0)
+                    goto fail;
+                pos = stop;
+                continue;
+            }
+        }
+        PyObject *other = PyUnicode_FromStringAndSize(s + pos, end - pos);
+        int r = other ? append4(out, empty, 3, other, NULL) : -1;
+        Py_XDECREF(other);
+        if (r < 0)
+            goto fail;
+        pos = end;
+    }
+    Py_DECREF(empty);
+    return out;
+fail:
+    Py_XDECREF(out);
+    Py_XDECREF(empty);
+    return NULL;
+}
+
+
+/* --- fold: the parser's loop over a run of rule blocks --------------------------- */
+
+static Py_ssize_t count_newlines(PyObject *block, PyObject *nl)
+{
+    if (PyUnicode_IS_ASCII(block)) {
+        const char *s = (const char *)PyUnicode_DATA(block);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(block), c = 0;
+        const char *p = s, *end = s + n;
+        while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+            c++;
+            p++;
+        }
+        return c;
+    }
+    return PyUnicode_Count(block, nl, 0, PY_SSIZE_T_MAX);
+}
+
+/* fold(segments, start, chains, undeclared, lineno) -> (end, lineno, rule lines, blocks)
+ *
+ * What parse_iptables_save's loop does for each rule block of segments[start:],
+ * up to the first item that is not one (``end``): the block goes to its chain's
+ * entry in ``chains`` (a new ``[None, None, lineno, [], False]`` entry, noted in
+ * ``undeclared``, for a chain not seen yet). */
+static PyObject *scan_fold(PyObject *self, PyObject *args)
+{
+    PyObject *segs, *chains, *undeclared;
+    Py_ssize_t i, lineno, lines = 0, blocks = 0;
+    if (!PyArg_ParseTuple(args, "O!nO!O!n", &PyList_Type, &segs, &i, &PyDict_Type, &chains, &PyList_Type,
+                          &undeclared, &lineno))
+        return NULL;
+    PyObject *nl = PyUnicode_FromStringAndSize("\n", 1);
+    if (nl == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(segs);
+    if (i < 0)
+        i = 0;
+    for (; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(segs, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 4) {
+            PyErr_SetString(PyExc_TypeError, "segments are 4-tuples");
+            goto fail;
+        }
+        PyObject *block = PyTuple_GET_ITEM(item, 0), *chain = PyTuple_GET_ITEM(item, 1);
+        if (!PyUnicode_Check(block) || !PyUnicode_Check(chain)) {
+            PyErr_SetString(PyExc_TypeError, "segments hold str");
+            goto fail;
+        }
+        if (PyUnicode_READY(block) < 0)
+            goto fail;
+        if (PyUnicode_GET_LENGTH(block) == 0)
+            break;
+        Py_ssize_t count = count_newlines(block, nl);
+        if (count < 0)
+            goto fail;
+        PyObject *ln = PyLong_FromSsize_t(lineno);
+        if (ln == NULL)
+            goto fail;
+        PyObject *entry = PyDict_GetItemWithError(chains, chain);  /* borrowed */
+        if (entry == NULL) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(ln);
+                goto fail;
+            }
+            PyObject *runs = PyList_New(0);
+            entry = runs ? PyList_New(5) : NULL;
+            if (entry == NULL) {
+                Py_XDECREF(runs);
+                Py_DECREF(ln);
+                goto fail;
+            }
+            Py_INCREF(Py_None);
+            PyList_SET_ITEM(entry, 0, Py_None);
+            Py_INCREF(Py_None);
+            PyList_SET_ITEM(entry, 1, Py_None);
+            Py_INCREF(ln);
+            PyList_SET_ITEM(entry, 2, ln);
+            PyList_SET_ITEM(entry, 3, runs);
+            Py_INCREF(Py_False);
+            PyList_SET_ITEM(entry, 4, Py_False);
+            PyObject *note = PyTuple_Pack(2, chain, ln);
+            int bad = note == NULL || PyDict_SetItem(chains, chain, entry) < 0 || PyList_Append(undeclared, note) < 0;
+            Py_XDECREF(note);
+            Py_DECREF(entry);  /* the dict holds it */
+            if (bad) {
+                Py_DECREF(ln);
+                goto fail;
+            }
+        } else if (!PyList_Check(entry) || PyList_GET_SIZE(entry) != 5 || !PyList_Check(PyList_GET_ITEM(entry, 3))) {
+            Py_DECREF(ln);
+            PyErr_SetString(PyExc_TypeError, "chain entries are 5-item lists");
+            goto fail;
+        }
+        PyObject *run = PyTuple_Pack(2, ln, block);
+        Py_DECREF(ln);
+        if (run == NULL || PyList_Append(PyList_GET_ITEM(entry, 3), run) < 0) {
+            Py_XDECREF(run);
+            goto fail;
+        }
+        Py_DECREF(run);
+        lineno += count;
+        lines += count;
+        blocks++;
+    }
+    Py_DECREF(nl);
+    return Py_BuildValue("nnnn", i, lineno, lines, blocks);
+fail:
+    Py_DECREF(nl);
+    return NULL;
+}
+
+
+/* --- declarations ------------------------------------------------------------------ */
+
+/* fold_decls(decls, chains, lineno, no_counters) -> leftovers
+ *
+ * parse_iptables_save's loop over ``_DECL.findall(decls)`` for ASCII text: a
+ * declaration of a chain not in ``chains`` becomes its entry
+ * ``[policy or None, counters or None, line, [], True]`` here (counters "[0:0]"
+ * as the shared ``no_counters`` tuple); every other one (an empty name, a chain
+ * already there) is returned as ``(index, name, policy, packets, bytes)`` for
+ * the Python loop, in order. None when ``decls`` is not ASCII. */
+static PyObject *scan_fold_decls(PyObject *self, PyObject *args)
+{
+    PyObject *decls, *chains, *zero;
+    Py_ssize_t lineno;
+    if (!PyArg_ParseTuple(args, "UO!nO!", &decls, &PyDict_Type, &chains, &lineno, &PyTuple_Type, &zero))
+        return NULL;
+    if (PyUnicode_READY(decls) < 0)
+        return NULL;
+    if (!PyUnicode_IS_ASCII(decls))
+        Py_RETURN_NONE;
+    const char *s = (const char *)PyUnicode_DATA(decls);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(decls), pos = 0, index = 0;
+    for (Py_ssize_t q = 0; q < n;) {  /* every line a declaration, checked before anything changes */
+        while (q < n && is_blank((unsigned char)s[q]))
+            q++;
+        if (q >= n || s[q] != ':')
+            Py_RETURN_NONE;
+        const char *nl = memchr(s + q, '\n', (size_t)(n - q));
+        q = nl ? (Py_ssize_t)(nl - s) + 1 : n;
+    }
+    PyObject *left = PyList_New(0);
+    if (left == NULL)
+        return NULL;
+    while (pos < n) {
+        const char *nl = memchr(s + pos, '\n', (size_t)(n - pos));
+        Py_ssize_t end = nl ? (Py_ssize_t)(nl - s) : n, i = pos;
+        /* ^[ \t]*:(\S*)(?:[ \t]+(\S+))?(?:[ \t]+\[(\d+):(\d+)\])?[^\n]*$ */
+        while (i < end && is_blank((unsigned char)s[i]))
+            i++;
+        if (i >= end || s[i] != ':') {  /* cannot happen for a declaration run; leave it to the regex */
+            Py_DECREF(left);
+            Py_RETURN_NONE;
+        }
+        Py_ssize_t n0 = ++i;
+        while (i < end && !is_space((unsigned char)s[i]))
+            i++;
+        Py_ssize_t n1 = i, p0 = -1, p1 = -1, k0 = -1, k1 = -1, b0 = -1, b1 = -1;
+        Py_ssize_t j = i;
+        while (j < end && is_blank((unsigned char)s[j]))
+            j++;
+        if (j > i && j < end && !is_space((unsigned char)s[j])) {
+            p0 = j;
+            while (j < end && !is_space((unsigned char)s[j]))
+                j++;
+            p1 = j;
+            i = j;
+        }
+        j = i;
+        while (j < end && is_blank((unsigned char)s[j]))
+            j++;
+        if (j > i && j < end && s[j] == '[') {
+            Py_ssize_t q = j + 1;
+            k0 = q;
+            while (q < end && is_digit((unsigned char)s[q]))
+                q++;
+            k1 = q;
+            if (k1 > k0 && q < end && s[q] == ':') {
+                b0 = ++q;
+                while (q < end && is_digit((unsigned char)s[q]))
+                    q++;
+                b1 = q;
+                if (!(b1 > b0 && q < end && s[q] == ']'))
+                    k0 = -1;
+            } else {
+                k0 = -1;
+            }
+        }
+        PyObject *name = PyUnicode_FromStringAndSize(s + n0, n1 - n0);
+        if (name == NULL)
+            goto fail;
+        PyObject *entry = n1 > n0 ? PyDict_GetItemWithError(chains, name) : NULL;
+        if (entry == NULL && PyErr_Occurred()) {
+            Py_DECREF(name);
+            goto fail;
+        }
+        if (n1 > n0 && entry == NULL) {
+            PyObject *policy, *counters, *ln, *runs, *e;
+            if (p0 < 0 || (p1 - p0 == 1 && s[p0] == '-')) {
+                policy = Py_None;
+                Py_INCREF(policy);
+            } else {
+                policy = PyUnicode_FromStringAndSize(s + p0, p1 - p0);
+            }
+            if (k0 < 0) {
+                counters = Py_None;
+                Py_INCREF(counters);
+            } else if (k1 - k0 == 1 && s[k0] == '0' && b1 - b0 == 1 && s[b0] == '0') {
+                counters = zero;
+                Py_INCREF(counters);
+            } else {
+                PyObject *pk = PyUnicode_FromStringAndSize(s + k0, k1 - k0);
+                PyObject *by = PyUnicode_FromStringAndSize(s + b0, b1 - b0);
+                counters = pk && by ? PyTuple_Pack(2, pk, by) : NULL;
+                Py_XDECREF(pk);
+                Py_XDECREF(by);
+            }
+            ln = PyLong_FromSsize_t(lineno + index);
+            runs = PyList_New(0);
+            e = PyList_New(5);
+            if (policy == NULL || counters == NULL || ln == NULL || runs == NULL || e == NULL) {
+                Py_XDECREF(policy);
+                Py_XDECREF(counters);
+                Py_XDECREF(ln);
+                Py_XDECREF(runs);
+                Py_XDECREF(e);
+                Py_DECREF(name);
+                goto fail;
+            }
+            PyList_SET_ITEM(e, 0, policy);
+            PyList_SET_ITEM(e, 1, counters);
+            PyList_SET_ITEM(e, 2, ln);
+            PyList_SET_ITEM(e, 3, runs);
+            Py_INCREF(Py_True);
+            PyList_SET_ITEM(e, 4, Py_True);
+            int r = PyDict_SetItem(chains, name, e);
+            Py_DECREF(e);
+            Py_DECREF(name);
+            if (r < 0)
+                goto fail;
+        } else {
+            PyObject *row = Py_BuildValue("(nNs#s#s#)", index, name, p0 < 0 ? "" : s + p0,
+                                          p0 < 0 ? (Py_ssize_t)0 : p1 - p0, k0 < 0 ? "" : s + k0,
+                                          k0 < 0 ? (Py_ssize_t)0 : k1 - k0, k0 < 0 ? "" : s + b0,
+                                          k0 < 0 ? (Py_ssize_t)0 : b1 - b0);
+            if (row == NULL || PyList_Append(left, row) < 0) {
+                Py_XDECREF(row);
+                goto fail;
+            }
+            Py_DECREF(row);
+        }
+        index++;
+        pos = end + 1;
+    }
+    return left;
+fail:
+    Py_DECREF(left);
+    return NULL;
+}
+
+
+/* --- jump targets --------------------------------------------------------------------- */
+
+static int is_name_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '_' || c == '.' || c == '-';
+}
+
+/* jump_targets(blocks) -> set, or None
+ *
+ * ``set(completeness._JUMP.findall(b))`` over the blocks: every
+ * ``KUBE-[A-Za-z0-9_.-]+`` after " -j " or " -g ". None when a block is not
+ * ASCII (the caller uses the regex). */
+static PyObject *scan_jump_targets(PyObject *self, PyObject *blocks)
+{
+    if (!PyList_Check(blocks)) {
+        PyErr_SetString(PyExc_TypeError, "jump_targets() takes a list of str");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(blocks);
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *b = PyList_GET_ITEM(blocks, c);
+        if (!PyUnicode_Check(b)) {
+            PyErr_SetString(PyExc_TypeError, "jump_targets() takes a list of str");
+            return NULL;
+        }
+        if (PyUnicode_READY(b) < 0)
+            return NULL;
+        if (!PyUnicode_IS_ASCII(b))
+            Py_RETURN_NONE;
+    }
+    PyObject *out = PySet_New(NULL);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *b = PyList_GET_ITEM(blocks, c);
+        const char *s = (const char *)PyUnicode_DATA(b);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(b), i = 0;
+        while (i + 9 < n) {  /* " -j KUBE-" and one name character */
+            const char *p = memchr(s + i, '-', (size_t)(n - i));
+            if (p == NULL)
+                break;
+            Py_ssize_t k = (Py_ssize_t)(p - s);
+            if (k >= 1 && s[k - 1] == ' ' && k + 2 < n && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
+                && AT(s, n, k + 3, "KUBE-") && k + 8 < n && is_name_char((unsigned char)s[k + 8])) {
+                Py_ssize_t e = k + 8;
+                while (e < n && is_name_char((unsigned char)s[e]))
+                    e++;
+                PyObject *name = PyUnicode_FromStringAndSize(s + k + 3, e - (k + 3));
+                if (name == NULL || PySet_Add(out, name) < 0) {
+                    Py_XDECREF(name);
+                    Py_DECREF(out);
+                    return NULL;
+                }
+                Py_DECREF(name);
+                i = e;
+            } else {
+                i = k + 1;
+            }
+        }
+    }
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
+    {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
+    {"fold_decls", scan_fold_decls, METH_VARARGS, "parse_iptables_save's loop over a run of declarations."},
+    {"jump_targets", scan_jump_targets, METH_O, "set(completeness._JUMP.findall(b)) over ASCII blocks, else None."},
+    {"fold", scan_fold, METH_VARARGS, "parse_iptables_save's loop over a run of rule blocks (see there)."},
+    {"segments", scan_segments, METH_O, "parse.iptables_save._SEGMENTS.findall(text) for ASCII text, else None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "svcinspect._scan",
+    "Optional compiled scanner for svcinspect.parse.bulk (the pure-Python code is the fallback).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__scan(void)
+{
+    return PyModule_Create(&module);
+}
