@@ -6,4 +6,4 @@ without it and svcinspect uses its pure-Python scanner, with the same output.
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("svcinspect._scan", ["svcinspect/_scan.c"], optional=True)])
+setup(ext_modules=[Extension("svcinspect.dataplane.iptables._scan", ["svcinspect/dataplane/iptables/_scan.c"], optional=True)])

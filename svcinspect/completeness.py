@@ -111,7 +111,7 @@ def _maybe_missing(ruleset: Ruleset) -> bool:
         blocks = getattr(t.chains, "raw_blocks", None)
         if blocks is None:
             return True
-        from svcinspect.parse import bulk
+        from svcinspect.dataplane.iptables import bulk
 
         every = list(blocks())
         targets = bulk.jump_targets(every)  # the compiled scanner's pass, when built

@@ -3,7 +3,7 @@
 Each fast path gives the same bytes as the general code it bypasses; the
 switches exist so that tests (``tests/test_perf_equivalence.py``) and
 benchmarks can run both and compare. ``SVCINSPECT_NO_FAST=1`` in the
-environment starts with them off. The compiled scanner (``svcinspect._scan``,
+environment starts with them off. The compiled scanner (``svcinspect.dataplane.iptables._scan``,
 when ``pip install`` could build it) is one of them: ``SVCINSPECT_NO_NATIVE=1``
 or :func:`native_scanner` uses the pure-Python scan instead, with the same output.
 """
@@ -36,7 +36,7 @@ def all_fast_paths(on: bool) -> Iterator[None]:
 
 def native_built() -> bool:
     """Whether the compiled scanner was built with this installation."""
-    from svcinspect.parse import bulk
+    from svcinspect.dataplane.iptables import bulk
 
     return bulk.native_scanner is not None
 
@@ -45,7 +45,7 @@ def native_built() -> bool:
 def native_scanner(on: bool) -> Iterator[None]:
     """Within the block, the bulk readers use the compiled scanner (True, when
     built) or the pure-Python one (False)."""
-    from svcinspect.parse import bulk
+    from svcinspect.dataplane.iptables import bulk
 
     was = bulk.set_native(on)
     try:

@@ -5,7 +5,7 @@ fast path) goes through services, check, graph and dump twice: with the bulk
 readers (``svcinspect.dataplane.iptables.bulk``, the compiled scanner when it is built, the
 fast encoders and formatters) and with all of them off. stdout, stderr and the
 exit code must be byte-identical. Every test here runs twice: with the
-compiled scanner (``svcinspect._scan``; skipped, saying so, when it is not
+compiled scanner (``svcinspect.dataplane.iptables._scan``; skipped, saying so, when it is not
 built) and with the pure-Python scanner as the fast path.
 """
 
@@ -101,7 +101,7 @@ OUT = "@OUT@"  # graph writes bytes to the real stdout, past capsys: give it a f
 def scanner(request):
     """The scanner the fast path uses in this test (the slow path uses none)."""
     if request.param == "native" and not perf.native_built():
-        pytest.skip("the compiled scanner svcinspect._scan is not built (no C compiler at install time?): "
+        pytest.skip("the compiled scanner svcinspect.dataplane.iptables._scan is not built (no C compiler at install time?): "
                     "only the pure-Python scanner is tested")
     return request.param == "native"
 

@@ -233,12 +233,12 @@ def _branches_of(found, first: int):
     return out
 
 
-# --- the optional compiled scanner (svcinspect/_scan.c) -------------------------------
+# --- the optional compiled scanner (svcinspect/dataplane/iptables/_scan.c) -------------------------------
 # Built by ``pip install .`` where a C compiler is present; the functions above
 # are its reference and its fallback. ``SVCINSPECT_NO_NATIVE=1`` (or
 # :func:`set_native`) uses the pure-Python scan even when it is built.
 try:
-    from svcinspect import _scan as native_scanner
+    from svcinspect.dataplane.iptables import _scan as native_scanner
 except ImportError:  # not built (no compiler at install time): the same answers, slower
     native_scanner = None
 

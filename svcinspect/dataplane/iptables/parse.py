@@ -37,7 +37,7 @@ from svcinspect.model.netfilter import (
     ValueMatch,
     split_lines,
 )
-from svcinspect.parse import bulk
+from svcinspect.dataplane.iptables import bulk
 from svcinspect.parse.paste import clean_paste, describe_filter
 from svcinspect.parse.recognise import describe_other_input, looks_like_prose
 

@@ -941,7 +941,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "svcinspect._scan",
+    PyModuleDef_HEAD_INIT, "svcinspect.dataplane.iptables._scan",
     "Optional compiled scanner for svcinspect.parse.bulk (the pure-Python code is the fallback).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
