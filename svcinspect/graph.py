@@ -90,12 +90,54 @@ def _jumps(table: Table) -> tuple[_RawJump, ...]:
     return jumps
 
 
+# A rule line's first " -j " / " -g ", its name and the rest of the line. raw_target
+# reads the last flag: the two agree when the rest holds no other flag and no quote
+# (a line where they might not is read by _scan).
+_FIRST_JUMP = re.compile(r" -[jg] ([^ \n]*)([^\n]*)$", re.M)
+_EDGE_CACHE: list[tuple[Table, dict]] = []
+
+
+def _edges(table: Table) -> dict[str, set[str]]:
+    """chain -> the names its rules jump or go to, as :func:`_scan` finds them,
+    without a tuple per rule: one regex pass per chain block of a dump shaped as
+    iptables-save prints it (``bulk``'s fast path); a chain whose lines raw_target
+    could not read alone (quotes after the flag, tabs, long options, lines without
+    a flag) is read by :func:`_scan`. Same answer either way (tests/test_perf_equivalence.py)."""
+    for t, edges in _EDGE_CACHE:
+        if t is table:
+            return edges
+    out: dict[str, set[str]] = {}
+    single = getattr(table.chains, "single_blocks", None) if bulk.enabled() else None
+    slow = list(table.chains)
+    if single is not None:
+        slow = []
+        fast = {name: block for name, _, block in single("")}
+        for name in table.chains:
+            block = fast.get(name)
+            if block is None or "\t" in block or "--jump" in block or "--goto" in block:
+                slow.append(name)
+                continue
+            found = _FIRST_JUMP.findall(block)
+            if len(found) != block.count("\n") or any(not n or n[0] == "-" or '"' in rest or " -j " in rest
+                                                       or " -g " in rest for n, rest in found):
+                slow.append(name)
+                continue
+            out[name] = {n for n, _ in found}
+    for cname, _, _, _, target, _ in _scan(table, slow):
+        out.setdefault(cname, set()).add(target)
+    _EDGE_CACHE.insert(0, (table, out))
+    del _EDGE_CACHE[4:]
+    return out
+
+
 def find_dangling_jumps(ruleset: Ruleset) -> list[DanglingJump]:
     """Rules whose ``-j``/``-g`` names no chain of their table and no known target,
     in dump order."""
     out = []
     for table in ruleset.tables:
         chains = table.chains
+        if all(t in chains or t in KNOWN_TARGETS for targets in _edges(table).values() for t in targets):
+            continue  # nothing dangles (the usual case): no per-rule pass to say where
         for cname, _, line, text, target, _ in _jumps(table):
             if target not in chains and target not in KNOWN_TARGETS:
                 out.append(DanglingJump(table.family, table.name, cname, line, text, target))
@@ -114,7 +156,7 @@ def find_unreferenced_chains(ruleset: Ruleset) -> list[ChainRef]:
     are not reported."""
     out = []
     for table in ruleset.tables:
-        referenced = {target for cname, _, _, _, target, _ in _jumps(table) if target != cname}
+        referenced = {target for cname, targets in _edges(table).items() for target in targets if target != cname}
         for name in table.chains:
             if name in referenced or name in UNREFERENCED_OK or _is_builtin(table.name, name):
                 continue
@@ -133,7 +175,10 @@ def find_cycles(ruleset: Ruleset) -> list[list[str]]:
     out: list[list[str]] = []
     for table in ruleset.tables:
         names = set(table.chains)
-        edges = {(cname, target) for cname, _, _, _, target, _ in _jumps(table) if target in names}
+        edges = {(cname, target) for cname, targets in _edges(table).items() for target in targets if target in names}
+        rank = {name: _kube_rank(name) for name in names}
+        if all(rank[c] < rank[t] for c, t in edges):
+            continue  # every jump goes down kube-proxy's layers: no loop is possible
         # Peel off jumps into chains that lead nowhere (kube-proxy's graph is a DAG),
         # so only loops and what feeds them remain: a chain whose every jump leads to
         # a peeled chain is peeled too. A work list makes this linear in the jumps
@@ -166,6 +211,26 @@ def find_cycles(ruleset: Ruleset) -> list[list[str]]:
             first = cycle.index(min(cycle))
             out.append(cycle[first:] + cycle[:first])
     return out
+
+
+# kube-proxy's layers of chains, top to bottom. A ruleset whose every jump goes
+# from a lower number to a strictly higher one has no loop; any other jump (a
+# chain of another tool, or one layer jumping sideways) sends find_cycles to its
+# general search. The numbers only have to be an order: they prove, never decide.
+_LAYERS = (("KUBE-SERVICES", 1), ("KUBE-NODEPORTS", 2), ("KUBE-FW-", 3), ("KUBE-EXT-", 4), ("KUBE-XLB-", 5),
+           ("KUBE-SVC-", 6), ("KUBE-SVL-", 6), ("KUBE-SEP-", 7), ("KUBE-MARK-", 8))
+
+
+def _kube_rank(name: str) -> float:
+    if name in _BUILTINS:
+        return 0
+    for prefix, n in _LAYERS:
+        if name.startswith(prefix):
+            return n
+    return 1.5 if name.startswith("KUBE-") else -1  # kube-proxy's other chains jump only to targets
+
+
+_BUILTINS = frozenset(c for chains in BUILTIN_CHAINS.values() for c in chains)
 
 
 def chains_of_service(ruleset: Ruleset, key: str, family: Family = Family.V4) -> set[str]:
