@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from svcinspect.errors import Diagnostic, NotADumpError, ParseError, Severity
+from svcinspect.model.netfilter import split_lines
 from svcinspect.dataplane.nftables.model import (
     PRIORITY_NAMES, NftChain, NftElement, NftRule, NftRuleset, NftSet, NftTable,
 )
@@ -64,7 +65,7 @@ def parse_nft_commands(text: str, source: str = "<input>", *, strict: bool = Fal
     diags: list[Diagnostic] = []
     tables: dict[tuple[str, str], dict] = {}
     order: list[tuple[str, str]] = []
-    for ln, raw in enumerate(text.splitlines(), 1):
+    for ln, raw in enumerate(split_lines(text), 1):
         s = raw.strip()
         if not s or s.startswith("#"):
             continue
@@ -195,7 +196,7 @@ def _unquote(tok: str) -> str:
 
 
 def parse_nft_text(text: str, source: str = "<input>", *, strict: bool = False) -> NftRuleset:
-    lines = text.splitlines()
+    lines = split_lines(text)  # at "\n" only: a comment may hold \x0c, \x1c, \u2028 ...
     diags: list[Diagnostic] = []
     tables: list[NftTable] = []
     complete = True
