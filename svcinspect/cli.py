@@ -156,9 +156,8 @@ def _load_nft(texts, strict: bool, families):
 
 
 def _live_nft_tables(reader, netns, families) -> bool:
-    """Does the live node (or --netns) have kube-proxy nftables tables?"""
-    if reader == "iptc":
-        return False
+    """Does the live node (or --netns) have kube-proxy nftables tables? (Asked
+    for every --reader: it picks how iptables is read, not the mode.)"""
     from svcinspect.sources.command import check_privileges
     from svcinspect.sources.netns import resolve_netns
     from svcinspect.sources.nft import read_nft_tables

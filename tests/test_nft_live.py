@@ -174,3 +174,27 @@ def test_both_modes_in_one_namespace_is_a_warning_naming_the_live_one(netns):
     assert netns.run("nft", "list", "ruleset").stdout == before
     only = svcinspect("services", "--netns", netns.name, "--family", "6")  # no table either way: not silent
     assert only.returncode == 0
+
+
+@needs_netns
+def test_reader_iptc_finds_the_nftables_table_as_save_and_auto_do(nft_ns):
+    # --reader picks how iptables is read (python-iptables here); the mode is
+    # still detected, so an nftables-mode node is read with nft, not "no services".
+    before = nft_ns.run("nft", "list", "ruleset").stdout
+    docs = {}
+    for reader in ("iptc", "save", "auto"):
+        r = svcinspect("services", "--netns", nft_ns.name, "--reader", reader, "-o", "json")
+        assert r.returncode == 0, (reader, r.stderr)
+        docs[reader] = json.loads(r.stdout)
+        if reader == "iptc":
+            assert "nftables table is read with nft" in r.stdout  # an informational note in the document
+    assert docs["iptc"]["services"] and all(s["dataplane"] == "nftables" for s in docs["iptc"]["services"])
+    assert docs["iptc"]["services"] == docs["save"]["services"] == docs["auto"]["services"]
+    assert docs["iptc"]["input"]["dataplane"] == "nftables"
+    for argv in (["trace", "default/hello-world"], ["packet", "--src", "10.244.1.7", "--dst", "10.96.10.10",
+                                                     "--dport", "80"]):
+        got = {reader: svcinspect(*argv, "--netns", nft_ns.name, "--reader", reader, "-o", "json")
+               for reader in ("iptc", "save")}
+        assert got["iptc"].returncode == got["save"].returncode == 0, got["iptc"].stderr
+        assert json.loads(got["iptc"].stdout) == json.loads(got["save"].stdout)
+    assert nft_ns.run("nft", "list", "ruleset").stdout == before

@@ -78,7 +78,9 @@ def read_live_rules(reader: str | None, families: Sequence[Family], netns: str |
 
     ref = resolve_netns(netns) if netns else None
     check_privileges(ref, caps)
-    texts, diags, _ = read_nft_tables(families, ref, runner) if reader in (None, "auto", "save") else ([], [], False)
+    # Every reader looks for kube-proxy's nftables tables: --reader chooses how
+    # iptables is read (save binaries or python-iptables), not the mode.
+    texts, diags, _ = read_nft_tables(families, ref, runner)
     dump = None
     try:
         dump = read_live_dump(reader or "auto", families, netns, counters=counters, runner=runner, caps=caps)
@@ -112,5 +114,8 @@ def read_live_rules(reader: str | None, families: Sequence[Family], netns: str |
         diags.append(Diagnostic(Severity.WARNING, msg, "live"))
     diags.append(Diagnostic(Severity.INFO, "reading kube-proxy's nftables mode: "
                             + ", ".join(t.name for t in texts), "live"))
+    if reader == "iptc":
+        diags.append(Diagnostic(Severity.INFO, "--reader iptc reads iptables only (python-iptables); kube-proxy's "
+                                "nftables table is read with nft", "live"))
     from svcinspect.dataplane.nftables.model import NftRuleset
     return NftRuleset(nft.tables, tuple(diags) + nft.diagnostics, nft.origin, nft.form, nft.complete)
