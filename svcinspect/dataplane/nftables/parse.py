@@ -44,6 +44,13 @@ def looks_like_nft(text: str) -> bool:
 
 
 def parse_nft(text: str, source: str = "<input>", *, strict: bool = False) -> NftRuleset:
+    try:
+        return _parse_nft(text, source, strict=strict)
+    finally:
+        _parse_done()
+
+
+def _parse_nft(text: str, source: str, *, strict: bool) -> NftRuleset:
     if text.lstrip().startswith("{"):
         return parse_nft_json(text, source, strict=strict)
     if _ADD.search(text[:200000]) and not re.search(r"^\s*table\s+\S+\s+\S+\s*\{", text[:200000], re.M):
@@ -768,13 +775,17 @@ class _Expr:
     def primary(self) -> Any:
         t = self.next()
         if t in _PAYLOAD and self.peek() in _PAYLOAD[t]:
-            return {"payload": {"protocol": t, "field": self.next()}}
+            f = self.next()
+            return _SHARED.get(("payload", t, f)) or _SHARED.setdefault(
+                ("payload", t, f), {"payload": {"protocol": t, "field": f}})
         if t == "meta" and self.peek() in _META:
-            return {"meta": {"key": self.next()}}
+            k = self.next()
+            return _SHARED.get(("meta", k)) or _SHARED.setdefault(("meta", k), {"meta": {"key": k}})
         if t in _BARE_META:
-            return {"meta": {"key": t}}
+            return _SHARED.get(("meta", t)) or _SHARED.setdefault(("meta", t), {"meta": {"key": t}})
         if t == "ct" and self.peek() in _CT:
-            return {"ct": {"key": self.next()}}
+            k = self.next()
+            return _SHARED.get(("ct", k)) or _SHARED.setdefault(("ct", k), {"ct": {"key": k}})
         if t == "fib":
             flags = [self.next()]
             while self.peek() == ".":
@@ -849,8 +860,31 @@ def _flag_key(left: Any) -> bool:
 _INT = re.compile(r"^(?:0x[0-9a-fA-F]+|\d+)$")
 
 
+# Memory at 20000 services: the text reader gives equal values one object
+# (``ip daddr``, port 8080, an endpoint's address in its chain and in its
+# service's map) instead of one per occurrence. Values are never mutated; the
+# tables live for one parse (:func:`_parse_done`), so nothing grows across runs.
+_SHARED: dict[Any, Any] = {}
+_SCALARS: dict[str, Any] = {}
+
+
+def _parse_done() -> None:
+    _SHARED.clear()
+    _SCALARS.clear()
+
+
 def _scalar(tok: str) -> Any:
-    """A constant as libnftables-json writes it: ints, prefixes, ranges, strings."""
+    """A constant as libnftables-json writes it: ints, prefixes, ranges, strings
+    (one object per distinct token within a parse)."""
+    try:
+        return _SCALARS[tok]
+    except KeyError:
+        pass
+    v = _SCALARS[tok] = _new_scalar(tok)
+    return v
+
+
+def _new_scalar(tok: str) -> Any:
     if tok.startswith('"'):
         return _unquote(tok)
     if _INT.match(tok):
