@@ -1,8 +1,11 @@
 """Read kube-proxy's nftables tables from the live node, and tell which mode is live.
 
-``nft -j list table ip kube-proxy`` (and ``ip6``), through ``nsenter --net=PATH``
-for ``--netns``; an ``nft`` built without JSON support is asked for text instead.
-Read-only: ``nft list`` never writes. :func:`read_live_rules` is what the CLI
+``nft list table ip kube-proxy`` (and ``ip6``, both at once), through
+``nsenter --net=PATH`` for ``--netns``. Text, not ``nft -j``: at 10000 services
+nft prints the text with less CPU (2.3-3.0 s against 4.1 s of user time, the
+kernel's ~30 s netlink dump being the same for both), half the bytes, and the
+analysis of it peaks lower (262 against 341 MB); the text reader is exact, and
+every nft has it. Read-only: ``nft list`` never writes. :func:`read_live_rules` is what the CLI
 calls without ``--rules``: the kube-proxy tables in nft, KUBE chains in either
 iptables backend, or both; both is a warning saying which one looks live
 (kube-proxy cleans up the other mode's rules when it starts, so the other is a
@@ -34,16 +37,12 @@ def _no_binary(r: CommandResult) -> bool:
     return r.returncode == 127
 
 
-def _no_json(r: CommandResult) -> bool:
-    return r.returncode != 0 and "JSON" in r.stderr and ("support" in r.stderr or "compiled" in r.stderr)
-
-
 def read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Runner | None = None
                     ) -> tuple[list[TextSource], list[Diagnostic], bool]:
     """(texts of the kube-proxy tables found, diagnostics, whether nft is installed)."""
     runner = runner or run_commands
     where = ref.label if ref else ""
-    argvs = [nsenter_argv(ref, ["nft", "-j", "list", "table", NFT_FAMILY[f], "kube-proxy"]) for f in families]
+    argvs = [nsenter_argv(ref, ["nft", "list", "table", NFT_FAMILY[f], "kube-proxy"]) for f in families]
     results = runner(argvs)
     texts: list[TextSource] = []
     diags: list[Diagnostic] = []
@@ -51,11 +50,7 @@ def read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Ru
         return [], [Diagnostic(Severity.INFO, "nft not found: kube-proxy's nftables mode was not checked "
                                               "(apt-get install nftables)", "live")], False
     for fam, r in zip(families, results):
-        tool = f"nft -j list table {NFT_FAMILY[fam]} kube-proxy"
-        if _no_json(r):
-            r = runner([nsenter_argv(ref, ["nft", "list", "table", NFT_FAMILY[fam], "kube-proxy"])])[0]
-            tool = f"nft list table {NFT_FAMILY[fam]} kube-proxy"
-            diags.append(Diagnostic(Severity.INFO, "this nft has no JSON support: read its text output", "live"))
+        tool = f"nft list table {NFT_FAMILY[fam]} kube-proxy"
         if r.returncode == 0 and r.stdout.strip():
             texts.append(TextSource(f"live:{tool}{where}", r.stdout))
         elif r.returncode != 0 and not _absent(r):
