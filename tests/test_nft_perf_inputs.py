@@ -66,3 +66,57 @@ def test_kube_proxy_add_commands_with_a_line_break_character_in_a_comment():
         [(k, [ln for _, ln, _ in v]) for k, v in _rules(base).items()]
     chk = rs.tables[0].chains["cluster-ips-check"].rules
     assert any(r.comment == "Reject traffic\x1cto invalid ports of ClusterIPs" for r in chk)
+
+
+def _nested_json(depth: int) -> str:
+    """A one-rule ruleset whose rule compares ip daddr with a value nested DEPTH
+    arrays deep, in a hooked chain (packet evaluates it)."""
+    right = "[" * depth + "1" + "]" * depth
+    return ('{"nftables": [{"table": {"family": "ip", "name": "kube-proxy", "handle": 1}}, '
+            '{"chain": {"family": "ip", "table": "kube-proxy", "name": "services", "handle": 2, "type": "nat", '
+            '"hook": "prerouting", "prio": -100, "policy": "accept"}}, '
+            '{"rule": {"family": "ip", "table": "kube-proxy", "chain": "services", "handle": 3, "expr": ['
+            '{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": '
+            + right + '}}, {"accept": null}]}}]}')
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "svcinspect", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("depth", [200, 5000, 200_000])
+def test_json_nested_beyond_the_bound_is_refused_in_one_line(depth, tmp_path):
+    limit = sys.getrecursionlimit()
+    with pytest.raises(ParseError) as exc:
+        parse_nft(_nested_json(depth), "deep.json")
+    assert "nested more than 100 levels" in str(exc.value) and "deep.json" in str(exc.value)
+    assert sys.getrecursionlimit() == limit  # put back after the bounded decode
+    path = tmp_path / "deep.json"
+    path.write_text(_nested_json(depth))
+    r = _cli("services", "--rules", str(path))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "nested more than 100 levels" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_json_nested_within_the_bound_is_read_and_every_command_answers(tmp_path):
+    path = tmp_path / "nested.json"
+    path.write_text(_nested_json(60))
+    for argv in (["services"], ["dump"], ["graph", "-o", "dot"], ["check", "--fail-on", "never"],
+                 ["packet", "--src", "10.0.0.1", "--dst", "10.96.0.1", "--dport", "80"]):
+        r = _cli(*argv, "--rules", str(path))
+        assert r.returncode in (0, 1), (argv, r.stderr)
+        assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+    assert "ip daddr" in _cli("dump", "--rules", str(path)).stdout  # the rule is kept
+
+
+def test_a_huge_array_of_non_objects_gives_a_bounded_number_of_diagnostics():
+    doc = json.loads((NFT / "nft-list-ruleset.json").read_text())
+    good = len(doc["nftables"])
+    doc["nftables"] += [0] * 200_000
+    rs = parse_nft(json.dumps(doc), "big.json")
+    said = [d for d in rs.diagnostics if "not nftables objects" in d.message or "not an nftables object" in d.message]
+    assert len(said) == 21
+    assert said[-1].message.startswith("199980 more items")
+    assert [(t.family, t.name) for t in rs.tables] == [("ip", "kube-proxy"), ("ip6", "kube-proxy")]
+    assert sum(len(c.rules) for t in rs.tables for c in t.chains.values()) > 80 and good > 0

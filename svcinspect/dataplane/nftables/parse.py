@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 from svcinspect.errors import Diagnostic, NotADumpError, ParseError, Severity
@@ -916,15 +917,39 @@ def _split_host_port(tok: str) -> tuple[Any, int | None]:
 
 # --- JSON ---------------------------------------------------------------------------
 
+# Bounds on hostile JSON: nft's own nests about 10 levels; deeper input is
+# refused before anything recursive (rendering, evaluating) walks it. Items that
+# are not objects are said individually only up to a count, then summed.
+MAX_JSON_DEPTH = 100
+MAX_SKIPPED_SAID = 20
+
+
+def _loads_bounded(text: str) -> Any:
+    """``json.loads`` refusing nesting deeper than :data:`MAX_JSON_DEPTH` levels
+    (RecursionError). The C decoder counts one recursion level per nested
+    array or object, so the limit is lowered around the call, for its duration."""
+    depth, f = 0, sys._getframe()
+    while f is not None:
+        depth, f = depth + 1, f.f_back
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + MAX_JSON_DEPTH)
+    try:
+        return json.loads(text)
+    finally:
+        sys.setrecursionlimit(old)
+
 def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) -> NftRuleset:
     """``nft -j list ruleset`` (libnftables-json): positions are 1-based indexes in
     the ``nftables`` array, which is what rules and elements quote as their line."""
     from svcinspect.dataplane.nftables.render import render_rule
 
     try:
-        doc = json.loads(text)
+        doc = _loads_bounded(text)
     except json.JSONDecodeError as exc:
         raise ParseError(f"not valid JSON ({exc.msg})", source, exc.lineno) from None
+    except RecursionError:
+        raise ParseError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep: not `nft -j` output (nft's own "
+                         "nests about 10)", source) from None
     items = doc.get("nftables") if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise NotADumpError("JSON without an \"nftables\" array: not `nft -j list ruleset` output", source)
@@ -939,9 +964,12 @@ def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) 
             order.append(key)
         return tables[key]
 
+    skipped = 0
     for pos, item in enumerate(items, 1):
         if not isinstance(item, dict) or len(item) != 1:
-            diags.append(Diagnostic(Severity.WARNING, "not an nftables object; skipped", source, pos))
+            skipped += 1
+            if skipped <= MAX_SKIPPED_SAID:
+                diags.append(Diagnostic(Severity.WARNING, "not an nftables object; skipped", source, pos))
             continue
         (kind, obj), = item.items()
         if kind == "metainfo":
@@ -964,6 +992,9 @@ def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) 
             t["rules"].setdefault(obj.get("chain"), []).append((pos, obj))
         else:
             diags.append(Diagnostic(Severity.INFO, f"{kind} objects are not used by kube-proxy; skipped", source, pos))
+    if skipped > MAX_SKIPPED_SAID:
+        diags.append(Diagnostic(Severity.WARNING, f"{skipped - MAX_SKIPPED_SAID} more items that are not nftables "
+                                "objects skipped", source))
     out: list[NftTable] = []
     for fam, tname in order:
         t = tables[(fam, tname)]
