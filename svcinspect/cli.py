@@ -164,7 +164,10 @@ def _live_nft_tables(reader, netns, families) -> bool:
 
     ref = resolve_netns(netns) if netns else None
     check_privileges(ref)
-    return bool(read_nft_tables(families, ref)[0])
+    found = bool(read_nft_tables(families, ref, keep=True)[0])  # kept for the read that follows
+    if not found:
+        read_nft_tables(families, ref)  # hands back the kept one: nothing is left behind
+    return found
 
 
 def _is_nft(ruleset) -> bool:

@@ -205,3 +205,27 @@ def test_reader_iptc_finds_the_nftables_table_as_save_and_auto_do(nft_ns):
         assert got["iptc"].returncode == got["save"].returncode == 0, got["iptc"].stderr
         assert json.loads(got["iptc"].stdout) == json.loads(got["save"].stdout)
     assert nft_ns.run("nft", "list", "ruleset").stdout == before
+
+
+@needs_netns
+@pytest.mark.parametrize("argv", [["trace", "default/hello-world"], ["services"],
+                                  ["packet", "--src", "10.244.1.7", "--dst", "10.96.10.10", "--dport", "80"]],
+                         ids=" ".join)
+def test_one_nft_listing_per_family_per_run(nft_ns, argv, tmp_path):
+    # At 10000 services one listing takes ~35 s: asking "nftables mode?" and
+    # then reading the rules must not list the table twice.
+    import os
+    import shutil
+    log = tmp_path / "nft.log"
+    shim = tmp_path / "bin" / "nft"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {shutil.which("nft")} "$@"\n')
+    shim.chmod(0o755)
+    env = dict(os.environ, PATH=f"{shim.parent}:{os.environ['PATH']}")
+    r = subprocess.run([sys.executable, "-m", "svcinspect", *argv, "--netns", nft_ns.name, "-o", "json"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    calls = log.read_text().splitlines()
+    assert "list tables" not in calls, calls  # the table was listed: no probe for it
+    assert sorted(c for c in calls if c.startswith("list table ")) == \
+        ["list table ip kube-proxy", "list table ip6 kube-proxy"], calls

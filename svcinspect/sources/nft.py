@@ -37,13 +37,38 @@ def _no_binary(r: CommandResult) -> bool:
     return r.returncode == 127
 
 
-def read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Runner | None = None
-                    ) -> tuple[list[TextSource], list[Diagnostic], bool]:
+# One listing per run: at 10000 services `nft list table` takes ~35 s (the
+# kernel's dump), and the CLI asks "is this node in nftables mode?" before it
+# reads the rules. A listing made with keep=True is handed to the next call for
+# the same families and namespace, once.
+_KEPT: dict[tuple, tuple[list[TextSource], list[Diagnostic], bool]] = {}
+
+
+def read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Runner | None = None, *,
+                    keep: bool = False) -> tuple[list[TextSource], list[Diagnostic], bool]:
     """(texts of the kube-proxy tables found, diagnostics, whether nft is installed)."""
+    key = (tuple(families), ref.path if ref else None)
+    if runner is None and key in _KEPT:
+        return _KEPT.pop(key)
+    got = _read_nft_tables(families, ref, runner)
+    if keep and runner is None:
+        _KEPT[key] = got
+    return got
+
+
+def _read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Runner | None
+                     ) -> tuple[list[TextSource], list[Diagnostic], bool]:
     runner = runner or run_commands
     where = ref.label if ref else ""
     argvs = [nsenter_argv(ref, ["nft", "list", "table", NFT_FAMILY[f], "kube-proxy"]) for f in families]
-    results = runner(argvs)
+    try:
+        results = runner(argvs)
+    except EnvironmentProblem as exc:
+        if "did not finish within" not in str(exc):
+            raise
+        raise EnvironmentProblem(f"{exc}; nft lists a large table slowly (its kernel dump: minutes at 20000 "
+                                 "services): give --command-timeout more, or save it once with `nft list table "
+                                 "ip kube-proxy > FILE` and pass --rules FILE") from None
     texts: list[TextSource] = []
     diags: list[Diagnostic] = []
     if results and all(_no_binary(r) for r in results):
@@ -78,7 +103,8 @@ def read_live_rules(reader: str | None, families: Sequence[Family], netns: str |
     texts, diags, _ = read_nft_tables(families, ref, runner)
     dump = None
     try:
-        dump = read_live_dump(reader or "auto", families, netns, counters=counters, runner=runner, caps=caps)
+        dump = read_live_dump(reader or "auto", families, netns, counters=counters, runner=runner, caps=caps,
+                              probe_nft=not texts)
     except EnvironmentProblem:
         if not texts:
             raise
