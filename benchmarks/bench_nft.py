@@ -224,7 +224,7 @@ def live_only(args, sizes: list[int], reuse: dict[int, str]) -> None:
             for _ in range(args.runs):
                 for name, argv in (("listing", loaded.cmd("nft", "list", "table", "ip", "kube-proxy")),
                                    ("default", [exe, "services", "--netns", loaded.name]),
-                                   ("room", [exe, "services", "--netns", loaded.name, "--command-timeout", "900"])):
+                                   ("room", [exe, "--command-timeout", "900", "services", "--netns", loaded.name])):
                     runs.setdefault(name, []).append(_run(argv))
                     w, c, m = runs[name][-1]
                     print(f"    {n} live {name:<8} {w:7.2f} s  cpu {c:7.2f} s  {m:5} MB", flush=True)
@@ -242,8 +242,8 @@ def live_only(args, sizes: list[int], reuse: dict[int, str]) -> None:
         cells = []
         for name in ("default", "room"):
             r = runs[name]
-            codes = FAILED.get(tuple([exe, "services", "--netns", loaded.name]
-                                     + (["--command-timeout", "900"] if name == "room" else [])), set())
+            codes = FAILED.get(tuple([exe] + (["--command-timeout", "900"] if name == "room" else [])
+                                     + ["services", "--netns", loaded.name]), set())
             mark = f" **exit {', '.join(map(str, sorted(codes)))}**" if codes else ""
             cells.append(f"{_med(r, 0):.2f} ({_med(r, 1):.2f}) / {max(x[2] for x in r)}{mark} | "
                          f"{_med(r, 0) / lw:.2f}x, {_med(r, 1) / lc:.2f}x")
