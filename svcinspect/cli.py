@@ -156,16 +156,18 @@ def _load_nft(texts, strict: bool, families):
 
 
 def _live_nft_tables(reader, netns, families) -> bool:
-    """Does the live node (or --netns) have kube-proxy nftables tables?"""
-    if reader == "iptc":
-        return False
+    """Does the live node (or --netns) have kube-proxy nftables tables? (Asked
+    for every --reader: it picks how iptables is read, not the mode.)"""
     from svcinspect.sources.command import check_privileges
     from svcinspect.sources.netns import resolve_netns
     from svcinspect.sources.nft import read_nft_tables
 
     ref = resolve_netns(netns) if netns else None
     check_privileges(ref)
-    return bool(read_nft_tables(families, ref)[0])
+    found = bool(read_nft_tables(families, ref, keep=True)[0])  # kept for the read that follows
+    if not found:
+        read_nft_tables(families, ref)  # hands back the kept one: nothing is left behind
+    return found
 
 
 def _is_nft(ruleset) -> bool:

@@ -316,9 +316,10 @@ def _assemble(dump: LiveDump, parsed: list[Ruleset]) -> Ruleset:
 
 def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4, Family.V6),
                    netns: str | None = None, *, counters: bool = False, runner: Runner | None = None,
-                   caps: int | None = None) -> LiveDump:
+                   caps: int | None = None, probe_nft: bool = True) -> LiveDump:
     """The save text of the backend holding kube-proxy's rules, per family (see
-    :func:`read_live`)."""
+    :func:`read_live`). ``probe_nft=False``: the caller has read nft already, so
+    no ``nft list tables`` (at 10000 services nft takes ~35 s even for that)."""
     if reader not in READERS:
         raise ValueError(f"reader must be one of {READERS}")
     runner = runner or run_commands
@@ -365,7 +366,7 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
     # kube-proxy's own chains (kubelet alone writes KUBE-FIREWALL and its canary).
     if not any(t and (":KUBE-SERVICES " in t or ":KUBE-PROXY-CANARY " in t) for t in texts.values()):
         notes.append(LIVE_NO_KUBE_PROXY)
-        if nftables_mode(ref, runner):
+        if probe_nft and nftables_mode(ref, runner):
             notes.append(LIVE_NFTABLES_MODE)
             diags.append(Diagnostic(Severity.WARNING, "kube-proxy runs in nftables mode here: `nft list tables` "
                                     "shows table ip/ip6 kube-proxy, and iptables holds none of its rules; "

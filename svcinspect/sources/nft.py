@@ -1,8 +1,11 @@
 """Read kube-proxy's nftables tables from the live node, and tell which mode is live.
 
-``nft -j list table ip kube-proxy`` (and ``ip6``), through ``nsenter --net=PATH``
-for ``--netns``; an ``nft`` built without JSON support is asked for text instead.
-Read-only: ``nft list`` never writes. :func:`read_live_rules` is what the CLI
+``nft list table ip kube-proxy`` (and ``ip6``, both at once), through
+``nsenter --net=PATH`` for ``--netns``. Text, not ``nft -j``: at 10000 services
+nft prints the text with less CPU (2.3-3.0 s against 4.1 s of user time, the
+kernel's ~30 s netlink dump being the same for both), half the bytes, and the
+analysis of it peaks lower (262 against 341 MB); the text reader is exact, and
+every nft has it. Read-only: ``nft list`` never writes. :func:`read_live_rules` is what the CLI
 calls without ``--rules``: the kube-proxy tables in nft, KUBE chains in either
 iptables backend, or both; both is a warning saying which one looks live
 (kube-proxy cleans up the other mode's rules when it starts, so the other is a
@@ -34,28 +37,45 @@ def _no_binary(r: CommandResult) -> bool:
     return r.returncode == 127
 
 
-def _no_json(r: CommandResult) -> bool:
-    return r.returncode != 0 and "JSON" in r.stderr and ("support" in r.stderr or "compiled" in r.stderr)
+# One listing per run: at 10000 services `nft list table` takes ~35 s (the
+# kernel's dump), and the CLI asks "is this node in nftables mode?" before it
+# reads the rules. A listing made with keep=True is handed to the next call for
+# the same families and namespace, once.
+_KEPT: dict[tuple, tuple[list[TextSource], list[Diagnostic], bool]] = {}
 
 
-def read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Runner | None = None
-                    ) -> tuple[list[TextSource], list[Diagnostic], bool]:
+def read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Runner | None = None, *,
+                    keep: bool = False) -> tuple[list[TextSource], list[Diagnostic], bool]:
     """(texts of the kube-proxy tables found, diagnostics, whether nft is installed)."""
+    key = (tuple(families), ref.path if ref else None)
+    if runner is None and key in _KEPT:
+        return _KEPT.pop(key)
+    got = _read_nft_tables(families, ref, runner)
+    if keep and runner is None:
+        _KEPT[key] = got
+    return got
+
+
+def _read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Runner | None
+                     ) -> tuple[list[TextSource], list[Diagnostic], bool]:
     runner = runner or run_commands
     where = ref.label if ref else ""
-    argvs = [nsenter_argv(ref, ["nft", "-j", "list", "table", NFT_FAMILY[f], "kube-proxy"]) for f in families]
-    results = runner(argvs)
+    argvs = [nsenter_argv(ref, ["nft", "list", "table", NFT_FAMILY[f], "kube-proxy"]) for f in families]
+    try:
+        results = runner(argvs)
+    except EnvironmentProblem as exc:
+        if "did not finish within" not in str(exc):
+            raise
+        raise EnvironmentProblem(f"{exc}; nft lists a large table slowly (its kernel dump: minutes at 20000 "
+                                 "services): give --command-timeout more, or save it once with `nft list table "
+                                 "ip kube-proxy > FILE` and pass --rules FILE") from None
     texts: list[TextSource] = []
     diags: list[Diagnostic] = []
     if results and all(_no_binary(r) for r in results):
         return [], [Diagnostic(Severity.INFO, "nft not found: kube-proxy's nftables mode was not checked "
                                               "(apt-get install nftables)", "live")], False
     for fam, r in zip(families, results):
-        tool = f"nft -j list table {NFT_FAMILY[fam]} kube-proxy"
-        if _no_json(r):
-            r = runner([nsenter_argv(ref, ["nft", "list", "table", NFT_FAMILY[fam], "kube-proxy"])])[0]
-            tool = f"nft list table {NFT_FAMILY[fam]} kube-proxy"
-            diags.append(Diagnostic(Severity.INFO, "this nft has no JSON support: read its text output", "live"))
+        tool = f"nft list table {NFT_FAMILY[fam]} kube-proxy"
         if r.returncode == 0 and r.stdout.strip():
             texts.append(TextSource(f"live:{tool}{where}", r.stdout))
         elif r.returncode != 0 and not _absent(r):
@@ -78,10 +98,13 @@ def read_live_rules(reader: str | None, families: Sequence[Family], netns: str |
 
     ref = resolve_netns(netns) if netns else None
     check_privileges(ref, caps)
-    texts, diags, _ = read_nft_tables(families, ref, runner) if reader in (None, "auto", "save") else ([], [], False)
+    # Every reader looks for kube-proxy's nftables tables: --reader chooses how
+    # iptables is read (save binaries or python-iptables), not the mode.
+    texts, diags, _ = read_nft_tables(families, ref, runner)
     dump = None
     try:
-        dump = read_live_dump(reader or "auto", families, netns, counters=counters, runner=runner, caps=caps)
+        dump = read_live_dump(reader or "auto", families, netns, counters=counters, runner=runner, caps=caps,
+                              probe_nft=not texts)
     except EnvironmentProblem:
         if not texts:
             raise
@@ -112,5 +135,8 @@ def read_live_rules(reader: str | None, families: Sequence[Family], netns: str |
         diags.append(Diagnostic(Severity.WARNING, msg, "live"))
     diags.append(Diagnostic(Severity.INFO, "reading kube-proxy's nftables mode: "
                             + ", ".join(t.name for t in texts), "live"))
+    if reader == "iptc":
+        diags.append(Diagnostic(Severity.INFO, "--reader iptc reads iptables only (python-iptables); kube-proxy's "
+                                "nftables table is read with nft", "live"))
     from svcinspect.dataplane.nftables.model import NftRuleset
     return NftRuleset(nft.tables, tuple(diags) + nft.diagnostics, nft.origin, nft.form, nft.complete)

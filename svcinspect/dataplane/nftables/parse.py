@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 from svcinspect.errors import Diagnostic, NotADumpError, ParseError, Severity
+from svcinspect.model.netfilter import split_lines
 from svcinspect.dataplane.nftables.model import (
     PRIORITY_NAMES, NftChain, NftElement, NftRule, NftRuleset, NftSet, NftTable,
 )
@@ -43,6 +45,13 @@ def looks_like_nft(text: str) -> bool:
 
 
 def parse_nft(text: str, source: str = "<input>", *, strict: bool = False) -> NftRuleset:
+    try:
+        return _parse_nft(text, source, strict=strict)
+    finally:
+        _parse_done()
+
+
+def _parse_nft(text: str, source: str, *, strict: bool) -> NftRuleset:
     if text.lstrip().startswith("{"):
         return parse_nft_json(text, source, strict=strict)
     if _ADD.search(text[:200000]) and not re.search(r"^\s*table\s+\S+\s+\S+\s*\{", text[:200000], re.M):
@@ -64,7 +73,7 @@ def parse_nft_commands(text: str, source: str = "<input>", *, strict: bool = Fal
     diags: list[Diagnostic] = []
     tables: dict[tuple[str, str], dict] = {}
     order: list[tuple[str, str]] = []
-    for ln, raw in enumerate(text.splitlines(), 1):
+    for ln, raw in enumerate(split_lines(text), 1):
         s = raw.strip()
         if not s or s.startswith("#"):
             continue
@@ -195,7 +204,7 @@ def _unquote(tok: str) -> str:
 
 
 def parse_nft_text(text: str, source: str = "<input>", *, strict: bool = False) -> NftRuleset:
-    lines = text.splitlines()
+    lines = split_lines(text)  # at "\n" only: a comment may hold \x0c, \x1c, \u2028 ...
     diags: list[Diagnostic] = []
     tables: list[NftTable] = []
     complete = True
@@ -767,13 +776,17 @@ class _Expr:
     def primary(self) -> Any:
         t = self.next()
         if t in _PAYLOAD and self.peek() in _PAYLOAD[t]:
-            return {"payload": {"protocol": t, "field": self.next()}}
+            f = self.next()
+            return _SHARED.get(("payload", t, f)) or _SHARED.setdefault(
+                ("payload", t, f), {"payload": {"protocol": t, "field": f}})
         if t == "meta" and self.peek() in _META:
-            return {"meta": {"key": self.next()}}
+            k = self.next()
+            return _SHARED.get(("meta", k)) or _SHARED.setdefault(("meta", k), {"meta": {"key": k}})
         if t in _BARE_META:
-            return {"meta": {"key": t}}
+            return _SHARED.get(("meta", t)) or _SHARED.setdefault(("meta", t), {"meta": {"key": t}})
         if t == "ct" and self.peek() in _CT:
-            return {"ct": {"key": self.next()}}
+            k = self.next()
+            return _SHARED.get(("ct", k)) or _SHARED.setdefault(("ct", k), {"ct": {"key": k}})
         if t == "fib":
             flags = [self.next()]
             while self.peek() == ".":
@@ -848,8 +861,31 @@ def _flag_key(left: Any) -> bool:
 _INT = re.compile(r"^(?:0x[0-9a-fA-F]+|\d+)$")
 
 
+# Memory at 20000 services: the text reader gives equal values one object
+# (``ip daddr``, port 8080, an endpoint's address in its chain and in its
+# service's map) instead of one per occurrence. Values are never mutated; the
+# tables live for one parse (:func:`_parse_done`), so nothing grows across runs.
+_SHARED: dict[Any, Any] = {}
+_SCALARS: dict[str, Any] = {}
+
+
+def _parse_done() -> None:
+    _SHARED.clear()
+    _SCALARS.clear()
+
+
 def _scalar(tok: str) -> Any:
-    """A constant as libnftables-json writes it: ints, prefixes, ranges, strings."""
+    """A constant as libnftables-json writes it: ints, prefixes, ranges, strings
+    (one object per distinct token within a parse)."""
+    try:
+        return _SCALARS[tok]
+    except KeyError:
+        pass
+    v = _SCALARS[tok] = _new_scalar(tok)
+    return v
+
+
+def _new_scalar(tok: str) -> Any:
     if tok.startswith('"'):
         return _unquote(tok)
     if _INT.match(tok):
@@ -881,15 +917,39 @@ def _split_host_port(tok: str) -> tuple[Any, int | None]:
 
 # --- JSON ---------------------------------------------------------------------------
 
+# Bounds on hostile JSON: nft's own nests about 10 levels; deeper input is
+# refused before anything recursive (rendering, evaluating) walks it. Items that
+# are not objects are said individually only up to a count, then summed.
+MAX_JSON_DEPTH = 100
+MAX_SKIPPED_SAID = 20
+
+
+def _loads_bounded(text: str) -> Any:
+    """``json.loads`` refusing nesting deeper than :data:`MAX_JSON_DEPTH` levels
+    (RecursionError). The C decoder counts one recursion level per nested
+    array or object, so the limit is lowered around the call, for its duration."""
+    depth, f = 0, sys._getframe()
+    while f is not None:
+        depth, f = depth + 1, f.f_back
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(depth + MAX_JSON_DEPTH)
+    try:
+        return json.loads(text)
+    finally:
+        sys.setrecursionlimit(old)
+
 def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) -> NftRuleset:
     """``nft -j list ruleset`` (libnftables-json): positions are 1-based indexes in
     the ``nftables`` array, which is what rules and elements quote as their line."""
     from svcinspect.dataplane.nftables.render import render_rule
 
     try:
-        doc = json.loads(text)
+        doc = _loads_bounded(text)
     except json.JSONDecodeError as exc:
         raise ParseError(f"not valid JSON ({exc.msg})", source, exc.lineno) from None
+    except RecursionError:
+        raise ParseError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep: not `nft -j` output (nft's own "
+                         "nests about 10)", source) from None
     items = doc.get("nftables") if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise NotADumpError("JSON without an \"nftables\" array: not `nft -j list ruleset` output", source)
@@ -904,9 +964,12 @@ def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) 
             order.append(key)
         return tables[key]
 
+    skipped = 0
     for pos, item in enumerate(items, 1):
         if not isinstance(item, dict) or len(item) != 1:
-            diags.append(Diagnostic(Severity.WARNING, "not an nftables object; skipped", source, pos))
+            skipped += 1
+            if skipped <= MAX_SKIPPED_SAID:
+                diags.append(Diagnostic(Severity.WARNING, "not an nftables object; skipped", source, pos))
             continue
         (kind, obj), = item.items()
         if kind == "metainfo":
@@ -929,6 +992,9 @@ def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) 
             t["rules"].setdefault(obj.get("chain"), []).append((pos, obj))
         else:
             diags.append(Diagnostic(Severity.INFO, f"{kind} objects are not used by kube-proxy; skipped", source, pos))
+    if skipped > MAX_SKIPPED_SAID:
+        diags.append(Diagnostic(Severity.WARNING, f"{skipped - MAX_SKIPPED_SAID} more items that are not nftables "
+                                "objects skipped", source))
     out: list[NftTable] = []
     for fam, tname in order:
         t = tables[(fam, tname)]
