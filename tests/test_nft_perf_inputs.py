@@ -17,7 +17,7 @@ from svcinspect.errors import ParseError
 
 NFT = FIXTURES / "kube-proxy-v1.36.2" / "nftables"
 TEXT = (NFT / "nft-list-ruleset.txt").read_text()
-ADD = (FIXTURES / "nftables-layouts" / "nft-pre-1.36-add-commands.nft").read_text()
+ADD = (FIXTURES / "nftables-layouts" / "nft-1.34-1.35.add.nft").read_text()  # kube-proxy's add form
 
 # Each is a line break to str.splitlines(), none is one to nft.
 BREAKS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]

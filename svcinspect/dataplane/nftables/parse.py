@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from typing import Any
 
 from svcinspect.errors import Diagnostic, NotADumpError, ParseError, Severity
@@ -926,17 +925,19 @@ MAX_SKIPPED_SAID = 20
 
 def _loads_bounded(text: str) -> Any:
     """``json.loads`` refusing nesting deeper than :data:`MAX_JSON_DEPTH` levels
-    (RecursionError). The C decoder counts one recursion level per nested
-    array or object, so the limit is lowered around the call, for its duration."""
-    depth, f = 0, sys._getframe()
-    while f is not None:
-        depth, f = depth + 1, f.f_back
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(depth + MAX_JSON_DEPTH)
-    try:
-        return json.loads(text)
-    finally:
-        sys.setrecursionlimit(old)
+    (RecursionError). The C decoder stops by itself at the interpreter's recursion
+    limit; what it returns is then measured without recursion. (Lowering the limit
+    around the call would be process-wide: the exporter's other threads would feel it.)"""
+    doc = json.loads(text)
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise RecursionError(f"nested more than {MAX_JSON_DEPTH} levels")
+        items = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in items if isinstance(v, (dict, list)))
+    return doc
+
 
 def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) -> NftRuleset:
     """``nft -j list ruleset`` (libnftables-json): positions are 1-based indexes in
