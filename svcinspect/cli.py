@@ -131,7 +131,7 @@ def load_rules(rules: tuple[str, ...], strict: bool, *, reader: str | None = Non
 def _nft_inputs(texts) -> bool:
     """True when the inputs are `nft list` text or `nft -j` JSON (all of them;
     mixing them with iptables-save dumps is refused)."""
-    from svcinspect.dataplane.nftables.parse import looks_like_nft
+    from svcinspect.parse.recognise import looks_like_nft
 
     kinds = [looks_like_nft(t.data[:262144].decode("utf-8", "replace")) for t in texts]
     if any(kinds) and not all(kinds):

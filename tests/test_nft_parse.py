@@ -13,9 +13,8 @@ import json
 import pytest
 
 from conftest import FIXTURES, WILD
-from svcinspect.dataplane.nftables.parse import (
-    looks_like_nft, parse_nft, parse_priority, parse_rule_text, parse_seconds,
-)
+from svcinspect.dataplane.nftables.parse import parse_nft, parse_priority, parse_rule_text, parse_seconds
+from svcinspect.parse.recognise import looks_like_nft
 from svcinspect.dataplane.nftables.render import render_exprs, render_ruleset
 from svcinspect.errors import NotADumpError, ParseError
 

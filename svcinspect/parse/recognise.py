@@ -18,6 +18,22 @@ NFT_IPTABLES = ("these are iptables rules (iptables-nft backend) as `nft` prints
                 "iptables-save form of the same rules: run `iptables-save` (and `ip6tables-save`) on the node")
 
 _NFT_TABLE = re.compile(r"^table (ip|ip6|inet|arp|bridge|netdev) (\S+) \{", re.M)
+# kube-proxy's own transactions (knftables, nft -f): `add rule ip kube-proxy CHAIN ...`
+NFT_ADD = re.compile(r"^\s*add\s+(table|chain|rule|set|map|element)\s+(ip|ip6|inet)\s+\S+", re.M)
+
+
+def looks_like_nft(text: str) -> bool:
+    """True for ``nft list`` text (a ``table FAMILY NAME {`` line), kube-proxy's
+    ``add ...`` transactions or ``nft -j`` JSON: what the nftables reader takes.
+    (Here, not in that reader, so that iptables input never imports it.)
+
+    >>> looks_like_nft("table ip kube-proxy {"), looks_like_nft("*nat")
+    (True, False)
+    """
+    head = text.lstrip()[:200000]
+    if head.startswith("{") and '"nftables"' in head[:2000]:
+        return True
+    return bool(re.search(r"^\s*table\s+(ip|ip6|inet)\s+\S+\s*\{", head, re.M)) or bool(NFT_ADD.search(head))
 
 
 def describe_other_input(text: str) -> str | None:

@@ -20,6 +20,7 @@ import json
 import re
 from typing import Any
 
+from svcinspect.parse.recognise import NFT_ADD
 from svcinspect.errors import Diagnostic, NotADumpError, ParseError, Severity
 from svcinspect.model.netfilter import split_lines
 from svcinspect.dataplane.nftables.model import (
@@ -33,14 +34,6 @@ _BLOCK_START = re.compile(r"^\s*(chain|set|map|flowtable|ct\s+helper|counter|quo
 _HANDLE = re.compile(r"\s+# handle (\d+)\s*$")
 _VERDICTS = ("accept", "drop", "continue", "return", "queue")
 _TIME = re.compile(r"(\d+)(d|h|m|s|ms)")
-
-
-def looks_like_nft(text: str) -> bool:
-    """True for ``nft list`` text (a ``table FAMILY NAME {`` line) or ``nft -j`` JSON."""
-    head = text.lstrip()[:200000]
-    if head.startswith("{") and '"nftables"' in head[:2000]:
-        return True
-    return bool(re.search(r"^\s*table\s+(ip|ip6|inet)\s+\S+\s*\{", head, re.M)) or bool(_ADD.search(head))
 
 
 def parse_nft(text: str, source: str = "<input>", *, strict: bool = False) -> NftRuleset:
@@ -60,7 +53,7 @@ def _parse_nft(text: str, source: str, *, strict: bool) -> NftRuleset:
 
 # --- kube-proxy's own transactions: `add rule ip kube-proxy CHAIN ...` (knftables, nft -f) ---------
 
-_ADD = re.compile(r"^\s*add\s+(table|chain|rule|set|map|element)\s+(ip|ip6|inet)\s+\S+", re.M)
+_ADD = NFT_ADD
 _ADD_LINE = re.compile(r"^\s*(add|create|flush|delete|destroy)\s+(table|chain|rule|set|map|element)\s+"
                        r"(ip|ip6|inet|arp|bridge|netdev)\s+(\S+)(?:\s+(.*))?$")
 
