@@ -16,7 +16,7 @@ from conftest import FIXTURES, WILD
 from svcinspect.dataplane.nftables.parse import parse_nft, parse_priority, parse_rule_text, parse_seconds
 from svcinspect.parse.recognise import looks_like_nft
 from svcinspect.dataplane.nftables.render import render_exprs, render_ruleset
-from svcinspect.errors import NotADumpError, ParseError
+from svcinspect.errors import NotADumpError, ParseError, Severity
 
 NFT = FIXTURES / "kube-proxy-v1.36.2" / "nftables"
 
@@ -229,3 +229,56 @@ def test_canonical_dump_reads_back_the_same(both):
         assert {n: [(e.key, e.value) for e in s.elements] for n, s in a.sets.items()} == \
             {n: [(e.key, e.value) for e in s.elements] for n, s in b.sets.items()}
         assert {n: c.priority for n, c in a.chains.items()} == {n: c.priority for n, c in b.chains.items()}
+
+
+ONE_LINE = '''table ip kube-proxy {
+	set cluster-ips { type ipv4_addr; comment "Active ClusterIPs; one line"; elements = { 10.96.0.1 } }
+	map service-ips { type ipv4_addr . inet_proto . inet_service : verdict; elements = { 10.96.0.1 . tcp . 443 : goto service-2QRHZV4L-default/kubernetes/tcp/https } }
+	chain services {
+		ip daddr . meta l4proto . th dport vmap @service-ips
+	}
+	chain service-2QRHZV4L-default/kubernetes/tcp/https {
+		meta l4proto tcp dnat to 192.168.10.11:6443
+	}
+}
+'''
+
+MULTI_LINE = '''table ip kube-proxy {
+	set cluster-ips {
+		type ipv4_addr
+		comment "Active ClusterIPs; one line"
+		elements = { 10.96.0.1 }
+	}
+
+	map service-ips {
+		type ipv4_addr . inet_proto . inet_service : verdict
+		elements = { 10.96.0.1 . tcp . 443 : goto service-2QRHZV4L-default/kubernetes/tcp/https }
+	}
+
+	chain services {
+		ip daddr . meta l4proto . th dport vmap @service-ips
+	}
+	chain service-2QRHZV4L-default/kubernetes/tcp/https {
+		meta l4proto tcp dnat to 192.168.10.11:6443
+	}
+}
+'''
+
+
+def test_one_line_set_and_map_blocks_read_as_the_listed_form():
+    """`nft -f` files written by hand put a set on one line (`set x { type ...; elements = {...} }`);
+    nft accepts it and lists it on several lines: both read the same, each element at its line."""
+    one, multi = parse_nft(ONE_LINE, "one"), parse_nft(MULTI_LINE, "multi")
+    assert not one.diagnostics
+    t1, t2 = one.tables[0], multi.tables[0]
+    for name in ("cluster-ips", "service-ips"):
+        a, b = t1.sets[name], t2.sets[name]
+        assert (a.is_map, a.key_type, a.data_type, a.comment) == (b.is_map, b.key_type, b.data_type, b.comment)
+        assert [(e.key, e.value) for e in a.elements] == [(e.key, e.value) for e in b.elements]
+    assert t1.sets["service-ips"].line == 3 and {e.line for e in t1.sets["service-ips"].elements} == {3}
+    assert t1.sets["cluster-ips"].comment == "Active ClusterIPs; one line"  # a quoted ; does not split
+
+
+def test_an_unbalanced_one_line_block_is_still_reported():
+    rs = parse_nft(ONE_LINE.replace("elements = { 10.96.0.1 } }", "elements = { 10.96.0.1 }"), "x")
+    assert any(d.severity >= Severity.WARNING for d in rs.diagnostics)

@@ -16,6 +16,7 @@ evaluator can say so instead of guessing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -251,6 +252,20 @@ def _parse_table(lines, i, family, name, source, diags) -> tuple[int, NftTable, 
         s = _strip_handle(raw.strip())[0].strip()
         if s == "}":
             return i + 1, NftTable(family, name, chains, sets, comment, start, source, handle), complete
+        one = _ONE_LINE_SET.match(raw)
+        if one is not None:  # `set x { type ...; elements = { ... } }` on one line (hand-written nft -f files)
+            kind, bname = one.group(1), one.group(2)
+            parts = _split_statements(one.group(3))
+            if parts is not None:
+                sub: list[Diagnostic] = []
+                _, st, _ = _parse_set([f"{kind} {bname} {{", *parts, "}"], 0, family, name, bname, kind == "map",
+                                      source, sub)
+                diags.extend(Diagnostic(d.severity, d.message, source, i + 1, raw) for d in sub)  # all this line
+                st = dataclasses.replace(st, line=i + 1, elements=tuple(dataclasses.replace(e, line=i + 1)
+                                                                        for e in st.elements))
+                sets.setdefault(bname, st)
+                i += 1
+                continue
         m = _BLOCK_START.match(raw)
         if m:
             kind, bname = m.group(1), m.group(2)
@@ -284,6 +299,33 @@ def _parse_table(lines, i, family, name, source, diags) -> tuple[int, NftTable, 
     diags.append(Diagnostic(Severity.WARNING, f"table {family} {name} is not closed: the paste is truncated",
                             source, start))
     return i, NftTable(family, name, chains, sets, comment, start, source, handle), False
+
+
+_ONE_LINE_SET = re.compile(r"^\s*(set|map)\s+(\S+)\s*\{(.*;.*)\}\s*(?:#.*)?$")
+
+
+def _split_statements(body: str) -> list[str] | None:
+    """A one-line block's body split at its top-level ``;`` (not inside braces or
+    quotes), or None when its braces or quotes do not balance."""
+    parts, cur, depth, quoted = [], [], 0, False
+    for ch in body:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch == "{":
+            depth += 1
+        elif not quoted and ch == "}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif not quoted and ch == ";" and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    if depth or quoted:
+        return None
+    parts.append("".join(cur).strip())
+    return [x for x in parts if x]
 
 
 def _skip_block(lines, i) -> int:
