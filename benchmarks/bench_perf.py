@@ -34,6 +34,8 @@ from pathlib import Path
 from _common import ROOT, Namespace, generate, installed, saved_dump
 
 SAVE = "iptables-legacy-save"
+# Measured by hand (in-process ru_maxrss against /usr/bin/time of the save alone), 2026-12-01.
+LIVE_RSS = (" For live `services` the peak RSS is the largest process of the run, which is the `iptables-legacy-save` svcinspect runs (wait4 counts the children it waited for): at 10000 services the save alone peaks at 398 MB and svcinspect's own process at 205 MB (`ru_maxrss` of the process itself).")
 
 
 def _run(argv: list[str]) -> tuple[float, float, int]:
@@ -196,7 +198,8 @@ def render_doc(args, ratio_rows, scale_rows) -> str:
             f"({args.runs} pairs for the first table, {args.scale_runs} per size for the second); "
             "whole-process wall time and CPU time (user + system of the child), median (min–max) of the "
             "pairwise ratios, peak RSS of the child; svcinspect installed with `pip install .` and compiled "
-            "bytecode; the machine was shared by other work, so wall seconds vary more than the CPU ratios.", ""]
+            "bytecode; the machine was shared by other work, so wall seconds vary more than the CPU ratios. "
+            + LIVE_RSS, ""]
     return "\n".join(out)
 
 
@@ -218,7 +221,7 @@ def render_summary(args, ratio_rows, scale_rows) -> str:
     out += ["", f"Method: `benchmarks/bench_perf.py` ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores): "
             f"each command alternates with `{SAVE}` in a private network namespace, whole-process CPU time "
             "(user + system) and peak RSS of an installed copy with compiled bytecode; details in "
-            "[docs/performance.md](docs/performance.md).", ""]
+            "[docs/performance.md](docs/performance.md)." + LIVE_RSS, ""]
     return "\n".join(out)
 
 
