@@ -253,7 +253,7 @@ def _way(sp: ServicePortRules, et: EntryTrace, sc: Scenario, ruleset: Ruleset | 
     rep = next((o for o in sc.outcomes if o.disposition is Disposition.DNAT), sc.outcomes[0])
     if sp.dataplane == "nftables":
         from svcinspect.dataplane.nftables import explain as nft
-        journey = nft.journey(sp, sc, rep, ruleset, Sentence, Citation)
+        journey = nft.journey(sp, sc, rep, ruleset)
     else:
         journey = _journey(sp, sc, rep)
     no_localhost = ruleset is not None and not dataplane_of(ruleset).localhost_node_ports
@@ -505,8 +505,7 @@ def _changes(pt: PortTrace, ruleset: Ruleset | None) -> Section:
     sp = pt.port
     if sp.dataplane == "nftables":
         from svcinspect.dataplane.nftables import explain as nft
-        return Section("section.changes", {"name": sp.display_name}, tuple(nft.changes(sp, ruleset, Sentence,
-                                                                                       Citation)))
+        return Section("section.changes", {"name": sp.display_name}, tuple(nft.changes(sp, ruleset)))
     out: list[Sentence] = []
     svc = sp.chains.get("svc")
     # Session affinity.
@@ -550,12 +549,13 @@ def _hostport(addr: str | None, port) -> str:
     return f"{a}:{port}" if port is not None else a
 
 
-def _frac(x: Fraction) -> str:
-    return str(x) if x != 1 else "1"
+def _frac(x: Fraction | None) -> str:
+    """A share as a fraction; "?" when the input does not decide it (an excerpt)."""
+    return "?" if x is None else (str(x) if x != 1 else "1")
 
 
-def _pct(x: Fraction) -> str:
-    return f"{float(x) * 100:.1f}%"
+def _pct(x: Fraction | None) -> str:
+    return "?" if x is None else f"{float(x) * 100:.1f}%"
 
 
 def sentences(expl: Explanation):

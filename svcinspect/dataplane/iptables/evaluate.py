@@ -851,8 +851,3 @@ def _apply_mark(mark: int, target) -> int:
         if opt.name == "--xor-mark":
             return mark ^ v
     return mark
-
-
-def simulate(ruleset: Ruleset, packet: Packet, env: Environment = Environment()) -> Simulation:
-    """Run ``packet`` through the iptables ruleset's tables of its address family."""
-    return Evaluator(ruleset, Family(packet.family), env).simulate(packet)

@@ -12,10 +12,9 @@ under ``nft.*`` keys; a message that says the same in both modes is shared.
 from __future__ import annotations
 
 import re
-from fractions import Fraction
-
 from svcinspect.dataplane.nftables.model import NftChain, NftRuleset
 from svcinspect.dataplane.nftables.services import split_name
+from svcinspect.explain import Citation, Sentence, _frac, _hostport, _pct
 from svcinspect.model.flow import Outcome, Step
 from svcinspect.model.service import ServicePortRules
 
@@ -68,10 +67,8 @@ def rank(s) -> tuple:
     return (order.index(key) if key in order else len(order), chain)
 
 
-def journey(sp: ServicePortRules, sc, o: Outcome, ruleset, S, C) -> list:
-    """The sentences of one packet's way through the nftables rules. ``S`` and ``C``
-    are :class:`svcinspect.explain.Sentence` and ``Citation`` (passed in: that
-    module imports this one)."""
+def journey(sp: ServicePortRules, sc, o: Outcome, ruleset) -> list[Sentence]:
+    """The sentences of one packet's way through the nftables rules."""
     steps = list(o.steps)
     out: list[list] = []   # [key, args, cites]; frozen into Sentences at the end
     pending: list = []     # set elements looked up before the rule that used them
@@ -80,7 +77,7 @@ def journey(sp: ServicePortRules, sc, o: Outcome, ruleset, S, C) -> list:
     dst = _hostport(str(p.dst), p.dport)
 
     def add(key: str, args: dict, *steps_: Step) -> None:
-        out.append([key, args, pending[:] + [C.of(x) for x in steps_]])
+        out.append([key, args, pending[:] + [Citation.of(x) for x in steps_]])
         pending.clear()
 
     i = 0
@@ -91,11 +88,11 @@ def journey(sp: ServicePortRules, sc, o: Outcome, ruleset, S, C) -> list:
             prev = next((x for x in reversed(steps[:i]) if not x.chain.startswith("@")), None)
             nxt = next((x for x in steps[i + 1:] if not x.chain.startswith("@")), None)
             if nxt is not None and s.chain in nxt.rule and not (prev is not None and s.chain in prev.rule):
-                pending.append(C.of(s))   # looked up by the next rule (its step comes after)
+                pending.append(Citation.of(s))   # looked up by the next rule (its step comes after)
             elif out:
-                out[-1][2].append(C.of(s))  # by the rule just said (a vmap's element follows its rule)
+                out[-1][2].append(Citation.of(s))  # by the rule just said (a vmap's element follows its rule)
             else:
-                pending.append(C.of(s))
+                pending.append(Citation.of(s))
             i += 1
             continue
         if s.table == "filter":
@@ -129,7 +126,7 @@ def journey(sp: ServicePortRules, sc, o: Outcome, ruleset, S, C) -> list:
                                              "seconds": str(sp.affinity_seconds or "?")}, s)
         elif s.chain == "mark-for-masquerade":  # the mark itself, after the rule that jumped here
             if out and out[-1][0].startswith("masq."):
-                out[-1][2].append(C.of(s))
+                out[-1][2].append(Citation.of(s))
             else:
                 add("masq.other", {"chain": s.chain, "src": str(p.src)}, s)
         elif s.action.startswith("mark for masquerade") or target == "mark-for-masquerade":
@@ -156,7 +153,7 @@ def journey(sp: ServicePortRules, sc, o: Outcome, ruleset, S, C) -> list:
         elif prefix in ("service", "local") and ("numgen" in s.rule or s.action.startswith("DNAT")
                                                   or (tn is not None and tn.prefix == "endpoint")):
             if not split_done:
-                out.extend(_split(sp, sc, s, C))
+                out.extend(_split(sp, sc, s))
                 split_done = True
             if s.action.startswith("DNAT"):
                 before, _, after = s.action[5:].partition(" -> ")
@@ -175,7 +172,7 @@ def journey(sp: ServicePortRules, sc, o: Outcome, ruleset, S, C) -> list:
         i += 1
     if pending:
         out.append(["nft.step.elements", {}, pending[:]])
-    return [S(k, a, tuple(dict.fromkeys(c))) for k, a, c in out]
+    return [Sentence(k, a, tuple(dict.fromkeys(c))) for k, a, c in out]
 
 
 def _filter(steps: list[Step], o: Outcome, sc, ruleset, sp) -> tuple[str, dict]:
@@ -224,11 +221,11 @@ def _mark(s: Step, sc, prefix: str | None) -> tuple[str, dict]:
     return "masq.other", {"src": src, "chain": s.chain}
 
 
-def _split(sp: ServicePortRules, sc, s: Step, C) -> list:
+def _split(sp: ServicePortRules, sc, s: Step) -> list:
     """The endpoint draw as [key, args, cites]: ``numgen random mod N`` (each of N
     elements one endpoint, or ranges of elements for unequal weights), or a single endpoint."""
     eps = sp.local_endpoints if s.chain == sp.chains.get("svl") and sp.local_endpoints is not None else sp.endpoints
-    cite = [C.of(s)]
+    cite = [Citation.of(s)]
     if len(eps) == 1:
         return [["nft.split.one", {"chain": s.chain, "ep": eps[0].endpoint or "?"}, cite]]
     m = re.search(r"numgen random mod (\d+)", s.rule)
@@ -241,52 +238,37 @@ def _split(sp: ServicePortRules, sc, s: Step, C) -> list:
     return out
 
 
-def changes(sp: ServicePortRules, ruleset, S, C) -> list:
+def changes(sp: ServicePortRules, ruleset) -> list[Sentence]:
     """What would change: affinity, the traffic policies, losing every endpoint."""
     out = []
     t = ruleset.kube_proxy(sp.family) if isinstance(ruleset, NftRuleset) else None
 
     def cites(chain: str | None, pred) -> tuple:
         c = t.chains.get(chain or "") if t is not None else None
-        return tuple(C("nat", c.name, r.line, r.text, r.source) for r in c.rules if pred(r.text)) if c else ()
+        return tuple(Citation("nat", c.name, r.line, r.text, r.source) for r in c.rules if pred(r.text)) if c else ()
 
     svc = sp.chains.get("svc")
     if sp.affinity_seconds is not None:
-        out.append(S("change.affinity_on", {"seconds": str(sp.affinity_seconds)},
+        out.append(Sentence("change.affinity_on", {"seconds": str(sp.affinity_seconds)},
                      cites(svc, lambda x: "@affinity-" in x)))
     else:
-        out.append(S("nft.change.affinity_off", {}, general=True))
+        out.append(Sentence("nft.change.affinity_off", {}, general=True))
     ext = sp.chains.get("ext")
     if sp.local_endpoints is not None:
         svl = sp.chains.get("svl") or ""
         scope = "external" if ext else "internal"
-        out.append(S(f"change.{scope}_local", {"chain": svl, "n": str(len(sp.local_endpoints))},
+        out.append(Sentence(f"change.{scope}_local", {"chain": svl, "n": str(len(sp.local_endpoints))},
                      cites(svl, lambda x: True)))
     elif ext:
-        out.append(S("nft.change.external_cluster", {"chain": ext}, cites(ext, lambda x: "mark" in x)))
+        out.append(Sentence("nft.change.external_cluster", {"chain": ext}, cites(ext, lambda x: "mark" in x)))
     else:
-        out.append(S("change.internal_cluster", {}, general=True))
+        out.append(Sentence("change.internal_cluster", {}, general=True))
     if sp.endpoints or sp.local_endpoints:
         example = ()
         s = t.sets.get("no-endpoint-services") if t is not None else None
         if s is not None and s.elements:
             e = s.elements[0]
-            example = (C("nat", "@no-endpoint-services", e.line, e.text, s.source),)
-        out.append(S("nft.change.no_endpoints" if example else "nft.change.no_endpoints_general", {}, example,
+            example = (Citation("nat", "@no-endpoint-services", e.line, e.text, s.source),)
+        out.append(Sentence("nft.change.no_endpoints" if example else "nft.change.no_endpoints_general", {}, example,
                      general=not example))
     return out
-
-
-def _hostport(addr: str | None, port) -> str:
-    if addr is None:
-        return f"*:{port}"
-    a = f"[{addr}]" if ":" in addr else addr
-    return f"{a}:{port}" if port is not None else a
-
-
-def _frac(x: Fraction | None) -> str:
-    return "?" if x is None else (str(x) if x != 1 else "1")
-
-
-def _pct(x: Fraction | None) -> str:
-    return "?" if x is None else f"{float(x) * 100:.1f}%"
