@@ -17,13 +17,13 @@ import ipaddress
 import json
 import subprocess
 import sys
-import textwrap
 import uuid
 
 import pytest
 
 from conftest import FIXTURES, netns_unavailable_reason, tries_to_see_every_endpoint
 from svcinspect.dataplane.nftables.parse import parse_nft
+from tcpprobe import CONNECTOR, LISTENER, exec_in, ip_in
 from svcinspect.dataplane.nftables.services import build_service_ports
 from svcinspect.simulate import Environment
 from svcinspect.dataplane import simulate
@@ -36,55 +36,7 @@ NODE = "192.168.10.11"
 CLIENTS = ["10.244.1.7", "192.168.50.5", "203.0.113.5", "198.51.100.9", "100.64.0.1"]
 VIP_ROUTES = ["10.96.0.0/16", "192.0.2.0/24", "203.0.113.10/32"]
 
-SERVER = textwrap.dedent("""
-    import selectors, socket, sys
-    sel = selectors.DefaultSelector()
-    for item in sys.argv[1:]:
-        ip, port = item.rsplit(":", 1)
-        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((ip, int(port))); s.listen(64); s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ)
-    print("ready", flush=True)
-    while True:
-        for key, _ in sel.select():
-            try:
-                c, peer = key.fileobj.accept()
-            except BlockingIOError:
-                continue
-            me = c.getsockname()
-            c.sendall(f"{me[0]}:{me[1]} {peer[0]}\\n".encode()); c.close()
-""")
 
-CLIENT = textwrap.dedent("""
-    import json, socket, sys
-    out = []
-    for src, dst, port, n in json.loads(sys.argv[1]):
-        res = []
-        for _ in range(n):
-            s = socket.socket(); s.settimeout(1.0)
-            try:
-                s.bind((src, 0)); s.connect((dst, port))
-                res.append(s.recv(200).decode().strip())
-            except ConnectionRefusedError:
-                res.append("refused")
-            except (socket.timeout, TimeoutError):
-                res.append("timeout")
-            except OSError as e:
-                res.append("error " + str(e))
-            finally:
-                s.close()
-        out.append(res)
-    print(json.dumps(out))
-""")
-
-
-def _ip(ns: str, *args: str, input: str | None = None) -> None:
-    subprocess.run(["ip", "-n", ns, *args] if ns else ["ip", *args], check=True, input=input, text=True,
-                   capture_output=True)
-
-
-def _exec(ns: str, *argv: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -101,21 +53,21 @@ def lab():
         for ns in (node, cl, ep):
             subprocess.run(["ip", "netns", "add", ns], check=True)
             made.append(ns)
-        _ip("", "link", "add", "vc", "netns", node, "type", "veth", "peer", "name", "eth0", "netns", cl)
-        _ip("", "link", "add", "ve", "netns", node, "type", "veth", "peer", "name", "eth0", "netns", ep)
+        ip_in("", "link", "add", "vc", "netns", node, "type", "veth", "peer", "name", "eth0", "netns", cl)
+        ip_in("", "link", "add", "ve", "netns", node, "type", "veth", "peer", "name", "eth0", "netns", ep)
         batch = [f"addr add {NODE}/32 dev vc", f"addr add {NODE}/32 dev ve", "link set lo up", "link set vc up",
                  "link set ve up"]
         batch += [f"route add {a}/32 dev vc" for a in CLIENTS]
         batch += [f"route add {a}/32 dev ve" for a in ep_ips] + [f"route add {r} dev ve" for r in VIP_ROUTES]
-        _ip(node, "-batch", "-", input="\n".join(batch) + "\n")
+        ip_in(node, "-batch", "-", input="\n".join(batch) + "\n")
         for ns, addrs in ((cl, CLIENTS), (ep, ep_ips)):
             b = ["link set lo up", "link set eth0 up"] + [f"addr add {a}/32 dev eth0" for a in addrs]
             b += [f"route add {NODE}/32 dev eth0", f"route add default via {NODE} dev eth0"]
-            _ip(ns, "-batch", "-", input="\n".join(b) + "\n")
-        _exec(node, "sysctl", "-w", "net.ipv4.ip_forward=1", check=True)
-        r = _exec(node, "nft", "-f", str(NFT / "nft-list-ruleset.txt"))
+            ip_in(ns, "-batch", "-", input="\n".join(b) + "\n")
+        exec_in(node, "sysctl", "-w", "net.ipv4.ip_forward=1", check=True)
+        r = exec_in(node, "nft", "-f", str(NFT / "nft-list-ruleset.txt"))
         assert r.returncode == 0, r.stderr
-        server = subprocess.Popen(["ip", "netns", "exec", ep, sys.executable, "-c", SERVER, *endpoints],
+        server = subprocess.Popen(["ip", "netns", "exec", ep, sys.executable, "-c", LISTENER, *endpoints],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready", server.stderr.read()
         yield {"node": node, "clients": cl, "ruleset": ruleset}
@@ -128,7 +80,7 @@ def lab():
 
 
 def _connect(ns: str, flows: list) -> list[list[str]]:
-    r = _exec(ns, sys.executable, "-c", CLIENT, json.dumps(flows), timeout=300)
+    r = exec_in(ns, sys.executable, "-c", CONNECTOR, json.dumps(flows), timeout=300)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 

@@ -28,13 +28,13 @@ import ipaddress
 import json
 import subprocess
 import sys
-import textwrap
 import uuid
 
 import pytest
 
 from conftest import netns_unavailable_reason, tries_to_see_every_endpoint
 from svcinspect.dataplane.nftables.parse import parse_nft
+from tcpprobe import CONNECTOR, LISTENER, exec_in, ip_in
 from svcinspect.simulate import Environment
 from svcinspect.dataplane import simulate
 from svcinspect.model.flow import Hook, Packet
@@ -51,56 +51,7 @@ CLIENTS = sorted({c.src for c in CASES} - {NODE, HAIRPIN_POD})
 VIP_ROUTES = ["10.96.0.0/16", "192.0.2.0/24", "203.0.113.70/32"]
 STICKY = "10.96.1.20"  # default/sticky:http, ClientIP affinity
 
-SERVER = textwrap.dedent("""
-    import selectors, socket, sys
-    sel = selectors.DefaultSelector()
-    for ip in sys.argv[1:]:
-        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((ip, 8080)); s.listen(128); s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ)
-    print("ready", flush=True)
-    while True:
-        for key, _ in sel.select():
-            try:
-                c, peer = key.fileobj.accept()
-            except BlockingIOError:
-                continue
-            me = c.getsockname()
-            c.sendall(f"{me[0]}:{me[1]} {peer[0]}\\n".encode()); c.close()
-""")
 
-CLIENT = textwrap.dedent("""
-    import json, socket, sys
-    out = []
-    for src, dst, port, n in json.loads(sys.argv[1]):
-        res = []
-        for _ in range(n):
-            s = socket.socket(); s.settimeout(1.0)
-            try:
-                s.bind((src, 0)); s.connect((dst, port))
-                res.append(s.recv(200).decode().strip())
-            except ConnectionRefusedError:
-                res.append("refused")
-            except (socket.timeout, TimeoutError):
-                res.append("timeout")
-            except PermissionError:
-                res.append("eperm")
-            except OSError as e:
-                res.append("error " + str(e))
-            finally:
-                s.close()
-        out.append(res)
-    print(json.dumps(out))
-""")
-
-
-def _ip(ns: str, *args: str, input: str | None = None) -> None:
-    subprocess.run(["ip", "-n", ns, *args] if ns else ["ip", *args], check=True, input=input, text=True,
-                   capture_output=True)
-
-
-def _exec(ns: str, *argv: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, **kw)
 
 
 def _svcinspect(*args: str) -> subprocess.CompletedProcess:
@@ -119,23 +70,24 @@ def lab(request):
             subprocess.run(["ip", "netns", "add", ns], check=True)
             made.append(ns)
         for veth, peer_ns in (("vc", cl), ("ve", ep), ("vp", pod)):
-            _ip("", "link", "add", veth, "netns", node, "type", "veth", "peer", "name", "eth0", "netns", peer_ns)
+            ip_in("", "link", "add", veth, "netns", node, "type", "veth", "peer", "name", "eth0", "netns", peer_ns)
         batch = ["link set lo up"]
         for veth in ("vc", "ve", "vp"):
             batch += [f"addr add {NODE}/32 dev {veth}", f"link set {veth} up"]
         batch += [f"route add {a}/32 dev vc" for a in CLIENTS]
         batch += [f"route add {a}/32 dev ve" for a in ENDPOINTS] + [f"route add {r} dev ve" for r in VIP_ROUTES]
         batch += [f"route add {HAIRPIN_POD}/32 dev vp"]
-        _ip(node, "-batch", "-", input="\n".join(batch) + "\n")
+        ip_in(node, "-batch", "-", input="\n".join(batch) + "\n")
         for ns, addrs in ((cl, CLIENTS), (ep, ENDPOINTS), (pod, [HAIRPIN_POD])):
             b = ["link set lo up", "link set eth0 up"] + [f"addr add {a}/32 dev eth0" for a in addrs]
             b += [f"route add {NODE}/32 dev eth0", f"route add default via {NODE} dev eth0"]
-            _ip(ns, "-batch", "-", input="\n".join(b) + "\n")
-        _exec(node, "sysctl", "-w", "net.ipv4.ip_forward=1", check=True)
-        r = _exec(node, "nft", "-f", rules(g))
+            ip_in(ns, "-batch", "-", input="\n".join(b) + "\n")
+        exec_in(node, "sysctl", "-w", "net.ipv4.ip_forward=1", check=True)
+        r = exec_in(node, "nft", "-f", rules(g))
         assert r.returncode == 0, r.stderr
         for ns, addrs in ((ep, ENDPOINTS), (pod, [HAIRPIN_POD])):
-            p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, *addrs],
+            listen = [f"{a}:8080" for a in addrs]
+            p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", LISTENER, *listen],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             servers.append(p)
             assert p.stdout.readline().strip() == "ready", p.stderr.read()
@@ -158,7 +110,7 @@ def _strip_lines(x):
 
 def test_live_answers_equal_the_file_answers_and_change_nothing(lab, cli):
     g, node = lab["g"], lab["node"]
-    before = _exec(node, "nft", "list", "ruleset").stdout
+    before = exec_in(node, "nft", "list", "ruleset").stdout
     assert "table ip kube-proxy" in before
     live = _svcinspect("services", "--netns", node, "-o", "json")
     assert live.returncode == 0, live.stderr
@@ -183,7 +135,7 @@ def test_live_answers_equal_the_file_answers_and_change_nothing(lab, cli):
     lcd = json.loads(lc.stdout)
     assert lcd["findings"] == fc["findings"] == []
     assert [n for n in lcd["notes"] if "layout:" in n] == [n for n in fc["notes"] if "layout:" in n]
-    assert _exec(node, "nft", "list", "ruleset").stdout == before
+    assert exec_in(node, "nft", "list", "ruleset").stdout == before
 
 
 def _tries(expect) -> int:
@@ -200,7 +152,7 @@ def test_real_connections_agree_with_packet(lab):
     got = {}
     for ns, cs in by_ns.items():
         flows = [(c.src, c.dst, c.port, _tries(c.expect)) for c in cs]
-        r = _exec(ns, sys.executable, "-c", CLIENT, json.dumps(flows), timeout=600)
+        r = exec_in(ns, sys.executable, "-c", CONNECTOR, json.dumps(flows), timeout=600)
         assert r.returncode == 0, r.stderr
         got.update({c.name: res for c, res in zip(cs, json.loads(r.stdout))})
     print("\n".join(f"{g} {name}: {sorted(set(res))}" for name, res in got.items()))  # shown on failure / -s
@@ -213,7 +165,7 @@ def test_real_connections_agree_with_packet(lab):
             (ep, peer), = served
             assert ep in c.expect and peer == (NODE if c.expect[ep] else c.src), (where, res)
             # the ruleset listed back now has the client in that endpoint's affinity- set: packet follows it
-            listed = _exec(lab["node"], "nft", "list", "ruleset").stdout
+            listed = exec_in(lab["node"], "nft", "list", "ruleset").stdout
             assert f"elements = {{ {c.src} " in listed
             sim = simulate(parse_nft(listed, "listed"), Packet(ipaddress.ip_address(c.src),
                                                                 ipaddress.ip_address(c.dst), c.port, "tcp",
