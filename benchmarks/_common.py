@@ -64,8 +64,9 @@ class Namespace:
         self.close()
 
 
-def run_timed(argv: list[str], stdout_path: Path | None = None) -> tuple[float, int]:
-    """Run argv once; return (wall seconds, peak RSS in MB) of that child alone."""
+def measure(argv: list[str], stdout_path: Path | None = None) -> tuple[float, float, int, int]:
+    """Run argv once: (wall seconds, CPU seconds (user + system), peak RSS in MB, exit code).
+    CPU and peak RSS come from wait4, so they count the children it waited for."""
     out = open(stdout_path, "w") if stdout_path else subprocess.DEVNULL
     try:
         start = time.perf_counter()
@@ -75,9 +76,15 @@ def run_timed(argv: list[str], stdout_path: Path | None = None) -> tuple[float, 
     finally:
         if stdout_path:
             out.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{argv} exited {os.waitstatus_to_exitcode(status)}")
-    return wall, usage.ru_maxrss // 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024, os.waitstatus_to_exitcode(status)
+
+
+def run_timed(argv: list[str], stdout_path: Path | None = None) -> tuple[float, int]:
+    """Run argv once; return (wall seconds, peak RSS in MB) of that child alone."""
+    wall, _, rss, code = measure(argv, stdout_path)
+    if code != 0:
+        raise RuntimeError(f"{argv} exited {code}")
+    return wall, rss
 
 
 def best_of(n: int, argv: list[str], stdout_path: Path | None = None) -> tuple[float, int]:

@@ -42,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT, ROOT, Namespace, installed  # noqa: E402
+from _common import measure as measure_one  # noqa: E402  (this script has a measure() of its own)
 
 GENERATOR = next((p / "shared" / "bench" / "gen_kubeproxy_nft.py" for p in ROOT.parents
                   if (p / "shared" / "bench" / "gen_kubeproxy_nft.py").exists()),
@@ -66,21 +67,12 @@ def generate(services: int, endpoints: int = 10) -> Path:
 
 def _run(argv: list[str], stdout: Path | None = None) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds (user + system), peak RSS in MB) of one run of argv."""
-    out = open(stdout, "w") if stdout else subprocess.DEVNULL
-    try:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    finally:
-        if stdout:
-            out.close()
-    code = os.waitstatus_to_exitcode(status)
+    wall, cpu, rss, code = measure_one(argv, stdout)
     if code not in (0, 1):
         # e.g. 3: live reading gave up at --command-timeout; shown in the tables, not hidden
         print(f"    ! {' '.join(argv[-6:])} exited {code}", flush=True)
         FAILED.setdefault(tuple(argv), set()).add(code)
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024
+    return wall, cpu, rss
 
 
 FAILED: dict[tuple, set] = {}

@@ -26,12 +26,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _common import ROOT, Namespace, generate, installed, saved_dump
+from _common import ROOT, Namespace, generate, installed, measure, saved_dump
 
 SAVE = "iptables-legacy-save"
 # Measured by hand (in-process ru_maxrss against /usr/bin/time of the save alone), 2026-12-01.
@@ -40,13 +39,10 @@ LIVE_RSS = (" For live `services` the peak RSS is the largest process of the run
 
 def _run(argv: list[str]) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds (user + system), peak RSS in MB) of one run of argv."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) not in (0, 1):
-        raise RuntimeError(f"{argv} exited {os.waitstatus_to_exitcode(status)}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024
+    wall, cpu, rss, code = measure(argv)
+    if code not in (0, 1):
+        raise RuntimeError(f"{argv} exited {code}")
+    return wall, cpu, rss
 
 
 def paired(argv: list[str], base: list[str], runs: int) -> dict:
