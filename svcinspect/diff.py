@@ -677,10 +677,15 @@ def iptables_side(ruleset: Ruleset, label: str) -> Side:
     """The :class:`Side` of an iptables-mode ruleset (files or the live node)."""
     from svcinspect.dataplane import build_service_ports
 
-    ports = tuple(build_service_ports(ruleset))
-    facts = iptables_node_facts(ruleset, ports)
-    masq = _IptablesMasquerade(ruleset, facts)
-    return Side(label, "iptables", ports, facts, masq.signature, masq.masquerade)
+    return _side(ruleset, label, "iptables", build_service_ports, iptables_node_facts, _IptablesMasquerade)
+
+
+def _side(ruleset: Any, label: str, mode: str, ports_of: Callable, facts_of: Callable, masquerade: type) -> Side:
+    """One side: its service ports, its node facts and how it masquerades."""
+    ports = tuple(ports_of(ruleset))
+    facts = facts_of(ruleset, ports)
+    masq = masquerade(ruleset, facts)
+    return Side(label, mode, ports, facts, masq.signature, masq.masquerade)
 
 
 def iptables_node_facts(ruleset: Ruleset, ports: Iterable[ServicePortRules] = ()) -> NodeFacts:
@@ -982,10 +987,7 @@ def nftables_side(ruleset: Any, label: str) -> Side:
     """The :class:`Side` of a kube-proxy nftables-mode ruleset (``NftRuleset``)."""
     from svcinspect.dataplane.nftables.services import build_service_ports as nft_ports
 
-    ports = tuple(nft_ports(ruleset))
-    facts = nftables_node_facts(ruleset, ports)
-    masq = _NftMasquerade(ruleset, facts)
-    return Side(label, "nftables", ports, facts, masq.signature, masq.masquerade)
+    return _side(ruleset, label, "nftables", nft_ports, nftables_node_facts, _NftMasquerade)
 
 
 def nftables_node_facts(ruleset: Any, ports: Iterable[ServicePortRules] = ()) -> NodeFacts:
