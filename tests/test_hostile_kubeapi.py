@@ -9,14 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from conftest import IPT, ROOT
+from fakeapi import LocalServer, send, serving, write_kubeconfig
 from svcinspect.errors import EnvironmentProblem, InputError
 from svcinspect.sources import kubeapi, limits
 from svcinspect.sources.kubeapi import ApiRequest, load_cluster_state
@@ -61,38 +61,19 @@ class HostileApi:
                     pass
 
             def json(self, code: int, doc: dict) -> None:
-                data = json.dumps(doc).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send(self, code, doc)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        local = LocalServer(Handler)
+        self.server, self.url, self.thread = local.server, local.url, local.thread
 
     def kubeconfig(self, tmp_path, server: str | None = None, insecure: bool = False) -> str:
-        path = tmp_path / "kubeconfig"
-        cluster = {"server": server or self.url, **({"insecure-skip-tls-verify": True} if insecure else {})}
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-            "clusters": [{"name": "lab", "cluster": cluster}],
-            "users": [{"name": "viewer", "user": {"token": "t"}}],
-            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "viewer"}}]}))
-        return str(path)
+        return write_kubeconfig(tmp_path, server or self.url, insecure=insecure)
 
 
 @pytest.fixture
 def api():
-    fake = HostileApi()
-    fake.thread.start()
-    try:
+    with serving(HostileApi()) as fake:
         yield fake
-    finally:
-        fake.server.shutdown()
-        fake.server.server_close()
 
 
 @pytest.fixture

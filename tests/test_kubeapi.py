@@ -5,14 +5,14 @@ kind into the API's list shapes), and 401/403/404/slow/garbage answers on demand
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from conftest import IPT
+from fakeapi import LocalServer, send, serving, write_kubeconfig
 
 from svcinspect.errors import EXIT_ENVIRONMENT, EXIT_INPUT, EnvironmentProblem, InputError
 from svcinspect.sources.kubeapi import ApiRequest, load_cluster_state
@@ -101,31 +101,14 @@ class FakeApi:
                 self.send(200, doc)
 
             def send(self, code, body, ctype="application/json"):
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                try:
-                    self.send_response(code)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass   # the client gave up (timeout tests)
+                send(self, code, body, ctype)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        local = LocalServer(Handler)
+        self.server, self.url, self.thread = local.server, local.url, local.thread
 
     def kubeconfig(self, tmp_path, token: str | None = None, server: str | None = None) -> str:
-        path = tmp_path / "kubeconfig"
-        path.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-            "clusters": [{"name": "lab", "cluster": {"server": server or self.url}}],
-            "users": [{"name": "viewer", "user": {"token": token or self.token}}],
-            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "viewer"}},
-                         {"name": "other", "context": {"cluster": "lab", "user": "viewer", "namespace": "x"}}],
-        }))
-        return str(path)
+        return write_kubeconfig(tmp_path, server or self.url, token or self.token, more_contexts=(
+            {"name": "other", "context": {"cluster": "lab", "user": "viewer", "namespace": "x"}},))
 
 
 def _list(kind: str, api_version: str, items: list[dict]) -> dict:
@@ -139,13 +122,8 @@ def _status(code: int, reason: str, message: str) -> dict:
 
 @pytest.fixture
 def api():
-    fake = FakeApi()
-    fake.thread.start()
-    try:
+    with serving(FakeApi()) as fake:
         yield fake
-    finally:
-        fake.server.shutdown()
-        fake.server.server_close()
 
 
 def test_lists_services_slices_and_nodes_like_the_file(api, tmp_path):
