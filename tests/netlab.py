@@ -133,3 +133,19 @@ class Lab:
             p.wait()
         for ns in (self.client, self.node, self.eps):
             ns.close()
+
+
+def lab_of(rules: str, mode: str = "iptables"):
+    """A pytest fixture body: the lab with ``rules`` for one test, skipping when
+    ``mode`` is nftables and nft is not installed; closed afterwards."""
+    import shutil
+
+    import pytest
+
+    if mode == "nftables" and shutil.which("nft") is None:
+        pytest.skip("needs nft (apt-get install nftables)")
+    lab = Lab(rules, mode=mode)
+    try:
+        yield lab
+    finally:
+        lab.close()

@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from conftest import IPT, needs_netns
-from netlab import Lab
+from netlab import lab_of
 
 pytestmark = [needs_netns, pytest.mark.netns,
               pytest.mark.skipif(shutil.which("conntrack") is None,
@@ -25,11 +25,7 @@ CAPTURE = (IPT / "iptables-save-counters.txt").read_text()
 
 @pytest.fixture
 def lab():
-    lab = Lab(CAPTURE)
-    try:
-        yield lab
-    finally:
-        lab.close()
+    yield from lab_of(CAPTURE)
 
 
 def _balance(cli, *args):

@@ -113,15 +113,9 @@ def test_all_ports_and_json_rules_agree(cli):
 
 @pytest.fixture
 def lab():
-    from netlab import Lab
+    from netlab import lab_of
 
-    if shutil.which("nft") is None:
-        pytest.skip("needs nft (apt-get install nftables)")
-    lab = Lab(RULES.read_text(), mode="nftables")
-    try:
-        yield lab
-    finally:
-        lab.close()
+    yield from lab_of(RULES.read_text(), mode="nftables")
 
 
 @needs_netns

@@ -77,15 +77,9 @@ def test_findings_come_from_the_nftables_check(cli):
 
 @pytest.fixture
 def lab():
-    from netlab import Lab
+    from netlab import lab_of
 
-    if shutil.which("nft") is None:
-        pytest.skip("needs nft (apt-get install nftables)")
-    lab = Lab((NFT / "nft-list-ruleset.txt").read_text(), mode="nftables")
-    try:
-        yield lab
-    finally:
-        lab.close()
+    yield from lab_of((NFT / "nft-list-ruleset.txt").read_text(), mode="nftables")
 
 
 @needs_netns
