@@ -11,6 +11,7 @@ decoded, one by one.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,22 @@ from svcinspect.dataplane import select_service_ports as _select
 
 if TYPE_CHECKING:
     import networkx as nx
+
+# The optional compiled edge pass (svcinspect/dataplane/iptables/_edges.c, built by
+# pip install where a C compiler is present); SVCINSPECT_NO_NATIVE=1 or
+# :func:`set_native` (svcinspect.perf) uses the pure-Python reference instead.
+try:
+    from svcinspect.dataplane.iptables import _edges as native_edges
+except ImportError:  # not built: the pure-Python pass, same answers
+    native_edges = None
+_native = native_edges if os.environ.get("SVCINSPECT_NO_NATIVE", "") in ("", "0") else None
+
+
+def set_native(on: bool) -> bool:
+    """Use the compiled edge pass (when built) or the pure-Python one; returns the old setting."""
+    global _native
+    was, _native = _native is not None, native_edges if on else None
+    return was
 
 # Chains kube-proxy and kubelet create on purpose with nothing jumping to them.
 UNREFERENCED_OK = frozenset({"KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"})
@@ -97,37 +114,73 @@ _FIRST_JUMP = re.compile(r" -[jg] ([^ \n]*)([^\n]*)$", re.M)
 _EDGE_CACHE: list[tuple[Table, dict]] = []
 
 
-def _edges(table: Table) -> dict[str, set[str]]:
-    """chain -> the names its rules jump or go to, as :func:`_scan` finds them,
-    without a tuple per rule: one regex pass per chain block of a dump shaped as
-    iptables-save prints it (``bulk``'s fast path); a chain whose lines raw_target
-    could not read alone (quotes after the flag, tabs, long options, lines without
-    a flag) is read by :func:`_scan`. Same answer either way (tests/test_perf_equivalence.py)."""
+def _edge_pass(names: list[str], segs: list) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """The fast edge pass, in pure Python (the reference of the compiled
+    ``_edges.edges``): ``segs[i]`` is the segment list of chain ``names[i]``
+    (``table.chains.blocks``). A chain that is one ASCII block of whole lines
+    without tabs or long options, each line's first ``-j``/``-g`` a name with
+    no quote or other flag after it, maps to its targets (each once, in
+    first-seen order); every other chain is returned in the slow list, in order."""
+    out: dict[str, tuple[str, ...]] = {}
+    slow: list[str] = []
+    for name, seg in zip(names, segs):
+        block = seg[0][1] if isinstance(seg, (list, tuple)) and len(seg) == 1 else None
+        if (not isinstance(block, str) or not block.endswith("\n") or not block.isascii() or "\t" in block
+                or "--jump" in block or "--goto" in block):
+            slow.append(name)
+            continue
+        found = _FIRST_JUMP.findall(block)
+        if len(found) != block.count("\n") or any(not n or n[0] == "-" or '"' in rest or " -j " in rest
+                                                   or " -g " in rest for n, rest in found):
+            slow.append(name)
+            continue
+        out[name] = tuple(dict.fromkeys([n for n, _ in found]))
+    return out, slow
+
+
+def _edges(table: Table) -> dict[str, tuple[str, ...]]:
+    """chain -> the names its rules jump or go to (each once), as :func:`_scan`
+    finds them, without a tuple per rule: one pass over the chain blocks of a
+    dump shaped as iptables-save prints it (:func:`_edge_pass`, compiled when
+    built); a chain it declines (quotes after the flag, tabs, long options,
+    lines without a flag, several runs) is read by :func:`_scan`. Computed once
+    per table for every graph question. Same answer either way
+    (tests/test_perf_equivalence.py, tests/test_perf_edges.py)."""
     for t, edges in _EDGE_CACHE:
         if t is table:
             return edges
-    out: dict[str, set[str]] = {}
-    single = getattr(table.chains, "single_blocks", None) if bulk.enabled() else None
-    slow = list(table.chains)
-    if single is not None:
-        slow = []
-        fast = {name: block for name, _, block in single("")}
-        for name in table.chains:
-            block = fast.get(name)
-            if block is None or "\t" in block or "--jump" in block or "--goto" in block:
-                slow.append(name)
-                continue
-            found = _FIRST_JUMP.findall(block)
-            if len(found) != block.count("\n") or any(not n or n[0] == "-" or '"' in rest or " -j " in rest
-                                                       or " -g " in rest for n, rest in found):
-                slow.append(name)
-                continue
-            out[name] = {n for n, _ in found}
+    blocks = getattr(table.chains, "blocks", None) if bulk.enabled() else None
+    if blocks is not None:
+        names = list(table.chains)
+        out, slow = (_native.edges if _native is not None else _edge_pass)(names, list(map(blocks, names)))
+    else:
+        out, slow = {}, list(table.chains)
+    found: dict[str, dict[str, None]] = {}
     for cname, _, _, _, target, _ in _scan(table, slow):
-        out.setdefault(cname, set()).add(target)
+        found.setdefault(cname, {})[target] = None
+    out.update((cname, tuple(targets)) for cname, targets in found.items())
     _EDGE_CACHE.insert(0, (table, out))
     del _EDGE_CACHE[4:]
     return out
+
+
+def edges_of(ruleset: Ruleset) -> None:
+    """Run the edge pass of every table now (``check`` asks several questions of them)."""
+    for table in ruleset.tables:
+        _edges(table)
+
+
+def known_edges(table: Table) -> dict[str, tuple[str, ...]] | None:
+    """:func:`_edges` of ``table`` when already computed, else None (no work)."""
+    for t, edges in _EDGE_CACHE:
+        if t is table:
+            return edges
+    return None
+
+
+def _targets(edges: dict[str, tuple[str, ...]]) -> set[str]:
+    """Every name jumped to (one C-level union, no Python step per rule)."""
+    return set().union(*edges.values()) if edges else set()
 
 
 def find_dangling_jumps(ruleset: Ruleset) -> list[DanglingJump]:
@@ -136,7 +189,7 @@ def find_dangling_jumps(ruleset: Ruleset) -> list[DanglingJump]:
     out = []
     for table in ruleset.tables:
         chains = table.chains
-        if all(t in chains or t in KNOWN_TARGETS for targets in _edges(table).values() for t in targets):
+        if all(map(chains.__contains__, _targets(_edges(table)) - KNOWN_TARGETS)):
             continue  # nothing dangles (the usual case): no per-rule pass to say where
         for cname, _, line, text, target, _ in _jumps(table):
             if target not in chains and target not in KNOWN_TARGETS:
@@ -156,7 +209,16 @@ def find_unreferenced_chains(ruleset: Ruleset) -> list[ChainRef]:
     are not reported."""
     out = []
     for table in ruleset.tables:
-        referenced = {target for cname, targets in _edges(table).items() for target in targets if target != cname}
+        edges = _edges(table)
+        self_jumps = [c for c, targets in edges.items() if c in targets]
+        if len(self_jumps) > 16:
+            referenced = {target for cname, targets in edges.items() for target in targets if target != cname}
+        else:
+            # Every target, less the chains only their own rules jump to.
+            referenced = _targets(edges)
+            for c in self_jumps:
+                if not any(c in targets for other, targets in edges.items() if other != c):
+                    referenced.discard(c)
         for name in table.chains:
             if name in referenced or name in UNREFERENCED_OK or _is_builtin(table.name, name):
                 continue
@@ -174,11 +236,12 @@ def find_cycles(ruleset: Ruleset) -> list[list[str]]:
     """
     out: list[list[str]] = []
     for table in ruleset.tables:
-        names = set(table.chains)
-        edges = {(cname, target) for cname, targets in _edges(table).items() for target in targets if target in names}
-        rank = {name: _kube_rank(name) for name in names}
-        if all(rank[c] < rank[t] for c, t in edges):
+        by_chain = _edges(table)
+        if bulk.enabled() and (_native.layered(by_chain, _names(table), _BUILTINS, _FLOAT_LAYERS)
+                               if _native is not None else _layered(by_chain, _names(table))):
             continue  # every jump goes down kube-proxy's layers: no loop is possible
+        names = set(table.chains)
+        edges = {(cname, target) for cname, targets in by_chain.items() for target in targets if target in names}
         # Peel off jumps into chains that lead nowhere (kube-proxy's graph is a DAG),
         # so only loops and what feeds them remain: a chain whose every jump leads to
         # a peeled chain is peeled too. A work list makes this linear in the jumps
@@ -231,6 +294,33 @@ def _kube_rank(name: str) -> float:
 
 
 _BUILTINS = frozenset(c for chains in BUILTIN_CHAINS.values() for c in chains)
+_FLOAT_LAYERS = tuple((prefix, float(n)) for prefix, n in _LAYERS)
+
+
+def _layered(edges: dict[str, tuple[str, ...]], names) -> bool:
+    """Whether every jump of ``edges`` to a name in ``names`` goes from a lower
+    :func:`_kube_rank` to a strictly higher one (the pure-Python reference of
+    the compiled ``_edges.layered``)."""
+    rank: dict[str, float] = {}
+    for c, targets in edges.items():
+        rc = None
+        for t in targets:
+            if t not in names:
+                continue
+            if rc is None:
+                rc = _kube_rank(c)
+            rt = rank.get(t)
+            if rt is None:
+                rt = rank[t] = _kube_rank(t)
+            if not rc < rt:
+                return False
+    return True
+
+
+def _names(table: Table):
+    """The table's chain names for membership tests (a dict view when the map has one)."""
+    names = getattr(table.chains, "names", None)
+    return names() if names is not None else set(table.chains)
 
 
 def chains_of_service(ruleset: Ruleset, key: str, family: Family = Family.V4) -> set[str]:

@@ -1,0 +1,285 @@
+"""The graph's edge pass (``check``'s dangling jumps, orphan chains and loops) gives
+the same answers on every path.
+
+``graph._edge_pass`` and ``graph._layered`` (pure Python) are the references of the
+compiled ``svcinspect/dataplane/iptables/_edges.c``: on every fixture, on
+hand-written blocks at the edges of the fast shape, and on hypothesis-made dumps
+(real lines cut and spliced with the tokens that steer the shape), the compiled
+functions must return exactly what the references return. The graph questions
+themselves (find_dangling_jumps, find_unreferenced_chains, find_cycles) must give
+the same lists with the fast paths off (every chain read rule by rule, loops found
+by the general search), with the pure-Python pass and with the compiled one,
+including on dumps that do have loops, self-jumps and dangling jumps.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sysconfig
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import FIXTURES, IPT, WILD
+from svcinspect import graph, perf
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
+from svcinspect.errors import InputError
+
+native = graph.native_edges
+needs_native = pytest.mark.skipif(native is None, reason="the compiled edge pass svcinspect.dataplane.iptables._edges "
+                                                         "is not built (no C compiler at install time?): nothing to compare")
+
+RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules")
+               and p.name not in ("versions.txt", "kube-proxy-cmdline.txt"))
+REAL = (IPT / "iptables-save.txt").read_text().splitlines()
+WILD_LINES = [ln for p in sorted(WILD.glob("*.rules")) for ln in p.read_text(errors="replace").splitlines()]
+TOKENS = [" -j ", " -g ", " -j", "-j ", " --jump ", " --goto ", "--jump", "KUBE-", "KUBE-SVC-ABCDEFGHIJKLMN23",
+          "KUBE-SEP-ABCDEFGHIJKLMN23", " -j KUBE-MARK-MASQ", " -j DNAT --to-destination 10.0.0.1:80", '"', " ", "\t",
+          "\x0b", "\r", "é", "-", "j", "g", "jump", "goto", " -j -j ", ":KUBE-X - [0:0]", "-A KUBE-X ", "\n",
+          "-m comment --comment ", '"a -j b"']
+
+
+def _sides(table):
+    names = list(table.chains)
+    blocks = getattr(table.chains, "blocks", None)
+    return names, [blocks(n) for n in names] if blocks is not None else [None] * len(names)
+
+
+def _compare_table(table) -> None:
+    names, segs = _sides(table)
+    ref = graph._edge_pass(names, segs)
+    assert native.edges(names, segs) == ref
+    with perf.all_fast_paths(True), perf.native_scanner(False):
+        graph._EDGE_CACHE.clear()
+        full = graph._edges(table)
+    graph._EDGE_CACHE.clear()
+    for names_view in (graph._names(table), set(table.chains)):
+        assert native.layered(full, names_view, graph._BUILTINS, graph._FLOAT_LAYERS) \
+            == graph._layered(full, names_view)
+
+
+def _answers(rs, fast: bool, native_on: bool):
+    graph._EDGE_CACHE.clear()
+    graph._CACHE.clear()
+    with perf.all_fast_paths(fast), perf.native_scanner(fast and native_on):
+        try:
+            return (graph.find_dangling_jumps(rs), graph.find_unreferenced_chains(rs), graph.find_cycles(rs))
+        finally:
+            graph._EDGE_CACHE.clear()
+            graph._CACHE.clear()
+
+
+def _same_answers(text: str):
+    """The three answers on every path (None for text that is not a dump: the same error either way)."""
+    try:
+        rs = parse_iptables_save(text, "t")
+    except InputError:
+        return None
+    slow = _answers(rs, False, False)
+    assert _answers(rs, True, False) == slow
+    if native is not None:
+        assert _answers(rs, True, True) == slow
+        for table in rs.tables:
+            _compare_table(table)
+    return slow
+
+
+def _can_build() -> bool:
+    include = sysconfig.get_paths().get("include") or ""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return bool(shutil.which(cc) or shutil.which("cc")) and (Path(include) / "Python.h").exists()
+
+
+def test_the_compiled_edge_pass_is_built_where_it_can_be():
+    """Where a C compiler and Python's headers are present (CI installs gcc and
+    python3-dev), a build that silently fell back to pure Python fails here instead
+    of skipping the comparisons; SVCINSPECT_REQUIRE_NATIVE=1 asks for it anywhere."""
+    required = os.environ.get("SVCINSPECT_REQUIRE_NATIVE", "") not in ("", "0")
+    if not required and not _can_build():
+        pytest.skip("no C compiler or Python headers here: the compiled edge pass is optional, and was not built")
+    assert native is not None, "svcinspect.dataplane.iptables._edges was not built by pip install, though it could be"
+    assert perf.native_edges_built()
+
+
+@pytest.mark.parametrize("path", RULES, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_every_fixture_gives_the_same_graph_answers(path):
+    if _same_answers(path.read_text(errors="replace")) is None:
+        pytest.skip(f"{path.name} is not an iptables-save dump")
+
+
+def test_the_real_dump_is_read_by_the_fast_pass():
+    """Not two empty answers: every chain of the real dump whose rules all have a
+    target is answered by the fast pass, and its targets are the rules' targets."""
+    rs = parse_iptables_save((IPT / "iptables-save.txt").read_text(), "x")
+    nat = rs.table("nat")
+    names, segs = _sides(nat)
+    edges, slow = graph._edge_pass(names, segs)
+    assert len(edges) > 20 and len(slow) <= 3
+    assert all(any(r.target is None for r in nat.chains[n].rules) or not nat.chains[n].rules for n in slow)
+    svc = next(n for n in edges if n.startswith("KUBE-SVC-"))
+    assert set(edges[svc]) == {r.target.name for r in nat.chains[svc].rules if r.target}
+    assert graph._layered(edges, graph._names(nat))
+    if native is not None:
+        assert native.edges(names, segs) == (edges, slow)
+
+
+# One chain's block -> what the fast pass answers: its targets, or None (declined).
+BLOCKS = [
+    ("-A X -j A\n-A X -j B\n-A X -j A\n", ("A", "B")),
+    ("-A X -g A\n-A X -m comment --comment \"a\" -j C\n", ("A", "C")),
+    ("-A X -m comment --comment \"a -j b\" -j C\n", None),   # a flag in a comment: the general reader
+    ("-A X -j A\n", ("A",)),
+    ("-A X -j A -m comment --comment \"x\"\n", None),   # a quote after the flag
+    ("-A X -j A --to x -j B\n", None),                  # two flags
+    ("-A X -j -j B\n", None),                           # a name that is an option
+    ("-A X -j  A\n", None),                             # an empty name
+    ("-A X -j A\n-A X -p tcp\n", None),                 # a line without a flag
+    ("-A X -j A\n\n", None),                            # an empty line
+    ("-A X -p tcp -j\n", None),                         # a bare flag at the end
+    ("-A X --jump A\n", None),
+    ("-A X -m comment --comment --goto -j A\n", None),  # a long option anywhere
+    ("-A X\t-j A\n", None),
+    ("-A X -j A", None),                                # not whole lines
+    ("-A X -m comment --comment \"é\" -j A\n", None),   # not ASCII: the general reader
+    ("-A X -j A\r\n", ("A\r",)),
+    ("-A X -j A \n", ("A",)),
+    ("-A X -m comment --comment \"\" -j RETURN\n-A X -g jg\n", ("RETURN", "jg")),
+]
+
+
+@pytest.mark.parametrize("block,want", BLOCKS)
+def test_blocks_at_the_edges_of_the_fast_shape(block, want):
+    got = graph._edge_pass(["X"], [[(3, block)]])
+    assert got == (({"X": want}, []) if want is not None else ({}, ["X"]))
+    if native is not None:
+        assert native.edges(["X"], [[(3, block)]]) == got
+
+
+def test_segments_that_are_not_one_block_are_declined():
+    cases = [None, [], [(1, "-A X -j A\n"), (9, "-A X -j B\n")], ((1, "-A X -j A\n"),)]
+    got = graph._edge_pass(["a", "b", "c", "d"], cases)
+    assert got == ({"d": ("A",)}, ["a", "b", "c"])
+    if native is not None:
+        assert native.edges(["a", "b", "c", "d"], cases) == got
+
+
+# Edges -> whether every jump provably goes down kube-proxy's layers.
+LAYERED = [
+    ({"PREROUTING": ("KUBE-SERVICES",), "KUBE-SERVICES": ("KUBE-SVC-A", "KUBE-NODEPORTS"),
+      "KUBE-NODEPORTS": ("KUBE-EXT-A",), "KUBE-EXT-A": ("KUBE-MARK-MASQ", "KUBE-SVC-A"),
+      "KUBE-SVC-A": ("KUBE-SEP-A", "KUBE-MARK-MASQ"), "KUBE-SEP-A": ("KUBE-MARK-MASQ", "DNAT")}, True),
+    ({"KUBE-SVC-A": ("KUBE-SVC-B",)}, False),           # sideways
+    ({"KUBE-SEP-A": ("KUBE-SVC-A",)}, False),           # upwards
+    ({"KUBE-SVC-A": ("KUBE-SVC-A",)}, False),           # a self-jump
+    ({"INPUT": ("MYCHAIN",)}, False),                   # another tool's chain (rank -1)
+    ({"MYCHAIN": ("KUBE-FIREWALL",)}, True),            # -1 -> 1.5
+    ({"KUBE-FIREWALL": ("KUBE-SERVICES",)}, False),     # 1.5 -> 1
+    ({"KUBE-SVC-é": ("KUBE-SEP-é",)}, True),            # not ASCII
+    ({"é": ("KUBE-Xé",), "KUBE-Xé": ("RETURN",)}, True),
+    ({"KUBE-SVC-A": ("NOT-A-CHAIN", "KUBE-SEP-A")}, True),
+]
+
+
+@pytest.mark.parametrize("edges,want", LAYERED)
+def test_layers(edges, want):
+    names = set(edges) | {t for ts in edges.values() for t in ts if t != "NOT-A-CHAIN" and t != "DNAT"
+                          and t != "RETURN"}
+    assert graph._layered(edges, names) is want
+    if native is not None:
+        assert native.layered(edges, names, graph._BUILTINS, graph._FLOAT_LAYERS) is want
+        assert native.layered(edges, frozenset(names), graph._BUILTINS, graph._FLOAT_LAYERS) is want
+
+
+_BASE = """*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]
+:KUBE-SEP-AAAAAAAAAAAAAAAA - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+-A PREROUTING -j KUBE-SERVICES
+-A OUTPUT -j KUBE-SERVICES
+-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/a cluster IP" -j KUBE-SVC-AAAAAAAAAAAAAAAA
+-A KUBE-SVC-AAAAAAAAAAAAAAAA -j KUBE-SEP-AAAAAAAAAAAAAAAA
+-A KUBE-SEP-AAAAAAAAAAAAAAAA -s 10.244.0.5/32 -j KUBE-MARK-MASQ
+-A KUBE-SEP-AAAAAAAAAAAAAAAA -p tcp -j DNAT --to-destination 10.244.0.5:80
+-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000
+"""
+
+
+@pytest.mark.parametrize("extra,decl,want", [
+    ("", "", ([], [], [])),
+    # a loop between two of kube-proxy's chains: one cycle
+    ("-A KUBE-SEP-AAAAAAAAAAAAAAAA -j KUBE-SVC-AAAAAAAAAAAAAAAA\n", "", ([], [], [[
+        "KUBE-SEP-AAAAAAAAAAAAAAAA", "KUBE-SVC-AAAAAAAAAAAAAAAA"]])),
+    # a chain that only jumps to itself is still unreferenced, and a loop of one
+    ("-A KUBE-SVC-BBBBBBBBBBBBBBBB -j KUBE-SVC-BBBBBBBBBBBBBBBB\n", ":KUBE-SVC-BBBBBBBBBBBBBBBB - [0:0]\n",
+     ([], ["KUBE-SVC-BBBBBBBBBBBBBBBB"], [["KUBE-SVC-BBBBBBBBBBBBBBBB"]])),
+    # a jump to a chain that is not declared
+    ("-A KUBE-SVC-AAAAAAAAAAAAAAAA -j KUBE-SEP-CCCCCCCCCCCCCCCC\n", "", (["KUBE-SEP-CCCCCCCCCCCCCCCC"], [], [])),
+    # the same, hidden from the fast pass by a quote after the flag
+    ('-A KUBE-SVC-AAAAAAAAAAAAAAAA -j KUBE-SEP-CCCCCCCCCCCCCCCC -m comment --comment "x"\n', "",
+     (["KUBE-SEP-CCCCCCCCCCCCCCCC"], [], [])),
+    # a declared chain nothing jumps to
+    ("", ":KUBE-SEP-DDDDDDDDDDDDDDDD - [0:0]\n", ([], ["KUBE-SEP-DDDDDDDDDDDDDDDD"], [])),
+    # a sideways jump (no layer proof) without a loop
+    ("-A KUBE-SVC-AAAAAAAAAAAAAAAA -j KUBE-SVC-EEEEEEEEEEEEEEEE\n", ":KUBE-SVC-EEEEEEEEEEEEEEEE - [0:0]\n",
+     ([], [], [])),
+])
+def test_graph_answers_on_hand_made_dumps(extra, decl, want):
+    text = _BASE.replace(":KUBE-MARK-MASQ - [0:0]\n", ":KUBE-MARK-MASQ - [0:0]\n" + decl) + extra + "COMMIT\n"
+    dangling, unref, cycles = _same_answers(text)
+    assert ([d.target for d in dangling], [c.chain for c in unref], cycles) == want
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(REAL + WILD_LINES), max_size=40), st.data())
+def test_mutated_dumps_give_the_same_answers(lines, data):
+    out = []
+    for line in lines:
+        if line and data.draw(st.booleans()):
+            cut = data.draw(st.integers(0, len(line)))
+            drop = data.draw(st.integers(0, 3))
+            line = line[:cut] + data.draw(st.sampled_from(TOKENS + [""])) + line[cut + drop:]
+        out.append(line)
+    _same_answers("*nat\n:KUBE-SEP-ABCDEFGHIJKLMN23 - [0:0]\n:KUBE-X - [0:0]\n" + "\n".join(out) + "\nCOMMIT\n")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.sampled_from(TOKENS), max_size=12).map("".join), max_size=20))
+def test_token_soup_gives_the_same_answers(lines):
+    _same_answers("*nat\n:KUBE-X - [0:0]\n" + "\n".join("-A KUBE-X " + ln for ln in lines) + "\nCOMMIT\n")
+
+
+@needs_native
+@pytest.mark.parametrize("args", [(), (None, []), ([], None), (["a"], []), ([1], [None]), ("ab", "ab")])
+def test_wrong_arguments_to_edges_are_type_errors(args):
+    with pytest.raises(TypeError):
+        native.edges(*args)
+
+
+@needs_native
+@pytest.mark.parametrize("args", [
+    ({}, set(), frozenset()),                                   # too few
+    ([], set(), frozenset(), ()),                               # edges not a dict
+    ({"a": ["b"]}, set(), frozenset(), ()),                     # targets not a tuple
+    ({"a": (1,)}, {"a"}, frozenset(), ()),                      # a target not a str
+    ({"a": ("b",)}, {"b"}, set(), ()),                          # builtins not a frozenset
+    ({"a": ("b",)}, {"b"}, frozenset(), (("KUBE-", 1),)),       # a rank that is not a float
+])
+def test_wrong_arguments_to_layered_are_type_errors(args):
+    with pytest.raises(TypeError):
+        native.layered(*args)
+
+
+@needs_native
+def test_long_lines_and_many_targets():
+    """Bounded loops: a 1 MB line, and a chain with 5000 distinct targets (each once, in order)."""
+    long = "-A X " + "j g -" * 200_000 + " -j A\n"
+    many = "".join(f"-A X -j T{i}\n-A X -j T{i}\n" for i in range(5000))
+    for block in (long, many, '"' * 100_000 + " -j A\n"):
+        assert native.edges(["X"], [[(1, block)]]) == graph._edge_pass(["X"], [[(1, block)]])
+    assert native.edges(["X"], [[(1, many)]])[0]["X"] == tuple(f"T{i}" for i in range(5000))
