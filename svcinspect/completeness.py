@@ -107,12 +107,11 @@ def _batches(blocks: list[str], count: int = 2048):
 def _maybe_missing(ruleset: Ruleset) -> bool:
     """Cheap first pass: could any rule jump to an absent KUBE- chain? (one regex
     over each table's text; a quote could hide a false candidate, never a real one)"""
-    from svcinspect.graph import KNOWN_TARGETS, _targets, known_edges
+    from svcinspect.graph import known_edges, undeclared_targets
 
     for t in ruleset.tables:
-        edges = known_edges(t)
-        if edges is not None:  # the graph's edge pass ran already (check): its exact targets
-            if not all(map(t.chains.__contains__, _targets(edges) - KNOWN_TARGETS)):
+        if known_edges(t) is not None:  # the graph's edge pass ran already (check): its exact targets
+            if undeclared_targets(t):
                 return True
             continue
         blocks = getattr(t.chains, "raw_blocks", None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from itertools import filterfalse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -178,9 +179,23 @@ def known_edges(table: Table) -> dict[str, tuple[str, ...]] | None:
     return None
 
 
-def _targets(edges: dict[str, tuple[str, ...]]) -> set[str]:
-    """Every name jumped to (one C-level union, no Python step per rule)."""
-    return set().union(*edges.values()) if edges else set()
+_UNION_CACHE: list[tuple[dict, frozenset[str]]] = []
+
+
+def _targets(edges: dict[str, tuple[str, ...]]) -> frozenset[str]:
+    """Every name jumped to (one C-level union, no Python step per rule), once per edge map."""
+    for e, union in _UNION_CACHE:
+        if e is edges:
+            return union
+    union = frozenset().union(*edges.values())
+    _UNION_CACHE.insert(0, (edges, union))
+    del _UNION_CACHE[4:]
+    return union
+
+
+def undeclared_targets(table: Table) -> bool:
+    """Whether some rule of ``table`` jumps to a name that is neither a chain nor a known target."""
+    return not all(map(_names(table).__contains__, _targets(_edges(table)) - KNOWN_TARGETS))
 
 
 def find_dangling_jumps(ruleset: Ruleset) -> list[DanglingJump]:
@@ -189,7 +204,7 @@ def find_dangling_jumps(ruleset: Ruleset) -> list[DanglingJump]:
     out = []
     for table in ruleset.tables:
         chains = table.chains
-        if all(map(chains.__contains__, _targets(_edges(table)) - KNOWN_TARGETS)):
+        if not undeclared_targets(table):
             continue  # nothing dangles (the usual case): no per-rule pass to say where
         for cname, _, line, text, target, _ in _jumps(table):
             if target not in chains and target not in KNOWN_TARGETS:
@@ -216,11 +231,11 @@ def find_unreferenced_chains(ruleset: Ruleset) -> list[ChainRef]:
         else:
             # Every target, less the chains only their own rules jump to.
             referenced = _targets(edges)
-            for c in self_jumps:
-                if not any(c in targets for other, targets in edges.items() if other != c):
-                    referenced.discard(c)
-        for name in table.chains:
-            if name in referenced or name in UNREFERENCED_OK or _is_builtin(table.name, name):
+            alone = [c for c in self_jumps if not any(c in targets for other, targets in edges.items() if other != c)]
+            if alone:
+                referenced = referenced.difference(alone)
+        for name in filterfalse(referenced.__contains__, table.chains):  # (no Python step per referenced chain)
+            if name in UNREFERENCED_OK or _is_builtin(table.name, name):
                 continue
             out.append(ChainRef(table.family, table.name, name, table.chains[name].line))
     out.sort(key=lambda c: (int(c.family), c.table, c.line, c.chain))

@@ -48,18 +48,37 @@ static PyObject *single_block(PyObject *segs)
     return block;
 }
 
-/* Append the target s[0:len] to found (n_found entries), each once: ``cache``
- * maps a name to one shared str (the chain names, then every target seen).
- * Returns 0, or -1 with an exception set. */
-static int add_target(PyObject *cache, PyObject *found, const char *s, Py_ssize_t len)
+/* The last targets seen, by a hash of their bytes: most rules jump to a few
+ * names (KUBE-MARK-MASQ, DNAT), read without making a str to look them up.
+ * Borrowed from ``cache``, which outlives it. */
+#define RECENT 64
+
+static size_t bytes_hash(const char *s, Py_ssize_t len)
 {
-    PyObject *fresh = PyUnicode_DecodeASCII(s, len, NULL);
-    if (fresh == NULL)
-        return -1;
-    PyObject *name = PyDict_SetDefault(cache, fresh, fresh);  /* borrowed */
-    Py_DECREF(fresh);
-    if (name == NULL)
-        return -1;
+    size_t h = 2166136261u;  /* FNV-1a */
+    for (Py_ssize_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h & (RECENT - 1);
+}
+
+/* Append the target s[0:len] to found, once: ``cache`` maps a name to one
+ * shared str (the chain names, then every target seen). Returns 0, or -1
+ * with an exception set. */
+static int add_target(PyObject *cache, PyObject **recent, PyObject *found, const char *s, Py_ssize_t len)
+{
+    size_t slot = bytes_hash(s, len);
+    PyObject *name = recent[slot];
+    if (name == NULL || PyUnicode_GET_LENGTH(name) != len || memcmp(PyUnicode_DATA(name), s, (size_t)len) != 0) {
+        PyObject *fresh = PyUnicode_DecodeASCII(s, len, NULL);
+        if (fresh == NULL)
+            return -1;
+        name = PyDict_SetDefault(cache, fresh, fresh);  /* borrowed */
+        Py_DECREF(fresh);
+        if (name == NULL)
+            return -1;
+        /* a cached chain name that is not ASCII cannot equal ASCII bytes: only ASCII ones are kept */
+        recent[slot] = PyUnicode_IS_ASCII(name) ? name : NULL;
+    }
     Py_ssize_t k = PyList_GET_SIZE(found);
     for (Py_ssize_t j = 0; j < k; j++)  /* interned: identity is equality */
         if (PyList_GET_ITEM(found, j) == name)
@@ -81,7 +100,7 @@ static Py_ssize_t next_of(const char *s, char c, Py_ssize_t from, Py_ssize_t end
 }
 
 /* The targets of one block (a list), or Py_None (borrowed, not answered), or NULL on error. */
-static PyObject *block_targets(PyObject *cache, PyObject *block)
+static PyObject *block_targets(PyObject *cache, PyObject **recent, PyObject *block)
 {
     const char *s = (const char *)PyUnicode_DATA(block);
     Py_ssize_t n = PyUnicode_GET_LENGTH(block);
@@ -120,7 +139,7 @@ static PyObject *block_targets(PyObject *cache, PyObject *block)
             b++;
         if (b == a || s[a] == '-' || (b < end && memchr(s + b, '"', (size_t)(end - b)) != NULL))
             goto decline;
-        if (add_target(cache, found, s + a, b - a) < 0) {
+        if (add_target(cache, recent, found, s + a, b - a) < 0) {
             Py_DECREF(found);
             return NULL;
         }
@@ -148,6 +167,7 @@ static PyObject *edges(PyObject *Py_UNUSED(self), PyObject *args)
             return NULL;
         }
     }
+    PyObject *recent[RECENT] = {NULL};
     PyObject *cache = PyDict_New(), *out = PyDict_New(), *slow = PyList_New(0);
     if (cache == NULL || out == NULL || slow == NULL)
         goto fail;
@@ -159,7 +179,7 @@ static PyObject *edges(PyObject *Py_UNUSED(self), PyObject *args)
     for (Py_ssize_t c = 0; c < count; c++) {
         PyObject *name = PyList_GET_ITEM(names, c);
         PyObject *block = single_block(PyList_GET_ITEM(segs, c));
-        PyObject *found = block == NULL ? Py_None : block_targets(cache, block);
+        PyObject *found = block == NULL ? Py_None : block_targets(cache, recent, block);
         if (found == NULL)
             goto fail;
         if (found == Py_None) {
