@@ -107,10 +107,10 @@ def _batches(blocks: list[str], count: int = 2048):
 def _maybe_missing(ruleset: Ruleset) -> bool:
     """Cheap first pass: could any rule jump to an absent KUBE- chain? (one regex
     over each table's text; a quote could hide a false candidate, never a real one)"""
-    from svcinspect.graph import known_edges, undeclared_targets
+    from svcinspect.graph import jumps_read, undeclared_targets
 
     for t in ruleset.tables:
-        if known_edges(t) is not None:  # the graph's edge pass ran already (check): its exact targets
+        if jumps_read(t):  # the graph's edge pass ran already (check): its exact targets
             if undeclared_targets(t):
                 return True
             continue

@@ -166,36 +166,120 @@ def _edges(table: Table) -> dict[str, tuple[str, ...]]:
 
 
 def edges_of(ruleset: Ruleset) -> None:
-    """Run the edge pass of every table now (``check`` asks several questions of them)."""
+    """Read the jumps of every table now (``check`` asks several questions of them)."""
     for table in ruleset.tables:
-        _edges(table)
+        _summary(table)
 
 
-def known_edges(table: Table) -> dict[str, tuple[str, ...]] | None:
-    """:func:`_edges` of ``table`` when already computed, else None (no work)."""
-    for t, edges in _EDGE_CACHE:
+def jumps_read(table: Table) -> bool:
+    """Whether the jumps of ``table`` were read already (then :func:`undeclared_targets` costs nothing)."""
+    return any(t is table for t, _ in _SUMMARY_CACHE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Summary:
+    """What check asks of a table's jumps. ``unreferenced``: the chains (in dump
+    order) no other chain jumps to; ``declared``: every target is a chain or a
+    known target; ``down``: every jump to a chain goes down kube-proxy's layers
+    (:func:`_kube_rank`), which proves there is no loop."""
+
+    unreferenced: tuple[str, ...]
+    declared: bool
+    down: bool
+
+
+def _jump_facts(edges: dict[str, tuple[str, ...]], is_name, known=KNOWN_TARGETS, builtins=None,
+                layers=None) -> tuple[frozenset[str], bool, bool]:
+    """(referenced, declared, down) of an edge map: the chains some other chain
+    jumps to, and ``declared``/``down`` as :class:`_Summary` says; ``is_name``
+    answers ``in`` for the table's chain names."""
+    every = frozenset().union(*edges.values())  # one C-level union, no Python step per rule
+    declared = all(map(is_name.__contains__, every - known))
+    # Every target is referenced, but for a chain that only its own rules jump to.
+    alone = [c for c, targets in edges.items() if c in targets
+             and not any(c in ts for other, ts in edges.items() if other != c)]
+    referenced = every.difference(alone) if alone else every
+    down = True
+    rank: dict[str, float] = {}
+    for c, targets in edges.items():
+        rc = None
+        for t in targets:
+            if t not in is_name:
+                continue
+            if rc is None:
+                rc = rank.get(c)
+                if rc is None:
+                    rc = rank[c] = _kube_rank(c, builtins, layers)
+            rt = rank.get(t)
+            if rt is None:
+                rt = rank[t] = _kube_rank(t, builtins, layers)
+            if not rc < rt:
+                down = False
+                break
+        if not down:
+            break
+    return referenced, declared, down
+
+
+def _summarize(edges: dict[str, tuple[str, ...]], names: list[str], known=KNOWN_TARGETS,
+               builtins=None, layers=None) -> tuple[list[str], bool, bool]:
+    """(unreferenced, declared, down) of an edge map, as :class:`_Summary` says."""
+    referenced, declared, down = _jump_facts(edges, dict.fromkeys(names).keys(), known, builtins, layers)
+    return list(filterfalse(referenced.__contains__, names)), declared, down
+
+
+def _summary_pass(names: list[str], segs: list, known=KNOWN_TARGETS, builtins=None,
+                  layers=None) -> tuple[list[str], bool, bool, list[str]]:
+    """The fast pass's answers without an edge map, in pure Python (the reference of
+    the compiled ``_edges.summary``): :func:`_summarize` of the chains
+    :func:`_edge_pass` answers, and the chains it declines."""
+    edges, slow = _edge_pass(names, segs)
+    return (*_summarize(edges, names, known, builtins, layers), slow)
+
+
+_SUMMARY_CACHE: list[tuple[Table, _Summary]] = []
+
+
+def _summary(table: Table) -> _Summary:
+    """:class:`_Summary` of ``table``, once per table: from the fast pass
+    (compiled when built) plus the declined chains read by :func:`_scan`, or,
+    with the fast paths off, from :func:`_edges` (every chain rule by rule)."""
+    for t, found in _SUMMARY_CACHE:
         if t is table:
-            return edges
-    return None
+            return found
+    blocks = getattr(table.chains, "blocks", None) if bulk.enabled() else None
+    names = list(table.chains)
+    if blocks is None:
+        unref, declared, down = _summarize(_edges(table), names)
+    else:
+        segs = list(map(blocks, names))
+        if _native is not None:
+            unref, declared, down, slow = _native.summary(names, segs, KNOWN_TARGETS, _BUILTINS, _FLOAT_LAYERS)
+        else:
+            unref, declared, down, slow = _summary_pass(names, segs)
+        if slow:  # the declined chains' jumps, rule by rule
+            found: dict[str, dict[str, None]] = {}
+            for cname, _, _, _, target, _ in _scan(table, slow):
+                found.setdefault(cname, {})[target] = None
+            extra = {c: tuple(ts) for c, ts in found.items()}
+            referenced, more_declared, more_down = _jump_facts(extra, _names(table))
+            unref = [n for n in unref if n not in referenced]
+            declared, down = declared and more_declared, down and more_down
+    result = _Summary(tuple(unref), declared, down)
+    _SUMMARY_CACHE.insert(0, (table, result))
+    del _SUMMARY_CACHE[4:]
+    return result
 
 
-_UNION_CACHE: list[tuple[dict, frozenset[str]]] = []
-
-
-def _targets(edges: dict[str, tuple[str, ...]]) -> frozenset[str]:
-    """Every name jumped to (one C-level union, no Python step per rule), once per edge map."""
-    for e, union in _UNION_CACHE:
-        if e is edges:
-            return union
-    union = frozenset().union(*edges.values())
-    _UNION_CACHE.insert(0, (edges, union))
-    del _UNION_CACHE[4:]
-    return union
+def _names(table: Table):
+    """The table's chain names for ``in`` (a dict view when the map has one: no Python call per test)."""
+    names = getattr(table.chains, "names", None)
+    return names() if names is not None else set(table.chains)
 
 
 def undeclared_targets(table: Table) -> bool:
     """Whether some rule of ``table`` jumps to a name that is neither a chain nor a known target."""
-    return not all(map(_names(table).__contains__, _targets(_edges(table)) - KNOWN_TARGETS))
+    return not _summary(table).declared
 
 
 def find_dangling_jumps(ruleset: Ruleset) -> list[DanglingJump]:
@@ -224,17 +308,7 @@ def find_unreferenced_chains(ruleset: Ruleset) -> list[ChainRef]:
     are not reported."""
     out = []
     for table in ruleset.tables:
-        edges = _edges(table)
-        self_jumps = [c for c, targets in edges.items() if c in targets]
-        if len(self_jumps) > 16:
-            referenced = {target for cname, targets in edges.items() for target in targets if target != cname}
-        else:
-            # Every target, less the chains only their own rules jump to.
-            referenced = _targets(edges)
-            alone = [c for c in self_jumps if not any(c in targets for other, targets in edges.items() if other != c)]
-            if alone:
-                referenced = referenced.difference(alone)
-        for name in filterfalse(referenced.__contains__, table.chains):  # (no Python step per referenced chain)
+        for name in _summary(table).unreferenced:
             if name in UNREFERENCED_OK or _is_builtin(table.name, name):
                 continue
             out.append(ChainRef(table.family, table.name, name, table.chains[name].line))
@@ -251,12 +325,10 @@ def find_cycles(ruleset: Ruleset) -> list[list[str]]:
     """
     out: list[list[str]] = []
     for table in ruleset.tables:
-        by_chain = _edges(table)
-        if bulk.enabled() and (_native.layered(by_chain, _names(table), _BUILTINS, _FLOAT_LAYERS)
-                               if _native is not None else _layered(by_chain, _names(table))):
+        if bulk.enabled() and _summary(table).down:
             continue  # every jump goes down kube-proxy's layers: no loop is possible
         names = set(table.chains)
-        edges = {(cname, target) for cname, targets in by_chain.items() for target in targets if target in names}
+        edges = {(cname, target) for cname, targets in _edges(table).items() for target in targets if target in names}
         # Peel off jumps into chains that lead nowhere (kube-proxy's graph is a DAG),
         # so only loops and what feeds them remain: a chain whose every jump leads to
         # a peeled chain is peeled too. A work list makes this linear in the jumps
@@ -299,10 +371,12 @@ _LAYERS = (("KUBE-SERVICES", 1), ("KUBE-NODEPORTS", 2), ("KUBE-FW-", 3), ("KUBE-
            ("KUBE-SVC-", 6), ("KUBE-SVL-", 6), ("KUBE-SEP-", 7), ("KUBE-MARK-", 8))
 
 
-def _kube_rank(name: str) -> float:
-    if name in _BUILTINS:
+def _kube_rank(name: str, builtins=None, layers=None) -> float:
+    if name in (_BUILTINS if builtins is None else builtins):
         return 0
-    for prefix, n in _LAYERS:
+    if layers is None and not name.startswith("KUBE-"):
+        return -1  # (every one of _LAYERS starts so)
+    for prefix, n in (_LAYERS if layers is None else layers):
         if name.startswith(prefix):
             return n
     return 1.5 if name.startswith("KUBE-") else -1  # kube-proxy's other chains jump only to targets
@@ -310,32 +384,6 @@ def _kube_rank(name: str) -> float:
 
 _BUILTINS = frozenset(c for chains in BUILTIN_CHAINS.values() for c in chains)
 _FLOAT_LAYERS = tuple((prefix, float(n)) for prefix, n in _LAYERS)
-
-
-def _layered(edges: dict[str, tuple[str, ...]], names) -> bool:
-    """Whether every jump of ``edges`` to a name in ``names`` goes from a lower
-    :func:`_kube_rank` to a strictly higher one (the pure-Python reference of
-    the compiled ``_edges.layered``)."""
-    rank: dict[str, float] = {}
-    for c, targets in edges.items():
-        rc = None
-        for t in targets:
-            if t not in names:
-                continue
-            if rc is None:
-                rc = _kube_rank(c)
-            rt = rank.get(t)
-            if rt is None:
-                rt = rank[t] = _kube_rank(t)
-            if not rc < rt:
-                return False
-    return True
-
-
-def _names(table: Table):
-    """The table's chain names for membership tests (a dict view when the map has one)."""
-    names = getattr(table.chains, "names", None)
-    return names() if names is not None else set(table.chains)
 
 
 def chains_of_service(ruleset: Ruleset, key: str, family: Family = Family.V4) -> set[str]:

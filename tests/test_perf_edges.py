@@ -1,7 +1,7 @@
 """The graph's edge pass (``check``'s dangling jumps, orphan chains and loops) gives
 the same answers on every path.
 
-``graph._edge_pass`` and ``graph._layered`` (pure Python) are the references of the
+``graph._edge_pass`` and ``graph._summary_pass`` (pure Python) are the references of the
 compiled ``svcinspect/dataplane/iptables/_edges.c``: on every fixture, on
 hand-written blocks at the edges of the fast shape, and on hypothesis-made dumps
 (real lines cut and spliced with the tokens that steer the shape), the compiled
@@ -50,26 +50,22 @@ def _sides(table):
 
 def _compare_table(table) -> None:
     names, segs = _sides(table)
-    ref = graph._edge_pass(names, segs)
-    assert native.edges(names, segs) == ref
-    with perf.all_fast_paths(True), perf.native_scanner(False):
-        graph._EDGE_CACHE.clear()
-        full = graph._edges(table)
-    graph._EDGE_CACHE.clear()
-    for names_view in (graph._names(table), set(table.chains)):
-        assert native.layered(full, names_view, graph._BUILTINS, graph._FLOAT_LAYERS) \
-            == graph._layered(full, names_view)
+    assert native.edges(names, segs) == graph._edge_pass(names, segs)
+    assert native.summary(names, segs, graph.KNOWN_TARGETS, graph._BUILTINS, graph._FLOAT_LAYERS) \
+        == graph._summary_pass(names, segs, graph.KNOWN_TARGETS, graph._BUILTINS, graph._FLOAT_LAYERS) \
+        == graph._summary_pass(names, segs)
 
 
 def _answers(rs, fast: bool, native_on: bool):
-    graph._EDGE_CACHE.clear()
-    graph._CACHE.clear()
+    caches = (graph._EDGE_CACHE, graph._CACHE, graph._SUMMARY_CACHE)
+    for c in caches:
+        c.clear()
     with perf.all_fast_paths(fast), perf.native_scanner(fast and native_on):
         try:
             return (graph.find_dangling_jumps(rs), graph.find_unreferenced_chains(rs), graph.find_cycles(rs))
         finally:
-            graph._EDGE_CACHE.clear()
-            graph._CACHE.clear()
+            for c in caches:
+                c.clear()
 
 
 def _same_answers(text: str):
@@ -112,7 +108,9 @@ def test_every_fixture_gives_the_same_graph_answers(path):
 
 def test_the_real_dump_is_read_by_the_fast_pass():
     """Not two empty answers: every chain of the real dump whose rules all have a
-    target is answered by the fast pass, and its targets are the rules' targets."""
+    target is answered by the fast pass, its targets are the rules' targets, and
+    the summary proves what check needs (no loop, nothing undeclared, the
+    unreferenced chains are the built-in ones and the canaries)."""
     rs = parse_iptables_save((IPT / "iptables-save.txt").read_text(), "x")
     nat = rs.table("nat")
     names, segs = _sides(nat)
@@ -121,9 +119,14 @@ def test_the_real_dump_is_read_by_the_fast_pass():
     assert all(any(r.target is None for r in nat.chains[n].rules) or not nat.chains[n].rules for n in slow)
     svc = next(n for n in edges if n.startswith("KUBE-SVC-"))
     assert set(edges[svc]) == {r.target.name for r in nat.chains[svc].rules if r.target}
-    assert graph._layered(edges, graph._names(nat))
+    unref, declared, down, slow2 = graph._summary_pass(names, segs)
+    assert declared and down and slow2 == slow
+    assert {"PREROUTING", "OUTPUT", "KUBE-PROXY-CANARY"} <= set(unref) and not any(
+        n.startswith(("KUBE-SVC-", "KUBE-SEP-")) for n in unref)
     if native is not None:
         assert native.edges(names, segs) == (edges, slow)
+        assert native.summary(names, segs, graph.KNOWN_TARGETS, graph._BUILTINS, graph._FLOAT_LAYERS) == (
+            unref, declared, down, slow)
 
 
 # One chain's block -> what the fast pass answers: its targets, or None (declined).
@@ -166,31 +169,42 @@ def test_segments_that_are_not_one_block_are_declined():
         assert native.edges(["a", "b", "c", "d"], cases) == got
 
 
-# Edges -> whether every jump provably goes down kube-proxy's layers.
-LAYERED = [
-    ({"PREROUTING": ("KUBE-SERVICES",), "KUBE-SERVICES": ("KUBE-SVC-A", "KUBE-NODEPORTS"),
-      "KUBE-NODEPORTS": ("KUBE-EXT-A",), "KUBE-EXT-A": ("KUBE-MARK-MASQ", "KUBE-SVC-A"),
-      "KUBE-SVC-A": ("KUBE-SEP-A", "KUBE-MARK-MASQ"), "KUBE-SEP-A": ("KUBE-MARK-MASQ", "DNAT")}, True),
-    ({"KUBE-SVC-A": ("KUBE-SVC-B",)}, False),           # sideways
-    ({"KUBE-SEP-A": ("KUBE-SVC-A",)}, False),           # upwards
-    ({"KUBE-SVC-A": ("KUBE-SVC-A",)}, False),           # a self-jump
-    ({"INPUT": ("MYCHAIN",)}, False),                   # another tool's chain (rank -1)
-    ({"MYCHAIN": ("KUBE-FIREWALL",)}, True),            # -1 -> 1.5
-    ({"KUBE-FIREWALL": ("KUBE-SERVICES",)}, False),     # 1.5 -> 1
-    ({"KUBE-SVC-é": ("KUBE-SEP-é",)}, True),            # not ASCII
-    ({"é": ("KUBE-Xé",), "KUBE-Xé": ("RETURN",)}, True),
-    ({"KUBE-SVC-A": ("NOT-A-CHAIN", "KUBE-SEP-A")}, True),
+# Rules of one table -> (unreferenced, declared, down) as the summary gives them.
+def _rules(*lines: str) -> tuple[list[str], list]:
+    chains: dict[str, list[str]] = {}
+    for ln in lines:
+        chains.setdefault(ln.split()[0], []).append("-A " + ln + "\n")
+    names = list(dict.fromkeys([*chains, "KUBE-MARK-MASQ", "KUBE-SEP-Z", "é"]))
+    return names, [[(1, "".join(chains[n]))] if n in chains else [] for n in names]
+
+
+SUMMARIES = [
+    (("PREROUTING -j KUBE-SERVICES", "KUBE-SERVICES -j KUBE-SVC-A", "KUBE-SERVICES -j KUBE-NODEPORTS",
+      "KUBE-NODEPORTS -j KUBE-EXT-A", "KUBE-EXT-A -j KUBE-MARK-MASQ", "KUBE-EXT-A -j KUBE-SVC-A",
+      "KUBE-SVC-A -j KUBE-SEP-A", "KUBE-SEP-A -j KUBE-MARK-MASQ", "KUBE-SEP-A -j DNAT --to-destination 1.2.3.4:5"),
+     (["PREROUTING", "KUBE-SEP-Z", "é"], True, True)),
+    (("KUBE-SVC-A -j KUBE-SVC-B", "KUBE-SVC-B -j RETURN"), (["KUBE-SVC-A", "KUBE-MARK-MASQ", "KUBE-SEP-Z", "é"],
+                                                          True, False)),           # sideways
+    (("KUBE-SEP-A -j KUBE-SVC-A", "KUBE-SVC-A -j KUBE-SEP-Z"), (["KUBE-SEP-A", "KUBE-MARK-MASQ", "é"], True,
+                                                                False)),         # up
+    (("KUBE-SVC-A -j KUBE-SVC-A",), (["KUBE-SVC-A", "KUBE-MARK-MASQ", "KUBE-SEP-Z", "é"], True, False)),  # self
+    (("KUBE-SVC-A -j KUBE-SVC-A", "KUBE-SEP-Z -j KUBE-SVC-A"), (["KUBE-SEP-Z", "KUBE-MARK-MASQ", "é"], True, False)),
+    (("INPUT -j MYCHAIN", "MYCHAIN -j ACCEPT"), (["INPUT", "KUBE-MARK-MASQ", "KUBE-SEP-Z", "é"], True, False)),
+    (("MYCHAIN -j KUBE-FIREWALL", "KUBE-FIREWALL -j DROP"), (["MYCHAIN", "KUBE-MARK-MASQ", "KUBE-SEP-Z", "é"],
+                                                            True, True)),           # -1 -> 1.5
+    (("KUBE-FIREWALL -j KUBE-SERVICES", "KUBE-SERVICES -j RETURN"), (["KUBE-FIREWALL", "KUBE-MARK-MASQ",
+                                                                     "KUBE-SEP-Z", "é"], True, False)),  # 1.5 -> 1
+    (("KUBE-SVC-A -j NOT-A-CHAIN", "KUBE-SVC-A -j KUBE-SEP-Z"), (["KUBE-SVC-A", "KUBE-MARK-MASQ", "é"], False, True)),
+    (("KUBE-SVC-A -j DNAT", "KUBE-SVC-A -g KUBE-MARK-MASQ"), (["KUBE-SVC-A", "KUBE-SEP-Z", "é"], True, True)),
 ]
 
 
-@pytest.mark.parametrize("edges,want", LAYERED)
-def test_layers(edges, want):
-    names = set(edges) | {t for ts in edges.values() for t in ts if t != "NOT-A-CHAIN" and t != "DNAT"
-                          and t != "RETURN"}
-    assert graph._layered(edges, names) is want
+@pytest.mark.parametrize("lines,want", SUMMARIES)
+def test_summaries(lines, want):
+    names, segs = _rules(*lines)
+    assert graph._summary_pass(names, segs)[:3] == want
     if native is not None:
-        assert native.layered(edges, names, graph._BUILTINS, graph._FLOAT_LAYERS) is want
-        assert native.layered(edges, frozenset(names), graph._BUILTINS, graph._FLOAT_LAYERS) is want
+        assert native.summary(names, segs, graph.KNOWN_TARGETS, graph._BUILTINS, graph._FLOAT_LAYERS)[:3] == want
 
 
 _BASE = """*nat
@@ -263,16 +277,17 @@ def test_wrong_arguments_to_edges_are_type_errors(args):
 
 @needs_native
 @pytest.mark.parametrize("args", [
-    ({}, set(), frozenset()),                                   # too few
-    ([], set(), frozenset(), ()),                               # edges not a dict
-    ({"a": ["b"]}, set(), frozenset(), ()),                     # targets not a tuple
-    ({"a": (1,)}, {"a"}, frozenset(), ()),                      # a target not a str
-    ({"a": ("b",)}, {"b"}, set(), ()),                          # builtins not a frozenset
-    ({"a": ("b",)}, {"b"}, frozenset(), (("KUBE-", 1),)),       # a rank that is not a float
+    ([], []),                                                   # too few
+    (None, [], frozenset(), frozenset(), ()),                   # names not a list
+    (["a"], [], frozenset(), frozenset(), ()),                  # lengths differ
+    ([1], [[]], frozenset(), frozenset(), ()),                  # a name not a str
+    (["a"], [[]], set(), frozenset(), ()),                      # known not a frozenset
+    (["a"], [[]], frozenset(), frozenset(), (("KUBE-", 1),)),   # a rank that is not a float
+    (["a"], [[]], frozenset(), frozenset(), ("KUBE-",)),        # a layer that is not a pair
 ])
-def test_wrong_arguments_to_layered_are_type_errors(args):
+def test_wrong_arguments_to_summary_are_type_errors(args):
     with pytest.raises(TypeError):
-        native.layered(*args)
+        native.summary(*args)
 
 
 @needs_native
@@ -282,4 +297,6 @@ def test_long_lines_and_many_targets():
     many = "".join(f"-A X -j T{i}\n-A X -j T{i}\n" for i in range(5000))
     for block in (long, many, '"' * 100_000 + " -j A\n"):
         assert native.edges(["X"], [[(1, block)]]) == graph._edge_pass(["X"], [[(1, block)]])
+        assert native.summary(["X", "T7"], [[(1, block)], []], graph.KNOWN_TARGETS, graph._BUILTINS,
+                              graph._FLOAT_LAYERS) == graph._summary_pass(["X", "T7"], [[(1, block)], []])
     assert native.edges(["X"], [[(1, many)]])[0]["X"] == tuple(f"T{i}" for i in range(5000))

@@ -1,26 +1,30 @@
 /* Optional compiled edge pass for svcinspect.graph (the pure-Python functions
- * graph._edge_pass and graph._layered are the reference and the fallback;
+ * graph._edge_pass and graph._summary_pass are the reference and the fallback;
  * tests/test_perf_edges.py compares the two).
  *
- *   edges(names, segs)                      -> ({chain: (targets...)}, [slow chains])
- *   layered(edges, names, builtins, layers) -> bool
+ *   edges(names, segs)   -> ({chain: (targets...)}, [slow chains])
+ *   summary(names, segs, known, builtins, layers)
+ *                        -> (unreferenced, declared, down, [slow chains])
  *
- * ``edges``: ``names`` is a list of chain names, ``segs`` the list of their
- * segment lists as the parser cut them (``[(first line, block)]``, one entry
- * per run of rules). A chain is answered when it is one ASCII block of whole
- * lines without a tab, "--jump" or "--goto", and every line's first " -j " or
- * " -g " is followed by a name that does not start with "-" and by a tail with
- * no quote and no other " -j "/" -g ": its value is the tuple of those names,
- * each once, in first-seen order. Any other chain goes to the slow list, in
+ * ``names`` is a list of chain names, ``segs`` the list of their segment lists
+ * as the parser cut them (``[(first line, block)]``, one entry per run of
+ * rules). A chain is answered when it is one ASCII block of whole lines
+ * without a tab, "--jump" or "--goto", and every line's first " -j " or " -g "
+ * is followed by a name that does not start with "-" and by a tail with no
+ * quote and no other " -j "/" -g ". Any other chain goes to the slow list, in
  * order, for the general reader (that changes time, never answers).
  *
- * ``layered``: True when every (chain, target) of ``edges`` whose target is in
- * ``names`` goes from a lower layer to a strictly higher one: the rank of a
- * name is 0 for a name in ``builtins``, else that of the first (prefix, rank)
- * of ``layers`` it starts with, else 1.5 for "KUBE-" and -1 for anything else.
+ * ``edges`` maps each answered chain to the tuple of its targets, each once,
+ * in first-seen order. ``summary`` answers the graph questions of check
+ * without a str per rule: the names no answered chain other than themselves
+ * jumps to; whether every target is a name or in ``known``; and whether every
+ * jump to a name goes from a lower rank to a strictly higher one, the rank of
+ * a name being 0 when it is in ``builtins``, else that of the first (prefix,
+ * rank) of ``layers`` it starts with, else 1.5 for "KUBE-" and -1 otherwise.
  *
  * Every scan is a bounded loop over a block's bytes with explicit lengths: no
- * recursion, no allocation beyond the result objects.
+ * recursion; summary's own memory (a hash table of the names' bytes, two
+ * arrays of one entry per chain) is freed before it returns.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -99,6 +103,42 @@ static Py_ssize_t next_of(const char *s, char c, Py_ssize_t from, Py_ssize_t end
     return *cached;
 }
 
+/* The target of the line s[i:end] as the fast pass reads it: 1 and its
+ * bounds in *a, *b, or 0 when the pass declines the line. Every 'j' and 'g'
+ * of the line is looked at: "--jump" or "--goto" declines; " -j " / " -g " is
+ * a flag, and the line must hold exactly one (a second one would sit in the
+ * tail after the first one's name); the name must not be empty or start with
+ * "-", and no quote may follow it. */
+static int line_target(const char *s, Py_ssize_t i, Py_ssize_t end, Py_ssize_t *a, Py_ssize_t *b)
+{
+    Py_ssize_t f = -1, nj = NOT_YET, ng = NOT_YET, k = i;
+    for (;;) {
+        Py_ssize_t j = next_of(s, 'j', k, end, &nj), g = next_of(s, 'g', k, end, &ng);
+        k = j < 0 ? g : g < 0 ? j : j < g ? j : g;
+        if (k < 0)
+            break;
+        if (k - 2 >= i && s[k - 2] == '-' && s[k - 1] == '-' && k + 4 <= end
+            && memcmp(s + k + 1, s[k] == 'j' ? "ump" : "oto", 3) == 0)
+            return 0;
+        if (k - 2 >= i && s[k - 2] == ' ' && s[k - 1] == '-' && k + 1 < end && s[k + 1] == ' ') {
+            if (f >= 0)
+                return 0;
+            f = k - 2;
+        }
+        k++;
+    }
+    if (f < 0)
+        return 0;
+    Py_ssize_t x = f + 4, y = x;
+    while (y < end && s[y] != ' ')
+        y++;
+    if (y == x || s[x] == '-' || (y < end && memchr(s + y, '"', (size_t)(end - y)) != NULL))
+        return 0;
+    *a = x;
+    *b = y;
+    return 1;
+}
+
 /* The targets of one block (a list), or Py_None (borrowed, not answered), or NULL on error. */
 static PyObject *block_targets(PyObject *cache, PyObject **recent, PyObject *block)
 {
@@ -113,31 +153,8 @@ static PyObject *block_targets(PyObject *cache, PyObject **recent, PyObject *blo
     while (i < n) {
         const char *nl = memchr(s + i, '\n', (size_t)(n - i));
         Py_ssize_t end = nl == NULL ? n : (Py_ssize_t)(nl - s);  /* the block ends in "\n": never NULL */
-        /* Every 'j' and 'g' of the line: "--jump" or "--goto" declines the
-         * block; " -j " / " -g " is a flag, and a line must hold exactly one
-         * (a second one would sit in the tail after the first one's name). */
-        Py_ssize_t f = -1, nj = NOT_YET, ng = NOT_YET, k = i;
-        for (;;) {
-            Py_ssize_t j = next_of(s, 'j', k, end, &nj), g = next_of(s, 'g', k, end, &ng);
-            k = j < 0 ? g : g < 0 ? j : j < g ? j : g;
-            if (k < 0)
-                break;
-            if (k - 2 >= i && s[k - 2] == '-' && s[k - 1] == '-' && k + 4 <= end
-                && memcmp(s + k + 1, s[k] == 'j' ? "ump" : "oto", 3) == 0)
-                goto decline;
-            if (k - 2 >= i && s[k - 2] == ' ' && s[k - 1] == '-' && k + 1 < end && s[k + 1] == ' ') {
-                if (f >= 0)
-                    goto decline;
-                f = k - 2;
-            }
-            k++;
-        }
-        if (f < 0)
-            goto decline;
-        Py_ssize_t a = f + 4, b = a;
-        while (b < end && s[b] != ' ')
-            b++;
-        if (b == a || s[a] == '-' || (b < end && memchr(s + b, '"', (size_t)(end - b)) != NULL))
+        Py_ssize_t a, b;
+        if (!line_target(s, i, end, &a, &b))
             goto decline;
         if (add_target(cache, recent, found, s + a, b - a) < 0) {
             Py_DECREF(found);
@@ -250,57 +267,191 @@ static int rank(PyObject *name, PyObject *builtins, PyObject *layers, double *ou
     return 0;
 }
 
-static PyObject *layered(PyObject *Py_UNUSED(self), PyObject *args)
+/* An open-addressing table of names by their bytes: the chain names (kind
+ * NAME, with their index and rank) and the known targets (kind KNOWN), so
+ * that a target read from a rule is looked up without making a str. */
+enum { EMPTY = 0, NAME = 1, KNOWN = 2 };
+
+typedef struct {
+    const char *s;
+    Py_ssize_t len;
+    Py_ssize_t index;
+    double rank;
+    int kind;
+} slot_t;
+
+typedef struct {
+    slot_t *slots;
+    size_t mask;
+} table_t;
+
+static size_t fnv(const char *s, Py_ssize_t len)
 {
-    PyObject *edges_, *names, *builtins, *layers;
-    if (!PyArg_ParseTuple(args, "O!OO!O!:layered", &PyDict_Type, &edges_, &names, &PyFrozenSet_Type, &builtins,
-                          &PyTuple_Type, &layers))
+    size_t h = 1469598103934665603ull;  /* FNV-1a, 64-bit */
+    for (Py_ssize_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static slot_t *lookup(table_t *t, const char *s, Py_ssize_t len)
+{
+    size_t i = fnv(s, len) & t->mask;
+    for (;;) {  /* the table is at most half full: an empty slot is always reached */
+        slot_t *e = &t->slots[i];
+        if (e->kind == EMPTY || (e->len == len && memcmp(e->s, s, (size_t)len) == 0))
+            return e;
+        i = (i + 1) & t->mask;
+    }
+}
+
+/* summary(names, segs, known, builtins, layers)
+ *     -> (unreferenced, declared, down, slow)
+ *
+ * The answers graph._summary_pass gives, from the chains ``edges`` answers
+ * (the others are in ``slow``, in order, for the caller to add):
+ * ``unreferenced``: the names, in order, that no answered chain other than
+ * themselves jumps to; ``declared``: every target of an answered chain is in
+ * ``names`` or ``known``; ``down``: every such jump to a name goes from a
+ * lower rank to a strictly higher one (the rank: see the top of this file). */
+static PyObject *summary(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *names, *segs, *known, *builtins, *layers;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!:summary", &PyList_Type, &names, &PyList_Type, &segs,
+                          &PyFrozenSet_Type, &known, &PyFrozenSet_Type, &builtins, &PyTuple_Type, &layers))
         return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(names);
+    if (PyList_GET_SIZE(segs) != count) {
+        PyErr_SetString(PyExc_TypeError, "summary() takes two lists of the same length");
+        return NULL;
+    }
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(layers); i++) {
         PyObject *layer = PyTuple_GET_ITEM(layers, i);
         if (!PyTuple_Check(layer) || PyTuple_GET_SIZE(layer) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(layer, 0))
             || !PyFloat_Check(PyTuple_GET_ITEM(layer, 1))) {
-            PyErr_SetString(PyExc_TypeError, "layered() takes layers as ((str prefix, float rank), ...)");
+            PyErr_SetString(PyExc_TypeError, "summary() takes layers as ((str prefix, float rank), ...)");
             return NULL;
         }
     }
-    Py_ssize_t pos = 0;
-    PyObject *chain, *targets;
-    while (PyDict_Next(edges_, &pos, &chain, &targets)) {
-        if (!PyUnicode_Check(chain) || !PyTuple_Check(targets)) {
-            PyErr_SetString(PyExc_TypeError, "layered() takes edges as {str: (str, ...)}");
+    for (Py_ssize_t c = 0; c < count; c++) {
+        if (!PyUnicode_Check(PyList_GET_ITEM(names, c))) {
+            PyErr_SetString(PyExc_TypeError, "summary() takes a list of str names");
             return NULL;
         }
-        double rc = 0, rt = 0;
-        int have_rc = 0;  /* the chain's rank, computed on its first target that is a chain */
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(targets); i++) {
-            PyObject *t = PyTuple_GET_ITEM(targets, i);
-            if (!PyUnicode_Check(t)) {
-                PyErr_SetString(PyExc_TypeError, "layered() takes edges as {str: (str, ...)}");
-                return NULL;
-            }
-            int in = PySequence_Contains(names, t);
-            if (in < 0)
-                return NULL;
-            if (!in)
-                continue;
-            if (!have_rc) {
-                if (rank(chain, builtins, layers, &rc) < 0)
-                    return NULL;
-                have_rc = 1;
-            }
-            if (rank(t, builtins, layers, &rt) < 0)
-                return NULL;
-            if (!(rc < rt))
-                Py_RETURN_FALSE;
-        }
     }
-    Py_RETURN_TRUE;
+    Py_ssize_t n_known = PySet_GET_SIZE(known);
+    size_t size = 16;
+    while (size < 2 * (size_t)(count + n_known) + 2)
+        size <<= 1;
+    table_t t = {PyMem_Calloc(size, sizeof(slot_t)), size - 1};
+    double *ranks = PyMem_Calloc((size_t)count + 1, sizeof(double));
+    char *referenced = PyMem_Calloc((size_t)count + 1, 1);
+    Py_ssize_t cap = 64, *found = PyMem_Malloc(sizeof(Py_ssize_t) * 2 * 64);  /* (start, end) of each target */
+    PyObject *unref = NULL, *slow = NULL;
+    if (t.slots == NULL || ranks == NULL || referenced == NULL || found == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *name = PyList_GET_ITEM(names, c);
+        if (rank(name, builtins, layers, &ranks[c]) < 0)
+            goto fail;
+        if (!PyUnicode_IS_ASCII(name))
+            continue;  /* never the target of an ASCII block */
+        const char *ns = (const char *)PyUnicode_DATA(name);
+        slot_t *e = lookup(&t, ns, PyUnicode_GET_LENGTH(name));
+        if (e->kind == EMPTY)
+            *e = (slot_t){ns, PyUnicode_GET_LENGTH(name), c, ranks[c], NAME};
+    }
+    {
+        PyObject *it = PyObject_GetIter(known), *k;
+        if (it == NULL)
+            goto fail;
+        while ((k = PyIter_Next(it)) != NULL) {
+            if (PyUnicode_Check(k) && PyUnicode_IS_ASCII(k)) {  /* (anything else cannot equal an ASCII target) */
+                const char *ks = (const char *)PyUnicode_DATA(k);
+                slot_t *e = lookup(&t, ks, PyUnicode_GET_LENGTH(k));
+                if (e->kind == EMPTY)  /* the frozenset holds k: its bytes outlive the call */
+                    *e = (slot_t){ks, PyUnicode_GET_LENGTH(k), -1, 0, KNOWN};
+            }
+            Py_DECREF(k);
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred())
+            goto fail;
+    }
+    slow = PyList_New(0);
+    if (slow == NULL)
+        goto fail;
+    int declared = 1, down = 1;
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *block = single_block(PyList_GET_ITEM(segs, c));
+        int ok = block != NULL;
+        Py_ssize_t n_found = 0;
+        if (ok) {
+            const char *s = (const char *)PyUnicode_DATA(block);
+            Py_ssize_t n = PyUnicode_GET_LENGTH(block), i = 0;
+            ok = memchr(s, '\t', (size_t)n) == NULL;
+            /* The block's targets are only counted once all its lines are read. */
+            while (ok && i < n) {
+                const char *nl = memchr(s + i, '\n', (size_t)(n - i));
+                Py_ssize_t end = nl == NULL ? n : (Py_ssize_t)(nl - s);
+                Py_ssize_t a, b;
+                ok = line_target(s, i, end, &a, &b);
+                if (ok) {
+                    if (n_found == cap) {
+                        Py_ssize_t *grown = PyMem_Realloc(found, sizeof(Py_ssize_t) * 2 * (size_t)(cap *= 2));
+                        if (grown == NULL) {
+                            PyErr_NoMemory();
+                            goto fail;
+                        }
+                        found = grown;
+                    }
+                    found[2 * n_found] = a;
+                    found[2 * n_found + 1] = b;
+                    n_found++;
+                }
+                i = end + 1;
+            }
+            for (Py_ssize_t j = 0; ok && j < n_found; j++) {
+                slot_t *e = lookup(&t, s + found[2 * j], found[2 * j + 1] - found[2 * j]);
+                if (e->kind == NAME) {
+                    if (e->index != c)
+                        referenced[e->index] = 1;
+                    if (!(ranks[c] < e->rank))
+                        down = 0;
+                } else if (e->kind == EMPTY) {
+                    declared = 0;
+                }
+            }
+        }
+        if (!ok && PyList_Append(slow, PyList_GET_ITEM(names, c)) < 0)
+            goto fail;
+    }
+    unref = PyList_New(0);
+    if (unref == NULL)
+        goto fail;
+    for (Py_ssize_t c = 0; c < count; c++)
+        if (!referenced[c] && PyList_Append(unref, PyList_GET_ITEM(names, c)) < 0)
+            goto fail;
+    PyMem_Free(t.slots);
+    PyMem_Free(ranks);
+    PyMem_Free(referenced);
+    PyMem_Free(found);
+    return Py_BuildValue("(NOON)", unref, declared ? Py_True : Py_False, down ? Py_True : Py_False, slow);
+fail:
+    PyMem_Free(t.slots);
+    PyMem_Free(ranks);
+    PyMem_Free(referenced);
+    PyMem_Free(found);
+    Py_XDECREF(unref);
+    Py_XDECREF(slow);
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"edges", edges, METH_VARARGS, "chain -> its jump targets, for the chains graph._edge_pass answers."},
-    {"layered", layered, METH_VARARGS, "whether every jump goes down kube-proxy's layers (see graph._layered)."},
+    {"summary", summary, METH_VARARGS, "unreferenced chains, whether all targets are declared, whether every "
+                                       "jump goes down the layers (see graph._summary_pass)."},
     {NULL, NULL, 0, NULL},
 };
 
