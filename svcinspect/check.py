@@ -180,8 +180,10 @@ class _Checker:
 
     def check_kube_proxy_present(self) -> None:
         """A whole dump (or a live node) without any KUBE- chain: kube-proxy has programmed nothing here."""
-        from svcinspect.sources.command import LIVE_NFTABLES_MODE, LIVE_NO_KUBE_PROXY
-
+        if self.rs.notes:  # (no notes, as from a file: nothing to look for, no import of the live sources)
+            from svcinspect.sources.command import LIVE_NFTABLES_MODE, LIVE_NO_KUBE_PROXY
+        else:
+            LIVE_NFTABLES_MODE = LIVE_NO_KUBE_PROXY = None
         live_none = LIVE_NO_KUBE_PROXY in self.rs.notes
         if not live_none and (self.excerpt or not self.rs.tables or any(
                 name in t.chains for t in self.rs.tables for name in ("KUBE-SERVICES", "KUBE-PROXY-CANARY"))):
@@ -300,12 +302,7 @@ class _Checker:
                      if name.startswith(("KUBE-SVC-", "KUBE-SVL-")) and classify_chain(name) in (ChainKind.SVC,
                                                                                                  ChainKind.SVL)]
             text, names = _clean_text(nat, names) if bulk.enabled() else ("", names)
-            for line in text.split("\n"):  # the chains read as one text, not rule by rule
-                if " -j KUBE-SEP-" in line:
-                    if line[0] in " \t" and " -j KUBE-SEP-" not in line.strip(" \t"):
-                        continue  # (raw_rules strips blanks: the flag was the line's first word)
-                    total += 1
-                    bare += "--comment" not in line
+            total, bare = _line_counts(text, " -j KUBE-SEP-", "--comment")  # one text, not rule by rule
             for name in names:
                 for _, line in nat.raw_rules(name) or ():
                     if " -j KUBE-SEP-" in line:
@@ -635,6 +632,25 @@ def _clean_text(table, names: list[str]) -> tuple[str, list[str]]:
         else:
             rest.append(name)
     return "".join(fits), rest
+
+
+def _line_counts(text: str, needle: str, absent: str) -> tuple[int, int]:
+    """How many raw rules among the lines of ``text`` hold ``needle``, and how many
+    of those do not hold ``absent`` (``absent`` holds no blank, ``needle`` does
+    not end in one). Lines are read as
+    raw_rules gives them, blanks stripped; the compiled ``_edges.line_counts``
+    counts when no line starts with a blank."""
+    native = graph._native.line_counts(text, needle, absent) if graph._native is not None else None
+    if native is not None and not native[2]:
+        return native[0], native[1]
+    total = without = 0
+    for line in text.split("\n"):
+        if needle in line:
+            if line[0] in " \t" and needle not in line.strip(" \t"):
+                continue  # (raw_rules strips blanks: the needle began with the first one)
+            total += 1
+            without += absent not in line
+    return total, without
 
 
 def _raw_line(rs: Ruleset, family: Family, chain: str | None, line: int) -> str:

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, IPT, WILD
-from svcinspect import graph, perf
+from svcinspect import check, graph, perf
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
 from svcinspect.errors import InputError
 
@@ -300,3 +300,72 @@ def test_long_lines_and_many_targets():
         assert native.summary(["X", "T7"], [[(1, block)], []], graph.KNOWN_TARGETS, graph._BUILTINS,
                               graph._FLOAT_LAYERS) == graph._summary_pass(["X", "T7"], [[(1, block)], []])
     assert native.edges(["X"], [[(1, many)]])[0]["X"] == tuple(f"T{i}" for i in range(5000))
+
+
+def _py_counts(text: str, needle: str, absent: str):
+    with perf.native_scanner(False):
+        return check._line_counts(text, needle, absent)
+
+
+@pytest.mark.parametrize("text,want", [
+    ("", (0, 0)),
+    ("-A S -m comment --comment x -j KUBE-SEP-A\n-A S -j KUBE-SEP-B\n-A S -j KUBE-MARK-MASQ\n", (2, 1)),
+    ("-A S -j KUBE-SEP-A -j KUBE-SEP-B\n", (1, 1)),                  # one line, counted once
+    ("  -j KUBE-SEP-A\n", (0, 0)),                                   # raw_rules strips the blank before it
+    ("\t -A S -j KUBE-SEP-A --comment\n", (1, 0)),
+    ("-A S -j KUBE-SEP-A", (1, 1)),                                   # no final newline
+    ("-A S -m comment --comment \"é\" -j KUBE-SEP-A\n", (1, 0)),      # not ASCII: Python counts
+])
+def test_line_counts(text, want):
+    assert _py_counts(text, " -j KUBE-SEP-", "--comment") == want
+    assert check._line_counts(text, " -j KUBE-SEP-", "--comment") == want
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(TOKENS + [" -j KUBE-SEP-", "--comment", "-", " "]), max_size=30).map("".join))
+def test_line_counts_agree(text):
+    assert check._line_counts(text, " -j KUBE-SEP-", "--comment") == _py_counts(text, " -j KUBE-SEP-", "--comment")
+    if native is not None and text.isascii():
+        got = native.line_counts(text, " -j KUBE-SEP-", "--comment")
+        lines = text.split("\n")
+        assert got[2] == any(ln[:1] in (" ", "\t") and ln for ln in lines)
+        assert got[:2] == (sum(" -j KUBE-SEP-" in ln for ln in lines),
+                           sum(" -j KUBE-SEP-" in ln and "--comment" not in ln for ln in lines))
+
+
+@needs_native
+def test_line_counts_on_the_real_dumps_chains():
+    rs = parse_iptables_save((IPT / "iptables-save.txt").read_text(), "x")
+    nat = rs.table("nat")
+    names = [n for n in nat.chains if n.startswith(("KUBE-SVC-", "KUBE-SVL-"))]
+    text, rest = check._clean_text(nat, names)
+    assert not rest and native.line_counts(text, " -j KUBE-SEP-", "--comment")[0] > 5
+    assert check._line_counts(text, " -j KUBE-SEP-", "--comment") == _py_counts(text, " -j KUBE-SEP-", "--comment")
+    with pytest.raises(TypeError):
+        native.line_counts(text, None, "x")
+
+
+def test_the_comment_count_is_the_same_on_every_path():
+    """kube-proxy's large-cluster mode (no comment on endpoint jumps) in the real
+    dump, one jump's line indented: check says the same "N of M" on every path,
+    and N and M are the dump's own counts."""
+    import re
+
+    from svcinspect.check import check_rules
+
+    text, n = re.subn(r'(-A KUBE-SVC-\S+ .*?)-m comment --comment "[^"]* -> [^"]*" ', r"\1",
+                      (IPT / "iptables-save.txt").read_text())
+    assert n > 5
+    jumps = [ln for ln in text.splitlines() if ln.startswith(("-A KUBE-SVC-", "-A KUBE-SVL-")) and " -j KUBE-SEP-" in ln]
+    bare = [ln for ln in jumps if "--comment" not in ln]
+    text = text.replace(bare[0], "  " + bare[0])
+    messages = []
+    for fast, nat in ((False, False), (True, False), (True, True)):
+        graph._SUMMARY_CACHE.clear()
+        with perf.all_fast_paths(fast), perf.native_scanner(fast and nat):
+            report = check_rules(parse_iptables_save(text, "x"))
+        messages.append([f.message for f in report.findings if f.code == "no-endpoint-comments"])
+    graph._SUMMARY_CACHE.clear()
+    assert messages[0] == messages[1] == messages[2] == [
+        f"{len(bare)} of {len(jumps)} endpoint jumps have no comment: kube-proxy's large-cluster mode "
+        "(more than 1000 endpoints) or an old release; service ports are matched by chain hash"]

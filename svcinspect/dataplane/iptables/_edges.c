@@ -22,6 +22,9 @@
  * a name being 0 when it is in ``builtins``, else that of the first (prefix,
  * rank) of ``layers`` it starts with, else 1.5 for "KUBE-" and -1 otherwise.
  *
+ * ``line_counts(text, needle, absent)`` counts lines for check's comment check
+ * (see check._line_counts).
+ *
  * Every scan is a bounded loop over a block's bytes with explicit lengths: no
  * recursion; summary's own memory (a hash table of the names' bytes, two
  * arrays of one entry per chain) is freed before it returns.
@@ -448,8 +451,63 @@ fail:
     return NULL;
 }
 
+/* Does s[0:n] hold needle[0:m]? (memchr on its first byte, then memcmp) */
+static int holds(const char *s, Py_ssize_t n, const char *needle, Py_ssize_t m)
+{
+    if (m == 0)
+        return 1;
+    Py_ssize_t i = 0;
+    while (i + m <= n) {
+        const char *p = memchr(s + i, needle[0], (size_t)(n - m - i + 1));
+        if (p == NULL)
+            return 0;
+        Py_ssize_t k = (Py_ssize_t)(p - s);
+        if (memcmp(s + k, needle, (size_t)m) == 0)
+            return 1;
+        i = k + 1;
+    }
+    return 0;
+}
+
+/* line_counts(text, needle, absent) -> (with, without, blank_start) or None
+ *
+ * Over the lines of ``text`` (split at "\n" only): how many hold ``needle``,
+ * how many of those do not hold ``absent``, and whether any line starts with
+ * a space or a tab. None when one of the three is not ASCII (the caller
+ * counts in Python; check._line_counts is the reference). */
+static PyObject *line_counts(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *text, *needle, *absent;
+    if (!PyArg_ParseTuple(args, "UUU:line_counts", &text, &needle, &absent))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(text) || !PyUnicode_IS_ASCII(needle) || !PyUnicode_IS_ASCII(absent))
+        Py_RETURN_NONE;
+    const char *s = (const char *)PyUnicode_DATA(text), *nd = (const char *)PyUnicode_DATA(needle);
+    const char *ab = (const char *)PyUnicode_DATA(absent);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), m = PyUnicode_GET_LENGTH(needle), ma = PyUnicode_GET_LENGTH(absent);
+    Py_ssize_t with = 0, without = 0, i = 0;
+    int blank = 0;
+    for (;;) {
+        const char *nl = i < n ? memchr(s + i, '\n', (size_t)(n - i)) : NULL;
+        Py_ssize_t end = nl == NULL ? n : (Py_ssize_t)(nl - s);
+        if (end > i && (s[i] == ' ' || s[i] == '\t'))
+            blank = 1;
+        if (holds(s + i, end - i, nd, m)) {
+            with++;
+            if (!holds(s + i, end - i, ab, ma))
+                without++;
+        }
+        if (nl == NULL)
+            break;
+        i = end + 1;
+    }
+    return Py_BuildValue("(nnO)", with, without, blank ? Py_True : Py_False);
+}
+
 static PyMethodDef methods[] = {
     {"edges", edges, METH_VARARGS, "chain -> its jump targets, for the chains graph._edge_pass answers."},
+    {"line_counts", line_counts, METH_VARARGS, "lines holding a needle, those of them without another, "
+                                               "a line starting blank (see check._line_counts)."},
     {"summary", summary, METH_VARARGS, "unreferenced chains, whether all targets are declared, whether every "
                                        "jump goes down the layers (see graph._summary_pass)."},
     {NULL, NULL, 0, NULL},
