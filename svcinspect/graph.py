@@ -196,9 +196,12 @@ def _jump_facts(edges: dict[str, tuple[str, ...]], is_name, known=KNOWN_TARGETS,
     every = frozenset().union(*edges.values())  # one C-level union, no Python step per rule
     declared = all(map(is_name.__contains__, every - known))
     # Every target is referenced, but for a chain that only its own rules jump to.
-    alone = [c for c, targets in edges.items() if c in targets
-             and not any(c in ts for other, ts in edges.items() if other != c)]
-    referenced = every.difference(alone) if alone else every
+    self_jumps = [c for c, targets in edges.items() if c in targets]
+    if len(self_jumps) > 16:  # (a pass per self-jump would be quadratic in a hand-made dump)
+        referenced = frozenset(t for c, targets in edges.items() for t in targets if t != c)
+    else:
+        alone = [c for c in self_jumps if not any(c in ts for other, ts in edges.items() if other != c)]
+        referenced = every.difference(alone) if alone else every
     down = True
     rank: dict[str, float] = {}
     for c, targets in edges.items():

@@ -369,3 +369,15 @@ def test_the_comment_count_is_the_same_on_every_path():
     assert messages[0] == messages[1] == messages[2] == [
         f"{len(bare)} of {len(jumps)} endpoint jumps have no comment: kube-proxy's large-cluster mode "
         "(more than 1000 endpoints) or an old release; service ports are matched by chain hash"]
+
+
+def test_many_self_jumps_stay_linear():
+    """300 chains that jump to themselves (and one that another chain jumps to):
+    the same orphans on every path, without a pass per self-jump."""
+    decl = "".join(f":KUBE-SVC-S{i:015d} - [0:0]\n" for i in range(300))
+    rules = "".join(f"-A KUBE-SVC-S{i:015d} -j KUBE-SVC-S{i:015d}\n" for i in range(300))
+    text = _BASE.replace(":KUBE-MARK-MASQ - [0:0]\n", ":KUBE-MARK-MASQ - [0:0]\n" + decl) + rules \
+        + f"-A KUBE-SVC-S{7:015d} -j KUBE-SVC-S{8:015d}\nCOMMIT\n"
+    _, unref, cycles = _same_answers(text)
+    assert [c.chain for c in unref] == [f"KUBE-SVC-S{i:015d}" for i in range(300) if i != 8]
+    assert len(cycles) == 300
