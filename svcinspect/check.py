@@ -28,6 +28,7 @@ from svcinspect.model.kube import ClusterState
 from svcinspect.model.netfilter import Family, Ruleset
 from svcinspect.model.service import EntryKind, EntryPoint, ServicePortRules
 from svcinspect.dataplane import build_service_ports
+from svcinspect.dataplane.iptables import bulk
 from svcinspect.dataplane.iptables.services import IPVS_LEFTOVER
 
 # Findings that rest on something being absent from the whole dump.
@@ -93,6 +94,7 @@ def check_rules(ruleset: Ruleset, state: ClusterState | None = None, node: str |
     # ``ports``: build_service_ports(ruleset) when the caller has it already (the exporter)
     ports = build_service_ports(ruleset) if ports is None else ports
     c = _Checker(ruleset, ports, namespace)
+    graph.edges_of(ruleset)  # one edge pass per table, for assess_input and check_graph alike
     whole = assess_input(ruleset)
     if whole.dataplane == IPVS:
         c.notes.append(whole.notes[0])
@@ -178,8 +180,10 @@ class _Checker:
 
     def check_kube_proxy_present(self) -> None:
         """A whole dump (or a live node) without any KUBE- chain: kube-proxy has programmed nothing here."""
-        from svcinspect.sources.command import LIVE_NFTABLES_MODE, LIVE_NO_KUBE_PROXY
-
+        if self.rs.notes:  # (no notes, as from a file: nothing to look for, no import of the live sources)
+            from svcinspect.sources.command import LIVE_NFTABLES_MODE, LIVE_NO_KUBE_PROXY
+        else:
+            LIVE_NFTABLES_MODE = LIVE_NO_KUBE_PROXY = None
         live_none = LIVE_NO_KUBE_PROXY in self.rs.notes
         if not live_none and (self.excerpt or not self.rs.tables or any(
                 name in t.chains for t in self.rs.tables for name in ("KUBE-SERVICES", "KUBE-PROXY-CANARY"))):
@@ -293,15 +297,17 @@ class _Checker:
             if nat is None:
                 continue
             bare = total = 0
-            for name in nat.chains:
-                # (the prefix test first: classify_chain on each of ~100k endpoint chains costs 0.2 s)
-                if not name.startswith(("KUBE-SVC-", "KUBE-SVL-")) or classify_chain(name) not in (ChainKind.SVC,
-                                                                                                   ChainKind.SVL):
-                    continue
-                for _, text in nat.raw_rules(name) or ():
-                    if " -j KUBE-SEP-" in text:
+            names = [name for name in nat.chains
+                     # (the prefix test first: classify_chain on each of ~100k endpoint chains costs 0.2 s)
+                     if name.startswith(("KUBE-SVC-", "KUBE-SVL-")) and classify_chain(name) in (ChainKind.SVC,
+                                                                                                 ChainKind.SVL)]
+            text, names = _clean_text(nat, names) if bulk.enabled() else ("", names)
+            total, bare = _line_counts(text, " -j KUBE-SEP-", "--comment")  # one text, not rule by rule
+            for name in names:
+                for _, line in nat.raw_rules(name) or ():
+                    if " -j KUBE-SEP-" in line:
                         total += 1
-                        bare += "--comment" not in text
+                        bare += "--comment" not in line
             if bare and total:
                 self.add(Severity.INFO, "no-endpoint-comments", None, family,
                          f"{bare} of {total} endpoint jumps have no comment: kube-proxy's large-cluster mode "
@@ -609,6 +615,42 @@ class _Checker:
 
 def _jumps_to(text: str, chain: str) -> bool:
     return text.endswith((f" -j {chain}", f" -g {chain}")) or f" -j {chain} " in text or f" -g {chain} " in text
+
+
+def _clean_text(table, names: list[str]) -> tuple[str, list[str]]:
+    """The rules of the chains ``names`` that are one block of whole lines, as one
+    text (its lines are their rules, before raw_rules strips blanks), and the
+    other chains (to read rule by rule)."""
+    blocks = getattr(table.chains, "blocks", None)
+    if blocks is None:
+        return "", names
+    fits, rest = [], []
+    for name in names:
+        segs = blocks(name)
+        if segs is not None and len(segs) == 1 and segs[0][1].endswith("\n"):
+            fits.append(segs[0][1])
+        else:
+            rest.append(name)
+    return "".join(fits), rest
+
+
+def _line_counts(text: str, needle: str, absent: str) -> tuple[int, int]:
+    """How many raw rules among the lines of ``text`` hold ``needle``, and how many
+    of those do not hold ``absent`` (``absent`` holds no blank, ``needle`` does
+    not end in one). Lines are read as
+    raw_rules gives them, blanks stripped; the compiled ``_edges.line_counts``
+    counts when no line starts with a blank."""
+    native = graph._native.line_counts(text, needle, absent) if graph._native is not None else None
+    if native is not None and not native[2]:
+        return native[0], native[1]
+    total = without = 0
+    for line in text.split("\n"):
+        if needle in line:
+            if line[0] in " \t" and needle not in line.strip(" \t"):
+                continue  # (raw_rules strips blanks: the needle began with the first one)
+            total += 1
+            without += absent not in line
+    return total, without
 
 
 def _raw_line(rs: Ruleset, family: Family, chain: str | None, line: int) -> str:

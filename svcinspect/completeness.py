@@ -107,7 +107,13 @@ def _batches(blocks: list[str], count: int = 2048):
 def _maybe_missing(ruleset: Ruleset) -> bool:
     """Cheap first pass: could any rule jump to an absent KUBE- chain? (one regex
     over each table's text; a quote could hide a false candidate, never a real one)"""
+    from svcinspect.graph import jumps_read, undeclared_targets
+
     for t in ruleset.tables:
+        if jumps_read(t):  # the graph's edge pass ran already (check): its exact targets
+            if undeclared_targets(t):
+                return True
+            continue
         blocks = getattr(t.chains, "raw_blocks", None)
         if blocks is None:
             return True

@@ -11,8 +11,10 @@ decoded, one by one.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
+from itertools import filterfalse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,22 @@ from svcinspect.dataplane import select_service_ports as _select
 
 if TYPE_CHECKING:
     import networkx as nx
+
+# The optional compiled edge pass (svcinspect/dataplane/iptables/_edges.c, built by
+# pip install where a C compiler is present); SVCINSPECT_NO_NATIVE=1 or
+# :func:`set_native` (svcinspect.perf) uses the pure-Python reference instead.
+try:
+    from svcinspect.dataplane.iptables import _edges as native_edges
+except ImportError:  # not built: the pure-Python pass, same answers
+    native_edges = None
+_native = native_edges if os.environ.get("SVCINSPECT_NO_NATIVE", "") in ("", "0") else None
+
+
+def set_native(on: bool) -> bool:
+    """Use the compiled edge pass (when built) or the pure-Python one; returns the old setting."""
+    global _native
+    was, _native = _native is not None, native_edges if on else None
+    return was
 
 # Chains kube-proxy and kubelet create on purpose with nothing jumping to them.
 UNREFERENCED_OK = frozenset({"KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"})
@@ -97,37 +115,174 @@ _FIRST_JUMP = re.compile(r" -[jg] ([^ \n]*)([^\n]*)$", re.M)
 _EDGE_CACHE: list[tuple[Table, dict]] = []
 
 
-def _edges(table: Table) -> dict[str, set[str]]:
-    """chain -> the names its rules jump or go to, as :func:`_scan` finds them,
-    without a tuple per rule: one regex pass per chain block of a dump shaped as
-    iptables-save prints it (``bulk``'s fast path); a chain whose lines raw_target
-    could not read alone (quotes after the flag, tabs, long options, lines without
-    a flag) is read by :func:`_scan`. Same answer either way (tests/test_perf_equivalence.py)."""
+def _edge_pass(names: list[str], segs: list) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """The fast edge pass, in pure Python (the reference of the compiled
+    ``_edges.edges``): ``segs[i]`` is the segment list of chain ``names[i]``
+    (``table.chains.blocks``). A chain that is one ASCII block of whole lines
+    without tabs or long options, each line's first ``-j``/``-g`` a name with
+    no quote or other flag after it, maps to its targets (each once, in
+    first-seen order); every other chain is returned in the slow list, in order."""
+    out: dict[str, tuple[str, ...]] = {}
+    slow: list[str] = []
+    for name, seg in zip(names, segs):
+        block = seg[0][1] if isinstance(seg, (list, tuple)) and len(seg) == 1 else None
+        if (not isinstance(block, str) or not block.endswith("\n") or not block.isascii() or "\t" in block
+                or "--jump" in block or "--goto" in block):
+            slow.append(name)
+            continue
+        found = _FIRST_JUMP.findall(block)
+        if len(found) != block.count("\n") or any(not n or n[0] == "-" or '"' in rest or " -j " in rest
+                                                   or " -g " in rest for n, rest in found):
+            slow.append(name)
+            continue
+        out[name] = tuple(dict.fromkeys([n for n, _ in found]))
+    return out, slow
+
+
+def _edges(table: Table) -> dict[str, tuple[str, ...]]:
+    """chain -> the names its rules jump or go to (each once), as :func:`_scan`
+    finds them, without a tuple per rule: one pass over the chain blocks of a
+    dump shaped as iptables-save prints it (:func:`_edge_pass`, compiled when
+    built); a chain it declines (quotes after the flag, tabs, long options,
+    lines without a flag, several runs) is read by :func:`_scan`. Computed once
+    per table for every graph question. Same answer either way
+    (tests/test_perf_equivalence.py, tests/test_perf_edges.py)."""
     for t, edges in _EDGE_CACHE:
         if t is table:
             return edges
-    out: dict[str, set[str]] = {}
-    single = getattr(table.chains, "single_blocks", None) if bulk.enabled() else None
-    slow = list(table.chains)
-    if single is not None:
-        slow = []
-        fast = {name: block for name, _, block in single("")}
-        for name in table.chains:
-            block = fast.get(name)
-            if block is None or "\t" in block or "--jump" in block or "--goto" in block:
-                slow.append(name)
-                continue
-            found = _FIRST_JUMP.findall(block)
-            if len(found) != block.count("\n") or any(not n or n[0] == "-" or '"' in rest or " -j " in rest
-                                                       or " -g " in rest for n, rest in found):
-                slow.append(name)
-                continue
-            out[name] = {n for n, _ in found}
+    blocks = getattr(table.chains, "blocks", None) if bulk.enabled() else None
+    if blocks is not None:
+        names = list(table.chains)
+        out, slow = (_native.edges if _native is not None else _edge_pass)(names, list(map(blocks, names)))
+    else:
+        out, slow = {}, list(table.chains)
+    found: dict[str, dict[str, None]] = {}
     for cname, _, _, _, target, _ in _scan(table, slow):
-        out.setdefault(cname, set()).add(target)
+        found.setdefault(cname, {})[target] = None
+    out.update((cname, tuple(targets)) for cname, targets in found.items())
     _EDGE_CACHE.insert(0, (table, out))
     del _EDGE_CACHE[4:]
     return out
+
+
+def edges_of(ruleset: Ruleset) -> None:
+    """Read the jumps of every table now (``check`` asks several questions of them)."""
+    for table in ruleset.tables:
+        _summary(table)
+
+
+def jumps_read(table: Table) -> bool:
+    """Whether the jumps of ``table`` were read already (then :func:`undeclared_targets` costs nothing)."""
+    return any(t is table for t, _ in _SUMMARY_CACHE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Summary:
+    """What check asks of a table's jumps. ``unreferenced``: the chains (in dump
+    order) no other chain jumps to; ``declared``: every target is a chain or a
+    known target; ``down``: every jump to a chain goes down kube-proxy's layers
+    (:func:`_kube_rank`), which proves there is no loop."""
+
+    unreferenced: tuple[str, ...]
+    declared: bool
+    down: bool
+
+
+def _jump_facts(edges: dict[str, tuple[str, ...]], is_name, known=KNOWN_TARGETS, builtins=None,
+                layers=None) -> tuple[frozenset[str], bool, bool]:
+    """(referenced, declared, down) of an edge map: the chains some other chain
+    jumps to, and ``declared``/``down`` as :class:`_Summary` says; ``is_name``
+    answers ``in`` for the table's chain names."""
+    every = frozenset().union(*edges.values())  # one C-level union, no Python step per rule
+    declared = all(map(is_name.__contains__, every - known))
+    # Every target is referenced, but for a chain that only its own rules jump to.
+    self_jumps = [c for c, targets in edges.items() if c in targets]
+    if len(self_jumps) > 16:  # (a pass per self-jump would be quadratic in a hand-made dump)
+        referenced = frozenset(t for c, targets in edges.items() for t in targets if t != c)
+    else:
+        alone = [c for c in self_jumps if not any(c in ts for other, ts in edges.items() if other != c)]
+        referenced = every.difference(alone) if alone else every
+    down = True
+    rank: dict[str, float] = {}
+    for c, targets in edges.items():
+        rc = None
+        for t in targets:
+            if t not in is_name:
+                continue
+            if rc is None:
+                rc = rank.get(c)
+                if rc is None:
+                    rc = rank[c] = _kube_rank(c, builtins, layers)
+            rt = rank.get(t)
+            if rt is None:
+                rt = rank[t] = _kube_rank(t, builtins, layers)
+            if not rc < rt:
+                down = False
+                break
+        if not down:
+            break
+    return referenced, declared, down
+
+
+def _summarize(edges: dict[str, tuple[str, ...]], names: list[str], known=KNOWN_TARGETS,
+               builtins=None, layers=None) -> tuple[list[str], bool, bool]:
+    """(unreferenced, declared, down) of an edge map, as :class:`_Summary` says."""
+    referenced, declared, down = _jump_facts(edges, dict.fromkeys(names).keys(), known, builtins, layers)
+    return list(filterfalse(referenced.__contains__, names)), declared, down
+
+
+def _summary_pass(names: list[str], segs: list, known=KNOWN_TARGETS, builtins=None,
+                  layers=None) -> tuple[list[str], bool, bool, list[str]]:
+    """The fast pass's answers without an edge map, in pure Python (the reference of
+    the compiled ``_edges.summary``): :func:`_summarize` of the chains
+    :func:`_edge_pass` answers, and the chains it declines."""
+    edges, slow = _edge_pass(names, segs)
+    return (*_summarize(edges, names, known, builtins, layers), slow)
+
+
+_SUMMARY_CACHE: list[tuple[Table, _Summary]] = []
+
+
+def _summary(table: Table) -> _Summary:
+    """:class:`_Summary` of ``table``, once per table: from the fast pass
+    (compiled when built) plus the declined chains read by :func:`_scan`, or,
+    with the fast paths off, from :func:`_edges` (every chain rule by rule)."""
+    for t, found in _SUMMARY_CACHE:
+        if t is table:
+            return found
+    blocks = getattr(table.chains, "blocks", None) if bulk.enabled() else None
+    names = list(table.chains)
+    if blocks is None:
+        unref, declared, down = _summarize(_edges(table), names)
+    else:
+        segs = list(map(blocks, names))
+        if _native is not None:
+            unref, declared, down, slow = _native.summary(names, segs, KNOWN_TARGETS, _BUILTINS, _FLOAT_LAYERS)
+        else:
+            unref, declared, down, slow = _summary_pass(names, segs)
+        if slow:  # the declined chains' jumps, rule by rule
+            found: dict[str, dict[str, None]] = {}
+            for cname, _, _, _, target, _ in _scan(table, slow):
+                found.setdefault(cname, {})[target] = None
+            extra = {c: tuple(ts) for c, ts in found.items()}
+            referenced, more_declared, more_down = _jump_facts(extra, _names(table))
+            unref = [n for n in unref if n not in referenced]
+            declared, down = declared and more_declared, down and more_down
+    result = _Summary(tuple(unref), declared, down)
+    _SUMMARY_CACHE.insert(0, (table, result))
+    del _SUMMARY_CACHE[4:]
+    return result
+
+
+def _names(table: Table):
+    """The table's chain names for ``in`` (a dict view when the map has one: no Python call per test)."""
+    names = getattr(table.chains, "names", None)
+    return names() if names is not None else set(table.chains)
+
+
+def undeclared_targets(table: Table) -> bool:
+    """Whether some rule of ``table`` jumps to a name that is neither a chain nor a known target."""
+    return not _summary(table).declared
 
 
 def find_dangling_jumps(ruleset: Ruleset) -> list[DanglingJump]:
@@ -136,7 +291,7 @@ def find_dangling_jumps(ruleset: Ruleset) -> list[DanglingJump]:
     out = []
     for table in ruleset.tables:
         chains = table.chains
-        if all(t in chains or t in KNOWN_TARGETS for targets in _edges(table).values() for t in targets):
+        if not undeclared_targets(table):
             continue  # nothing dangles (the usual case): no per-rule pass to say where
         for cname, _, line, text, target, _ in _jumps(table):
             if target not in chains and target not in KNOWN_TARGETS:
@@ -156,9 +311,8 @@ def find_unreferenced_chains(ruleset: Ruleset) -> list[ChainRef]:
     are not reported."""
     out = []
     for table in ruleset.tables:
-        referenced = {target for cname, targets in _edges(table).items() for target in targets if target != cname}
-        for name in table.chains:
-            if name in referenced or name in UNREFERENCED_OK or _is_builtin(table.name, name):
+        for name in _summary(table).unreferenced:
+            if name in UNREFERENCED_OK or _is_builtin(table.name, name):
                 continue
             out.append(ChainRef(table.family, table.name, name, table.chains[name].line))
     out.sort(key=lambda c: (int(c.family), c.table, c.line, c.chain))
@@ -174,11 +328,10 @@ def find_cycles(ruleset: Ruleset) -> list[list[str]]:
     """
     out: list[list[str]] = []
     for table in ruleset.tables:
+        if bulk.enabled() and _summary(table).down:
+            continue  # every jump goes down kube-proxy's layers: no loop is possible
         names = set(table.chains)
         edges = {(cname, target) for cname, targets in _edges(table).items() for target in targets if target in names}
-        rank = {name: _kube_rank(name) for name in names}
-        if all(rank[c] < rank[t] for c, t in edges):
-            continue  # every jump goes down kube-proxy's layers: no loop is possible
         # Peel off jumps into chains that lead nowhere (kube-proxy's graph is a DAG),
         # so only loops and what feeds them remain: a chain whose every jump leads to
         # a peeled chain is peeled too. A work list makes this linear in the jumps
@@ -221,16 +374,19 @@ _LAYERS = (("KUBE-SERVICES", 1), ("KUBE-NODEPORTS", 2), ("KUBE-FW-", 3), ("KUBE-
            ("KUBE-SVC-", 6), ("KUBE-SVL-", 6), ("KUBE-SEP-", 7), ("KUBE-MARK-", 8))
 
 
-def _kube_rank(name: str) -> float:
-    if name in _BUILTINS:
+def _kube_rank(name: str, builtins=None, layers=None) -> float:
+    if name in (_BUILTINS if builtins is None else builtins):
         return 0
-    for prefix, n in _LAYERS:
+    if layers is None and not name.startswith("KUBE-"):
+        return -1  # (every one of _LAYERS starts so)
+    for prefix, n in (_LAYERS if layers is None else layers):
         if name.startswith(prefix):
             return n
     return 1.5 if name.startswith("KUBE-") else -1  # kube-proxy's other chains jump only to targets
 
 
 _BUILTINS = frozenset(c for chains in BUILTIN_CHAINS.values() for c in chains)
+_FLOAT_LAYERS = tuple((prefix, float(n)) for prefix, n in _LAYERS)
 
 
 def chains_of_service(ruleset: Ruleset, key: str, family: Family = Family.V4) -> set[str]:

@@ -1,0 +1,525 @@
+/* Optional compiled edge pass for svcinspect.graph (the pure-Python functions
+ * graph._edge_pass and graph._summary_pass are the reference and the fallback;
+ * tests/test_perf_edges.py compares the two).
+ *
+ *   edges(names, segs)   -> ({chain: (targets...)}, [slow chains])
+ *   summary(names, segs, known, builtins, layers)
+ *                        -> (unreferenced, declared, down, [slow chains])
+ *
+ * ``names`` is a list of chain names, ``segs`` the list of their segment lists
+ * as the parser cut them (``[(first line, block)]``, one entry per run of
+ * rules). A chain is answered when it is one ASCII block of whole lines
+ * without a tab, "--jump" or "--goto", and every line's first " -j " or " -g "
+ * is followed by a name that does not start with "-" and by a tail with no
+ * quote and no other " -j "/" -g ". Any other chain goes to the slow list, in
+ * order, for the general reader (that changes time, never answers).
+ *
+ * ``edges`` maps each answered chain to the tuple of its targets, each once,
+ * in first-seen order. ``summary`` answers the graph questions of check
+ * without a str per rule: the names no answered chain other than themselves
+ * jumps to; whether every target is a name or in ``known``; and whether every
+ * jump to a name goes from a lower rank to a strictly higher one, the rank of
+ * a name being 0 when it is in ``builtins``, else that of the first (prefix,
+ * rank) of ``layers`` it starts with, else 1.5 for "KUBE-" and -1 otherwise.
+ *
+ * ``line_counts(text, needle, absent)`` counts lines for check's comment check
+ * (see check._line_counts).
+ *
+ * Every scan is a bounded loop over a block's bytes with explicit lengths: no
+ * recursion; summary's own memory (a hash table of the names' bytes, two
+ * arrays of one entry per chain) is freed before it returns.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* The block of a chain answered by the fast pass, or NULL (segs not one
+ * (int, str) run, not ASCII, not ending in a newline). Borrowed. */
+static PyObject *single_block(PyObject *segs)
+{
+    PyObject *seg;
+    if (PyList_Check(segs) && PyList_GET_SIZE(segs) == 1)
+        seg = PyList_GET_ITEM(segs, 0);
+    else if (PyTuple_Check(segs) && PyTuple_GET_SIZE(segs) == 1)
+        seg = PyTuple_GET_ITEM(segs, 0);
+    else
+        return NULL;
+    if (!PyTuple_Check(seg) || PyTuple_GET_SIZE(seg) != 2)
+        return NULL;
+    PyObject *block = PyTuple_GET_ITEM(seg, 1);
+    if (!PyUnicode_Check(block) || PyUnicode_READY(block) < 0 || !PyUnicode_IS_ASCII(block))
+        return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(block);
+    if (n == 0 || ((const char *)PyUnicode_DATA(block))[n - 1] != '\n')
+        return NULL;
+    return block;
+}
+
+/* The last targets seen, by a hash of their bytes: most rules jump to a few
+ * names (KUBE-MARK-MASQ, DNAT), read without making a str to look them up.
+ * Borrowed from ``cache``, which outlives it. */
+#define RECENT 64
+
+static size_t bytes_hash(const char *s, Py_ssize_t len)
+{
+    size_t h = 2166136261u;  /* FNV-1a */
+    for (Py_ssize_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h & (RECENT - 1);
+}
+
+/* Append the target s[0:len] to found, once: ``cache`` maps a name to one
+ * shared str (the chain names, then every target seen). Returns 0, or -1
+ * with an exception set. */
+static int add_target(PyObject *cache, PyObject **recent, PyObject *found, const char *s, Py_ssize_t len)
+{
+    size_t slot = bytes_hash(s, len);
+    PyObject *name = recent[slot];
+    if (name == NULL || PyUnicode_GET_LENGTH(name) != len || memcmp(PyUnicode_DATA(name), s, (size_t)len) != 0) {
+        PyObject *fresh = PyUnicode_DecodeASCII(s, len, NULL);
+        if (fresh == NULL)
+            return -1;
+        name = PyDict_SetDefault(cache, fresh, fresh);  /* borrowed */
+        Py_DECREF(fresh);
+        if (name == NULL)
+            return -1;
+        /* a cached chain name that is not ASCII cannot equal ASCII bytes: only ASCII ones are kept */
+        recent[slot] = PyUnicode_IS_ASCII(name) ? name : NULL;
+    }
+    Py_ssize_t k = PyList_GET_SIZE(found);
+    for (Py_ssize_t j = 0; j < k; j++)  /* interned: identity is equality */
+        if (PyList_GET_ITEM(found, j) == name)
+            return 0;
+    return PyList_Append(found, name);
+}
+
+/* The position of the next ``c`` in s[from:end], or -1; ``*cached`` keeps the
+ * last answer (-1: none left, NOT_YET: search), so each letter of a line is
+ * looked for with memchr once per hit: 'j' and 'g' are rare in rules. */
+#define NOT_YET (-2)
+static Py_ssize_t next_of(const char *s, char c, Py_ssize_t from, Py_ssize_t end, Py_ssize_t *cached)
+{
+    if (*cached == -1 || *cached >= from)
+        return *cached;
+    const char *p = from < end ? memchr(s + from, c, (size_t)(end - from)) : NULL;
+    *cached = p == NULL ? -1 : (Py_ssize_t)(p - s);
+    return *cached;
+}
+
+/* The target of the line s[i:end] as the fast pass reads it: 1 and its
+ * bounds in *a, *b, or 0 when the pass declines the line. Every 'j' and 'g'
+ * of the line is looked at: "--jump" or "--goto" declines; " -j " / " -g " is
+ * a flag, and the line must hold exactly one (a second one would sit in the
+ * tail after the first one's name); the name must not be empty or start with
+ * "-", and no quote may follow it. */
+static int line_target(const char *s, Py_ssize_t i, Py_ssize_t end, Py_ssize_t *a, Py_ssize_t *b)
+{
+    Py_ssize_t f = -1, nj = NOT_YET, ng = NOT_YET, k = i;
+    for (;;) {
+        Py_ssize_t j = next_of(s, 'j', k, end, &nj), g = next_of(s, 'g', k, end, &ng);
+        k = j < 0 ? g : g < 0 ? j : j < g ? j : g;
+        if (k < 0)
+            break;
+        if (k - 2 >= i && s[k - 2] == '-' && s[k - 1] == '-' && k + 4 <= end
+            && memcmp(s + k + 1, s[k] == 'j' ? "ump" : "oto", 3) == 0)
+            return 0;
+        if (k - 2 >= i && s[k - 2] == ' ' && s[k - 1] == '-' && k + 1 < end && s[k + 1] == ' ') {
+            if (f >= 0)
+                return 0;
+            f = k - 2;
+        }
+        k++;
+    }
+    if (f < 0)
+        return 0;
+    Py_ssize_t x = f + 4, y = x;
+    while (y < end && s[y] != ' ')
+        y++;
+    if (y == x || s[x] == '-' || (y < end && memchr(s + y, '"', (size_t)(end - y)) != NULL))
+        return 0;
+    *a = x;
+    *b = y;
+    return 1;
+}
+
+/* The targets of one block (a list), or Py_None (borrowed, not answered), or NULL on error. */
+static PyObject *block_targets(PyObject *cache, PyObject **recent, PyObject *block)
+{
+    const char *s = (const char *)PyUnicode_DATA(block);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(block);
+    if (memchr(s, '\t', (size_t)n) != NULL)
+        return Py_None;
+    PyObject *found = PyList_New(0);
+    if (found == NULL)
+        return NULL;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        const char *nl = memchr(s + i, '\n', (size_t)(n - i));
+        Py_ssize_t end = nl == NULL ? n : (Py_ssize_t)(nl - s);  /* the block ends in "\n": never NULL */
+        Py_ssize_t a, b;
+        if (!line_target(s, i, end, &a, &b))
+            goto decline;
+        if (add_target(cache, recent, found, s + a, b - a) < 0) {
+            Py_DECREF(found);
+            return NULL;
+        }
+        i = end + 1;
+    }
+    return found;
+decline:
+    Py_DECREF(found);
+    return Py_None;
+}
+
+static PyObject *edges(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *names, *segs;
+    if (!PyArg_ParseTuple(args, "O!O!:edges", &PyList_Type, &names, &PyList_Type, &segs))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(names);
+    if (PyList_GET_SIZE(segs) != count) {
+        PyErr_SetString(PyExc_TypeError, "edges() takes two lists of the same length");
+        return NULL;
+    }
+    for (Py_ssize_t c = 0; c < count; c++) {
+        if (!PyUnicode_Check(PyList_GET_ITEM(names, c))) {
+            PyErr_SetString(PyExc_TypeError, "edges() takes a list of str names");
+            return NULL;
+        }
+    }
+    PyObject *recent[RECENT] = {NULL};
+    PyObject *cache = PyDict_New(), *out = PyDict_New(), *slow = PyList_New(0);
+    if (cache == NULL || out == NULL || slow == NULL)
+        goto fail;
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *name = PyList_GET_ITEM(names, c);
+        if (PyDict_SetDefault(cache, name, name) == NULL)
+            goto fail;
+    }
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *name = PyList_GET_ITEM(names, c);
+        PyObject *block = single_block(PyList_GET_ITEM(segs, c));
+        PyObject *found = block == NULL ? Py_None : block_targets(cache, recent, block);
+        if (found == NULL)
+            goto fail;
+        if (found == Py_None) {
+            if (PyList_Append(slow, name) < 0)
+                goto fail;
+            continue;
+        }
+        PyObject *t = PyList_AsTuple(found);
+        Py_DECREF(found);
+        if (t == NULL || PyDict_SetItem(out, name, t) < 0) {
+            Py_XDECREF(t);
+            goto fail;
+        }
+        Py_DECREF(t);
+    }
+    Py_DECREF(cache);
+    return Py_BuildValue("(NN)", out, slow);
+fail:
+    Py_XDECREF(cache);
+    Py_XDECREF(out);
+    Py_XDECREF(slow);
+    return NULL;
+}
+
+/* *out = the rank of ``name``; returns 0, or -1 with an exception set. */
+static int rank(PyObject *name, PyObject *builtins, PyObject *layers, double *out)
+{
+    int b = PySet_Contains(builtins, name);
+    if (b < 0)
+        return -1;
+    *out = 0;
+    if (b)
+        return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+    int ascii = PyUnicode_IS_ASCII(name);
+    const char *s = ascii ? (const char *)PyUnicode_DATA(name) : NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(layers);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *layer = PyTuple_GET_ITEM(layers, i);
+        PyObject *prefix = PyTuple_GET_ITEM(layer, 0);
+        Py_ssize_t m = PyUnicode_GET_LENGTH(prefix);
+        int hit;
+        if (ascii && PyUnicode_IS_ASCII(prefix)) {
+            hit = m <= n && memcmp(s, PyUnicode_DATA(prefix), (size_t)m) == 0;
+        } else {
+            Py_ssize_t r = PyUnicode_Tailmatch(name, prefix, 0, PY_SSIZE_T_MAX, -1);
+            if (r < 0)
+                return -1;
+            hit = r > 0;
+        }
+        if (hit) {
+            *out = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(layer, 1));
+            return 0;
+        }
+    }
+    if (ascii) {
+        *out = n >= 5 && memcmp(s, "KUBE-", 5) == 0 ? 1.5 : -1;
+        return 0;
+    }
+    PyObject *kube = PyUnicode_FromString("KUBE-");
+    if (kube == NULL)
+        return -1;
+    Py_ssize_t r = PyUnicode_Tailmatch(name, kube, 0, PY_SSIZE_T_MAX, -1);
+    Py_DECREF(kube);
+    if (r < 0)
+        return -1;
+    *out = r > 0 ? 1.5 : -1;
+    return 0;
+}
+
+/* An open-addressing table of names by their bytes: the chain names (kind
+ * NAME, with their index and rank) and the known targets (kind KNOWN), so
+ * that a target read from a rule is looked up without making a str. */
+enum { EMPTY = 0, NAME = 1, KNOWN = 2 };
+
+typedef struct {
+    const char *s;
+    Py_ssize_t len;
+    Py_ssize_t index;
+    double rank;
+    int kind;
+} slot_t;
+
+typedef struct {
+    slot_t *slots;
+    size_t mask;
+} table_t;
+
+static size_t fnv(const char *s, Py_ssize_t len)
+{
+    size_t h = 1469598103934665603ull;  /* FNV-1a, 64-bit */
+    for (Py_ssize_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static slot_t *lookup(table_t *t, const char *s, Py_ssize_t len)
+{
+    size_t i = fnv(s, len) & t->mask;
+    for (;;) {  /* the table is at most half full: an empty slot is always reached */
+        slot_t *e = &t->slots[i];
+        if (e->kind == EMPTY || (e->len == len && memcmp(e->s, s, (size_t)len) == 0))
+            return e;
+        i = (i + 1) & t->mask;
+    }
+}
+
+/* summary(names, segs, known, builtins, layers)
+ *     -> (unreferenced, declared, down, slow)
+ *
+ * The answers graph._summary_pass gives, from the chains ``edges`` answers
+ * (the others are in ``slow``, in order, for the caller to add):
+ * ``unreferenced``: the names, in order, that no answered chain other than
+ * themselves jumps to; ``declared``: every target of an answered chain is in
+ * ``names`` or ``known``; ``down``: every such jump to a name goes from a
+ * lower rank to a strictly higher one (the rank: see the top of this file). */
+static PyObject *summary(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *names, *segs, *known, *builtins, *layers;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!:summary", &PyList_Type, &names, &PyList_Type, &segs,
+                          &PyFrozenSet_Type, &known, &PyFrozenSet_Type, &builtins, &PyTuple_Type, &layers))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(names);
+    if (PyList_GET_SIZE(segs) != count) {
+        PyErr_SetString(PyExc_TypeError, "summary() takes two lists of the same length");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(layers); i++) {
+        PyObject *layer = PyTuple_GET_ITEM(layers, i);
+        if (!PyTuple_Check(layer) || PyTuple_GET_SIZE(layer) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(layer, 0))
+            || !PyFloat_Check(PyTuple_GET_ITEM(layer, 1))) {
+            PyErr_SetString(PyExc_TypeError, "summary() takes layers as ((str prefix, float rank), ...)");
+            return NULL;
+        }
+    }
+    for (Py_ssize_t c = 0; c < count; c++) {
+        if (!PyUnicode_Check(PyList_GET_ITEM(names, c))) {
+            PyErr_SetString(PyExc_TypeError, "summary() takes a list of str names");
+            return NULL;
+        }
+    }
+    Py_ssize_t n_known = PySet_GET_SIZE(known);
+    size_t size = 16;
+    while (size < 2 * (size_t)(count + n_known) + 2)
+        size <<= 1;
+    table_t t = {PyMem_Calloc(size, sizeof(slot_t)), size - 1};
+    double *ranks = PyMem_Calloc((size_t)count + 1, sizeof(double));
+    char *referenced = PyMem_Calloc((size_t)count + 1, 1);
+    Py_ssize_t cap = 64, *found = PyMem_Malloc(sizeof(Py_ssize_t) * 2 * 64);  /* (start, end) of each target */
+    PyObject *unref = NULL, *slow = NULL;
+    if (t.slots == NULL || ranks == NULL || referenced == NULL || found == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *name = PyList_GET_ITEM(names, c);
+        if (rank(name, builtins, layers, &ranks[c]) < 0)
+            goto fail;
+        if (!PyUnicode_IS_ASCII(name))
+            continue;  /* never the target of an ASCII block */
+        const char *ns = (const char *)PyUnicode_DATA(name);
+        slot_t *e = lookup(&t, ns, PyUnicode_GET_LENGTH(name));
+        if (e->kind == EMPTY)
+            *e = (slot_t){ns, PyUnicode_GET_LENGTH(name), c, ranks[c], NAME};
+    }
+    {
+        PyObject *it = PyObject_GetIter(known), *k;
+        if (it == NULL)
+            goto fail;
+        while ((k = PyIter_Next(it)) != NULL) {
+            if (PyUnicode_Check(k) && PyUnicode_IS_ASCII(k)) {  /* (anything else cannot equal an ASCII target) */
+                const char *ks = (const char *)PyUnicode_DATA(k);
+                slot_t *e = lookup(&t, ks, PyUnicode_GET_LENGTH(k));
+                if (e->kind == EMPTY)  /* the frozenset holds k: its bytes outlive the call */
+                    *e = (slot_t){ks, PyUnicode_GET_LENGTH(k), -1, 0, KNOWN};
+            }
+            Py_DECREF(k);
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred())
+            goto fail;
+    }
+    slow = PyList_New(0);
+    if (slow == NULL)
+        goto fail;
+    int declared = 1, down = 1;
+    for (Py_ssize_t c = 0; c < count; c++) {
+        PyObject *block = single_block(PyList_GET_ITEM(segs, c));
+        int ok = block != NULL;
+        Py_ssize_t n_found = 0;
+        if (ok) {
+            const char *s = (const char *)PyUnicode_DATA(block);
+            Py_ssize_t n = PyUnicode_GET_LENGTH(block), i = 0;
+            ok = memchr(s, '\t', (size_t)n) == NULL;
+            /* The block's targets are only counted once all its lines are read. */
+            while (ok && i < n) {
+                const char *nl = memchr(s + i, '\n', (size_t)(n - i));
+                Py_ssize_t end = nl == NULL ? n : (Py_ssize_t)(nl - s);
+                Py_ssize_t a, b;
+                ok = line_target(s, i, end, &a, &b);
+                if (ok) {
+                    if (n_found == cap) {
+                        Py_ssize_t *grown = PyMem_Realloc(found, sizeof(Py_ssize_t) * 2 * (size_t)(cap *= 2));
+                        if (grown == NULL) {
+                            PyErr_NoMemory();
+                            goto fail;
+                        }
+                        found = grown;
+                    }
+                    found[2 * n_found] = a;
+                    found[2 * n_found + 1] = b;
+                    n_found++;
+                }
+                i = end + 1;
+            }
+            for (Py_ssize_t j = 0; ok && j < n_found; j++) {
+                slot_t *e = lookup(&t, s + found[2 * j], found[2 * j + 1] - found[2 * j]);
+                if (e->kind == NAME) {
+                    if (e->index != c)
+                        referenced[e->index] = 1;
+                    if (!(ranks[c] < e->rank))
+                        down = 0;
+                } else if (e->kind == EMPTY) {
+                    declared = 0;
+                }
+            }
+        }
+        if (!ok && PyList_Append(slow, PyList_GET_ITEM(names, c)) < 0)
+            goto fail;
+    }
+    unref = PyList_New(0);
+    if (unref == NULL)
+        goto fail;
+    for (Py_ssize_t c = 0; c < count; c++)
+        if (!referenced[c] && PyList_Append(unref, PyList_GET_ITEM(names, c)) < 0)
+            goto fail;
+    PyMem_Free(t.slots);
+    PyMem_Free(ranks);
+    PyMem_Free(referenced);
+    PyMem_Free(found);
+    return Py_BuildValue("(NOON)", unref, declared ? Py_True : Py_False, down ? Py_True : Py_False, slow);
+fail:
+    PyMem_Free(t.slots);
+    PyMem_Free(ranks);
+    PyMem_Free(referenced);
+    PyMem_Free(found);
+    Py_XDECREF(unref);
+    Py_XDECREF(slow);
+    return NULL;
+}
+
+/* Does s[0:n] hold needle[0:m]? (memchr on its first byte, then memcmp) */
+static int holds(const char *s, Py_ssize_t n, const char *needle, Py_ssize_t m)
+{
+    if (m == 0)
+        return 1;
+    Py_ssize_t i = 0;
+    while (i + m <= n) {
+        const char *p = memchr(s + i, needle[0], (size_t)(n - m - i + 1));
+        if (p == NULL)
+            return 0;
+        Py_ssize_t k = (Py_ssize_t)(p - s);
+        if (memcmp(s + k, needle, (size_t)m) == 0)
+            return 1;
+        i = k + 1;
+    }
+    return 0;
+}
+
+/* line_counts(text, needle, absent) -> (with, without, blank_start) or None
+ *
+ * Over the lines of ``text`` (split at "\n" only): how many hold ``needle``,
+ * how many of those do not hold ``absent``, and whether any line starts with
+ * a space or a tab. None when one of the three is not ASCII (the caller
+ * counts in Python; check._line_counts is the reference). */
+static PyObject *line_counts(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *text, *needle, *absent;
+    if (!PyArg_ParseTuple(args, "UUU:line_counts", &text, &needle, &absent))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(text) || !PyUnicode_IS_ASCII(needle) || !PyUnicode_IS_ASCII(absent))
+        Py_RETURN_NONE;
+    const char *s = (const char *)PyUnicode_DATA(text), *nd = (const char *)PyUnicode_DATA(needle);
+    const char *ab = (const char *)PyUnicode_DATA(absent);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), m = PyUnicode_GET_LENGTH(needle), ma = PyUnicode_GET_LENGTH(absent);
+    Py_ssize_t with = 0, without = 0, i = 0;
+    int blank = 0;
+    for (;;) {
+        const char *nl = i < n ? memchr(s + i, '\n', (size_t)(n - i)) : NULL;
+        Py_ssize_t end = nl == NULL ? n : (Py_ssize_t)(nl - s);
+        if (end > i && (s[i] == ' ' || s[i] == '\t'))
+            blank = 1;
+        if (holds(s + i, end - i, nd, m)) {
+            with++;
+            if (!holds(s + i, end - i, ab, ma))
+                without++;
+        }
+        if (nl == NULL)
+            break;
+        i = end + 1;
+    }
+    return Py_BuildValue("(nnO)", with, without, blank ? Py_True : Py_False);
+}
+
+static PyMethodDef methods[] = {
+    {"edges", edges, METH_VARARGS, "chain -> its jump targets, for the chains graph._edge_pass answers."},
+    {"line_counts", line_counts, METH_VARARGS, "lines holding a needle, those of them without another, "
+                                               "a line starting blank (see check._line_counts)."},
+    {"summary", summary, METH_VARARGS, "unreferenced chains, whether all targets are declared, whether every "
+                                       "jump goes down the layers (see graph._summary_pass)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "svcinspect.dataplane.iptables._edges",
+    "Optional compiled edge pass for svcinspect.graph (the pure-Python code is the fallback).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__edges(void)
+{
+    return PyModule_Create(&module);
+}
