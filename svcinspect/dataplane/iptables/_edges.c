@@ -288,17 +288,18 @@ typedef struct {
     size_t mask;
 } table_t;
 
-static size_t fnv(const char *s, Py_ssize_t len)
+/* Python's own keyed bytes hash (SipHash, seeded per process): chain names
+ * come from the input, and with a fixed hash (FNV) names made to collide in
+ * the table's low bits made every lookup a walk of one long run (32768 such
+ * names: 7 s instead of a fraction of one). For ASCII it equals hash(str). */
+static size_t name_hash(const char *s, Py_ssize_t len)
 {
-    size_t h = 1469598103934665603ull;  /* FNV-1a, 64-bit */
-    for (Py_ssize_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
+    return (size_t)_Py_HashBytes(s, len);
 }
 
 static slot_t *lookup(table_t *t, const char *s, Py_ssize_t len)
 {
-    size_t i = fnv(s, len) & t->mask;
+    size_t i = name_hash(s, len) & t->mask;
     for (;;) {  /* the table is at most half full: an empty slot is always reached */
         slot_t *e = &t->slots[i];
         if (e->kind == EMPTY || (e->len == len && memcmp(e->s, s, (size_t)len) == 0))
