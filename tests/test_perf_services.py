@@ -1,0 +1,197 @@
+"""The fast paths of ``services`` give the answers of their pure-Python references.
+
+- ``_scan.uniform_shares`` (compiled) against ``bulk._uniform_shares`` on every
+  cascade of every fixture and of the real dump, and on hand-made cascades that
+  must be declined (a missing or DNAT-less endpoint chain, a comment that
+  disagrees with the DNAT, a cascade not yet known or known to be uneven);
+- ``services._fast_shares`` against ``services._uniform_endpoint_shares``
+  (what ``_finish`` used before), with either scanner;
+- ``kubeproxy.hash16`` against base64's own base32 encoder.
+
+The whole-command comparisons (every command, fast paths on and off) are in
+test_perf_equivalence.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import FIXTURES, IPT
+from svcinspect import perf
+from svcinspect.dataplane.iptables import bulk, services
+from svcinspect.dataplane.iptables.kubeproxy import hash16
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
+from svcinspect.model.service import EndpointShare
+
+native = bulk.native_scanner
+needs_native = pytest.mark.skipif(native is None, reason="the compiled scanner svcinspect.dataplane.iptables._scan is not "
+                                                         "built (no C compiler at install time?): nothing to compare")
+
+RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules"))
+SEP = "KUBE-SEP-ABCDEFGHIJKLMN%02d"
+
+
+def _scans():
+    """(fixture, NatScan) of every nat table the bulk pass reads."""
+    for path in [*RULES, IPT / "iptables-save.txt"]:
+        try:
+            rs = parse_iptables_save(path.read_text(errors="replace"), path.name)
+        except Exception:  # not a dump (a README, an nft ruleset): nothing to scan
+            continue
+        for table in rs.tables:
+            if table.name == "nat":
+                scan = bulk.scan_nat(table)
+                if scan is not None and scan.cascades:
+                    yield path.name, scan
+
+
+def _known(rows_list) -> dict:
+    """What ``services._fast_shares`` learns: every cascade's share or None."""
+    known: dict = {}
+    for rows in rows_list:
+        cascade = [r for r in rows if r[4] is None]
+        if cascade:
+            probs = tuple(r[3] for r in cascade)
+            known[probs] = services._one_in(len(probs)) if services._uniform_probabilities(probs) else None
+    return known
+
+
+def _same(a, b) -> None:
+    """Equal answers, and the share the very object both were given (the JSON
+    renderer caches by object)."""
+    assert a == b
+    if a is not None and a[0] is not None:
+        assert [type(e) for e in a[0]] == [EndpointShare] * len(a[0])
+        assert all(x.share is y.share for x, y in zip(a[0], b[0]))
+
+
+SCANS = list(_scans())
+
+
+def test_fixtures_have_cascades_to_compare():
+    assert len(SCANS) > 5
+    assert sum(len(scan.cascades) for _, scan in SCANS) > 50
+
+
+@needs_native
+@pytest.mark.parametrize("name,scan", SCANS, ids=[n for n, _ in SCANS])
+def test_compiled_uniform_shares_on_every_fixture_cascade(name, scan):
+    known = _known(scan.cascades.values())
+    answered = 0
+    for chain, rows in scan.cascades.items():
+        for k in (known, {}):  # learnt, and not yet known
+            py = bulk._uniform_shares(rows, scan.dnat, EndpointShare, k)
+            c = native.uniform_shares(rows, scan.dnat, EndpointShare, k)
+            _same(c, py)
+            answered += py is not None and py[0] is not None
+    assert answered or name != "iptables-save.txt"
+
+
+def _rows(n, probs=None, said=None, affinity=None):
+    probs = probs or [f"{1 / (n - i):.10f}"[:12] if i < n - 1 else None for i in range(n)]
+    rows = [(SEP % i, 10 + i, None, probs[i], None, said[i] if said else f"10.0.0.{i}:80") for i in range(n)]
+    if affinity is not None:
+        rows = [(SEP % i, 1 + i, None, None, affinity, None) for i in range(n)] + rows
+    return rows
+
+
+def _dnat(n):
+    return {SEP % i: f"10.0.0.{i}:80" for i in range(n)}
+
+
+KUBE_PROXY_3 = ["0.33333333349", "0.50000000000", None]  # what kube-proxy prints for 3 endpoints
+
+
+def _cases():
+    third = services._one_in(3)
+    known = {tuple(KUBE_PROXY_3): third, ("0.90000000000", "0.50000000000", None): None}
+    rows = _rows(3, KUBE_PROXY_3)
+    missing = _dnat(3)
+    del missing[SEP % 1]
+    no_dnat = dict(_dnat(3), **{SEP % 2: None})
+    yield "uniform", rows, _dnat(3), known
+    yield "affinity", _rows(3, KUBE_PROXY_3, affinity=10800), _dnat(3), known
+    yield "affinity-last-wins", [(SEP % 0, 1, None, None, 5, None)] + _rows(3, KUBE_PROXY_3, affinity=7), _dnat(3), known
+    yield "only-affinity", [(SEP % 0, 1, None, None, 5, None)], _dnat(3), known
+    yield "empty", [], _dnat(3), known
+    yield "not-yet-known", rows, _dnat(3), {}
+    yield "uneven", _rows(3, ["0.90000000000", "0.50000000000", None]), _dnat(3), known
+    yield "sep-not-read", rows, missing, known
+    yield "sep-without-dnat", rows, no_dnat, known
+    yield "comment-disagrees", _rows(3, KUBE_PROXY_3, said=["10.0.0.0:80", "10.9.9.9:80", None]), _dnat(3), known
+    yield "comment-empty-or-none", _rows(3, KUBE_PROXY_3, said=["", None, "10.0.0.2:80"]), _dnat(3), known
+    yield "one-endpoint", _rows(1, [None]), _dnat(1), {(None,): services._one_in(1)}
+
+
+CASES = list(_cases())
+
+
+@pytest.mark.parametrize("name,rows,dnat,known", CASES, ids=[c[0] for c in CASES])
+def test_reference_uniform_shares(name, rows, dnat, known):
+    """What the reference answers, case by case (the compiled one must agree below)."""
+    got = bulk._uniform_shares(rows, dnat, EndpointShare, known)
+    if name in ("uniform", "affinity", "affinity-last-wins", "comment-empty-or-none", "one-endpoint"):
+        shares, affinity = got
+        n = len([r for r in rows if r[4] is None])
+        assert [e.endpoint for e in shares] == [dnat[SEP % i] for i in range(n)]
+        assert all(e.share == Fraction(1, n) for e in shares)
+        assert affinity == {"affinity": 10800, "affinity-last-wins": 7}.get(name)
+    elif name == "not-yet-known":
+        assert got == (None, tuple(KUBE_PROXY_3))
+    else:
+        assert got is None
+
+
+@needs_native
+@pytest.mark.parametrize("name,rows,dnat,known", CASES, ids=[c[0] for c in CASES])
+def test_compiled_uniform_shares_hand_made(name, rows, dnat, known):
+    _same(native.uniform_shares(rows, dnat, EndpointShare, known),
+          bulk._uniform_shares(rows, dnat, EndpointShare, known))
+
+
+@needs_native
+@pytest.mark.parametrize("args", [
+    (None, {}, EndpointShare, {}), ([], None, EndpointShare, {}), ([], {}, EndpointShare, None),
+    ([(1, 2)], {}, EndpointShare, {}), ([("a",) * 7], {}, EndpointShare, {}), ([[1, 2, 3, 4, 5, 6]], {}, EndpointShare, {}),
+    (_rows(3, KUBE_PROXY_3), _dnat(3), int, {tuple(KUBE_PROXY_3): Fraction(1, 3)}),
+    (_rows(3, KUBE_PROXY_3), _dnat(3), tuple, {tuple(KUBE_PROXY_3): Fraction(1, 3)}),
+    (_rows(3, KUBE_PROXY_3), _dnat(3), "EndpointShare", {}),
+])
+def test_compiled_uniform_shares_wrong_arguments(args):
+    with pytest.raises(TypeError):
+        native.uniform_shares(*args)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("name,scan", SCANS, ids=[n for n, _ in SCANS])
+def test_fast_shares_is_uniform_endpoint_shares(name, scan, compiled):
+    """``_finish``'s per-port answer through the fast function equals the one
+    before it, for every cascade of every fixture (warnings included)."""
+    if compiled and native is None:
+        pytest.skip("the compiled scanner is not built")
+    services._CASCADE_SHARES.clear()
+    with perf.native_scanner(compiled):
+        scan.shares = bulk.uniform_shares()
+        for chain, rows in scan.cascades.items():
+            for _ in range(2):  # first unknown, then learnt
+                got = services._fast_shares(scan, rows, "tcp")
+                want = services._uniform_endpoint_shares(rows, scan.dnat, "tcp")
+                assert got == want, chain
+
+
+@given(st.text(max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_hash16_is_base32_of_sha256(text):
+    want = base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+    assert hash16(text) == want
+
+
+def test_hash16_known_names():
+    assert hash16("ns1/svc1:p80" + "tcp") == "XPGD46QRK7WJZT7O"
+    assert hash16("") == base64.b32encode(hashlib.sha256(b"").digest()).decode()[:16]
