@@ -195,3 +195,32 @@ def test_hash16_is_base32_of_sha256(text):
 def test_hash16_known_names():
     assert hash16("ns1/svc1:p80" + "tcp") == "XPGD46QRK7WJZT7O"
     assert hash16("") == base64.b32encode(hashlib.sha256(b"").digest()).decode()[:16]
+
+
+def _old_summary(endpoints) -> str:
+    """render.text.endpoints_summary's uniform/uneven part as it was written
+    before the share texts were cached (a set of the shares, str of the one)."""
+    from svcinspect.render.text import pct
+    shares = {e.share for e in endpoints}
+    if len(shares) == 1:
+        share = next(iter(shares))
+        return f"{len(endpoints)} ({share} each)" if len(endpoints) > 1 else "1 (all)"
+    return f"{len(endpoints)} (" + " / ".join(pct(e.share) for e in endpoints) + ")"
+
+
+def _eps(*shares):
+    return tuple(EndpointShare(f"10.0.0.{i}:80", SEP % i, s, None, i) for i, s in enumerate(shares))
+
+
+@pytest.mark.parametrize("endpoints", [
+    _eps(*[Fraction(1, 3)] * 3), _eps(*[services._one_in(4)] * 4), _eps(Fraction(1, 2), Fraction(1, 2)),
+    _eps(Fraction(1, 2), Fraction(1, 4), Fraction(1, 4)), _eps(Fraction(1)), _eps(Fraction(1, 3), Fraction(2, 3)),
+    _eps(Fraction(1, 3), Fraction(1, 3), Fraction(1, 6)), _eps(*[Fraction(1, 10)] * 10),
+], ids=["same-object", "one-in", "equal-objects", "uneven", "one", "two-shares", "tail-differs", "ten"])
+def test_endpoint_summary_is_what_it_was(endpoints):
+    from svcinspect.model.netfilter import Family
+    from svcinspect.model.service import ServicePortRules
+    from svcinspect.render.text import endpoints_summary
+    sp = ServicePortRules("K", Family(4), "ns/a:p", "tcp", (), {}, endpoints, None, None, ())
+    for _ in range(2):  # the share text cached the second time
+        assert endpoints_summary(endpoints, sp) == _old_summary(endpoints)
