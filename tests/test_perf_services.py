@@ -224,3 +224,30 @@ def test_endpoint_summary_is_what_it_was(endpoints):
     sp = ServicePortRules("K", Family(4), "ns/a:p", "tcp", (), {}, endpoints, None, None, ())
     for _ in range(2):  # the share text cached the second time
         assert endpoints_summary(endpoints, sp) == _old_summary(endpoints)
+
+
+# --- render.json: where orjson may spell a float unlike json.dumps ------------------------
+
+JSON_TOKENS = [b"0", b"7", b"e", b"E", b".", b"0.0000", b"0.000", b"1e-05", b'"', b"x", b",", b" ", b"-", b"+"]
+
+
+@needs_native
+@given(st.lists(st.sampled_from(JSON_TOKENS), max_size=30))
+@settings(max_examples=500, deadline=None)
+def test_compiled_float_check_is_the_python_one(tokens):
+    from svcinspect.render import json as rj
+    data = b"".join(tokens)
+    assert native.json_floats_may_differ(data) is rj._orjson_may_differ_py(data)
+
+
+@needs_native
+def test_compiled_float_check_across_chunks():
+    """The pure-Python check reads 1 MiB at a time with one byte of overlap: a
+    digit and its "e" on both sides of a chunk edge are found by both."""
+    from svcinspect.render import json as rj
+    for cut in (rj._CHUNK - 1, rj._CHUNK, rj._CHUNK + 1):
+        for tail in (b"1e", b"0.0000", b"e1", b"0.000"):
+            data = b"x" * cut + tail + b"x" * 10
+            assert native.json_floats_may_differ(data) is rj._orjson_may_differ_py(data), (cut, tail)
+    with pytest.raises(TypeError):
+        native.json_floats_may_differ("1e5")

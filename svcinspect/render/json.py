@@ -55,6 +55,23 @@ _CHUNK = 1 << 20
 
 
 def _orjson_may_differ(out: bytes) -> bool:
+    """Whether ``out`` holds "0.0000" or a digit followed by "e" (then every
+    float is compared); the compiled scanner's one pass where it is in use."""
+    native = _native()
+    if native is not None:
+        return native.json_floats_may_differ(out)
+    return _orjson_may_differ_py(out)
+
+
+def _native():
+    """The compiled scanner (``svcinspect.dataplane.iptables._scan``) when built
+    and switched on, else None: its JSON helpers give the bytes the Python
+    functions here give."""
+    from svcinspect.dataplane.iptables import bulk
+    return bulk._native if bulk.enabled() else None
+
+
+def _orjson_may_differ_py(out: bytes) -> bool:
     if b"0.0000" in out:
         return True
     # Per 1 MiB (one byte of overlap): no second copy of a 40 MB document.

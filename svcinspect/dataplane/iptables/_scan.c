@@ -1060,6 +1060,37 @@ fail:
     Py_DECREF(out);
     return NULL;
 }
+/*   json_floats_may_differ(data)    like render.json._orjson_may_differ_py
+ *
+ * Whether bytes ``data`` hold "0.0000" or a digit followed by "e": where
+ * orjson may spell a float unlike json.dumps (1e-05, 1e+16).
+ */
+static PyObject *scan_json_floats_may_differ(PyObject *self, PyObject *data)
+{
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "json_floats_may_differ() takes bytes");
+        return NULL;
+    }
+    const char *s = PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p = memchr(s + i, 'e', (size_t)(n - i));
+        if (p == NULL)
+            break;
+        i = p - s;
+        if (i > 0 && is_digit((unsigned char)s[i - 1]))
+            Py_RETURN_TRUE;
+    }
+    for (Py_ssize_t i = 0; i + 6 <= n; i++) {
+        const char *p = memchr(s + i, '0', (size_t)(n - i));
+        if (p == NULL)
+            break;
+        i = p - s;
+        if (AT(s, n, i, "0.0000"))
+            Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
 /* --- end of services ----------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -1070,6 +1101,7 @@ static PyMethodDef methods[] = {
     {"fold", scan_fold, METH_VARARGS, "parse_iptables_save's loop over a run of rule blocks (see there)."},
     {"segments", scan_segments, METH_O, "parse.iptables_save._SEGMENTS.findall(text) for ASCII text, else None."},
     {"uniform_shares", scan_uniform_shares, METH_VARARGS, "one service port's uniform endpoint shares (see bulk._uniform_shares)."},
+    {"json_floats_may_differ", scan_json_floats_may_differ, METH_O, "\"0.0000\" or a digit and \"e\" in bytes (see render.json)."},
     {NULL, NULL, 0, NULL},
 };
 
