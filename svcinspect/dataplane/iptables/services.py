@@ -13,6 +13,7 @@ chains are tied together by their hash; names come from comments when present.
 from __future__ import annotations
 
 import difflib
+import operator
 import re
 from collections.abc import Iterable
 from dataclasses import replace
@@ -423,10 +424,10 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
     protocol = acc.protocol
     if nat is not None:
         have = scan.names if scan is not None else nat.chains
-        for prefix in ("SVC", "SVL", "EXT", "FW", "XLB"):
-            name = f"KUBE-{prefix}-{key}"
+        for prefix, head in _CHAIN_HEADS:
+            name = head + key
             if name in have:
-                chains[prefix.lower()] = name
+                chains[prefix] = name
         seps: dict[str, None] = {}  # in order, once each
         for prefix in ("svc", "svl", "xlb"):
             if prefix not in chains:
@@ -445,7 +446,7 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
             names.extend(pnames)
             protocol = protocol or pproto
             affinity = affinity if affinity is not None else aff
-            seps.update(dict.fromkeys(s.sep for s in shares))
+            seps.update(dict.fromkeys(map(_SEP_OF, shares)))
             if prefix == "svc":
                 endpoints = shares
             else:
@@ -456,7 +457,7 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
                 s = rule.spec.source
                 if s is not None and not s.negated and rule.target is not None:
                     ranges.append(str(s.network))
-        for prefix in ("svc", "svl", "ext", "fw", "xlb"):
+        for prefix in ("svc", "svl", "ext", "fw", "xlb") if not names else ():
             if prefix in chains and not names:
                 names.extend(_names_in(nat.chains[chains[prefix]]))
     if not names and key in well_known_hashes():
@@ -468,7 +469,9 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
     name = names[0] if names else None
     if names and len(set(names)) > 1:
         warnings.append(f"comments name different services for the same chains: {', '.join(sorted(set(names)))}")
-    if name and protocol and chains and not any(hash16(c + protocol) == key for c in hash_candidates(name)):
+    # (name itself is one of its hash candidates: tested first, the others only when it is not the hash)
+    if name and protocol and chains and hash16(name + protocol) != key \
+            and not any(hash16(c + protocol) == key for c in hash_candidates(name)):
         warnings.append(f"chain hash {key} is not the hash of {name} {protocol}: hand-edited or stale comments")
     entries = list(acc.entries)
     for fe in acc.filter_entries:
@@ -478,6 +481,10 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
             warnings.append("no entry point: no KUBE-SERVICES or KUBE-NODEPORTS rule jumps to these chains (stale, or an excerpt)")
     return ServicePortRules(key, family, name, protocol, tuple(entries), chains, endpoints, local, affinity,
                             tuple(ranges), tuple(warnings))
+
+
+_CHAIN_HEADS = tuple((p.lower(), f"KUBE-{p}-") for p in ("SVC", "SVL", "EXT", "FW", "XLB"))
+_SEP_OF = operator.attrgetter("sep")
 
 
 def _names_in(chain: Chain) -> list[str]:
