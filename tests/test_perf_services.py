@@ -251,3 +251,82 @@ def test_compiled_float_check_across_chunks():
             assert native.json_floats_may_differ(data) is rj._orjson_may_differ_py(data), (cut, tail)
     with pytest.raises(TypeError):
         native.json_floats_may_differ("1e5")
+
+
+# --- KUBE-NODEPORTS: kube-proxy's shape by regex, anything else decoded ---------------------
+
+H = "K7ZVFMM3TUXRXRZR"
+NODE_PORT_RULES = [
+    f'-A KUBE-NODEPORTS -p tcp -m comment --comment "ns0/svc0:http" -m tcp --dport 30000 -j KUBE-EXT-{H}',
+    f"-A KUBE-NODEPORTS -p tcp -m comment --comment ns0/svc0:http -m tcp --dport 30001 -j KUBE-EXT-{H}",
+    f'-A KUBE-NODEPORTS -p udp -m comment --comment "ns0/svc0:dns" -m udp --dport 030002 -j KUBE-SVC-{H}',
+    f'-A KUBE-NODEPORTS -p sctp -m comment --comment "ns0/svc0:s" -m sctp --dport 30003 -j KUBE-SVL-{H}',
+    f'-A KUBE-NODEPORTS -p TCP -m comment --comment "ns0/svc0:http" -m TCP --dport 30004 -j KUBE-EXT-{H}',
+    f'-A KUBE-NODEPORTS -p tcp -m comment --comment "ns0/svc0:http" -m udp --dport 30005 -j KUBE-EXT-{H}',
+    f'-A KUBE-NODEPORTS  -p tcp -m comment --comment "ns0/svc0:http" -m tcp --dport 30006 -j KUBE-EXT-{H}',
+    f'-A KUBE-NODEPORTS -d 127.0.0.0/8 -p tcp -m comment --comment "ns0/svc0:http" -m tcp --dport 30000 '
+    f"-m nfacct --nfacct-name  localhost_nps_accepted_pkts -j KUBE-EXT-{H}",
+    f'-A KUBE-NODEPORTS -d 192.168.1.5/32 -p tcp -m comment --comment "ns0/svc0:http" -m tcp --dport 30007 -j KUBE-EXT-{H}',
+    f"-A KUBE-NODEPORTS -p tcp -m comment --comment ns0/svc0:it\\'s -m tcp --dport 30008 -j KUBE-EXT-{H}",
+    f'-A KUBE-NODEPORTS -p tcp -m comment --comment "ns0/svc0:a b" -m tcp --dport 30009 -j KUBE-EXT-{H}',
+    f'-A KUBE-NODEPORTS -p tcp -m comment --comment "ns0/svc0:http" -m tcp --dport 30010 -j KUBE-MARK-MASQ',
+    f'-A KUBE-NODEPORTS -p tcp -m comment --comment "ns0/svc0:http" -m tcp --dport 30011 -j ACCEPT',
+    f'[3:4] -A KUBE-NODEPORTS -p tcp -m comment --comment "ns0/svc0:http" -m tcp --dport 30012 -j KUBE-EXT-{H}',
+    f'-A KUBE-NODEPORTS -p tcp -m comment --comment "ns0/svc0:http" -m tcp --dport 30013 -j KUBE-EXT-{H}x',
+    f'-A KUBE-NODEPORTS -p tcp -m comment --comment "ns0/svc0:http" -m tcp --dport 3001٤ -j KUBE-EXT-{H}',
+    f'-A KUBE-NODEPORTS ! -p tcp -m comment --comment "ns0/svc0:http" -m tcp --dport 30015 -j KUBE-EXT-{H}',
+]
+
+
+def _node_port_dump(rules) -> str:
+    return ("*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n"
+            f":KUBE-EXT-{H} - [0:0]\n:KUBE-SVC-{H} - [0:0]\n:KUBE-SVL-{H} - [0:0]\n"
+            + "".join(r + "\n" for r in rules)
+            + "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports\" -m addrtype --dst-type LOCAL "
+              "-j KUBE-NODEPORTS\nCOMMIT\n")
+
+
+def _ports_and_diagnostics(text: str, fast: bool):
+    from svcinspect.dataplane import build_service_ports
+    with perf.all_fast_paths(fast):
+        rs = parse_iptables_save(text, "np")
+        ports = build_service_ports(rs)
+        diags = list(rs.diagnostics)
+        for t in rs.tables:
+            for ch in t.decoded_chains():
+                if ch.rules.decoded:
+                    for r in ch.rules:
+                        diags.extend(r.diagnostics)
+    return ports, diags
+
+
+@pytest.mark.parametrize("i", range(len(NODE_PORT_RULES)))
+def test_node_port_rules_read_alike_on_both_paths(i):
+    """Each rule alone, then after the others (where an earlier entry for the same
+    port decides): the same service ports and the same diagnostics."""
+    for rules in ([NODE_PORT_RULES[i]], NODE_PORT_RULES[:i + 1], [NODE_PORT_RULES[i]] + NODE_PORT_RULES):
+        text = _node_port_dump(rules)
+        assert _ports_and_diagnostics(text, True) == _ports_and_diagnostics(text, False)
+
+
+def test_node_port_shape_is_read_without_decoding():
+    """The fast path is taken for kube-proxy's shape (else this file tests nothing)."""
+    rules = [NODE_PORT_RULES[0], NODE_PORT_RULES[1], NODE_PORT_RULES[2].replace("030002", "30002"), NODE_PORT_RULES[3]]
+    rs = parse_iptables_save(_node_port_dump(rules), "np")
+    nat = rs.tables[0]
+    facts = list(services._node_port_facts(nat.chains["KUBE-NODEPORTS"], None))
+    assert [f[3] for f in facts] == [30000, 30001, 30002, 30003]
+    assert [f[1] for f in facts] == ["ns0/svc0:http", "ns0/svc0:http", "ns0/svc0:dns", "ns0/svc0:s"]
+    assert not nat.chains["KUBE-NODEPORTS"].rules.decoded
+
+
+@pytest.mark.parametrize("odd", [NODE_PORT_RULES[0], NODE_PORT_RULES[2], NODE_PORT_RULES[4],
+                                 NODE_PORT_RULES[0].replace("30000", "70000")],
+                         ids=["repeated", "six-digit-port", "upper-case-module", "port-above-65535"])
+def test_a_rule_the_decoder_has_a_word_on_decodes_the_chain(odd):
+    """A repeated line, or a value iptables never prints: the decoder's warning
+    or note is reported as before, so the whole chain is decoded."""
+    text = _node_port_dump([NODE_PORT_RULES[0], NODE_PORT_RULES[1], odd])
+    fast = _ports_and_diagnostics(text, True)
+    assert fast == _ports_and_diagnostics(text, False)
+    assert any(d.line == 9 for d in fast[1]), fast[1]  # the third rule

@@ -221,29 +221,23 @@ def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> Non
                 acc.entries.append(entry)
     nodeports = nat.chains.get("KUBE-NODEPORTS")
     if nodeports is not None:
-        for rule in _rules_for(nodeports, wanted):
-            t = rule.target
-            if t is None or classify_chain(t.name) not in (ChainKind.EXT, ChainKind.SVC, ChainKind.XLB, ChainKind.SVL, ChainKind.FW):
+        for target, comment, proto, port, localhost, addr, line, text in _node_port_facts(nodeports, wanted):
+            if classify_chain(target) not in (ChainKind.EXT, ChainKind.SVC, ChainKind.XLB, ChainKind.SVL, ChainKind.FW):
                 continue
-            key = chain_hash(t.name)
+            key = chain_hash(target)
             if wanted is not None and key not in wanted:
                 continue
             acc = _acc(accs, key)
-            info = parse_comment(rule.comment)
+            info = parse_comment(comment)
             if info is not None and info.spn:
                 acc.names.append(info.spn)
-            proto = _proto(rule)
             acc.protocol = acc.protocol or proto
-            d = rule.spec.destination
-            port = _port(rule)
-            localhost = d is not None and not d.negated and d.network.is_loopback
             prev = [e for e in acc.entries if e.kind == EntryKind.NODE_PORT and e.port == port]
             if prev:
                 if localhost and not prev[0].localhost:
                     acc.entries[acc.entries.index(prev[0])] = _replace_localhost(prev[0])
                 continue
-            addr = None if d is None or d.negated or localhost else _address(rule)
-            acc.entries.append(EntryPoint(EntryKind.NODE_PORT, addr, port, proto, t.name, "nat", rule.line, rule.text,
+            acc.entries.append(EntryPoint(EntryKind.NODE_PORT, addr, port, proto, target, "nat", line, text,
                                           localhost=localhost))
     if nodeports is not None and services is not None:
         _bind_node_ports(services, accs)
@@ -320,6 +314,49 @@ def _service_entry_facts(services: Chain, wanted: set[str] | None):
             rule = services.rules[i]
             if rule.target is not None:
                 yield (_address(rule), _proto(rule), rule.comment, _port(rule), rule.target.name, line, text)
+
+
+# The KUBE-NODEPORTS rule kube-proxy writes for a node port (no -d: every bound
+# address), as iptables-save prints it; any other rule is decoded.
+_NODE_PORT_SHAPE = re.compile(
+    r'-A \S+ -p (?P<p>tcp|udp|sctp) -m comment --comment (?:"(?P<c>[^"\\]*)"|(?P<c2>[^\s"\\\']+)) '
+    r"-m (?P=p) --dport (?P<port>[0-9]{1,5}) -j (?P<t>KUBE-(?:SVC|SVL|EXT|FW|XLB)-[A-Z2-7]{16})\Z")
+
+
+def _node_port_facts(nodeports: Chain, wanted: set[str] | None):
+    """(target, comment, proto, port, localhost, address, line, text) of each
+    KUBE-NODEPORTS rule that jumps somewhere. With the fast paths on, rules of
+    kube-proxy's shape are read by regex; for the whole chain only when every
+    rule has it and none repeats another (the decoder would say nothing about
+    them), else the chain is decoded and its diagnostics reported as before."""
+    raw = nodeports.rules.raw
+    read = None
+    if bulk.enabled():
+        shape = _NODE_PORT_SHAPE.match
+        read = [(i, shape(raw[i][1])) for i in _naming(raw, wanted)]
+        if wanted is None and not all(m is not None and int(m.group("port")) <= 65535 for _, m in read) \
+                or wanted is None and len({text for _, text in raw}) != len(raw):
+            read = None
+    if read is None and wanted is None:
+        rules = [(rule, None) for rule in nodeports.rules]  # every rule decoded
+    else:
+        if read is None:
+            read = [(i, None) for i in _naming(raw, wanted)]
+        rules = [(nodeports.rules[i] if m is None else None, (m, raw[i])) for i, m in read]
+    for rule, fast in rules:
+        if rule is None:
+            m, (line, text) = fast
+            c = m.group("c")
+            yield m.group("t"), c if c is not None else m.group("c2"), m.group("p"), int(m.group("port")), \
+                False, None, line, text
+            continue
+        t = rule.target
+        if t is None:
+            continue
+        d = rule.spec.destination
+        localhost = d is not None and not d.negated and d.network.is_loopback
+        addr = None if d is None or d.negated or localhost else _address(rule)
+        yield t.name, rule.comment, _proto(rule), _port(rule), localhost, addr, rule.line, rule.text
 
 
 def node_port_addresses(services: Chain) -> list[str] | None:
