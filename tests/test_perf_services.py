@@ -330,3 +330,54 @@ def test_a_rule_the_decoder_has_a_word_on_decodes_the_chain(odd):
     fast = _ports_and_diagnostics(text, True)
     assert fast == _ports_and_diagnostics(text, False)
     assert any(d.line == 9 for d in fast[1]), fast[1]  # the third rule
+
+
+# --- model objects built without their __init__ ---------------------------------------------
+
+def _port_values():
+    from svcinspect.model.netfilter import Family
+    from svcinspect.model.service import EntryPoint
+    entry = EntryPoint("clusterIP", "10.96.0.1", 443, "tcp", "KUBE-SVC-" + H, "nat", 7, "-A KUBE-SERVICES ...")
+    return (H, Family(6), "default/kubernetes:https", "tcp", (entry,), {"svc": "KUBE-SVC-" + H, "sep": []},
+            _eps(Fraction(1, 2), Fraction(1, 2)), None, 10800, ("10.0.0.0/8",), ("a warning",),
+            False, ("unknown",), False, True, "iptables")
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_frozen_objects_equal_their_constructors(compiled):
+    import dataclasses
+
+    from svcinspect.model.service import EntryPoint, ServicePortRules
+    if compiled and native is None:
+        pytest.skip("the compiled scanner is not built")
+    entry = ("nodePort", None, 30000, "udp", "KUBE-EXT-" + H, "nat", 9, "-A KUBE-NODEPORTS ...", "accept", True, "n")
+    cases = [(EntryPoint, services._ENTRY_FIELDS, entry), (ServicePortRules, services._PORT_FIELDS, _port_values()),
+             (EndpointShare, tuple(f.name for f in dataclasses.fields(EndpointShare)),
+              ("10.0.0.1:80", SEP % 1, Fraction(1, 3), "0.33333333349", 12))]
+    with perf.native_scanner(compiled):
+        for cls, names, values in cases:
+            got, want = bulk.frozen(cls, names, values), cls(*values)
+            assert type(got) is cls and got == want and repr(got) == repr(want)
+            assert dataclasses.astuple(got) == dataclasses.astuple(want)
+            assert dataclasses.replace(got, line=1) == dataclasses.replace(want, line=1) if hasattr(want, "line") \
+                else dataclasses.replace(got, name="x") == dataclasses.replace(want, name="x")
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                got.__setattr__(names[0], "changed")
+        assert hash(bulk.frozen(EntryPoint, services._ENTRY_FIELDS, entry)) == hash(EntryPoint(*entry))
+
+
+def test_port_defaults_are_the_dataclass_defaults():
+    from svcinspect.model.service import ServicePortRules
+    values = _port_values()[:11]
+    assert bulk.frozen(ServicePortRules, services._PORT_FIELDS, values + services._PORT_DEFAULTS) \
+        == ServicePortRules(*values)
+
+
+@needs_native
+@pytest.mark.parametrize("args", [
+    (int, ("a",), (1,)), (tuple, (), ()), (EndpointShare, ("endpoint",), ()), (EndpointShare, (1,), (1,)),
+    (EndpointShare, ["endpoint"], ("x",)), (EndpointShare, ("nosuchfield",), ("x",)), ("EndpointShare", (), ()),
+])
+def test_new_frozen_wrong_arguments(args):
+    with pytest.raises((TypeError, AttributeError)):
+        native.new_frozen(*args)

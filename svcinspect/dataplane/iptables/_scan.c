@@ -1091,6 +1091,47 @@ static PyObject *scan_json_floats_may_differ(PyObject *self, PyObject *data)
     }
     Py_RETURN_FALSE;
 }
+/*   new_frozen(cls, names, values)    like cls(*values)
+ *
+ * An object of a frozen dataclass of svcinspect.model (EndpointPoint,
+ * ServicePortRules) built without its __init__: every field of ``names`` (all
+ * of them, in order) set to the value at the same place of ``values``, as the
+ * generated __init__ sets them (object.__setattr__). Only for classes whose
+ * __init__ does nothing else (no __post_init__, no default factories).
+ */
+static PyObject *scan_new_frozen(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *names, *values;
+    if (!PyArg_ParseTuple(args, "O!O!O!:new_frozen", &PyType_Type, &cls, &PyTuple_Type, &names, &PyTuple_Type, &values))
+        return NULL;
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (!(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_base != &PyBaseObject_Type
+            || type->tp_new != PyBaseObject_Type.tp_new) {
+        PyErr_SetString(PyExc_TypeError, "new_frozen() makes objects of a plain class");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    if (PyTuple_GET_SIZE(values) != n) {
+        PyErr_SetString(PyExc_TypeError, "new_frozen() takes as many values as names");
+        return NULL;
+    }
+    PyObject *obj = type->tp_alloc(type, 0);
+    if (obj == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        if (!PyUnicode_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "new_frozen() field names are str");
+            Py_DECREF(obj);
+            return NULL;
+        }
+        if (PyObject_GenericSetAttr(obj, name, PyTuple_GET_ITEM(values, i)) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
 /* --- end of services ----------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -1101,6 +1142,7 @@ static PyMethodDef methods[] = {
     {"fold", scan_fold, METH_VARARGS, "parse_iptables_save's loop over a run of rule blocks (see there)."},
     {"segments", scan_segments, METH_O, "parse.iptables_save._SEGMENTS.findall(text) for ASCII text, else None."},
     {"uniform_shares", scan_uniform_shares, METH_VARARGS, "one service port's uniform endpoint shares (see bulk._uniform_shares)."},
+    {"new_frozen", scan_new_frozen, METH_VARARGS, "cls(*values) for a frozen dataclass of svcinspect.model, without its __init__."},
     {"json_floats_may_differ", scan_json_floats_may_differ, METH_O, "\"0.0000\" or a digit and \"e\" in bytes (see render.json)."},
     {NULL, NULL, 0, NULL},
 };

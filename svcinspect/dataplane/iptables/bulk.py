@@ -269,6 +269,15 @@ def _uniform_shares(rows: list, dnat: dict, cls, known: dict):
     return tuple(out), affinity
 
 
+def frozen(cls, names: tuple[str, ...], values: tuple):
+    """``cls(*values)`` for a frozen dataclass of the model whose ``names`` are all
+    its fields in order: built by the compiled ``new_frozen`` without the
+    generated __init__ (one object.__setattr__ call per field) when in use."""
+    if _native is not None and _enabled:
+        return _native.new_frozen(cls, names, values)
+    return cls(*values)
+
+
 def uniform_shares():
     """The compiled ``uniform_shares`` when in use, else :func:`_uniform_shares`."""
     return _native.uniform_shares if _native is not None else _uniform_shares

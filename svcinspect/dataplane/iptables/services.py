@@ -12,6 +12,7 @@ chains are tied together by their hash; names come from comments when present.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import operator
 import re
@@ -216,7 +217,8 @@ def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> Non
             if info is not None and info.spn:
                 acc.names.append(info.spn)
             acc.protocol = acc.protocol or proto
-            entry = EntryPoint(ekind, dst, port, proto, target, "nat", line, text, note=note)
+            entry = bulk.frozen(EntryPoint, _ENTRY_FIELDS, (ekind, dst, port, proto, target, "nat", line, text, None,
+                                                           False, note))
             if not any((e.kind, e.address, e.port) == (entry.kind, entry.address, entry.port) for e in acc.entries):
                 acc.entries.append(entry)
     nodeports = nat.chains.get("KUBE-NODEPORTS")
@@ -237,8 +239,8 @@ def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> Non
                 if localhost and not prev[0].localhost:
                     acc.entries[acc.entries.index(prev[0])] = _replace_localhost(prev[0])
                 continue
-            acc.entries.append(EntryPoint(EntryKind.NODE_PORT, addr, port, proto, target, "nat", line, text,
-                                          localhost=localhost))
+            acc.entries.append(bulk.frozen(EntryPoint, _ENTRY_FIELDS, (EntryKind.NODE_PORT, addr, port, proto, target,
+                                                                       "nat", line, text, None, localhost, None)))
     if nodeports is not None and services is not None:
         _bind_node_ports(services, accs)
     # Per-service chains that nothing above reached (excerpts, stale chains).
@@ -516,8 +518,16 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
     if chains.get("svc") or chains.get("svl") or chains.get("xlb"):
         if not acc.entries:
             warnings.append("no entry point: no KUBE-SERVICES or KUBE-NODEPORTS rule jumps to these chains (stale, or an excerpt)")
-    return ServicePortRules(key, family, name, protocol, tuple(entries), chains, endpoints, local, affinity,
-                            tuple(ranges), tuple(warnings))
+    return bulk.frozen(ServicePortRules, _PORT_FIELDS, (key, family, name, protocol, tuple(entries), chains, endpoints,
+                                                        local, affinity, tuple(ranges), tuple(warnings)) + _PORT_DEFAULTS)
+
+
+# Every field of the model objects built through bulk.frozen, in order, and the
+# defaults of the ServicePortRules fields _finish does not set.
+_ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(EntryPoint))
+_PORT_FIELDS = tuple(f.name for f in dataclasses.fields(ServicePortRules))
+_PORT_DEFAULTS = tuple(f.default for f in dataclasses.fields(ServicePortRules)[11:])
+assert dataclasses.MISSING not in _PORT_DEFAULTS and len(_ENTRY_FIELDS) == 11
 
 
 _CHAIN_HEADS = tuple((p.lower(), f"KUBE-{p}-") for p in ("SVC", "SVL", "EXT", "FW", "XLB"))
