@@ -204,9 +204,14 @@ def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> Non
             if wanted is not None and key not in wanted:
                 continue
             info = parse_comment(comment)
-            acc = _acc(accs, key)
+            acc = accs.get(key)
+            if acc is None:
+                acc = accs[key] = _Acc()
             note = None
-            if info is not None and info.role in _ENTRY_BY_ROLE:
+            # (the cluster IP tested by identity first: an Enum's hash is Python code)
+            if info is not None and info.role is CommentRole.CLUSTER_IP:
+                ekind = EntryKind.CLUSTER_IP
+            elif info is not None and info.role in _ENTRY_BY_ROLE:
                 ekind = _ENTRY_BY_ROLE[info.role]
             elif kind in (ChainKind.SVC, ChainKind.SVL):
                 ekind = EntryKind.CLUSTER_IP
@@ -219,7 +224,8 @@ def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> Non
             acc.protocol = acc.protocol or proto
             entry = bulk.frozen(EntryPoint, _ENTRY_FIELDS, (ekind, dst, port, proto, target, "nat", line, text, None,
                                                            False, note))
-            if not any((e.kind, e.address, e.port) == (entry.kind, entry.address, entry.port) for e in acc.entries):
+            if not acc.entries or not any((e.kind, e.address, e.port) == (entry.kind, entry.address, entry.port)
+                                          for e in acc.entries):
                 acc.entries.append(entry)
     nodeports = nat.chains.get("KUBE-NODEPORTS")
     if nodeports is not None:
