@@ -381,3 +381,19 @@ def test_port_defaults_are_the_dataclass_defaults():
 def test_new_frozen_wrong_arguments(args):
     with pytest.raises((TypeError, AttributeError)):
         native.new_frozen(*args)
+
+
+def test_fast_shares_falls_back_when_the_cascade_stays_unknown():
+    """Another thread may clear what _fast_shares learnt between its two calls:
+    then the general function answers, never the (None, probabilities) marker."""
+    class Scan:
+        dnat = _dnat(3)
+
+        @staticmethod
+        def shares(rows, dnat, cls, known):
+            return None, tuple(r[3] for r in rows if r[4] is None)
+
+    rows = _rows(3, KUBE_PROXY_3)
+    got = services._fast_shares(Scan, rows, "tcp")
+    assert got == services._uniform_endpoint_shares(rows, Scan.dnat, "tcp")
+    assert got[0] and all(type(e) is EndpointShare for e in got[0])

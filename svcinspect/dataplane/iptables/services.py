@@ -632,7 +632,7 @@ def _fast_shares(scan: bulk.NatScan, rows, protocol: str):
             known.clear()
         known[probabilities] = _one_in(len(probabilities)) if _uniform_probabilities(probabilities) else None
         got = scan.shares(rows, scan.dnat, EndpointShare, known)
-    if got is not None:
+    if got is not None and got[0] is not None:  # (still unknown: ``known`` was cleared meanwhile)
         return got[0], got[1], [], [], protocol
     return _uniform_endpoint_shares(rows, scan.dnat, protocol)
 
