@@ -55,6 +55,23 @@ _CHUNK = 1 << 20
 
 
 def _orjson_may_differ(out: bytes) -> bool:
+    """Whether ``out`` holds "0.0000" or a digit followed by "e" (then every
+    float is compared); the compiled scanner's one pass where it is in use."""
+    native = _native()
+    if native is not None:
+        return native.json_floats_may_differ(out)
+    return _orjson_may_differ_py(out)
+
+
+def _native():
+    """The compiled scanner (``svcinspect.dataplane.iptables._scan``) when built
+    and switched on, else None: its JSON helpers give the bytes the Python
+    functions here give."""
+    from svcinspect.dataplane.iptables import bulk
+    return bulk._native if bulk.enabled() else None
+
+
+def _orjson_may_differ_py(out: bytes) -> bool:
     if b"0.0000" in out:
         return True
     # Per 1 MiB (one byte of overlap): no second copy of a 40 MB document.
@@ -159,32 +176,61 @@ def service_port_json(sp: ServicePortRules, objects=None) -> dict[str, Any]:
     every endpoint of the slices with ``inRules``."""
     from svcinspect.model.service import EntryKind
 
-    cip = sp.cluster_ip
-    hc = sp.entries_of(EntryKind.HEALTH_CHECK)
-    return {
+    # One pass over the entries (what cluster_ip, node_port and entries_of(kind) read).
+    cip = hc = None
+    node_port: Any = _NO_ENTRY
+    ext, lb, filt, nat = set(), set(), [], []
+    for e in sp.entries:
+        kind = e.kind
+        if kind == EntryKind.CLUSTER_IP:
+            if cip is None:
+                cip = e
+        elif kind == EntryKind.NODE_PORT:
+            if node_port is _NO_ENTRY:
+                node_port = e.port
+        elif kind == EntryKind.EXTERNAL_IP:
+            if e.address:
+                ext.add(e.address)
+        elif kind == EntryKind.LOAD_BALANCER:
+            if e.address:
+                lb.add(e.address)
+        elif kind == EntryKind.HEALTH_CHECK:
+            if hc is None:
+                hc = e
+        if e.table == "filter":
+            filt.append({"verdict": e.verdict, "kind": e.kind, "address": e.address, "port": e.port, "line": e.line,
+                         "comment": e.note})
+        elif e.table == "nat":
+            nat.append({"kind": e.kind, "address": e.address, "port": e.port, "chain": e.chain, "line": e.line,
+                        "localhost": e.localhost})
+    doc = {
         "name": sp.name,
         "key": sp.key,
         "family": f"IPv{int(sp.family)}",
         "protocol": sp.protocol,
         "clusterIP": cip.address if cip else None,
         "port": cip.port if cip else None,
-        "nodePort": sp.node_port,
-        "externalIPs": sorted({e.address for e in sp.entries_of(EntryKind.EXTERNAL_IP) if e.address}),
-        "loadBalancerIPs": sorted({e.address for e in sp.entries_of(EntryKind.LOAD_BALANCER) if e.address}),
+        "nodePort": None if node_port is _NO_ENTRY else node_port,
+        "externalIPs": sorted(ext),
+        "loadBalancerIPs": sorted(lb),
         "loadBalancerSourceRanges": list(sp.source_ranges),
-        "healthCheckNodePort": hc[0].port if hc else None,
+        "healthCheckNodePort": hc.port if hc else None,
         "endpoints": _endpoints_json(sp.endpoints),
         "localEndpoints": None if sp.local_endpoints is None else _endpoints_json(sp.local_endpoints),
         "affinity": None if sp.affinity_seconds is None else {"timeoutSeconds": sp.affinity_seconds},
-        "filter": [{"verdict": e.verdict, "kind": e.kind, "address": e.address, "port": e.port, "line": e.line,
-                    "comment": e.note} for e in sp.entries if e.table == "filter"],
-        "entries": [{"kind": e.kind, "address": e.address, "port": e.port, "chain": e.chain, "line": e.line,
-                     "localhost": e.localhost} for e in sp.entries if e.table == "nat"],
+        "filter": filt,
+        "entries": nat,
         "chains": sp.chains,
         "warnings": list(sp.warnings),
         "endpointsComplete": sp.endpoints_complete,
         "unknown": list(sp.unknown),
-    } | _dataplane_json(sp) | ({} if objects is None else _with_objects(sp, objects))
+    }
+    if sp.dataplane != "iptables" or objects is not None:
+        doc = doc | _dataplane_json(sp) | ({} if objects is None else _with_objects(sp, objects))
+    return doc
+
+
+_NO_ENTRY = object()  # no node-port entry: "nodePort" is null
 
 
 def _dataplane_json(sp) -> dict[str, Any]:

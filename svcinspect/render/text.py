@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 import re
 from collections import Counter
@@ -50,12 +51,13 @@ def _simple_table(rows: list, headers) -> str | None:
     if not all(type(h) is str and _PLAIN.fullmatch(h) for h in headers):
         return None
     cells = [c for row in rows for c in row]
-    if any(len(row) != n for row in rows) or not all(type(c) is str for c in cells):
+    if any(len(row) != n for row in rows) or (cells and set(map(type, cells)) != {str}):
         return None
     if not _PLAIN.fullmatch("".join(cells)):
         return None
-    rows = [[c.strip() for c in row] for row in rows]
-    widths = [max([len(h) + 2] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
+    rows = [list(map(str.strip, row)) for row in rows]
+    columns = list(zip(*rows)) if rows else [()] * n
+    widths = [max(len(h) + 2, max(map(len, col), default=0)) for h, col in zip(headers, columns)]
     pad = [f"{{:<{w}}}" for w in widths]
     fmt = "  ".join(pad)
     lines = [fmt.format(*headers).rstrip(), "  ".join("-" * w for w in widths)]
@@ -77,20 +79,37 @@ def endpoints_summary(endpoints: tuple[EndpointShare, ...] | None, sp: ServicePo
         if "drop" in verdicts:
             return "none (DROP)"
         return "none"
-    shares = _distinct_shares(endpoints)
-    if len(shares) == 1:
-        share = next(iter(shares))
-        return f"{len(endpoints)} ({share} each)" if len(endpoints) > 1 else "1 (all)"
+    if len(endpoints) == 1:
+        return "1 (all)"
+    if _one_share(endpoints):
+        return f"{len(endpoints)} ({_share_text(endpoints[0].share)} each)"
     return f"{len(endpoints)} (" + " / ".join(pct(e.share) for e in endpoints) + ")"
 
 
-def _distinct_shares(endpoints) -> set:
-    """``{e.share for e in endpoints}``; a uniform cascade's endpoints share one
-    Fraction object, and Fraction's hash is Python code (~100k calls per 10k services)."""
-    first = endpoints[0].share
-    if all(e.share is first for e in endpoints):
-        return {first}
-    return {e.share for e in endpoints}
+_SHARE_OF = operator.attrgetter("share")
+
+
+def _one_share(endpoints) -> bool:
+    """``len({e.share for e in endpoints}) == 1``, without hashing: a uniform
+    cascade's endpoints share one Fraction object (``list.count`` tests identity
+    before equality), and Fraction's hash is Python code."""
+    shares = list(map(_SHARE_OF, endpoints))
+    return shares.count(shares[0]) == len(shares)
+
+
+# str() of the share objects seen (a cascade of n endpoints shares one 1/n object;
+# Fraction's str is Python code), held with the object so its id is not reused.
+_SHARE_TEXT: dict[int, tuple[object, str]] = {}
+
+
+def _share_text(share) -> str:
+    hit = _SHARE_TEXT.get(id(share))
+    if hit is not None and hit[0] is share:
+        return hit[1]
+    text = f"{share}"
+    if len(_SHARE_TEXT) < 4096:
+        _SHARE_TEXT[id(share)] = (share, text)
+    return text
 
 
 def _unknown_summary(endpoints) -> str:
@@ -116,22 +135,42 @@ def render_services(ports: list[ServicePortRules], objects=None, wide: bool = Fa
 
     rows = []
     for sp in ports:
-        cip = sp.cluster_ip
-        ext = [f"ext {e.address}" for e in sp.entries_of(EntryKind.EXTERNAL_IP) if e.address]
-        ext += [f"lb {e.address}" for e in sp.entries_of(EntryKind.LOAD_BALANCER) if e.address and e.table == "nat"]
-        ext = list(dict.fromkeys(ext))  # an address in nat and in a filter verdict (eTP=Local drop) once
+        # One pass over the entries: ServicePortRules.cluster_ip, node_port and
+        # entries_of(kind) as the columns read them.
+        cip = hc = None
+        node_port = _NO_ENTRY
+        ext, lb, bound_set = [], [], set()
+        for e in sp.entries:
+            kind = e.kind
+            if kind == EntryKind.CLUSTER_IP:
+                if cip is None:
+                    cip = e
+            elif kind == EntryKind.EXTERNAL_IP:
+                if e.address:
+                    ext.append(f"ext {e.address}")
+            elif kind == EntryKind.LOAD_BALANCER:
+                if e.address and e.table == "nat":
+                    lb.append(f"lb {e.address}")
+            elif kind == EntryKind.NODE_PORT:
+                if node_port is _NO_ENTRY:
+                    node_port = e.port
+                if e.address and e.table == "nat":
+                    bound_set.add(e.address)
+            elif kind == EntryKind.HEALTH_CHECK:
+                if hc is None:
+                    hc = e
+        ext = list(dict.fromkeys(ext + lb))  # an address in nat and in a filter verdict (eTP=Local drop) once
         eps = endpoints_summary(sp.endpoints, sp)
         if not sp.local_complete:
             eps += "; local unknown"
         elif sp.local_endpoints is not None:
             eps += f"; local {len(sp.local_endpoints)}"
-        hc = sp.entries_of(EntryKind.HEALTH_CHECK)
-        np = str(sp.node_port) if sp.node_port else "-"
-        bound = sorted({e.address for e in sp.entries_of(EntryKind.NODE_PORT) if e.address and e.table == "nat"})
+        np = str(node_port) if node_port is not _NO_ENTRY and node_port else "-"
+        bound = sorted(bound_set)
         if bound:
             np += " on " + ", ".join(bound)
-        if hc:
-            np += f" (hc {hc[0].port})"
+        if hc is not None:
+            np += f" (hc {hc.port})"
         rows.append([
             sp.display_name + ("" if int(sp.family) == 4 else " [v6]"),
             sp.protocol or "?",
@@ -164,6 +203,9 @@ def render_services(ports: list[ServicePortRules], objects=None, wide: bool = Fa
     if objects is not None:
         out += "\n\n" + render_object_endpoints(ports, objects)
     return out + "\n"
+
+
+_NO_ENTRY = object()  # no node-port entry (ServicePortRules.node_port is None then)
 
 
 def render_object_endpoints(ports: list[ServicePortRules], objects) -> str:

@@ -930,6 +930,210 @@ static PyObject *scan_jump_targets(PyObject *self, PyObject *blocks)
     return out;
 }
 
+/* --- services: one service port's endpoint shares (issue 14, services) -------------
+ *
+ *   uniform_shares(rows, dnat, cls, known)    like bulk._uniform_shares
+ *
+ * ``rows``: a cascade's branch tuples from cascades() (sep, line, text,
+ * probability, affinity seconds, comment endpoint); ``dnat``: dnat()'s map;
+ * ``cls``: the EndpointShare class, built without its __init__ (the fields are
+ * set as object.__setattr__ sets them, one object per endpoint); ``known``:
+ * {tuple of the cascade's probability strings: its one share, or None when the
+ * cascade is not uniform}. Returns (shares tuple, affinity), or (None,
+ * probabilities) when ``known`` has no entry yet, or None for anything that
+ * needs a warning or the general reader.
+ */
+static PyObject *share_fields[5];  /* "endpoint", "sep", "share", "probability", "line" */
+
+static int share_names(void)
+{
+    static const char *names[5] = {"endpoint", "sep", "share", "probability", "line"};
+    for (int i = 0; i < 5; i++)
+        if (share_fields[i] == NULL && (share_fields[i] = PyUnicode_InternFromString(names[i])) == NULL)
+            return -1;
+    return 0;
+}
+
+static PyObject *scan_uniform_shares(PyObject *self, PyObject *args)
+{
+    PyObject *rows, *dnat, *cls, *known;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!:uniform_shares", &PyList_Type, &rows, &PyDict_Type, &dnat,
+                          &PyType_Type, &cls, &PyDict_Type, &known))
+        return NULL;
+    if (share_names() < 0)
+        return NULL;
+    if (!(((PyTypeObject *)cls)->tp_flags & Py_TPFLAGS_HEAPTYPE) || ((PyTypeObject *)cls)->tp_base != &PyBaseObject_Type
+            || ((PyTypeObject *)cls)->tp_new != PyBaseObject_Type.tp_new) {
+        PyErr_SetString(PyExc_TypeError, "uniform_shares() makes objects of a plain class (EndpointShare)");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(rows);
+    PyObject *affinity = Py_None;  /* borrowed from a row, which the list keeps */
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != 6) {
+            PyErr_SetString(PyExc_TypeError, "uniform_shares() rows are 6-tuples");
+            return NULL;
+        }
+        if (PyTuple_GET_ITEM(row, 4) != Py_None)
+            affinity = PyTuple_GET_ITEM(row, 4);
+        else
+            n++;
+    }
+    if (n == 0)
+        Py_RETURN_NONE;
+    PyObject *probs = PyTuple_New(n);
+    if (probs == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0, k = 0; i < count; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (PyTuple_GET_ITEM(row, 4) == Py_None) {
+            PyObject *p = PyTuple_GET_ITEM(row, 3);
+            Py_INCREF(p);
+            PyTuple_SET_ITEM(probs, k++, p);
+        }
+    }
+    PyObject *share = PyDict_GetItemWithError(known, probs);  /* borrowed */
+    if (share == NULL) {
+        if (PyErr_Occurred()) {
+            Py_DECREF(probs);
+            return NULL;
+        }
+        PyObject *r = PyTuple_Pack(2, Py_None, probs);
+        Py_DECREF(probs);
+        return r;
+    }
+    Py_DECREF(probs);
+    if (share == Py_None)
+        Py_RETURN_NONE;
+    Py_INCREF(share);  /* held while objects are made: known may change under a __setattr__ */
+    PyTypeObject *type = (PyTypeObject *)cls;
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL) {
+        Py_DECREF(share);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0, k = 0; i < count; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (PyTuple_GET_ITEM(row, 4) != Py_None)
+            continue;
+        PyObject *sep = PyTuple_GET_ITEM(row, 0), *said = PyTuple_GET_ITEM(row, 5);
+        PyObject *endpoint = PyDict_GetItemWithError(dnat, sep);  /* borrowed */
+        if (endpoint == NULL && PyErr_Occurred())
+            goto fail;
+        if (endpoint == NULL || endpoint == Py_None)  /* not read by the bulk pass, or no DNAT: Python decides */
+            goto decline;
+        if (said != Py_None) {
+            int truthy = PyObject_IsTrue(said);
+            if (truthy < 0)
+                goto fail;
+            if (truthy) {
+                int same = PyObject_RichCompareBool(said, endpoint, Py_EQ);
+                if (same < 0)
+                    goto fail;
+                if (!same)  /* the comment disagrees with the DNAT: a warning */
+                    goto decline;
+            }
+        }
+        PyObject *obj = type->tp_alloc(type, 0);
+        if (obj == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(out, k++, obj);
+        PyObject *values[5] = {endpoint, sep, share, PyTuple_GET_ITEM(row, 3), PyTuple_GET_ITEM(row, 1)};
+        for (int f = 0; f < 5; f++)
+            if (PyObject_GenericSetAttr(obj, share_fields[f], values[f]) < 0)
+                goto fail;
+    }
+    Py_DECREF(share);
+    {
+        PyObject *r = PyTuple_Pack(2, out, affinity);
+        Py_DECREF(out);
+        return r;
+    }
+decline:
+    Py_DECREF(share);
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(share);
+    Py_DECREF(out);
+    return NULL;
+}
+/*   json_floats_may_differ(data)    like render.json._orjson_may_differ_py
+ *
+ * Whether bytes ``data`` hold "0.0000" or a digit followed by "e": where
+ * orjson may spell a float unlike json.dumps (1e-05, 1e+16).
+ */
+static PyObject *scan_json_floats_may_differ(PyObject *self, PyObject *data)
+{
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "json_floats_may_differ() takes bytes");
+        return NULL;
+    }
+    const char *s = PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *p = memchr(s + i, 'e', (size_t)(n - i));
+        if (p == NULL)
+            break;
+        i = p - s;
+        if (i > 0 && is_digit((unsigned char)s[i - 1]))
+            Py_RETURN_TRUE;
+    }
+    for (Py_ssize_t i = 0; i + 6 <= n; i++) {
+        const char *p = memchr(s + i, '0', (size_t)(n - i));
+        if (p == NULL)
+            break;
+        i = p - s;
+        if (AT(s, n, i, "0.0000"))
+            Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+/*   new_frozen(cls, names, values)    like cls(*values)
+ *
+ * An object of a frozen dataclass of svcinspect.model (EndpointPoint,
+ * ServicePortRules) built without its __init__: every field of ``names`` (all
+ * of them, in order) set to the value at the same place of ``values``, as the
+ * generated __init__ sets them (object.__setattr__). Only for classes whose
+ * __init__ does nothing else (no __post_init__, no default factories).
+ */
+static PyObject *scan_new_frozen(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *names, *values;
+    if (!PyArg_ParseTuple(args, "O!O!O!:new_frozen", &PyType_Type, &cls, &PyTuple_Type, &names, &PyTuple_Type, &values))
+        return NULL;
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (!(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_base != &PyBaseObject_Type
+            || type->tp_new != PyBaseObject_Type.tp_new) {
+        PyErr_SetString(PyExc_TypeError, "new_frozen() makes objects of a plain class");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    if (PyTuple_GET_SIZE(values) != n) {
+        PyErr_SetString(PyExc_TypeError, "new_frozen() takes as many values as names");
+        return NULL;
+    }
+    PyObject *obj = type->tp_alloc(type, 0);
+    if (obj == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        if (!PyUnicode_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "new_frozen() field names are str");
+            Py_DECREF(obj);
+            return NULL;
+        }
+        if (PyObject_GenericSetAttr(obj, name, PyTuple_GET_ITEM(values, i)) < 0) {
+            Py_DECREF(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+/* --- end of services ----------------------------------------------------------------- */
+
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
     {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
@@ -937,6 +1141,9 @@ static PyMethodDef methods[] = {
     {"jump_targets", scan_jump_targets, METH_O, "set(completeness._JUMP.findall(b)) over ASCII blocks, else None."},
     {"fold", scan_fold, METH_VARARGS, "parse_iptables_save's loop over a run of rule blocks (see there)."},
     {"segments", scan_segments, METH_O, "parse.iptables_save._SEGMENTS.findall(text) for ASCII text, else None."},
+    {"uniform_shares", scan_uniform_shares, METH_VARARGS, "one service port's uniform endpoint shares (see bulk._uniform_shares)."},
+    {"new_frozen", scan_new_frozen, METH_VARARGS, "cls(*values) for a frozen dataclass of svcinspect.model, without its __init__."},
+    {"json_floats_may_differ", scan_json_floats_may_differ, METH_O, "\"0.0000\" or a digit and \"e\" in bytes (see render.json)."},
     {NULL, NULL, 0, NULL},
 };
 

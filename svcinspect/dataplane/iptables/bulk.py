@@ -131,12 +131,13 @@ class NatScan:
     that has kube-proxy's shapes. A chain missing from both maps is left to the
     general reader (an unusual shape, or a chain in several runs)."""
 
-    __slots__ = ("cascades", "dnat", "names")
+    __slots__ = ("cascades", "dnat", "names", "shares")
 
     def __init__(self, cascades: dict, dnat: dict, names) -> None:
         self.cascades = cascades  # chain -> [services.Branch field tuples]
         self.dnat = dnat          # chain -> "IP:port", or None when no rule of it says DNAT
         self.names = names        # every chain of the table (``in`` without a Python call)
+        self.shares = uniform_shares()  # compiled or pure-Python, as the scan
 
 
 def scan_nat(table: Table) -> NatScan | None:
@@ -231,6 +232,55 @@ def _branches_of(found, first: int):
             out.append((t, line, None, p or None, int(s) if s else None, ep))
         line += 1
     return out
+
+
+# --- one service port's endpoint shares ------------------------------------------------
+
+def _uniform_shares(rows: list, dnat: dict, cls, known: dict):
+    """The endpoint shares of a cascade whose every branch the bulk pass read:
+    ``(shares, affinity)`` when ``known[probabilities]`` (the cascade's probability
+    strings, affinity branches left out) is its one share and every endpoint chain
+    has a DNAT that agrees with the branch's comment; ``(None, probabilities)``
+    when ``known`` has no entry for them yet; None when the cascade is not uniform
+    (``known`` says None) or something needs a warning (then ``services`` decides).
+    ``cls`` is ``EndpointShare``; the compiled ``uniform_shares`` is the same
+    function without a Python step per endpoint."""
+    affinity = None
+    cascade = []
+    for row in rows:
+        if row[4] is not None:
+            affinity = row[4]
+        else:
+            cascade.append(row)
+    if not cascade:
+        return None
+    probabilities = tuple(row[3] for row in cascade)
+    share = known.get(probabilities, UNSURE)
+    if share is UNSURE:
+        return None, probabilities
+    if share is None:
+        return None
+    out = []
+    for sep, line, _, probability, _, said in cascade:
+        endpoint = dnat.get(sep)
+        if endpoint is None or (said and said != endpoint):
+            return None
+        out.append(cls(endpoint, sep, share, probability, line))
+    return tuple(out), affinity
+
+
+def frozen(cls, names: tuple[str, ...], values: tuple):
+    """``cls(*values)`` for a frozen dataclass of the model whose ``names`` are all
+    its fields in order: built by the compiled ``new_frozen`` without the
+    generated __init__ (one object.__setattr__ call per field) when in use."""
+    if _native is not None and _enabled:
+        return _native.new_frozen(cls, names, values)
+    return cls(*values)
+
+
+def uniform_shares():
+    """The compiled ``uniform_shares`` when in use, else :func:`_uniform_shares`."""
+    return _native.uniform_shares if _native is not None else _uniform_shares
 
 
 # --- the optional compiled scanner (svcinspect/dataplane/iptables/_scan.c) -------------------------------

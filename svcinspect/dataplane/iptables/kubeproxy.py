@@ -7,7 +7,6 @@ has written from ~1.2 to today, and how it prints the probability cascade.
 
 from __future__ import annotations
 
-import base64
 import enum
 import hashlib
 import re
@@ -22,8 +21,17 @@ def hash16(text: str) -> str:
     >>> hash16("ns1/svc1:p80" + "tcp")
     'XPGD46QRK7WJZT7O'
     """
-    # 16 base32 characters are exactly the first 10 bytes (base32 codes 5 bytes at a time).
-    return base64.b32encode(hashlib.sha256(text.encode()).digest()[:10]).decode()
+    # 16 base32 characters are exactly the first 10 bytes (base32 codes 5 bytes at a
+    # time): eight 10-bit pairs of the 80-bit number, looked up in one table
+    # (base64.b32encode is Python code, ~3 us a call; ``services`` hashes every port).
+    n = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
+    p = _B32_PAIRS
+    return (p[n >> 70] + p[(n >> 60) & 1023] + p[(n >> 50) & 1023] + p[(n >> 40) & 1023]
+            + p[(n >> 30) & 1023] + p[(n >> 20) & 1023] + p[(n >> 10) & 1023] + p[n & 1023])
+
+
+_B32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648, as base64.b32encode
+_B32_PAIRS = tuple(a + b for a in _B32_ALPHABET for b in _B32_ALPHABET)
 
 
 def service_chain(prefix: str, spn: str, protocol: str) -> str:

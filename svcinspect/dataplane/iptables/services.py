@@ -12,7 +12,9 @@ chains are tied together by their hash; names come from comments when present.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import operator
 import re
 from collections.abc import Iterable
 from dataclasses import replace
@@ -202,9 +204,14 @@ def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> Non
             if wanted is not None and key not in wanted:
                 continue
             info = parse_comment(comment)
-            acc = _acc(accs, key)
+            acc = accs.get(key)
+            if acc is None:
+                acc = accs[key] = _Acc()
             note = None
-            if info is not None and info.role in _ENTRY_BY_ROLE:
+            # (the cluster IP tested by identity first: an Enum's hash is Python code)
+            if info is not None and info.role is CommentRole.CLUSTER_IP:
+                ekind = EntryKind.CLUSTER_IP
+            elif info is not None and info.role in _ENTRY_BY_ROLE:
                 ekind = _ENTRY_BY_ROLE[info.role]
             elif kind in (ChainKind.SVC, ChainKind.SVL):
                 ekind = EntryKind.CLUSTER_IP
@@ -215,35 +222,31 @@ def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> Non
             if info is not None and info.spn:
                 acc.names.append(info.spn)
             acc.protocol = acc.protocol or proto
-            entry = EntryPoint(ekind, dst, port, proto, target, "nat", line, text, note=note)
-            if not any((e.kind, e.address, e.port) == (entry.kind, entry.address, entry.port) for e in acc.entries):
+            entry = bulk.frozen(EntryPoint, _ENTRY_FIELDS, (ekind, dst, port, proto, target, "nat", line, text, None,
+                                                           False, note))
+            if not acc.entries or not any((e.kind, e.address, e.port) == (entry.kind, entry.address, entry.port)
+                                          for e in acc.entries):
                 acc.entries.append(entry)
     nodeports = nat.chains.get("KUBE-NODEPORTS")
     if nodeports is not None:
-        for rule in _rules_for(nodeports, wanted):
-            t = rule.target
-            if t is None or classify_chain(t.name) not in (ChainKind.EXT, ChainKind.SVC, ChainKind.XLB, ChainKind.SVL, ChainKind.FW):
+        for target, comment, proto, port, localhost, addr, line, text in _node_port_facts(nodeports, wanted):
+            if classify_chain(target) not in (ChainKind.EXT, ChainKind.SVC, ChainKind.XLB, ChainKind.SVL, ChainKind.FW):
                 continue
-            key = chain_hash(t.name)
+            key = chain_hash(target)
             if wanted is not None and key not in wanted:
                 continue
             acc = _acc(accs, key)
-            info = parse_comment(rule.comment)
+            info = parse_comment(comment)
             if info is not None and info.spn:
                 acc.names.append(info.spn)
-            proto = _proto(rule)
             acc.protocol = acc.protocol or proto
-            d = rule.spec.destination
-            port = _port(rule)
-            localhost = d is not None and not d.negated and d.network.is_loopback
             prev = [e for e in acc.entries if e.kind == EntryKind.NODE_PORT and e.port == port]
             if prev:
                 if localhost and not prev[0].localhost:
                     acc.entries[acc.entries.index(prev[0])] = _replace_localhost(prev[0])
                 continue
-            addr = None if d is None or d.negated or localhost else _address(rule)
-            acc.entries.append(EntryPoint(EntryKind.NODE_PORT, addr, port, proto, t.name, "nat", rule.line, rule.text,
-                                          localhost=localhost))
+            acc.entries.append(bulk.frozen(EntryPoint, _ENTRY_FIELDS, (EntryKind.NODE_PORT, addr, port, proto, target,
+                                                                       "nat", line, text, None, localhost, None)))
     if nodeports is not None and services is not None:
         _bind_node_ports(services, accs)
     # Per-service chains that nothing above reached (excerpts, stale chains).
@@ -319,6 +322,49 @@ def _service_entry_facts(services: Chain, wanted: set[str] | None):
             rule = services.rules[i]
             if rule.target is not None:
                 yield (_address(rule), _proto(rule), rule.comment, _port(rule), rule.target.name, line, text)
+
+
+# The KUBE-NODEPORTS rule kube-proxy writes for a node port (no -d: every bound
+# address), as iptables-save prints it; any other rule is decoded.
+_NODE_PORT_SHAPE = re.compile(
+    r'-A \S+ -p (?P<p>tcp|udp|sctp) -m comment --comment (?:"(?P<c>[^"\\]*)"|(?P<c2>[^\s"\\\']+)) '
+    r"-m (?P=p) --dport (?P<port>[0-9]{1,5}) -j (?P<t>KUBE-(?:SVC|SVL|EXT|FW|XLB)-[A-Z2-7]{16})\Z")
+
+
+def _node_port_facts(nodeports: Chain, wanted: set[str] | None):
+    """(target, comment, proto, port, localhost, address, line, text) of each
+    KUBE-NODEPORTS rule that jumps somewhere. With the fast paths on, rules of
+    kube-proxy's shape are read by regex; for the whole chain only when every
+    rule has it and none repeats another (the decoder would say nothing about
+    them), else the chain is decoded and its diagnostics reported as before."""
+    raw = nodeports.rules.raw
+    read = None
+    if bulk.enabled():
+        shape = _NODE_PORT_SHAPE.match
+        read = [(i, shape(raw[i][1])) for i in _naming(raw, wanted)]
+        if wanted is None and not all(m is not None and int(m.group("port")) <= 65535 for _, m in read) \
+                or wanted is None and len({text for _, text in raw}) != len(raw):
+            read = None
+    if read is None and wanted is None:
+        rules = [(rule, None) for rule in nodeports.rules]  # every rule decoded
+    else:
+        if read is None:
+            read = [(i, None) for i in _naming(raw, wanted)]
+        rules = [(nodeports.rules[i] if m is None else None, (m, raw[i])) for i, m in read]
+    for rule, fast in rules:
+        if rule is None:
+            m, (line, text) = fast
+            c = m.group("c")
+            yield m.group("t"), c if c is not None else m.group("c2"), m.group("p"), int(m.group("port")), \
+                False, None, line, text
+            continue
+        t = rule.target
+        if t is None:
+            continue
+        d = rule.spec.destination
+        localhost = d is not None and not d.negated and d.network.is_loopback
+        addr = None if d is None or d.negated or localhost else _address(rule)
+        yield t.name, rule.comment, _proto(rule), _port(rule), localhost, addr, rule.line, rule.text
 
 
 def node_port_addresses(services: Chain) -> list[str] | None:
@@ -423,10 +469,10 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
     protocol = acc.protocol
     if nat is not None:
         have = scan.names if scan is not None else nat.chains
-        for prefix in ("SVC", "SVL", "EXT", "FW", "XLB"):
-            name = f"KUBE-{prefix}-{key}"
+        for prefix, head in _CHAIN_HEADS:
+            name = head + key
             if name in have:
-                chains[prefix.lower()] = name
+                chains[prefix] = name
         seps: dict[str, None] = {}  # in order, once each
         for prefix in ("svc", "svl", "xlb"):
             if prefix not in chains:
@@ -435,7 +481,7 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
             fast = scan.cascades.get(cname, bulk.UNSURE) if scan is not None else bulk.cascade(nat, cname)
             done = None
             if fast is not bulk.UNSURE and scan is not None and names and protocol is not None:
-                done = _uniform_endpoint_shares(fast, scan.dnat, protocol)
+                done = _fast_shares(scan, fast, protocol)
             if done is None:
                 branches = _branches(nat.chains[cname])[0] if fast is bulk.UNSURE else _scanned_branches(nat, cname, fast)
                 done = _endpoint_shares(nat, cname, branches, bool(names), protocol,
@@ -445,7 +491,7 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
             names.extend(pnames)
             protocol = protocol or pproto
             affinity = affinity if affinity is not None else aff
-            seps.update(dict.fromkeys(s.sep for s in shares))
+            seps.update(dict.fromkeys(map(_SEP_OF, shares)))
             if prefix == "svc":
                 endpoints = shares
             else:
@@ -456,7 +502,7 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
                 s = rule.spec.source
                 if s is not None and not s.negated and rule.target is not None:
                     ranges.append(str(s.network))
-        for prefix in ("svc", "svl", "ext", "fw", "xlb"):
+        for prefix in ("svc", "svl", "ext", "fw", "xlb") if not names else ():
             if prefix in chains and not names:
                 names.extend(_names_in(nat.chains[chains[prefix]]))
     if not names and key in well_known_hashes():
@@ -468,7 +514,9 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
     name = names[0] if names else None
     if names and len(set(names)) > 1:
         warnings.append(f"comments name different services for the same chains: {', '.join(sorted(set(names)))}")
-    if name and protocol and chains and not any(hash16(c + protocol) == key for c in hash_candidates(name)):
+    # (name itself is one of its hash candidates: tested first, the others only when it is not the hash)
+    if name and protocol and chains and hash16(name + protocol) != key \
+            and not any(hash16(c + protocol) == key for c in hash_candidates(name)):
         warnings.append(f"chain hash {key} is not the hash of {name} {protocol}: hand-edited or stale comments")
     entries = list(acc.entries)
     for fe in acc.filter_entries:
@@ -476,8 +524,20 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
     if chains.get("svc") or chains.get("svl") or chains.get("xlb"):
         if not acc.entries:
             warnings.append("no entry point: no KUBE-SERVICES or KUBE-NODEPORTS rule jumps to these chains (stale, or an excerpt)")
-    return ServicePortRules(key, family, name, protocol, tuple(entries), chains, endpoints, local, affinity,
-                            tuple(ranges), tuple(warnings))
+    return bulk.frozen(ServicePortRules, _PORT_FIELDS, (key, family, name, protocol, tuple(entries), chains, endpoints,
+                                                        local, affinity, tuple(ranges), tuple(warnings)) + _PORT_DEFAULTS)
+
+
+# Every field of the model objects built through bulk.frozen, in order, and the
+# defaults of the ServicePortRules fields _finish does not set.
+_ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(EntryPoint))
+_PORT_FIELDS = tuple(f.name for f in dataclasses.fields(ServicePortRules))
+_PORT_DEFAULTS = tuple(f.default for f in dataclasses.fields(ServicePortRules)[11:])
+assert dataclasses.MISSING not in _PORT_DEFAULTS and len(_ENTRY_FIELDS) == 11
+
+
+_CHAIN_HEADS = tuple((p.lower(), f"KUBE-{p}-") for p in ("SVC", "SVL", "EXT", "FW", "XLB"))
+_SEP_OF = operator.attrgetter("sep")
 
 
 def _names_in(chain: Chain) -> list[str]:
@@ -554,6 +614,27 @@ def _endpoint_shares(nat: Table, chain_name: str, branches: list[Branch], named:
 
 
 _UNREAD = object()  # an endpoint chain the bulk pass left to sep_endpoint
+
+# The share of every cascade seen, by its probability strings (kube-proxy writes
+# the same ones for every cascade of n endpoints): 1/n, or None (not uniform).
+_CASCADE_SHARES: dict[tuple[str | None, ...], Fraction | None] = {}
+
+
+def _fast_shares(scan: bulk.NatScan, rows, protocol: str):
+    """:func:`_uniform_endpoint_shares` through ``bulk.uniform_shares`` (compiled
+    where built): the same answer, without a Python step per endpoint when no
+    endpoint needs a warning."""
+    known = _CASCADE_SHARES
+    got = scan.shares(rows, scan.dnat, EndpointShare, known)
+    if got is not None and got[0] is None:
+        probabilities = got[1]
+        if len(known) >= 4096:
+            known.clear()
+        known[probabilities] = _one_in(len(probabilities)) if _uniform_probabilities(probabilities) else None
+        got = scan.shares(rows, scan.dnat, EndpointShare, known)
+    if got is not None and got[0] is not None:  # (still unknown: ``known`` was cleared meanwhile)
+        return got[0], got[1], [], [], protocol
+    return _uniform_endpoint_shares(rows, scan.dnat, protocol)
 
 
 def _uniform_endpoint_shares(rows, dnat: dict, protocol: str):
