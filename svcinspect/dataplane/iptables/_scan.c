@@ -930,6 +930,271 @@ static PyObject *scan_jump_targets(PyObject *self, PyObject *blocks)
     return out;
 }
 
+/* --- dump_shapes: render.iptables._shapes_of, compiled ------------------------
+ *
+ * dump_shapes(text, counted) -> ({template: first line}, plain) or None
+ *
+ * The templates of render.iptables._TEMPLATE_SUBS, applied one after the other
+ * exactly as the regexes are (each pass a left-to-right, non-overlapping scan
+ * of one pattern, the counters pass only when ``counted``), then the lines of
+ * the result: each distinct template (in order of first appearance) mapped to
+ * the first line of ``text`` that has it; ``plain`` is render.iptables._plain.
+ * None for text that is not ASCII (the regexes then run).
+ */
+
+typedef struct {
+    char *buf;
+    Py_ssize_t len;
+} shape_buf;
+
+/* memmem search for needle (length m >= 1) in s[from:n]. */
+static Py_ssize_t shape_find(const char *s, Py_ssize_t n, Py_ssize_t from, const char *needle, Py_ssize_t m)
+{
+    if (from + m > n)
+        return -1;
+    const char *p = memmem(s + from, (size_t)(n - from), needle, (size_t)m);
+    return p == NULL ? -1 : p - s;
+}
+
+/* One counter of ^\[(?:0|[1-9][0-9]*):(?:0|[1-9][0-9]*)\] : the end of the
+ * number starting at i, or -1. */
+static Py_ssize_t shape_count(const char *s, Py_ssize_t n, Py_ssize_t i)
+{
+    if (i >= n || !is_digit((unsigned char)s[i]))
+        return -1;
+    if (s[i] == '0')
+        return i + 1;
+    i++;
+    while (i < n && is_digit((unsigned char)s[i]))
+        i++;
+    return i;
+}
+
+/* ^\[N:N\] (re.M) -> "[N:N] " */
+static Py_ssize_t shape_pass_counters(const char *s, Py_ssize_t n, char *o)
+{
+    Py_ssize_t i = 0, w = 0;
+    while (i < n) {
+        /* i is a line start */
+        if (s[i] == '[') {
+            Py_ssize_t a = shape_count(s, n, i + 1);
+            if (a >= 0 && a < n && s[a] == ':') {
+                Py_ssize_t b = shape_count(s, n, a + 1);
+                if (b >= 0 && b + 1 < n && s[b] == ']' && s[b + 1] == ' ') {
+                    memcpy(o + w, "[N:N] ", 6);
+                    w += 6;
+                    i = b + 2;
+                }
+            }
+        }
+        const char *nl = memchr(s + i, '\n', (size_t)(n - i));
+        Py_ssize_t e = nl == NULL ? n : (nl - s) + 1;
+        memcpy(o + w, s + i, (size_t)(e - i));
+        w += e - i;
+        i = e;
+    }
+    return w;
+}
+
+/* The generic literal-led pass: at each occurrence of lit, ``match`` gives the
+ * end of the match (or -1); the match is replaced by repl. */
+typedef Py_ssize_t (*shape_matcher)(const char *s, Py_ssize_t n, Py_ssize_t after);
+
+static Py_ssize_t shape_pass(const char *s, Py_ssize_t n, char *o, const char *lit, Py_ssize_t m,
+                             shape_matcher match, const char *repl)
+{
+    Py_ssize_t i = 0, w = 0, from = 0;
+    Py_ssize_t r = (Py_ssize_t)strlen(repl);
+    for (;;) {
+        Py_ssize_t k = shape_find(s, n, from, lit, m);
+        if (k < 0)
+            break;
+        Py_ssize_t e = match(s, n, k + m);
+        if (e < 0) {
+            from = k + 1;
+            continue;
+        }
+        memcpy(o + w, s + i, (size_t)(k - i));
+        w += k - i;
+        memcpy(o + w, repl, (size_t)r);
+        w += r;
+        i = from = e;
+    }
+    memcpy(o + w, s + i, (size_t)(n - i));
+    return w + n - i;
+}
+
+/* "[^"\\\n ODD]*" after ' --comment ' */
+static Py_ssize_t shape_m_comment(const char *s, Py_ssize_t n, Py_ssize_t j)
+{
+    while (j < n && s[j] != '"' && s[j] != '\\' && s[j] != '\n' && !is_odd((unsigned char)s[j]))
+        j++;
+    return j < n && s[j] == '"' ? j + 1 : -1;
+}
+
+/* [A-Z2-7]{16} */
+static Py_ssize_t shape_m_hash(const char *s, Py_ssize_t n, Py_ssize_t j)
+{
+    if (n - j < 16)
+        return -1;
+    for (Py_ssize_t k = j; k < j + 16; k++)
+        if (!is_b32((unsigned char)s[k]))
+            return -1;
+    return j + 16;
+}
+
+/* _OCTET followed by ``next``: the octet is the whole digit run. */
+static Py_ssize_t shape_octet(const char *s, Py_ssize_t n, Py_ssize_t j, char next)
+{
+    Py_ssize_t k = j;
+    while (k < n && is_digit((unsigned char)s[k]))
+        k++;
+    Py_ssize_t d = k - j;
+    if (d < 1 || d > 3 || k >= n || s[k] != next)
+        return -1;
+    if (d > 1 && s[j] == '0')
+        return -1;
+    if (d == 3 && (s[j] - '0') * 100 + (s[j + 1] - '0') * 10 + (s[j + 2] - '0') > 255)
+        return -1;
+    return k + 1;
+}
+
+/* _ADDR32: dotted quad, /32, then a blank (not consumed) */
+static Py_ssize_t shape_m_addr(const char *s, Py_ssize_t n, Py_ssize_t j)
+{
+    for (int q = 0; q < 3; q++) {
+        j = shape_octet(s, n, j, '.');
+        if (j < 0)
+            return -1;
+    }
+    j = shape_octet(s, n, j, '/');
+    if (j < 0 || n - j < 3 || s[j] != '3' || s[j + 1] != '2' || s[j + 2] != ' ')
+        return -1;
+    return j + 2;
+}
+
+static int shape_arg_char(unsigned char c)
+{
+    return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '.' || c == ':' || c == '/';
+}
+
+/* _ARG: [0-9][0-9A-Za-z.:/]*(?= |$) */
+static Py_ssize_t shape_m_arg(const char *s, Py_ssize_t n, Py_ssize_t j)
+{
+    if (j >= n || !is_digit((unsigned char)s[j]))
+        return -1;
+    j++;
+    while (j < n && shape_arg_char((unsigned char)s[j]))
+        j++;
+    return (j == n || s[j] == ' ' || s[j] == '\n') ? j : -1;
+}
+
+static const char *const shape_hash_lits[] = {"KUBE-SEP-", "KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-"};
+static const char *const shape_hash_reps[] = {"KUBE-SEP-H", "KUBE-SVC-H", "KUBE-SVL-H", "KUBE-EXT-H", "KUBE-FW-H", "KUBE-XLB-H"};
+static const char *const shape_arg_lits[] = {" --dport ", " --sport ", " --probability ", " --to-destination ",
+                                             " --to-source ", " --seconds ", " --mask ", " --mark ", " --set-xmark "};
+static const char *const shape_arg_reps[] = {" --dport N", " --sport N", " --probability N", " --to-destination N",
+                                             " --to-source N", " --seconds N", " --mask N", " --mark N", " --set-xmark N"};
+
+/* render.iptables._plain for ASCII text */
+static int shape_plain(const char *s, Py_ssize_t n)
+{
+    if (n > 0 && s[0] == ' ')
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\t' || is_odd(c))
+            return 0;
+        if (c == '\n' && ((i > 0 && s[i - 1] == ' ') || (i + 1 < n && s[i + 1] == ' ')))
+            return 0;
+    }
+    return 1;
+}
+
+static PyObject *scan_dump_shapes(PyObject *self, PyObject *args)
+{
+    PyObject *text;
+    int counted;
+    if (!PyArg_ParseTuple(args, "Up:dump_shapes", &text, &counted))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(text))
+        Py_RETURN_NONE;
+    const char *src = (const char *)PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    /* Only the comment pass grows the text: one byte per match of >= 13 bytes. */
+    Py_ssize_t cap = n + n / 13 + 16;
+    char *a = PyMem_Malloc((size_t)cap), *b = PyMem_Malloc((size_t)cap);
+    if (a == NULL || b == NULL) {
+        PyMem_Free(a);
+        PyMem_Free(b);
+        return PyErr_NoMemory();
+    }
+    const char *cur = src;
+    Py_ssize_t len = n;
+    char *out = a;
+#define SHAPE_SWAP(newlen) do { len = (newlen); cur = out; out = (out == a) ? b : a; } while (0)
+    if (counted)
+        SHAPE_SWAP(shape_pass_counters(cur, len, out));
+    SHAPE_SWAP(shape_pass(cur, len, out, " --comment \"", LEN(" --comment \""), shape_m_comment, " --comment \"C\""));
+    for (size_t k = 0; k < sizeof(shape_hash_lits) / sizeof(shape_hash_lits[0]); k++)
+        SHAPE_SWAP(shape_pass(cur, len, out, shape_hash_lits[k], (Py_ssize_t)strlen(shape_hash_lits[k]), shape_m_hash,
+                              shape_hash_reps[k]));
+    SHAPE_SWAP(shape_pass(cur, len, out, " -s ", 4, shape_m_addr, " -s A/32"));
+    SHAPE_SWAP(shape_pass(cur, len, out, " -d ", 4, shape_m_addr, " -d A/32"));
+    for (size_t k = 0; k < sizeof(shape_arg_lits) / sizeof(shape_arg_lits[0]); k++)
+        SHAPE_SWAP(shape_pass(cur, len, out, shape_arg_lits[k], (Py_ssize_t)strlen(shape_arg_lits[k]), shape_m_arg,
+                              shape_arg_reps[k]));
+#undef SHAPE_SWAP
+    PyObject *first = PyDict_New();
+    if (first == NULL)
+        goto fail;
+    /* The lines of cur (templates) and of src (the text) correspond one to one:
+     * no pass adds or removes a newline. split_lines drops one trailing empty line. */
+    Py_ssize_t ti = 0, si = 0;
+    while (ti < len || si < n) {
+        const char *tn = memchr(cur + ti, '\n', (size_t)(len - ti));
+        const char *sn = memchr(src + si, '\n', (size_t)(n - si));
+        Py_ssize_t te = tn == NULL ? len : tn - cur, se = sn == NULL ? n : sn - src;
+        if ((tn == NULL) != (sn == NULL)) {
+            PyErr_SetString(PyExc_RuntimeError, "dump_shapes: line count changed");
+            Py_DECREF(first);
+            goto fail;
+        }
+        PyObject *key = PyUnicode_FromStringAndSize(cur + ti, te - ti);
+        if (key == NULL) {
+            Py_DECREF(first);
+            goto fail;
+        }
+        int has = PyDict_Contains(first, key);
+        if (has == 0) {
+            PyObject *line = PyUnicode_FromStringAndSize(src + si, se - si);
+            if (line == NULL || PyDict_SetItem(first, key, line) < 0) {
+                Py_XDECREF(line);
+                Py_DECREF(key);
+                Py_DECREF(first);
+                goto fail;
+            }
+            Py_DECREF(line);
+        }
+        Py_DECREF(key);
+        if (has < 0) {
+            Py_DECREF(first);
+            goto fail;
+        }
+        if (tn == NULL)
+            break;
+        ti = te + 1;
+        si = se + 1;
+    }
+    PyMem_Free(a);
+    PyMem_Free(b);
+    return Py_BuildValue("(NO)", first, shape_plain(src, n) ? Py_True : Py_False);
+fail:
+    PyMem_Free(a);
+    PyMem_Free(b);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
     {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
@@ -937,6 +1202,7 @@ static PyMethodDef methods[] = {
     {"jump_targets", scan_jump_targets, METH_O, "set(completeness._JUMP.findall(b)) over ASCII blocks, else None."},
     {"fold", scan_fold, METH_VARARGS, "parse_iptables_save's loop over a run of rule blocks (see there)."},
     {"segments", scan_segments, METH_O, "parse.iptables_save._SEGMENTS.findall(text) for ASCII text, else None."},
+    {"dump_shapes", scan_dump_shapes, METH_VARARGS, "render.iptables._shapes_of(text, counted) for ASCII text, else None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,168 @@
+"""The compiled template pass of ``dump`` reads what the regexes read.
+
+``render.iptables._shapes_of`` (the ``_TEMPLATE_SUBS`` regexes applied one
+after the other, then the lines) is the reference; the compiled
+``_scan.dump_shapes`` must give the same templates, in the same order, with
+the same first line each, and the same ``_plain`` answer, on every fixture, on
+hand-made lines that sit at the edge of each pattern (octets 255/256, leading
+zeros, a hash of 15 or 17 characters, an argument at the end of the text, an
+empty comment, counters with leading zeros) and on hypothesis-made text. The
+whole ``dump`` command with the fast paths on and off is compared in
+test_perf_equivalence.py; here is also the declarations shortcut
+(``LazyChains.heads``) against ``head``/``blocks``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import FIXTURES, IPT, WILD
+from svcinspect import perf
+from svcinspect.dataplane.iptables import bulk
+from svcinspect.dataplane.iptables.parse import parse_iptables_save
+from svcinspect.render import iptables as render_iptables
+from svcinspect.render.iptables import _shapes_of
+
+native = getattr(bulk.native_scanner, "dump_shapes", None)
+needs_native = pytest.mark.skipif(native is None, reason="the compiled scanner svcinspect.dataplane.iptables._scan is not "
+                                                         "built (no C compiler at install time?): nothing to compare")
+
+RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules"))
+REAL = (IPT / "iptables-save.txt").read_text()
+WILD_LINES = [ln for p in sorted(WILD.glob("*.rules")) for ln in p.read_text(errors="replace").splitlines()]
+
+# Lines at the edge of every pattern of _TEMPLATE_SUBS (hand-written).
+EDGES = [
+    "[0:0] -A KUBE-SEP-ABCDEFGHIJKLMNOP -s 10.0.0.1/32 -j KUBE-MARK-MASQ",
+    "[00:1] -A X -j ACCEPT", "[1:01] -A X -j ACCEPT", "[1:2]-A X", "[1:2]  -A X", "[12345678901234567890:0] -A X",
+    " [1:2] -A X -j ACCEPT", "[1:2 -A X", "[:] -A X", "[1:2] ",
+    '-A X -m comment --comment "" -j Y', '-A X -m comment --comment "a\\"b" -j Y', '-A X -m comment --comment "a\x0cb"',
+    '-A X -m comment --comment "unterminated', '-A X -m comment --comment "a" --comment "b"',
+    '-A X -m comment --comment "KUBE-SEP-ABCDEFGHIJKLMNOP" -j KUBE-SEP-ABCDEFGHIJKLMNOP',
+    "-A KUBE-SEP-ABCDEFGHIJKLMNO -j X", "-A KUBE-SEP-ABCDEFGHIJKLMNOPQ -j X", "-A KUBE-SEP-abcdefghijklmnop",
+    "-A KUBE-SEP-ABCDEFGHIJKLMN18 -j X", "-A KUBE-SEP-ABCDEFGHIJKLMN27",
+    "-A KUBE-EXT-AAAAAAAAAAAAKUBE-SEP-BBBBBBBBBBBBBBBB -j X",  # a later pattern matches across an earlier's replacement
+    "-A KUBE-FW-ABCDEFGHIJKLMNOP -j KUBE-XLB-ABCDEFGHIJKLMNOP -j KUBE-SVL-ABCDEFGHIJKLMNOP",
+    "-A X -s 255.255.255.255/32 -j Y", "-A X -s 256.1.1.1/32 -j Y", "-A X -s 01.1.1.1/32 -j Y", "-A X -s 0.0.0.0/32 -j Y",
+    "-A X -s 1.2.3.4/32", "-A X -s 1.2.3.4/32\t-j Y", "-A X -s 1.2.3.4/320 -j Y", "-A X -s 1.2.3/32 -j Y",
+    "-A X -s 1.2.3.4.5/32 -j Y", "-A X -d 249.250.199.100/32 -p tcp", "-A X -d 1234.1.1.1/32 -j Y",
+    "-A X -s 10.0.0.1/32 -d 10.0.0.2/32 -j Y", "-A X ! -d 10.0.0.2/32 -j Y", "-A X -s -d 1.1.1.1/32 -j Y",
+    "-A X -p tcp -m tcp --dport 80", "-A X -p tcp -m tcp --dport 80 -j Y", "-A X -p tcp -m tcp --dport 80:90\t-j Y",
+    "-A X -p tcp -m tcp --dport 8a/b.c:d -j Y", "-A X -p tcp -m tcp --dport x80 -j Y", "-A X --dport  80",
+    "-A X -m statistic --mode random --probability 0.50000000000 -j Y",
+    "-A X -j DNAT --to-destination 10.0.0.1:8080", "-A X -j SNAT --to-source 1.1.1.1-1.1.1.9 --random",
+    "-A X -m recent --rcheck --seconds 10800 --reap --name N --mask 255.255.255.255 --rsource",
+    "-A X -m mark --mark 0x4000/0x4000 -j RETURN", "-A X -j MARK --set-xmark 0x4000/0x4000",
+    "-A X -m mark ! --mark 0x4000/0x4000 -j RETURN", "-A X --sport 1 --sport 2 --sport 3",
+    "", " ", "-A X ", "-A X\t", "\t-A X",
+]
+
+
+def _lines(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _compare(text: str) -> None:
+    for counted in (False, True):
+        want = _shapes_of(text, counted)
+        got = native(text, counted)
+        if not text.isascii():
+            assert got is None
+            continue
+        assert got is not None
+        assert list(got[0].items()) == list(want[0].items()), text[:300]
+        assert got[1] is want[1]
+
+
+def test_the_reference_finds_the_templates_a_user_relies_on():
+    """Two endpoint chains of one shape share a template; a leading zero in an
+    address makes a template of its own (its rule renders differently)."""
+    text = ("-A KUBE-SEP-AAAAAAAAAAAAAAAA -s 10.0.0.1/32 -m comment --comment \"a/b:p\" -j KUBE-MARK-MASQ\n"
+            "-A KUBE-SEP-BBBBBBBBBBBBBBBB -s 10.0.0.2/32 -m comment --comment \"c/d:q\" -j KUBE-MARK-MASQ\n"
+            "-A KUBE-SEP-CCCCCCCCCCCCCCCC -s 10.0.0.03/32 -m comment --comment \"c/d:q\" -j KUBE-MARK-MASQ\n")
+    first, plain = _shapes_of(text, False)
+    assert list(first.values()) == [text.splitlines()[0], text.splitlines()[2]]
+    assert plain
+
+
+@needs_native
+@pytest.mark.parametrize("path", RULES, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_every_fixture_gives_the_same_templates(path):
+    text = path.read_text(errors="replace")
+    _compare(_lines(text))
+    # the blocks as the dump renderer hands them over (rule lines only)
+    _compare("".join(ln + "\n" for ln in text.splitlines() if ln.lstrip().startswith(("-A", "["))))
+
+
+@needs_native
+def test_the_edges_of_every_pattern_give_the_same_templates():
+    for line in EDGES:
+        _compare(line)
+        _compare(line + "\n")
+        _compare(line + "\n" + line + "\n")
+    _compare("".join(line + "\n" for line in EDGES))
+    _compare("")
+    _compare("\n\n")
+
+
+@needs_native
+def test_the_real_dump_gives_the_same_templates():
+    _compare(REAL)
+    _compare(REAL.replace("\n", "\n[0:0] "))
+
+
+@needs_native
+def test_non_ascii_text_is_left_to_the_regexes():
+    assert native('-A X -m comment --comment "café" -j Y\n', False) is None
+    assert native("-A X -m comment --comment \"a\u2028b\" -j Y\n", True) is None
+
+
+@needs_native
+def test_wrong_arguments_raise_type_error():
+    for args in ((b"-A X\n", False), (None, True), ("-A X\n",), ()):
+        with pytest.raises(TypeError):
+            native(*args)
+
+
+TOKENS = ["-A ", "KUBE-SEP-", "KUBE-SVC-", "KUBE-EXT-", "KUBE-FW-", "ABCDEFGH", "2345", "Z", " -s ", " -d ", "10.", "1.",
+          "255", "256", "0", "01", "/32", "/3", " ", "\t", "\x0b", "\x1c", "\n", "[", "]", ":", "[0:0] ", "[1:2] ",
+          ' --comment "', '"', "\\", " --dport ", " --sport ", " --probability ", "0.5", " --to-destination ",
+          " --to-source ", " --seconds ", " --mask ", " --mark ", " --set-xmark ", "0x4000/0x4000", "a", ".", "/", "-j X"]
+
+
+@needs_native
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(TOKENS), st.sampled_from(WILD_LINES or ["-A X"]),
+                          st.text(alphabet="0123456789.:/ -AKS[]\"\n", max_size=6)), max_size=40))
+def test_made_up_text_gives_the_same_templates(parts):
+    _compare("".join(parts))
+
+
+def test_declarations_shortcut_gives_what_head_and_blocks_give():
+    """``LazyChains.heads`` (the declarations of dump) against one ``head`` and
+    ``blocks`` call per chain, with counters (leading zeros included) and a chain
+    already built."""
+    text = ("*nat\n:PREROUTING ACCEPT [007:0100]\n:INPUT ACCEPT [0:0]\n:KUBE-X - [0:0]\n:KUBE-Y - [3:4]\n:KUBE-Z -\n"
+            "-A PREROUTING -j KUBE-X\n-A KUBE-X -j KUBE-Y\n-A KUBE-Y -j RETURN\n-A KUBE-X -j RETURN\nCOMMIT\n")
+    for on in (False, True):
+        with perf.native_scanner(on):
+            chains = parse_iptables_save(text, "t").tables[0].chains
+        chains["KUBE-Y"]  # noqa: B018 (built: heads must answer from the built chain)
+        names = list(chains)
+        got = chains.heads(names)
+        want = [(p, None if c is None else str(c), chains.blocks(n)) for n in names for p, c in (chains.head(n),)]
+        assert got == want
+        assert got[0][:2] == ("ACCEPT", "[7:100]")
+
+
+def test_dump_takes_the_compiled_pass_when_it_is_built():
+    """The fast ``dump`` asks for the compiled function only when the fast paths are on."""
+    assert perf.native("dump_shapes") is native
+    with perf.all_fast_paths(False):
+        assert perf.native("dump_shapes") is None
+    with perf.native_scanner(False):
+        assert perf.native("dump_shapes") is None
+    assert render_iptables.render_dump(parse_iptables_save(REAL, "r"))[0] == \
+        render_iptables.render_ruleset(parse_iptables_save(REAL, "r"))
