@@ -166,3 +166,88 @@ def test_dump_takes_the_compiled_pass_when_it_is_built():
         assert perf.native("dump_shapes") is None
     assert render_iptables.render_dump(parse_iptables_save(REAL, "r"))[0] == \
         render_iptables.render_ruleset(parse_iptables_save(REAL, "r"))
+
+
+# --- the dump index (trace, packet, graph of one service) --------------------------
+
+from svcinspect.dataplane.iptables import index as dump_index  # noqa: E402
+
+count_all = getattr(bulk.native_scanner, "count_all", None)
+rule_names = getattr(bulk.native_scanner, "rule_names", None)
+needs_index_native = pytest.mark.skipif(count_all is None or rule_names is None,
+                                        reason="the compiled scanner svcinspect.dataplane.iptables._scan is not "
+                                               "built (no C compiler at install time?): nothing to compare")
+REAL_BYTES = REAL.encode()
+COUNTED_BYTES = b"".join((b"[3:40] " + ln if ln.startswith(b"-A ") else ln) + b"\n"
+                         for ln in REAL_BYTES.split(b"\n")[:-1])
+
+
+@needs_index_native
+@pytest.mark.parametrize("data", [REAL_BYTES, COUNTED_BYTES, b"", b"\n", b"aaaa", b"\n-A \n-A X\n"], ids=range(6))
+def test_count_all_counts_what_bytes_count_counts(data):
+    n = len(data)
+    specs = [(needle, a, b) for needle in (b"\n", b"\n-A ", b"] -A ", b"\n:", b"aa", b"\n[", b"COMMIT")
+             for a, b in ((0, n), (1, n - 1), (-5, n), (0, -3), (n, 0), (-n - 9, n + 9), (3, 2), (n // 2, n))]
+    specs += [(b"\n", a, min(a + 4096, n)) for a in range(0, n, 4096)]
+    assert count_all(data, specs) == dump_index._count_all(data, specs)
+
+
+@needs_index_native
+def test_count_all_refuses_what_it_cannot_count():
+    with pytest.raises(ValueError):
+        count_all(b"abc", [(b"", 0, 3)])
+    for args in ((b"abc", [("x", 0, 1)]), (b"abc", [(b"x", 0)]), ("abc", []), (b"abc", ((b"x", 0, 1),))):
+        with pytest.raises(TypeError):
+            count_all(*args)
+
+
+def _names_in(data: bytes) -> list[bytes]:
+    return sorted({ln.split(b" ")[1] for ln in data.split(b"\n") if ln.startswith(b"-A ") and b" " in ln})
+
+
+@needs_index_native
+@pytest.mark.parametrize("counted", [False, True])
+def test_rule_names_counts_what_the_regex_counts(counted):
+    data = COUNTED_BYTES if counted else REAL_BYTES
+    names = _names_in(REAL_BYTES)
+    start = data.index(b"\n-A " if not counted else b"\n[3:40] -A ") + 1
+    for keys in (names, names[:3], names[::7] + [b"KUBE-NOPE", b"KUBE-SEP"], [b"X"]):
+        for a, b in ((start, len(data)), (start, len(data) - 200), (1, len(data)), (start + 5, len(data) // 2)):
+            assert rule_names(data, a, b, keys, counted) == dump_index._rule_names(data, a, b, set(keys), counted)
+    assert rule_names(data, start, len(data), [b"with space"], counted) is None
+    assert rule_names(data, start, len(data), [b""], counted) is None
+
+
+@needs_index_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from([b"\n", b"-A ", b"[1:2] ", b"[1:] ", b"[:2] ", b"X", b"XY", b"KUBE-SEP-A", b" ", b"\x0b",
+                                 b"-j Y", b"[", b"]", b"12"]), max_size=30),
+       st.integers(0, 40), st.integers(-5, 200), st.booleans())
+def test_rule_names_on_made_up_lines(parts, start, end, counted):
+    data = b"".join(parts)
+    keys = [b"X", b"XY", b"KUBE-SEP-A", b"Y\x0b"]
+    start = max(start, 1)
+    assert rule_names(data, start, end, keys, counted) == dump_index._rule_names(data, start, end, set(keys), counted)
+
+
+def test_the_index_proves_a_hand_moved_rule_wrong():
+    """A rule of a chain the analysis read, moved out of its block (a hand
+    edit): the lookups are not confirmed, with the compiled scanner or without."""
+    lines = REAL.splitlines(keepends=True)
+    sep = next(i for i, ln in enumerate(lines) if ln.startswith("-A KUBE-SEP-"))
+    chain = lines[sep].split()[1]
+    moved = lines[:sep] + lines[sep + 1:]
+    nat_at = moved.index("*nat\n")
+    moved.insert(next(i for i, ln in enumerate(moved) if i > nat_at and ln.startswith("COMMIT")), lines[sep])
+    for on in (True, False):
+        with perf.native_scanner(on):
+            for text, ok in ((REAL, True), ("".join(moved), False)):
+                rs = dump_index.index_iptables_save(text.encode(), "t")
+                assert rs is not None
+                nat = next(t for t in rs.tables if t.name == "nat")
+                try:
+                    nat.chains[chain].rules.raw  # noqa: B018
+                except dump_index.OutOfOrder:
+                    assert not ok
+                    continue
+                assert dump_index.confirm_lookups(rs) is ok

@@ -1195,6 +1195,217 @@ fail:
     return NULL;
 }
 
+/* --- the dump index (dataplane/iptables/index.py), compiled -------------------
+ *
+ * count_all(data, specs)  -> [data.count(needle, start, end) for needle, start, end in specs]
+ * rule_names(data, start, end, keys, counted)
+ *                          -> index._rule_names(...): {key: how many rule lines of
+ *                             chain key} over the lines of [start - 1, end)
+ *
+ * ``data`` is bytes. count_all counts non-overlapping occurrences like
+ * bytes.count (indices adjusted like a slice); an empty needle raises
+ * ValueError (the caller never asks). rule_names returns None when a key is
+ * empty or holds a blank or newline (then the regex runs).
+ */
+
+static void idx_adjust(Py_ssize_t *start, Py_ssize_t *end, Py_ssize_t len)
+{
+    if (*end > len)
+        *end = len;
+    else if (*end < 0) {
+        *end += len;
+        if (*end < 0)
+            *end = 0;
+    }
+    if (*start < 0) {
+        *start += len;
+        if (*start < 0)
+            *start = 0;
+    }
+}
+
+static Py_ssize_t idx_count(const char *s, Py_ssize_t len, const char *needle, Py_ssize_t m, Py_ssize_t start,
+                            Py_ssize_t end)
+{
+    idx_adjust(&start, &end, len);
+    if (end - start < m)
+        return 0;
+    Py_ssize_t n = 0;
+    if (m == 1) {
+        const char *p = s + start, *e = s + end;
+        while (p < e && (p = memchr(p, needle[0], (size_t)(e - p))) != NULL) {
+            n++;
+            p++;
+        }
+        return n;
+    }
+    Py_ssize_t i = start;
+    while (end - i >= m) {
+        const char *p = memmem(s + i, (size_t)(end - i), needle, (size_t)m);
+        if (p == NULL)
+            break;
+        n++;
+        i = (p - s) + m;
+    }
+    return n;
+}
+
+static PyObject *scan_count_all(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    PyObject *specs;
+    if (!PyArg_ParseTuple(args, "y*O!:count_all", &data, &PyList_Type, &specs))
+        return NULL;
+    Py_ssize_t k = PyList_GET_SIZE(specs);
+    PyObject *out = PyList_New(k);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *spec = PyList_GET_ITEM(specs, i);
+        const char *needle;
+        Py_ssize_t m, start, end;
+        if (!PyTuple_Check(spec) || !PyArg_ParseTuple(spec, "y#nn:count_all spec", &needle, &m, &start, &end)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "count_all: each spec is (bytes, start, end)");
+            Py_CLEAR(out);
+            goto done;
+        }
+        if (m == 0) {
+            PyErr_SetString(PyExc_ValueError, "count_all: empty needle");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyObject *c = PyLong_FromSsize_t(idx_count((const char *)data.buf, data.len, needle, m, start, end));
+        if (c == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, c);
+    }
+done:
+    PyBuffer_Release(&data);
+    return out;
+}
+
+/* FNV-1a */
+static size_t idx_hash(const char *s, Py_ssize_t n)
+{
+    size_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static PyObject *scan_rule_names(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    Py_ssize_t start, end;
+    PyObject *keys;
+    int counted;
+    if (!PyArg_ParseTuple(args, "y*nnOp:rule_names", &data, &start, &end, &keys, &counted))
+        return NULL;
+    Py_ssize_t *slots = NULL;
+    PyObject *out = NULL, *seq = PySequence_Fast(keys, "rule_names: keys must be iterable");
+    if (seq == NULL)
+        goto done;
+    Py_ssize_t nk = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < nk; i++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "rule_names: keys must be bytes");
+            goto done;
+        }
+        Py_ssize_t kl = PyBytes_GET_SIZE(key);
+        const char *kb = PyBytes_AS_STRING(key);
+        if (kl == 0 || memchr(kb, ' ', (size_t)kl) != NULL || memchr(kb, '\n', (size_t)kl) != NULL) {
+            out = Py_None;
+            Py_INCREF(out);
+            goto done;
+        }
+    }
+    /* the keys in an open-addressing table of their hashes: a line's name is
+     * compared with the key of its slot only */
+    size_t mask = 15;
+    while (mask + 1 < (size_t)nk * 4)
+        mask = mask * 2 + 1;
+    slots = PyMem_Calloc(mask + 1, sizeof(Py_ssize_t));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < nk; k++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(seq, k);
+        size_t h = idx_hash(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)) & mask;
+        while (slots[h] != 0)
+            h = (h + 1) & mask;
+        slots[h] = k + 1;
+    }
+    out = PyDict_New();
+    if (out == NULL)
+        goto done;
+    const char *s = (const char *)data.buf;
+    Py_ssize_t len = data.len;
+    Py_ssize_t endpos = end;
+    Py_ssize_t pos = start - 1;
+    idx_adjust(&pos, &endpos, len);
+    while (pos < endpos) {
+        const char *nl = memchr(s + pos, '\n', (size_t)(endpos - pos));
+        if (nl == NULL)
+            break;
+        Py_ssize_t i = (nl - s) + 1;
+        pos = i;
+        if (counted) {
+            if (i >= endpos || s[i] != '[')
+                continue;
+            Py_ssize_t j = i + 1, d = j;
+            while (j < endpos && is_digit((unsigned char)s[j]))
+                j++;
+            if (j == d || j >= endpos || s[j] != ':')
+                continue;
+            d = ++j;
+            while (j < endpos && is_digit((unsigned char)s[j]))
+                j++;
+            if (j == d || endpos - j < 2 || s[j] != ']' || s[j + 1] != ' ')
+                continue;
+            i = j + 2;
+        }
+        if (endpos - i < 3 || s[i] != '-' || s[i + 1] != 'A' || s[i + 2] != ' ')
+            continue;
+        i += 3;
+        Py_ssize_t e = i;
+        while (e < endpos && s[e] != ' ' && s[e] != '\n')
+            e++;
+        if (e >= endpos || e == i)
+            continue; /* the lookahead needs a blank or newline before endpos */
+        Py_ssize_t nl_ = e - i;
+        size_t h = idx_hash(s + i, nl_) & mask;
+        for (; slots[h] != 0; h = (h + 1) & mask) {
+            PyObject *key = PySequence_Fast_GET_ITEM(seq, slots[h] - 1);
+            if (PyBytes_GET_SIZE(key) == nl_ && memcmp(PyBytes_AS_STRING(key), s + i, (size_t)nl_) == 0) {
+                PyObject *was = PyDict_GetItemWithError(out, key);
+                if (was == NULL && PyErr_Occurred())
+                    goto fail;
+                PyObject *now = PyLong_FromSsize_t(was == NULL ? 1 : PyLong_AsSsize_t(was) + 1);
+                if (now == NULL || PyDict_SetItem(out, key, now) < 0) {
+                    Py_XDECREF(now);
+                    goto fail;
+                }
+                Py_DECREF(now);
+                break;
+            }
+        }
+        pos = e;
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    PyMem_Free(slots);
+    Py_XDECREF(seq);
+    PyBuffer_Release(&data);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
     {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
@@ -1203,6 +1414,8 @@ static PyMethodDef methods[] = {
     {"fold", scan_fold, METH_VARARGS, "parse_iptables_save's loop over a run of rule blocks (see there)."},
     {"segments", scan_segments, METH_O, "parse.iptables_save._SEGMENTS.findall(text) for ASCII text, else None."},
     {"dump_shapes", scan_dump_shapes, METH_VARARGS, "render.iptables._shapes_of(text, counted) for ASCII text, else None."},
+    {"count_all", scan_count_all, METH_VARARGS, "[data.count(needle, start, end) for needle, start, end in specs]."},
+    {"rule_names", scan_rule_names, METH_VARARGS, "index._rule_names(data, start, end, keys, counted), or None."},
     {NULL, NULL, 0, NULL},
 };
 
