@@ -251,3 +251,36 @@ def test_the_index_proves_a_hand_moved_rule_wrong():
                     assert not ok
                     continue
                 assert dump_index.confirm_lookups(rs) is ok
+
+
+# --- the DOT writer's quoting shortcuts ----------------------------------------------
+
+from svcinspect.render import dot as render_dot  # noqa: E402
+from svcinspect.render.escape import dot_quote  # noqa: E402
+
+QUOTING_SAMPLES = ["", "a", "node", "Node", "_x1", "1x", "ns5/svc5:http", "v4/service/ABCDEFGHIJKLMNOP",
+                   'a"b', "a\\b", "a\nb", "a\tb", "a\x7fb", "a\x1bb", "é", "a\u2028b", "a\u202eb", " ", "~", "#", "[x]",
+                   "line 12: -d 10.96.0.5/32 -p tcp --dport 80", "3 endpoints\nmasquerade: x"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.sampled_from(QUOTING_SAMPLES), st.text(max_size=12),
+                 st.text(alphabet="ab\n\t \"\\/:#[]~\x7f\x1b_0", max_size=12)))
+def test_dot_ids_and_texts_are_quoted_as_json_and_dot_quote_quote_them(text):
+    import json
+
+    assert render_dot._q(text) == json.dumps(text)
+    assert render_dot._q(text) == json.dumps(text)  # the cached answer too
+    assert render_dot._dq(text) == dot_quote(text)
+
+
+def test_the_whole_dump_graph_is_the_same_with_and_without_the_fast_paths():
+    from svcinspect.graph import build_graph
+
+    rs = parse_iptables_save(REAL, "r")
+    fast = render_dot.render_dot(*build_graph(rs, None, None, light=True))
+    with perf.all_fast_paths(False):
+        slow = render_dot.render_dot(*build_graph(parse_iptables_save(REAL, "r"), None, None))
+        assert not perf.fast_paths()
+    assert perf.fast_paths()
+    assert fast == slow and fast.count(" -> ") > 10

@@ -177,6 +177,7 @@ def decode_rule(table: str, chain: str, index: int, raw: RawRule, source: str) -
 
 
 _RAW_COMMENT = re.compile(r' --comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
+_UNESCAPE = re.compile(r"\\(.)")
 
 
 def raw_comment(text: str) -> str | None:
@@ -190,7 +191,8 @@ def raw_comment(text: str) -> str | None:
         return None
     if m.group(1) is None:
         return m.group(2)
-    return re.sub(r"\\(.)", r"\1", m.group(1))
+    quoted = m.group(1)
+    return quoted if "\\" not in quoted else _UNESCAPE.sub(r"\1", quoted)
 
 
 def raw_target(text: str) -> tuple[str, bool] | None | bool:
