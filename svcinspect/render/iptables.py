@@ -224,11 +224,7 @@ def _shapes_of(text: str, counted: bool) -> tuple[dict[str, str], bool]:
     the first line that has it, in order of first appearance; and whether the
     text is ``_plain``. (The compiled ``dump_shapes`` gives the same for ASCII
     text, in one pass per pattern and without the list of lines.)"""
-    template = text
-    for pattern, repl, literal in _TEMPLATE_SUBS if counted else _TEMPLATE_SUBS[1:]:
-        if literal in template:  # a pass over the text only where it can match
-            template = pattern.sub(repl, template)
-    templates = split_lines(template)
+    templates = _templates(text, counted)
     lines = split_lines(text)
     if len(templates) != len(lines):  # no pattern holds a newline: never
         raise AssertionError("a template substitution changed the line count")
@@ -240,9 +236,11 @@ def _shapes_of(text: str, counted: bool) -> tuple[dict[str, str], bool]:
 
 
 def _templates(text: str, counted: bool) -> list[str]:
+    """The template of each line of ``text``: the _TEMPLATE_SUBS one after the
+    other (the counters one only when some line has counters)."""
     template = text
     for pattern, repl, literal in _TEMPLATE_SUBS if counted else _TEMPLATE_SUBS[1:]:
-        if literal in template:
+        if literal in template:  # a pass over the text only where it can match
             template = pattern.sub(repl, template)
     return split_lines(template)
 
