@@ -284,3 +284,41 @@ def test_the_whole_dump_graph_is_the_same_with_and_without_the_fast_paths():
         assert not perf.fast_paths()
     assert perf.fast_paths()
     assert fast == slow and fast.count(" -> ") > 10
+
+
+# --- the whole-dump overview's tally of a service chain -------------------------------
+
+from svcinspect import graph as graph_module  # noqa: E402
+
+overview_tally = getattr(bulk.native_scanner, "overview_tally", None)
+needs_tally = pytest.mark.skipif(overview_tally is None, reason="the compiled scanner svcinspect.dataplane.iptables._scan "
+                                                                "is not built (no C compiler at install time?)")
+SEP_JUMP = " -j KUBE-SEP-ABCDEFGHIJKLMN23"
+TALLY_LINES = ["-A KUBE-SVC-X -m comment --comment x" + SEP_JUMP, "-A KUBE-SVC-X -j KUBE-MARK-MASQ",
+               "-A KUBE-SVC-X -m recent --rcheck --seconds 10800 --reap" + SEP_JUMP, "-A KUBE-SVC-X --rcheck" + SEP_JUMP,
+               "-A KUBE-SVC-X--rcheck" + SEP_JUMP[1:], "--rcheck" + SEP_JUMP, "--rchec" + SEP_JUMP, SEP_JUMP,
+               SEP_JUMP[1:], SEP_JUMP + "4", SEP_JUMP[:-1] + "1", "-A X -j KUBE-MARK-MASQX", "-j KUBE-MARK-MASQ", "",
+               " -A X", "-A X ", "-A X\t-j Y", "-A X -m comment --comment \"é\"" + SEP_JUMP]
+
+
+@needs_tally
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(TALLY_LINES), max_size=8), st.sampled_from(["\n", ""]))
+def test_the_tally_counts_what_the_regexes_count(lines, end):
+    block = "\n".join(lines) + end
+    got = overview_tally(block)
+    assert got == (False if not block.isascii() else graph_module._tally(block)), block
+
+
+@needs_tally
+def test_the_tally_of_every_service_chain_of_the_real_dump():
+    rs = parse_iptables_save(REAL, "r")
+    seen = 0
+    for table in rs.tables:
+        for name in table.chains:
+            for _, block in table.chains.blocks(name):
+                assert overview_tally(block) == graph_module._tally(block)
+                seen += name.startswith("KUBE-SVC-")
+    assert seen > 3
+    with pytest.raises(TypeError):
+        overview_tally(b"-A X\n")

@@ -1413,6 +1413,58 @@ done:
     return out;
 }
 
+/* --- overview_tally: graph._tally, compiled -----------------------------------
+ *
+ * overview_tally(block) -> (lines, masquerade jumps, endpoint jumps, of them
+ * after --rcheck), None for a block that is not clean (graph._clean_block), or
+ * False for text that is not ASCII (then the regexes run).
+ */
+
+static int tally_sep_suffix(const char *s, Py_ssize_t a, Py_ssize_t e)
+{
+    /* the line s[a:e] ends with " -j KUBE-SEP-" and 16 base32 characters */
+    if (e - a < 29 || memcmp(s + e - 29, " -j KUBE-SEP-", 13) != 0)
+        return 0;
+    for (Py_ssize_t k = e - 16; k < e; k++)
+        if (!is_b32((unsigned char)s[k]))
+            return 0;
+    return 1;
+}
+
+static PyObject *scan_overview_tally(PyObject *self, PyObject *block)
+{
+    if (!PyUnicode_Check(block)) {
+        PyErr_SetString(PyExc_TypeError, "overview_tally: a str block");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(block))
+        Py_RETURN_FALSE;
+    const char *s = (const char *)PyUnicode_DATA(block);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(block);
+    if (n == 0 || s[n - 1] != '\n' || s[0] == ' ' || memchr(s, '\t', (size_t)n) != NULL)
+        Py_RETURN_NONE;
+    Py_ssize_t lines = 0, masq = 0, seps = 0, rchecks = 0, a = 0;
+    while (a < n) {
+        const char *nl = memchr(s + a, '\n', (size_t)(n - a));
+        Py_ssize_t e = nl - s; /* the block ends with a newline: never NULL */
+        if ((e > a && s[e - 1] == ' ') || (e + 1 < n && s[e + 1] == ' '))
+            Py_RETURN_NONE; /* " \n" or "\n " */
+        lines++;
+        if (e - a >= 18 && memcmp(s + e - 18, " -j KUBE-MARK-MASQ", 18) == 0)
+            masq++;
+        if (tally_sep_suffix(s, a, e)) {
+            seps++;
+            for (Py_ssize_t k = a; k + 8 <= e - 29; k++)
+                if (s[k] == '-' && memcmp(s + k, "--rcheck", 8) == 0) {
+                    rchecks++;
+                    break;
+                }
+        }
+        a = e + 1;
+    }
+    return Py_BuildValue("(nnnn)", lines, masq, seps, rchecks);
+}
+
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
     {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
@@ -1423,6 +1475,7 @@ static PyMethodDef methods[] = {
     {"dump_shapes", scan_dump_shapes, METH_VARARGS, "render.iptables._shapes_of(text, counted) for ASCII text, else None."},
     {"count_all", scan_count_all, METH_VARARGS, "[data.count(needle, start, end) for needle, start, end in specs]."},
     {"rule_names", scan_rule_names, METH_VARARGS, "index._rule_names(data, start, end, keys, counted), or None."},
+    {"overview_tally", scan_overview_tally, METH_O, "graph._tally(block) for ASCII text, else False."},
     {NULL, NULL, 0, NULL},
 };
 
