@@ -219,15 +219,15 @@ def _table_pieces(table: Table, counters: bool, shapes: dict[str, bool], state: 
         yield _group_text(table, group, "".join(texts), counters, shapes, state)
 
 
-def _shapes_of(text: str, counted: bool) -> tuple[dict[str, str], bool]:
+def _shapes_of(text: str, counted: bool) -> tuple[dict[str, str], bool] | None:
     """The templates of the lines of ``text`` (whole rule lines), each mapped to
     the first line that has it, in order of first appearance; and whether the
     text is ``_plain``. (The compiled ``dump_shapes`` gives the same for ASCII
     text, in one pass per pattern and without the list of lines.)"""
     templates = _templates(text, counted)
     lines = split_lines(text)
-    if len(templates) != len(lines):  # no pattern holds a newline: never
-        raise AssertionError("a template substitution changed the line count")
+    if len(templates) != len(lines):  # no pattern holds a newline: never (then decode everything)
+        return None
     first: dict[str, str] = {}
     for shape, line in zip(templates, lines):
         if shape not in first:
@@ -255,7 +255,11 @@ def _group_text(table: Table, names: list[str], text: str, counters: bool, shape
     counted = text[:1] == "[" or "\n[" in text  # some rule has counters
     native = perf.native("dump_shapes")
     found = native(text, counted) if native is not None else None
-    first, plain = found if found is not None else _shapes_of(text, counted)
+    if found is None:
+        found = _shapes_of(text, counted)
+        if found is None:
+            return _general_text(table, names, counters, state)
+    first, plain = found
     for shape, line in first.items():
         if shape not in shapes:
             rule = _decode_line(table, line)
