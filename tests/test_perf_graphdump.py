@@ -74,6 +74,12 @@ def _compare(text: str) -> None:
         assert got is not None
         assert list(got[0].items()) == list(want[0].items()), text[:300]
         assert got[1] is want[1]
+        assert got[2] is want[2], text[:300]
+
+
+def test_a_rule_repeated_with_other_counters_is_not_distinct():
+    assert render_iptables._distinct("[1:2] -A X -j Y\n[3:4] -A X -j Y\n", True) is False
+    assert render_iptables._distinct("[1:2] -A X -j Y\n[3:4] -A X -j Z\n", True) is True
 
 
 def test_the_reference_finds_the_templates_a_user_relies_on():
@@ -82,9 +88,9 @@ def test_the_reference_finds_the_templates_a_user_relies_on():
     text = ("-A KUBE-SEP-AAAAAAAAAAAAAAAA -s 10.0.0.1/32 -m comment --comment \"a/b:p\" -j KUBE-MARK-MASQ\n"
             "-A KUBE-SEP-BBBBBBBBBBBBBBBB -s 10.0.0.2/32 -m comment --comment \"c/d:q\" -j KUBE-MARK-MASQ\n"
             "-A KUBE-SEP-CCCCCCCCCCCCCCCC -s 10.0.0.03/32 -m comment --comment \"c/d:q\" -j KUBE-MARK-MASQ\n")
-    first, plain = _shapes_of(text, False)
+    first, plain, distinct = _shapes_of(text, False)
     assert list(first.values()) == [text.splitlines()[0], text.splitlines()[2]]
-    assert plain
+    assert plain and distinct
 
 
 @needs_native
@@ -105,6 +111,12 @@ def test_the_edges_of_every_pattern_give_the_same_templates():
     _compare("".join(line + "\n" for line in EDGES))
     _compare("")
     _compare("\n\n")
+    # repeated rules, counters aside (a diagnostic for the chain), and lines that only look alike
+    for a, b in (("[1:2] -A X -j Y", "[3:4] -A X -j Y"), ("[1:2] -A X -j Y", "-A X -j Y"), ("[1:2]-A X", "[3:4]-A X"),
+                 ("[1:2] ] -A X", "[3:4] ] -A X"), ("[1:2] -A X", "[1:2] -A X "), ("-A X", "-A X"), ("", ""),
+                 ("[1:2] ", "[3:4] "), ("[1:2] -A X] -j Y", "[5:6] -A X] -j Y"), ("[a] b", "[c] b")):
+        _compare(a + "\n" + b + "\n")
+        _compare("-A Z\n" + a + "\n-A W\n" + b)
 
 
 @needs_native

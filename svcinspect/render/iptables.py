@@ -219,11 +219,12 @@ def _table_pieces(table: Table, counters: bool, shapes: dict[str, bool], state: 
         yield _group_text(table, group, "".join(texts), counters, shapes, state)
 
 
-def _shapes_of(text: str, counted: bool) -> tuple[dict[str, str], bool] | None:
+def _shapes_of(text: str, counted: bool) -> tuple[dict[str, str], bool, bool] | None:
     """The templates of the lines of ``text`` (whole rule lines), each mapped to
-    the first line that has it, in order of first appearance; and whether the
-    text is ``_plain``. (The compiled ``dump_shapes`` gives the same for ASCII
-    text, in one pass per pattern and without the list of lines.)"""
+    the first line that has it, in order of first appearance; whether the
+    text is ``_plain``; and whether its lines are ``_distinct``. (The compiled
+    ``dump_shapes`` gives the same for ASCII text, in one pass per pattern and
+    without the list of lines.)"""
     templates = _templates(text, counted)
     lines = split_lines(text)
     if len(templates) != len(lines):  # no pattern holds a newline: never (then decode everything)
@@ -232,7 +233,14 @@ def _shapes_of(text: str, counted: bool) -> tuple[dict[str, str], bool] | None:
     for shape, line in zip(templates, lines):
         if shape not in first:
             first[shape] = line
-    return first, _plain(text)
+    return first, _plain(text), _distinct(text, counted)
+
+
+def _distinct(text: str, counted: bool) -> bool:
+    """No two rule lines of ``text`` alike, as decode_chain compares them (the
+    counters aside): a rule repeated within a chain has a diagnostic."""
+    bodies = split_lines(_DECODE_BODY.sub("", text)) if counted else split_lines(text)
+    return len(set(bodies)) == len(bodies)
 
 
 def _templates(text: str, counted: bool) -> list[str]:
@@ -259,12 +267,11 @@ def _group_text(table: Table, names: list[str], text: str, counters: bool, shape
         found = _shapes_of(text, counted)
         if found is None:
             return _general_text(table, names, counters, state)
-    first, plain = found
+    first, plain, distinct = found
     for shape, line in first.items():
         if shape not in shapes:
             rule = _decode_line(table, line)
             shapes[shape] = not (rule is None or rule.diagnostics or render_rule(rule, True) != line)
-    lines = None
     if all(shapes[shape] for shape in first):  # every line passes through as its text
         body = text if not text or text[-1] == "\n" else text + "\n"
     else:
@@ -283,11 +290,7 @@ def _group_text(table: Table, names: list[str], text: str, counters: bool, shape
     if not counters and counted:
         body = _COUNTERS_PREFIX.sub("", body)
     if state["quiet"]:  # rule diagnostics left: duplicates within a chain (the body names the chain)
-        if not plain:
-            state["quiet"] = False
-        else:
-            bodies = split_lines(_DECODE_BODY.sub("", text)) if counted else (lines or split_lines(text))
-            state["quiet"] = len(set(bodies)) == len(bodies)
+        state["quiet"] = plain and distinct
     return body
 
 

@@ -1111,6 +1111,63 @@ static int shape_plain(const char *s, Py_ssize_t n)
     return 1;
 }
 
+/* FNV-1a */
+static size_t idx_hash(const char *s, Py_ssize_t n)
+{
+    size_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/* render.iptables._distinct: no two lines alike (their counters aside when
+ * ``counted``: from a leading "[" up to the first "] "); -1 without memory. */
+static int shape_distinct(const char *s, Py_ssize_t n, int counted)
+{
+    Py_ssize_t lines = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        lines += s[i] == '\n';
+    lines += 1;
+    size_t mask = 15;
+    while (mask + 1 < (size_t)lines * 2)
+        mask = mask * 2 + 1;
+    Py_ssize_t *at = PyMem_Malloc((mask + 1) * sizeof(Py_ssize_t) * 2); /* (offset + 1, length) per slot */
+    if (at == NULL)
+        return -1;
+    memset(at, 0, (mask + 1) * sizeof(Py_ssize_t) * 2);
+    int distinct = 1;
+    Py_ssize_t a = 0;
+    while (a < n) {
+        const char *nl = memchr(s + a, '\n', (size_t)(n - a));
+        Py_ssize_t e = nl == NULL ? n : nl - s, b = a;
+        if (counted && e > a && s[a] == '[') {
+            for (Py_ssize_t k = a + 1; k + 1 < e; k++)
+                if (s[k] == ']' && s[k + 1] == ' ') {
+                    b = k + 2;
+                    break;
+                }
+        }
+        Py_ssize_t len = e - b;
+        if (nl == NULL && len == 0)
+            break; /* split_lines drops an empty last line (here, counters with no rule after them) */
+        size_t h = idx_hash(s + b, len) & mask;
+        for (; at[2 * h] != 0; h = (h + 1) & mask)
+            if (at[2 * h + 1] == len && memcmp(s + at[2 * h] - 1, s + b, (size_t)len) == 0) {
+                distinct = 0;
+                break;
+            }
+        if (!distinct)
+            break;
+        at[2 * h] = b + 1;
+        at[2 * h + 1] = len;
+        if (nl == NULL)
+            break;
+        a = e + 1;
+    }
+    PyMem_Free(at);
+    return distinct;
+}
+
 static PyObject *scan_dump_shapes(PyObject *self, PyObject *args)
 {
     PyObject *text;
@@ -1189,7 +1246,12 @@ static PyObject *scan_dump_shapes(PyObject *self, PyObject *args)
     }
     PyMem_Free(a);
     PyMem_Free(b);
-    return Py_BuildValue("(NO)", first, shape_plain(src, n) ? Py_True : Py_False);
+    int distinct = shape_distinct(src, n, counted);
+    if (distinct < 0) {
+        Py_DECREF(first);
+        return PyErr_NoMemory();
+    }
+    return Py_BuildValue("(NOO)", first, shape_plain(src, n) ? Py_True : Py_False, distinct ? Py_True : Py_False);
 fail:
     PyMem_Free(a);
     PyMem_Free(b);
@@ -1293,15 +1355,6 @@ static PyObject *scan_count_all(PyObject *self, PyObject *args)
 done:
     PyBuffer_Release(&data);
     return out;
-}
-
-/* FNV-1a */
-static size_t idx_hash(const char *s, Py_ssize_t n)
-{
-    size_t h = 2166136261u;
-    for (Py_ssize_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
 }
 
 static PyObject *scan_rule_names(PyObject *self, PyObject *args)
