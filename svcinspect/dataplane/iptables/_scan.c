@@ -1150,7 +1150,7 @@ static int shape_distinct(const char *s, Py_ssize_t n, int counted)
         Py_ssize_t len = e - b;
         if (nl == NULL && len == 0)
             break; /* split_lines drops an empty last line (here, counters with no rule after them) */
-        size_t h = idx_hash(s + b, len) & mask;
+        size_t h = (size_t)_Py_HashBytes(s + b, len) & mask;
         for (; at[2 * h] != 0; h = (h + 1) & mask)
             if (at[2 * h + 1] == len && memcmp(s + at[2 * h] - 1, s + b, (size_t)len) == 0) {
                 distinct = 0;
