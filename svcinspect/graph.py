@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from svcinspect.dataplane.iptables.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment
 from svcinspect.model.netfilter import BUILTIN_CHAINS, Family, Ruleset, Table
+from svcinspect import perf
 from svcinspect.dataplane.iptables import bulk
 from svcinspect.dataplane.iptables.parse import KNOWN_TARGETS, raw_comment, raw_target
 from svcinspect.model.service import ServicePortRules
@@ -773,6 +774,28 @@ def _clean_block(table: Table, name: str) -> tuple[int, str] | None:
     return first, block
 
 
+def _tally(block: str) -> tuple[int, int, int, int] | None:
+    """A clean block's (see _clean_block) lines, masquerade jumps, endpoint
+    jumps and endpoint jumps after ``--rcheck``; None when it is not clean.
+    (The compiled ``overview_tally`` gives the same for ASCII text.)"""
+    if "\t" in block or " \n" in block or "\n " in block or block.startswith(" ") or not block.endswith("\n"):
+        return None
+    return (block.count("\n"), block.count(" -j " + _MASQ + "\n"), len(_SEP_END.findall(block)),
+            len(_SEP_END_RCHECK.findall(block)))
+
+
+def _tally_chain(table: Table, name: str) -> tuple[int, int, int, int] | None:
+    """``_tally`` of the chain's rules when they are one block, else None."""
+    blocks = getattr(table.chains, "blocks", None)
+    segs = blocks(name) if blocks is not None else None
+    if segs is None or len(segs) != 1:
+        return None
+    block = segs[0][1]
+    native = perf.native("overview_tally")
+    found = native(block) if native is not None else False
+    return _tally(block) if found is False else found
+
+
 def overview_parts(ruleset: Ruleset) -> OverviewParts:
     """The collapsed whole-dump overview (see :func:`build_overview_graph`) as an
     :class:`OverviewParts`; the same nodes, edges and attributes in the same order."""
@@ -817,16 +840,13 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
             n_sep = 0
             rules = None
             if collapse:
-                pb = _clean_block(table, cname)
-                if pb is not None:
-                    block = pb[1]
-                    n_lines = block.count("\n")
-                    n_masq = block.count(" -j " + _MASQ + "\n")
-                    seps = len(_SEP_END.findall(block))
+                counts = _tally_chain(table, cname)
+                if counts is not None:
+                    n_lines, n_masq, seps, rchecks = counts
                     if n_masq + seps == n_lines:  # nothing but endpoint jumps and masquerade marks
                         if n_masq:
                             attrs["masquerade"] = True
-                        n_sep = seps - len(_SEP_END_RCHECK.findall(block))
+                        n_sep = seps - rchecks
                         rules = ()
             if rules is None:
                 rules = table.raw_rules(cname) or ()

@@ -65,3 +65,20 @@ def native_edges_built() -> bool:
     from svcinspect import graph
 
     return graph.native_edges is not None
+
+
+def fast_paths() -> bool:
+    """Whether the fast paths are on (``SVCINSPECT_NO_FAST=1`` or
+    :func:`all_fast_paths` turn them off): the one switch renderers ask."""
+    from svcinspect.dataplane.iptables import bulk
+
+    return bulk.enabled()
+
+
+def native(name: str):
+    """The compiled scanner's function ``name`` when the scanner is built and
+    in use and the fast paths are on, else None (then the pure-Python
+    reference runs, with the same output)."""
+    from svcinspect.dataplane.iptables import bulk
+
+    return getattr(bulk._native, name, None) if bulk.enabled() else None

@@ -37,11 +37,33 @@ LEGEND = {
 _SHAPES = {"entry": "box", "endpoint": "ellipse", "target": "octagon"}
 
 
-def _q(node_id: str) -> str:
+# Printable ASCII without a quote or a backslash: json.dumps and dot_quote only
+# wrap it in quotes (dot_quote also spells \n); anything else goes through them.
+_PLAIN_ID = re.compile(r"[ !#-\[\]-~]*\Z")
+_PLAIN_TEXT = re.compile(r"[\t\n !#-\[\]-~]*\Z")
+_DOT_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_DOT_KEYWORDS = frozenset({"node", "edge", "graph", "digraph", "subgraph", "strict"})
+
+
+def _q(node_id: str, _cache: dict[str, str] = {}) -> str:
     """A DOT id: quoted, so ``:`` is not read as a port and ``/`` is allowed
     (JSON's escapes are valid inside a DOT string: a backslash always comes in a
     pair with the character after it)."""
-    return json.dumps(node_id)
+    out = _cache.get(node_id)
+    if out is None:
+        out = '"' + node_id + '"' if _PLAIN_ID.match(node_id) else json.dumps(node_id)
+        if len(_cache) < 1 << 17:
+            _cache[node_id] = out
+    return out
+
+
+def _dq(text: str) -> str:
+    """``dot_quote(text)``, without its escaping passes for plain ASCII text."""
+    if _PLAIN_TEXT.match(text) is None:
+        return dot_quote(text)
+    if _DOT_ID.match(text) and text.lower() not in _DOT_KEYWORDS:
+        return text
+    return '"' + text.replace("\n", "\\n") + '"'
 
 
 def _style_key(attrs: dict) -> str:
@@ -87,9 +109,9 @@ def _edge_label(attrs: dict) -> str:
 
 def render_dot(graph: nx.MultiDiGraph, title: str = "svcinspect") -> str:
     """DOT text for ``graph``; nodes keep their graph ids (quoted) and a label."""
-    from svcinspect.dataplane.iptables import bulk
+    from svcinspect import perf
 
-    if bulk.enabled():
+    if perf.fast_paths():
         return write_dot(graph.graph.get("clusters", {}), graph.nodes(data=True), graph.edges(data=True), title)
     return _render_dot_pydot(graph, title)
 
@@ -203,7 +225,7 @@ _EDGE_DEFAULTS = _attrs((("fontname", "Helvetica"), ("fontsize", "9")))
 def _node_line(node: str, attrs: dict) -> tuple[str, str]:
     """(style key, the node's DOT line) as render_dot's pydot.Node prints it."""
     key = _style_key(attrs)
-    parts = ["label=" + _attr(dot_quote(_node_label(attrs)))]
+    parts = ["label=" + _attr(_dq(_node_label(attrs)))]
     shape = _SHAPES.get(key, "box")
     if shape != "box":
         parts.append("shape=" + _attr(shape))
@@ -215,12 +237,12 @@ def _node_line(node: str, attrs: dict) -> tuple[str, str]:
 
 def _edge_line(u: str, v: str, attrs: dict) -> str:
     tooltip = ": ".join(filter(None, (f"line {attrs.get('line', '')}", attrs.get("match"))))
-    parts = ["tooltip=" + _attr(dot_quote(tooltip))]
+    parts = ["tooltip=" + _attr(_dq(tooltip))]
     if attrs.get("affinity") and attrs["affinity"] != "set":
         parts.append("style=dashed")
     label = _edge_label(attrs)
     if label:
-        parts.append("label=" + _attr(dot_quote(label)))
+        parts.append("label=" + _attr(_dq(label)))
     return f"{_q(u)} -> {_q(v)} [{', '.join(parts)}];\n"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 
+from svcinspect import perf
 from svcinspect.errors import Diagnostic
 from svcinspect.model.netfilter import (
     BUILTIN_CHAINS,
@@ -196,19 +197,19 @@ def _table_pieces(table: Table, counters: bool, shapes: dict[str, bool], state: 
         return
     builtins = BUILTIN_CHAINS.get(table.name, ())
     names = [n for n in builtins if n in chains] + sorted(n for n in chains if n not in builtins)
-    decls = []
-    for name in names:
-        policy, chain_counters = head(name)
-        decls.append(f":{name} {policy or '-'}" + (f" {chain_counters if counters else '[0:0]'}"
-                                                   if chain_counters is not None else "") + "\n")
-    yield "".join(decls)
-    del decls
+    heads = getattr(chains, "heads", None)
+    rows = heads(names) if heads is not None else [
+        (policy, None if chain_counters is None else str(chain_counters), blocks(name))
+        for name in names for policy, chain_counters in (head(name),)]
+    yield "".join([f":{name} {policy or '-'}" + ((" " + (chain_counters if counters else "[0:0]"))
+                                                 if chain_counters is not None else "") + "\n"
+                   for name, (policy, chain_counters, _) in zip(names, rows)])
     group: list[str] = []
     texts: list[str] = []
     size = 0
-    for name in names:
+    for name, (_, _, runs) in zip(names, rows):
         group.append(name)
-        for _, block in blocks(name):
+        for _, block in runs:
             texts.append(block)
             size += len(block)
         if size >= _GROUP_CHARS:
@@ -218,47 +219,78 @@ def _table_pieces(table: Table, counters: bool, shapes: dict[str, bool], state: 
         yield _group_text(table, group, "".join(texts), counters, shapes, state)
 
 
+def _shapes_of(text: str, counted: bool) -> tuple[dict[str, str], bool, bool] | None:
+    """The templates of the lines of ``text`` (whole rule lines), each mapped to
+    the first line that has it, in order of first appearance; whether the
+    text is ``_plain``; and whether its lines are ``_distinct``. (The compiled
+    ``dump_shapes`` gives the same for ASCII text, in one pass per pattern and
+    without the list of lines.)"""
+    templates = _templates(text, counted)
+    lines = split_lines(text)
+    if len(templates) != len(lines):  # no pattern holds a newline: never (then decode everything)
+        return None
+    first: dict[str, str] = {}
+    for shape, line in zip(templates, lines):
+        if shape not in first:
+            first[shape] = line
+    return first, _plain(text), _distinct(text, counted)
+
+
+def _distinct(text: str, counted: bool) -> bool:
+    """No two rule lines of ``text`` alike, as decode_chain compares them (the
+    counters aside): a rule repeated within a chain has a diagnostic."""
+    bodies = split_lines(_DECODE_BODY.sub("", text)) if counted else split_lines(text)
+    return len(set(bodies)) == len(bodies)
+
+
+def _templates(text: str, counted: bool) -> list[str]:
+    """The template of each line of ``text``: the _TEMPLATE_SUBS one after the
+    other (the counters one only when some line has counters)."""
+    template = text
+    for pattern, repl, literal in _TEMPLATE_SUBS if counted else _TEMPLATE_SUBS[1:]:
+        if literal in template:  # a pass over the text only where it can match
+            template = pattern.sub(repl, template)
+    return split_lines(template)
+
+
 def _group_text(table: Table, names: list[str], text: str, counters: bool, shapes: dict[str, bool],
                 state: dict) -> str:
     """The rules of the chains ``names`` (whole chains, in order) as render_rule
     prints them. Every line of one template renders as its own text when one
     of them does with no diagnostic, so each template is decided once per dump
     (``shapes``); lines of the other templates are decoded and rendered."""
-    lines = split_lines(text)  # text: the rule lines of those chains, as the scanner cut them
+    # text: the rule lines of those chains, as the scanner cut them (whole lines)
     counted = text[:1] == "[" or "\n[" in text  # some rule has counters
-    template = text
-    for pattern, repl, literal in _TEMPLATE_SUBS if counted else _TEMPLATE_SUBS[1:]:
-        if literal in template:  # a pass over the text only where it can match
-            template = pattern.sub(repl, template)
-    templates = split_lines(template)
-    del template
-    if len(templates) != len(lines):
-        return _general_text(table, names, counters, state)
-    first = dict(zip(reversed(templates), range(len(templates) - 1, -1, -1)))
-    for shape, i in first.items():
+    native = perf.native("dump_shapes")
+    found = native(text, counted) if native is not None else None
+    if found is None:
+        found = _shapes_of(text, counted)
+        if found is None:
+            return _general_text(table, names, counters, state)
+    first, plain, distinct = found
+    for shape, line in first.items():
         if shape not in shapes:
-            rule = _decode_line(table, lines[i])
-            shapes[shape] = not (rule is None or rule.diagnostics or render_rule(rule, True) != lines[i])
-    raw_lines = lines
-    if not all(shapes[shape] for shape in first):
-        lines = list(lines)
+            rule = _decode_line(table, line)
+            shapes[shape] = not (rule is None or rule.diagnostics or render_rule(rule, True) != line)
+    if all(shapes[shape] for shape in first):  # every line passes through as its text
+        body = text if not text or text[-1] == "\n" else text + "\n"
+    else:
+        lines = split_lines(text)
+        templates = _templates(text, counted)
+        out = list(lines)
         for i, shape in enumerate(templates):
             if not shapes[shape]:
-                rule = _decode_line(table, lines[i])
+                rule = _decode_line(table, out[i])
                 if rule is None:
                     return _general_text(table, names, counters, state)
                 if rule.diagnostics:
                     state["quiet"] = False
-                lines[i] = render_rule(rule, counters)
-    body = "\n".join(lines) + "\n" if lines else ""
+                out[i] = render_rule(rule, counters)
+        body = "\n".join(out) + "\n" if out else ""
     if not counters and counted:
         body = _COUNTERS_PREFIX.sub("", body)
     if state["quiet"]:  # rule diagnostics left: duplicates within a chain (the body names the chain)
-        if not _plain(text):
-            state["quiet"] = False
-        else:
-            bodies = split_lines(_DECODE_BODY.sub("", text)) if counted else raw_lines
-            state["quiet"] = len(set(bodies)) == len(bodies)
+        state["quiet"] = plain and distinct
     return body
 
 

@@ -1133,6 +1133,594 @@ static PyObject *scan_new_frozen(PyObject *self, PyObject *args)
     return obj;
 }
 /* --- end of services ----------------------------------------------------------------- */
+/* --- dump_shapes: render.iptables._shapes_of, compiled ------------------------
+ *
+ * dump_shapes(text, counted) -> ({template: first line}, plain) or None
+ *
+ * The templates of render.iptables._TEMPLATE_SUBS, applied one after the other
+ * exactly as the regexes are (each pass a left-to-right, non-overlapping scan
+ * of one pattern, the counters pass only when ``counted``), then the lines of
+ * the result: each distinct template (in order of first appearance) mapped to
+ * the first line of ``text`` that has it; ``plain`` is render.iptables._plain.
+ * None for text that is not ASCII (the regexes then run, and decide).
+ */
+
+typedef struct {
+    char *buf;
+    Py_ssize_t len;
+} shape_buf;
+
+/* memmem search for needle (length m >= 1) in s[from:n]. */
+static Py_ssize_t shape_find(const char *s, Py_ssize_t n, Py_ssize_t from, const char *needle, Py_ssize_t m)
+{
+    if (from + m > n)
+        return -1;
+    const char *p = memmem(s + from, (size_t)(n - from), needle, (size_t)m);
+    return p == NULL ? -1 : p - s;
+}
+
+/* One counter of ^\[(?:0|[1-9][0-9]*):(?:0|[1-9][0-9]*)\] : the end of the
+ * number starting at i, or -1. */
+static Py_ssize_t shape_count(const char *s, Py_ssize_t n, Py_ssize_t i)
+{
+    if (i >= n || !is_digit((unsigned char)s[i]))
+        return -1;
+    if (s[i] == '0')
+        return i + 1;
+    i++;
+    while (i < n && is_digit((unsigned char)s[i]))
+        i++;
+    return i;
+}
+
+/* ^\[N:N\] (re.M) -> "[N:N] " */
+static Py_ssize_t shape_pass_counters(const char *s, Py_ssize_t n, char *o)
+{
+    Py_ssize_t i = 0, w = 0;
+    while (i < n) {
+        /* i is a line start */
+        if (s[i] == '[') {
+            Py_ssize_t a = shape_count(s, n, i + 1);
+            if (a >= 0 && a < n && s[a] == ':') {
+                Py_ssize_t b = shape_count(s, n, a + 1);
+                if (b >= 0 && b + 1 < n && s[b] == ']' && s[b + 1] == ' ') {
+                    memcpy(o + w, "[N:N] ", 6);
+                    w += 6;
+                    i = b + 2;
+                }
+            }
+        }
+        const char *nl = memchr(s + i, '\n', (size_t)(n - i));
+        Py_ssize_t e = nl == NULL ? n : (nl - s) + 1;
+        memcpy(o + w, s + i, (size_t)(e - i));
+        w += e - i;
+        i = e;
+    }
+    return w;
+}
+
+/* The generic literal-led pass: at each occurrence of lit, ``match`` gives the
+ * end of the match (or -1); the match is replaced by repl. */
+typedef Py_ssize_t (*shape_matcher)(const char *s, Py_ssize_t n, Py_ssize_t after);
+
+static Py_ssize_t shape_pass(const char *s, Py_ssize_t n, char *o, const char *lit, Py_ssize_t m,
+                             shape_matcher match, const char *repl)
+{
+    Py_ssize_t i = 0, w = 0, from = 0;
+    Py_ssize_t r = (Py_ssize_t)strlen(repl);
+    for (;;) {
+        Py_ssize_t k = shape_find(s, n, from, lit, m);
+        if (k < 0)
+            break;
+        Py_ssize_t e = match(s, n, k + m);
+        if (e < 0) {
+            from = k + 1;
+            continue;
+        }
+        memcpy(o + w, s + i, (size_t)(k - i));
+        w += k - i;
+        memcpy(o + w, repl, (size_t)r);
+        w += r;
+        i = from = e;
+    }
+    memcpy(o + w, s + i, (size_t)(n - i));
+    return w + n - i;
+}
+
+/* "[^"\\\n ODD]*" after ' --comment ' */
+static Py_ssize_t shape_m_comment(const char *s, Py_ssize_t n, Py_ssize_t j)
+{
+    while (j < n && s[j] != '"' && s[j] != '\\' && s[j] != '\n' && !is_odd((unsigned char)s[j]))
+        j++;
+    return j < n && s[j] == '"' ? j + 1 : -1;
+}
+
+/* [A-Z2-7]{16} */
+static Py_ssize_t shape_m_hash(const char *s, Py_ssize_t n, Py_ssize_t j)
+{
+    if (n - j < 16)
+        return -1;
+    for (Py_ssize_t k = j; k < j + 16; k++)
+        if (!is_b32((unsigned char)s[k]))
+            return -1;
+    return j + 16;
+}
+
+/* _OCTET followed by ``next``: the octet is the whole digit run. */
+static Py_ssize_t shape_octet(const char *s, Py_ssize_t n, Py_ssize_t j, char next)
+{
+    Py_ssize_t k = j;
+    while (k < n && is_digit((unsigned char)s[k]))
+        k++;
+    Py_ssize_t d = k - j;
+    if (d < 1 || d > 3 || k >= n || s[k] != next)
+        return -1;
+    if (d > 1 && s[j] == '0')
+        return -1;
+    if (d == 3 && (s[j] - '0') * 100 + (s[j + 1] - '0') * 10 + (s[j + 2] - '0') > 255)
+        return -1;
+    return k + 1;
+}
+
+/* _ADDR32: dotted quad, /32, then a blank (not consumed) */
+static Py_ssize_t shape_m_addr(const char *s, Py_ssize_t n, Py_ssize_t j)
+{
+    for (int q = 0; q < 3; q++) {
+        j = shape_octet(s, n, j, '.');
+        if (j < 0)
+            return -1;
+    }
+    j = shape_octet(s, n, j, '/');
+    if (j < 0 || n - j < 3 || s[j] != '3' || s[j + 1] != '2' || s[j + 2] != ' ')
+        return -1;
+    return j + 2;
+}
+
+static int shape_arg_char(unsigned char c)
+{
+    return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '.' || c == ':' || c == '/';
+}
+
+/* _ARG: [0-9][0-9A-Za-z.:/]*(?= |$) */
+static Py_ssize_t shape_m_arg(const char *s, Py_ssize_t n, Py_ssize_t j)
+{
+    if (j >= n || !is_digit((unsigned char)s[j]))
+        return -1;
+    j++;
+    while (j < n && shape_arg_char((unsigned char)s[j]))
+        j++;
+    return (j == n || s[j] == ' ' || s[j] == '\n') ? j : -1;
+}
+
+static const char *const shape_hash_lits[] = {"KUBE-SEP-", "KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-"};
+static const char *const shape_hash_reps[] = {"KUBE-SEP-H", "KUBE-SVC-H", "KUBE-SVL-H", "KUBE-EXT-H", "KUBE-FW-H", "KUBE-XLB-H"};
+static const char *const shape_arg_lits[] = {" --dport ", " --sport ", " --probability ", " --to-destination ",
+                                             " --to-source ", " --seconds ", " --mask ", " --mark ", " --set-xmark "};
+static const char *const shape_arg_reps[] = {" --dport N", " --sport N", " --probability N", " --to-destination N",
+                                             " --to-source N", " --seconds N", " --mask N", " --mark N", " --set-xmark N"};
+
+/* render.iptables._plain for ASCII text */
+static int shape_plain(const char *s, Py_ssize_t n)
+{
+    if (n > 0 && s[0] == ' ')
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\t' || is_odd(c))
+            return 0;
+        if (c == '\n' && ((i > 0 && s[i - 1] == ' ') || (i + 1 < n && s[i + 1] == ' ')))
+            return 0;
+    }
+    return 1;
+}
+
+/* FNV-1a */
+static size_t idx_hash(const char *s, Py_ssize_t n)
+{
+    size_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/* render.iptables._distinct: no two lines alike (their counters aside when
+ * ``counted``: from a leading "[" up to the first "] "); -1 without memory. */
+static int shape_distinct(const char *s, Py_ssize_t n, int counted)
+{
+    Py_ssize_t lines = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        lines += s[i] == '\n';
+    lines += 1;
+    size_t mask = 15;
+    while (mask + 1 < (size_t)lines * 2)
+        mask = mask * 2 + 1;
+    Py_ssize_t *at = PyMem_Malloc((mask + 1) * sizeof(Py_ssize_t) * 2); /* (offset + 1, length) per slot */
+    if (at == NULL)
+        return -1;
+    memset(at, 0, (mask + 1) * sizeof(Py_ssize_t) * 2);
+    int distinct = 1;
+    Py_ssize_t a = 0;
+    while (a < n) {
+        const char *nl = memchr(s + a, '\n', (size_t)(n - a));
+        Py_ssize_t e = nl == NULL ? n : nl - s, b = a;
+        if (counted && e > a && s[a] == '[') {
+            for (Py_ssize_t k = a + 1; k + 1 < e; k++)
+                if (s[k] == ']' && s[k + 1] == ' ') {
+                    b = k + 2;
+                    break;
+                }
+        }
+        Py_ssize_t len = e - b;
+        if (nl == NULL && len == 0)
+            break; /* split_lines drops an empty last line (here, counters with no rule after them) */
+        size_t h = (size_t)_Py_HashBytes(s + b, len) & mask;
+        for (; at[2 * h] != 0; h = (h + 1) & mask)
+            if (at[2 * h + 1] == len && memcmp(s + at[2 * h] - 1, s + b, (size_t)len) == 0) {
+                distinct = 0;
+                break;
+            }
+        if (!distinct)
+            break;
+        at[2 * h] = b + 1;
+        at[2 * h + 1] = len;
+        if (nl == NULL)
+            break;
+        a = e + 1;
+    }
+    PyMem_Free(at);
+    return distinct;
+}
+
+static PyObject *scan_dump_shapes(PyObject *self, PyObject *args)
+{
+    PyObject *text;
+    int counted;
+    if (!PyArg_ParseTuple(args, "Up:dump_shapes", &text, &counted))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(text))
+        Py_RETURN_NONE;
+    const char *src = (const char *)PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    /* Only the comment pass grows the text: one byte per match of >= 13 bytes. */
+    Py_ssize_t cap = n + n / 13 + 16;
+    char *a = PyMem_Malloc((size_t)cap), *b = PyMem_Malloc((size_t)cap);
+    if (a == NULL || b == NULL) {
+        PyMem_Free(a);
+        PyMem_Free(b);
+        return PyErr_NoMemory();
+    }
+    const char *cur = src;
+    Py_ssize_t len = n;
+    char *out = a;
+#define SHAPE_SWAP(newlen) do { len = (newlen); cur = out; out = (out == a) ? b : a; } while (0)
+    if (counted)
+        SHAPE_SWAP(shape_pass_counters(cur, len, out));
+    SHAPE_SWAP(shape_pass(cur, len, out, " --comment \"", LEN(" --comment \""), shape_m_comment, " --comment \"C\""));
+    for (size_t k = 0; k < sizeof(shape_hash_lits) / sizeof(shape_hash_lits[0]); k++)
+        SHAPE_SWAP(shape_pass(cur, len, out, shape_hash_lits[k], (Py_ssize_t)strlen(shape_hash_lits[k]), shape_m_hash,
+                              shape_hash_reps[k]));
+    SHAPE_SWAP(shape_pass(cur, len, out, " -s ", 4, shape_m_addr, " -s A/32"));
+    SHAPE_SWAP(shape_pass(cur, len, out, " -d ", 4, shape_m_addr, " -d A/32"));
+    for (size_t k = 0; k < sizeof(shape_arg_lits) / sizeof(shape_arg_lits[0]); k++)
+        SHAPE_SWAP(shape_pass(cur, len, out, shape_arg_lits[k], (Py_ssize_t)strlen(shape_arg_lits[k]), shape_m_arg,
+                              shape_arg_reps[k]));
+#undef SHAPE_SWAP
+    PyObject *first = PyDict_New();
+    if (first == NULL)
+        goto fail;
+    /* The lines of cur (templates) and of src (the text) correspond one to one:
+     * no pass adds or removes a newline. split_lines drops one trailing empty line. */
+    Py_ssize_t ti = 0, si = 0;
+    while (ti < len || si < n) {
+        const char *tn = memchr(cur + ti, '\n', (size_t)(len - ti));
+        const char *sn = memchr(src + si, '\n', (size_t)(n - si));
+        Py_ssize_t te = tn == NULL ? len : tn - cur, se = sn == NULL ? n : sn - src;
+        if ((tn == NULL) != (sn == NULL)) { /* never (no pass adds or removes a newline): as _shapes_of, None */
+            Py_DECREF(first);
+            PyMem_Free(a);
+            PyMem_Free(b);
+            Py_RETURN_NONE;
+        }
+        PyObject *key = PyUnicode_FromStringAndSize(cur + ti, te - ti);
+        if (key == NULL) {
+            Py_DECREF(first);
+            goto fail;
+        }
+        int has = PyDict_Contains(first, key);
+        if (has == 0) {
+            PyObject *line = PyUnicode_FromStringAndSize(src + si, se - si);
+            if (line == NULL || PyDict_SetItem(first, key, line) < 0) {
+                Py_XDECREF(line);
+                Py_DECREF(key);
+                Py_DECREF(first);
+                goto fail;
+            }
+            Py_DECREF(line);
+        }
+        Py_DECREF(key);
+        if (has < 0) {
+            Py_DECREF(first);
+            goto fail;
+        }
+        if (tn == NULL)
+            break;
+        ti = te + 1;
+        si = se + 1;
+    }
+    PyMem_Free(a);
+    PyMem_Free(b);
+    int distinct = shape_distinct(src, n, counted);
+    if (distinct < 0) {
+        Py_DECREF(first);
+        return PyErr_NoMemory();
+    }
+    return Py_BuildValue("(NOO)", first, shape_plain(src, n) ? Py_True : Py_False, distinct ? Py_True : Py_False);
+fail:
+    PyMem_Free(a);
+    PyMem_Free(b);
+    return NULL;
+}
+
+/* --- the dump index (dataplane/iptables/index.py), compiled -------------------
+ *
+ * count_all(data, specs)  -> [data.count(needle, start, end) for needle, start, end in specs]
+ * rule_names(data, start, end, keys, counted)
+ *                          -> index._rule_names(...): {key: how many rule lines of
+ *                             chain key} over the lines of [start - 1, end)
+ *
+ * ``data`` is bytes. count_all counts non-overlapping occurrences like
+ * bytes.count (indices adjusted like a slice); an empty needle raises
+ * ValueError (the caller never asks). rule_names returns None when a key is
+ * empty or holds a blank or newline (then the regex runs).
+ */
+
+static void idx_adjust(Py_ssize_t *start, Py_ssize_t *end, Py_ssize_t len)
+{
+    if (*end > len)
+        *end = len;
+    else if (*end < 0) {
+        *end += len;
+        if (*end < 0)
+            *end = 0;
+    }
+    if (*start < 0) {
+        *start += len;
+        if (*start < 0)
+            *start = 0;
+    }
+}
+
+static Py_ssize_t idx_count(const char *s, Py_ssize_t len, const char *needle, Py_ssize_t m, Py_ssize_t start,
+                            Py_ssize_t end)
+{
+    idx_adjust(&start, &end, len);
+    if (end - start < m)
+        return 0;
+    Py_ssize_t n = 0;
+    if (m == 1) {
+        const char *p = s + start, *e = s + end;
+        while (p < e && (p = memchr(p, needle[0], (size_t)(e - p))) != NULL) {
+            n++;
+            p++;
+        }
+        return n;
+    }
+    /* The needles of the index start with a byte found about once a line
+     * ("\n", "]"): memchr to each, then compare (memmem is slower for them). */
+    Py_ssize_t i = start;
+    while (end - i >= m) {
+        const char *p = memchr(s + i, needle[0], (size_t)(end - i - m + 1));
+        if (p == NULL)
+            break;
+        i = p - s;
+        if (memcmp(p + 1, needle + 1, (size_t)(m - 1)) == 0) {
+            n++;
+            i += m;
+        } else {
+            i++;
+        }
+    }
+    return n;
+}
+
+static PyObject *scan_count_all(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    PyObject *specs;
+    if (!PyArg_ParseTuple(args, "y*O!:count_all", &data, &PyList_Type, &specs))
+        return NULL;
+    Py_ssize_t k = PyList_GET_SIZE(specs);
+    PyObject *out = PyList_New(k);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *spec = PyList_GET_ITEM(specs, i);
+        const char *needle;
+        Py_ssize_t m, start, end;
+        if (!PyTuple_Check(spec) || !PyArg_ParseTuple(spec, "y#nn:count_all spec", &needle, &m, &start, &end)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "count_all: each spec is (bytes, start, end)");
+            Py_CLEAR(out);
+            goto done;
+        }
+        if (m == 0) {
+            PyErr_SetString(PyExc_ValueError, "count_all: empty needle");
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyObject *c = PyLong_FromSsize_t(idx_count((const char *)data.buf, data.len, needle, m, start, end));
+        if (c == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, c);
+    }
+done:
+    PyBuffer_Release(&data);
+    return out;
+}
+
+static PyObject *scan_rule_names(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    Py_ssize_t start, end;
+    PyObject *keys;
+    int counted;
+    if (!PyArg_ParseTuple(args, "y*nnOp:rule_names", &data, &start, &end, &keys, &counted))
+        return NULL;
+    Py_ssize_t *slots = NULL;
+    PyObject *out = NULL, *seq = PySequence_Fast(keys, "rule_names: keys must be iterable");
+    if (seq == NULL)
+        goto done;
+    Py_ssize_t nk = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < nk; i++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "rule_names: keys must be bytes");
+            goto done;
+        }
+        Py_ssize_t kl = PyBytes_GET_SIZE(key);
+        const char *kb = PyBytes_AS_STRING(key);
+        if (kl == 0 || memchr(kb, ' ', (size_t)kl) != NULL || memchr(kb, '\n', (size_t)kl) != NULL) {
+            out = Py_None;
+            Py_INCREF(out);
+            goto done;
+        }
+    }
+    /* the keys in an open-addressing table of their hashes: a line's name is
+     * compared with the key of its slot only */
+    size_t mask = 15;
+    while (mask + 1 < (size_t)nk * 4)
+        mask = mask * 2 + 1;
+    slots = PyMem_Calloc(mask + 1, sizeof(Py_ssize_t));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < nk; k++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(seq, k);
+        size_t h = idx_hash(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)) & mask;
+        while (slots[h] != 0)
+            h = (h + 1) & mask;
+        slots[h] = k + 1;
+    }
+    out = PyDict_New();
+    if (out == NULL)
+        goto done;
+    const char *s = (const char *)data.buf;
+    Py_ssize_t len = data.len;
+    Py_ssize_t endpos = end;
+    Py_ssize_t pos = start - 1;
+    idx_adjust(&pos, &endpos, len);
+    while (pos < endpos) {
+        const char *nl = memchr(s + pos, '\n', (size_t)(endpos - pos));
+        if (nl == NULL)
+            break;
+        Py_ssize_t i = (nl - s) + 1;
+        pos = i;
+        if (counted) {
+            if (i >= endpos || s[i] != '[')
+                continue;
+            Py_ssize_t j = i + 1, d = j;
+            while (j < endpos && is_digit((unsigned char)s[j]))
+                j++;
+            if (j == d || j >= endpos || s[j] != ':')
+                continue;
+            d = ++j;
+            while (j < endpos && is_digit((unsigned char)s[j]))
+                j++;
+            if (j == d || endpos - j < 2 || s[j] != ']' || s[j + 1] != ' ')
+                continue;
+            i = j + 2;
+        }
+        if (endpos - i < 3 || s[i] != '-' || s[i + 1] != 'A' || s[i + 2] != ' ')
+            continue;
+        i += 3;
+        Py_ssize_t e = i;
+        while (e < endpos && s[e] != ' ' && s[e] != '\n')
+            e++;
+        if (e >= endpos || e == i)
+            continue; /* the lookahead needs a blank or newline before endpos */
+        Py_ssize_t nl_ = e - i;
+        size_t h = idx_hash(s + i, nl_) & mask;
+        for (; slots[h] != 0; h = (h + 1) & mask) {
+            PyObject *key = PySequence_Fast_GET_ITEM(seq, slots[h] - 1);
+            if (PyBytes_GET_SIZE(key) == nl_ && memcmp(PyBytes_AS_STRING(key), s + i, (size_t)nl_) == 0) {
+                PyObject *was = PyDict_GetItemWithError(out, key);
+                if (was == NULL && PyErr_Occurred())
+                    goto fail;
+                PyObject *now = PyLong_FromSsize_t(was == NULL ? 1 : PyLong_AsSsize_t(was) + 1);
+                if (now == NULL || PyDict_SetItem(out, key, now) < 0) {
+                    Py_XDECREF(now);
+                    goto fail;
+                }
+                Py_DECREF(now);
+                break;
+            }
+        }
+        pos = e;
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    PyMem_Free(slots);
+    Py_XDECREF(seq);
+    PyBuffer_Release(&data);
+    return out;
+}
+
+/* --- overview_tally: graph._tally, compiled -----------------------------------
+ *
+ * overview_tally(block) -> (lines, masquerade jumps, endpoint jumps, of them
+ * after --rcheck), None for a block that is not clean (graph._clean_block), or
+ * False for text that is not ASCII (then the regexes run).
+ */
+
+static int tally_sep_suffix(const char *s, Py_ssize_t a, Py_ssize_t e)
+{
+    /* the line s[a:e] ends with " -j KUBE-SEP-" and 16 base32 characters */
+    if (e - a < 29 || memcmp(s + e - 29, " -j KUBE-SEP-", 13) != 0)
+        return 0;
+    for (Py_ssize_t k = e - 16; k < e; k++)
+        if (!is_b32((unsigned char)s[k]))
+            return 0;
+    return 1;
+}
+
+static PyObject *scan_overview_tally(PyObject *self, PyObject *block)
+{
+    if (!PyUnicode_Check(block)) {
+        PyErr_SetString(PyExc_TypeError, "overview_tally: a str block");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(block))
+        Py_RETURN_FALSE;
+    const char *s = (const char *)PyUnicode_DATA(block);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(block);
+    if (n == 0 || s[n - 1] != '\n' || s[0] == ' ' || memchr(s, '\t', (size_t)n) != NULL)
+        Py_RETURN_NONE;
+    Py_ssize_t lines = 0, masq = 0, seps = 0, rchecks = 0, a = 0;
+    while (a < n) {
+        const char *nl = memchr(s + a, '\n', (size_t)(n - a));
+        Py_ssize_t e = nl - s; /* the block ends with a newline: never NULL */
+        if ((e > a && s[e - 1] == ' ') || (e + 1 < n && s[e + 1] == ' '))
+            Py_RETURN_NONE; /* " \n" or "\n " */
+        lines++;
+        if (e - a >= 18 && memcmp(s + e - 18, " -j KUBE-MARK-MASQ", 18) == 0)
+            masq++;
+        if (tally_sep_suffix(s, a, e)) {
+            seps++;
+            for (Py_ssize_t k = a; k + 8 <= e - 29; k++)
+                if (s[k] == '-' && memcmp(s + k, "--rcheck", 8) == 0) {
+                    rchecks++;
+                    break;
+                }
+        }
+        a = e + 1;
+    }
+    return Py_BuildValue("(nnnn)", lines, masq, seps, rchecks);
+}
 
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
@@ -1144,6 +1732,10 @@ static PyMethodDef methods[] = {
     {"uniform_shares", scan_uniform_shares, METH_VARARGS, "one service port's uniform endpoint shares (see bulk._uniform_shares)."},
     {"new_frozen", scan_new_frozen, METH_VARARGS, "cls(*values) for a frozen dataclass of svcinspect.model, without its __init__."},
     {"json_floats_may_differ", scan_json_floats_may_differ, METH_O, "\"0.0000\" or a digit and \"e\" in bytes (see render.json)."},
+    {"dump_shapes", scan_dump_shapes, METH_VARARGS, "render.iptables._shapes_of(text, counted) for ASCII text, else None."},
+    {"count_all", scan_count_all, METH_VARARGS, "[data.count(needle, start, end) for needle, start, end in specs]."},
+    {"rule_names", scan_rule_names, METH_VARARGS, "index._rule_names(data, start, end, keys, counted), or None."},
+    {"overview_tally", scan_overview_tally, METH_O, "graph._tally(block) for ASCII text, else False."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -32,6 +32,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+from svcinspect import perf
 from svcinspect.errors import Diagnostic, Severity
 from svcinspect.model.netfilter import Chain, Counters, Family, RawRule, RuleList, Ruleset, Table
 from svcinspect.dataplane.iptables.parse import _DECL, BuiltOnDemand, decode_chain
@@ -126,20 +127,22 @@ def _shape_table(data: bytes, start: int, body_end: int, name: str, family: Fami
     first = counted if counted >= 0 else plain
     rules_start = first + 1 if first >= 0 else body_end
 
-    # Newlines per chunk of the body: the line count, and any line number later.
-    per_chunk = [data.count(b"\n", a, min(a + _CHUNK, body_end)) for a in range(start, body_end, _CHUNK)]
+    # Newlines per chunk of the body: the line count, and any line number later;
+    # then the declarations' and the rules' shapes (all counts in one call).
+    chunks = [(b"\n", a, min(a + _CHUNK, body_end)) for a in range(start, body_end, _CHUNK)]
+    shapes = [(b"\n", start, rules_start), (b"\n:", start - 1, rules_start - 1), (b"\n: ", start - 1, rules_start),
+              (b"\n:\n", start - 1, rules_start)]
+    shapes += ([(b"\n[", rules_start - 1, body_end - 1), (b"] -A ", rules_start, body_end)] if counted >= 0
+               else [(b"\n-A ", rules_start - 1, body_end - 1)])
+    native = perf.native("count_all")
+    counts = (native or _count_all)(data, chunks + shapes)
+    per_chunk = counts[:len(chunks)]
+    decl_lines, colons, blank_names, empty_names, *rule_counts = counts[len(chunks):]
     body_lines = sum(per_chunk)
-    decl_lines = data.count(b"\n", start, rules_start)
     rule_lines = body_lines - decl_lines
-    if (data.count(b"\n:", start - 1, rules_start - 1) != decl_lines
-            or data.find(b"\n: ", start - 1, rules_start) >= 0 or data.find(b"\n:\n", start - 1, rules_start) >= 0):
+    if colons != decl_lines or blank_names or empty_names:
         return None  # a line that is not a declaration, or an empty name
-    if counted >= 0:
-        shaped = (data.count(b"\n[", rules_start - 1, body_end - 1) == rule_lines
-                  and data.count(b"] -A ", rules_start, body_end) == rule_lines)
-    else:
-        shaped = data.count(b"\n-A ", rules_start - 1, body_end - 1) == rule_lines
-    if not shaped:
+    if any(c != rule_lines for c in rule_counts):
         return None
     prefix = [0]
     for c in per_chunk:
@@ -323,17 +326,33 @@ class IndexedChains(BuiltOnDemand):
         for m in re.compile(rb"\n:" + names).finditer(data, self._decl_start - 1, self._start):
             if self._decls[m.group(1)] != m.start() + 1:
                 return False  # declared where the bisection did not look, or twice
-        head = rb"\n\[\d+:\d+\] -A " if self._counted else rb"\n-A "
-        pattern = re.compile(head + names)
-        pos, end = self._start - 1, self._end
-        while True:
-            m = pattern.search(data, pos, end)
-            if m is None:
-                return True
-            run = self._runs.get(m.group(1))
-            if run is None or m.start() + 1 != run[0] or run[0] == run[1]:
+        native = perf.native("rule_names")
+        found = native(data, self._start, self._end, sorted(keys), self._counted) if native is not None else None
+        if found is None:
+            found = _rule_names(data, self._start, self._end, keys, self._counted)
+        for key, n in found.items():
+            run = self._runs.get(key)
+            if run is None or run[0] == run[1] or n != data.count(b"\n", run[0], run[1]):
                 return False  # a rule of a chain not read this way, or outside its block
-            pos = run[1] - 1
+        return True
+
+
+def _count_all(data: bytes, specs: list[tuple[bytes, int, int]]) -> list[int]:
+    """``data.count(needle, start, end)`` for each spec (the compiled ``count_all``
+    gives the same in one call, with memchr/memmem)."""
+    return [data.count(needle, a, b) for needle, a, b in specs]
+
+
+def _rule_names(data: bytes, start: int, end: int, keys, counted: bool) -> dict[bytes, int]:
+    """How many rule lines of each chain of ``keys`` the rules ``data[start:end]``
+    hold (the lines that start after the newline at ``start - 1``), the chains
+    without any left out. (The compiled ``rule_names`` gives the same.)"""
+    names = b"(" + _alternation(sorted(keys)) + rb")(?=[ \n])"
+    head = rb"\n\[\d+:\d+\] -A " if counted else rb"\n-A "
+    out: dict[bytes, int] = {}
+    for m in re.compile(head + names).finditer(data, start - 1, end):
+        out[m.group(1)] = out.get(m.group(1), 0) + 1
+    return out
 
 
 def _alternation(words: list[bytes]) -> bytes:

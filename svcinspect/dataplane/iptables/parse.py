@@ -177,6 +177,7 @@ def decode_rule(table: str, chain: str, index: int, raw: RawRule, source: str) -
 
 
 _RAW_COMMENT = re.compile(r' --comment (?:"((?:[^"\\]|\\.)*)"|(\S+))')
+_UNESCAPE = re.compile(r"\\(.)")
 
 
 def raw_comment(text: str) -> str | None:
@@ -190,7 +191,8 @@ def raw_comment(text: str) -> str | None:
         return None
     if m.group(1) is None:
         return m.group(2)
-    return re.sub(r"\\(.)", r"\1", m.group(1))
+    quoted = m.group(1)
+    return quoted if "\\" not in quoted else _UNESCAPE.sub(r"\1", quoted)
 
 
 def raw_target(text: str) -> tuple[str, bool] | None | bool:
@@ -795,6 +797,30 @@ class LazyChains(BuiltOnDemand):
             return built.policy, built.counters
         policy, counters = self._entries[name][:2]
         return policy, None if counters is None else Counters(int(counters[0]), int(counters[1]))
+
+    def heads(self, names) -> list[tuple[str | None, str | None, list[tuple[int, str]]]]:
+        """For each chain of ``names``: its policy, its counters as iptables-save
+        prints them (``str(Counters)``, None without) and its blocks, as
+        :meth:`head` and :meth:`blocks` give them (``render.iptables``, for
+        every chain of a dump without a Counters object each)."""
+        entries, built = self._entries, self._built
+        texts = {_NO_COUNTERS: "[0:0]"}
+        out = []
+        for name in names:
+            entry = entries[name]
+            if built and name in built:
+                ch = built[name]
+                out.append((ch.policy, None if ch.counters is None else str(ch.counters), entry[3]))
+                continue
+            counters = entry[1]
+            if counters is None:
+                out.append((entry[0], None, entry[3]))
+                continue
+            text = texts.get(counters)
+            if text is None:
+                text = texts[counters] = f"[{int(counters[0])}:{int(counters[1])}]"
+            out.append((entry[0], text, entry[3]))
+        return out
 
     def __iter__(self):
         return iter(self._entries)
