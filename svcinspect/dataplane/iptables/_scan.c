@@ -1314,13 +1314,12 @@ static int shape_plain(const char *s, Py_ssize_t n)
     return 1;
 }
 
-/* FNV-1a */
+/* Python's keyed bytes hash (SipHash, seeded per process): the names are
+ * input, and a fixed hash lets names be made to collide in the table's low
+ * bits (see tests/test_hostile_hash.py). */
 static size_t idx_hash(const char *s, Py_ssize_t n)
 {
-    size_t h = 2166136261u;
-    for (Py_ssize_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+    return (size_t)_Py_HashBytes(s, n);
 }
 
 /* render.iptables._distinct: no two lines alike (their counters aside when
