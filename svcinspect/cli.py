@@ -694,7 +694,14 @@ def _write_output(data: bytes, path: str | None) -> None:
     from svcinspect.errors import EnvironmentProblem
 
     if path is None:
-        click.get_binary_stream("stdout").write(data)
+        # (click.get_binary_stream is deprecated since Click 8.5, gone in 9)
+        binary = getattr(sys.stdout, "buffer", None)
+        if binary is None:  # a text-only stdout (an embedding host's): the bytes as text
+            sys.stdout.write(data.decode("utf-8", "replace"))
+            return
+        sys.stdout.flush()
+        binary.write(data)
+        binary.flush()
         return
     try:
         with open(path, "wb") as fh:
