@@ -73,6 +73,31 @@ def run_commands(argvs: Sequence[list[str]]) -> list[CommandResult]:
         return list(pool.map(one, argvs))
 
 
+def stream_commands(argvs: Sequence[list[str]], streams: Sequence) -> list[CommandResult]:
+    """The real runner's streaming form: all commands at once, each one's stdout
+    fed to its :class:`~svcinspect.dataplane.iptables.stream.SaveStream` as it
+    prints (``stdout`` of the results is then empty: the text is the stream's),
+    in this thread, so that the parse runs while the commands print
+    (``sources.limits.run_streamed``; the same bounds as :func:`run_commands`)."""
+    from svcinspect.sources.limits import Started, run_streamed
+
+    done = run_streamed([list(a) for a in argvs], [s.feed for s in streams])
+    out = []
+    for argv, one in zip(argvs, done):
+        if isinstance(one, Started):
+            missing = isinstance(one.error, FileNotFoundError)
+            out.append(CommandResult(127 if missing else 126, "", f"{argv[0]}: "
+                                     + ("No such file or directory" if missing else "Permission denied")))
+        else:
+            out.append(CommandResult(one.returncode, "", one.stderr.decode("utf-8", "replace")))
+    return out
+
+
+# A runner with a ``stream`` attribute can feed the save commands' output to
+# streams as it comes (``run_saves``); one without gets each text whole.
+run_commands.stream = stream_commands  # type: ignore[attr-defined]
+
+
 def _run_one(argv: list[str]):
     """One command, bounded in time and output (``sources.limits``)."""
     from svcinspect.sources.limits import run_bounded
@@ -224,14 +249,61 @@ def _error_line(err: str) -> str | None:
     return (said or lines or [None])[0]
 
 
+class _Tally:
+    """What ``read_live_dump`` asks of a save's text, counted piece by piece as
+    the text arrives (each piece ends at a line break, and no pattern holds
+    one, so the sums are the whole text's: see ``count_kube``)."""
+
+    __slots__ = ("rules", "chains", "canary", "total", "kube_proxy", "tables")
+
+    def __init__(self) -> None:
+        self.rules = self.chains = self.total = 0
+        self.canary = self.kube_proxy = self.tables = False
+
+    def __call__(self, piece: str) -> None:
+        self.rules += piece.count("-A KUBE-")
+        self.chains += piece.count("\n:KUBE-") + piece.startswith(":KUBE-")
+        self.total += piece.count("-A ")
+        if not self.canary:
+            self.canary = ":KUBE-PROXY-CANARY " in piece
+        if not self.kube_proxy:
+            self.kube_proxy = self.canary or ":KUBE-SERVICES " in piece
+        if not self.tables:
+            self.tables = piece.startswith("*") or "\n*" in piece
+
+    def count(self) -> KubeCount:
+        return KubeCount(self.rules, self.chains, self.canary, self.total)
+
+
 def run_saves(backends: Sequence[str], families: Sequence[Family], netns: NetnsRef | None,
-              runner: Runner, counters: bool = False) -> dict[tuple[str, Family], str | None]:
-    """``{(backend, family): iptables-save text, or None if the binary is missing}``."""
+              runner: Runner, counters: bool = False, *, prework: bool = False):
+    """``{(backend, family): SaveStream of its output, or None if the binary is
+    missing}``, each stream with a ``tally`` (:class:`_Tally`) of its text.
+    ``prework``: parse while the commands print (``SaveStream``; only when the
+    runner can stream, and the text is parsed as a whole after all); without
+    it the streams only keep the text."""
+    from svcinspect.dataplane.iptables.stream import SaveStream
+
     keys = [(b, f) for b in backends for f in families]
     argvs = [nsenter_argv(netns, [save_command(b, f)] + (["-c"] if counters else [])) for b, f in keys]
-    results = runner(argvs)
-    out: dict[tuple[str, Family], str | None] = {}
-    for key, argv, result in zip(keys, argvs, results):
+    where = netns.label if netns else ""
+    streams = []
+    for b, f in keys:
+        stream = SaveStream(f"live:{save_command(b, f)}{where}", family=f, observe=_Tally())
+        stream.on = stream.on and prework
+        streams.append(stream)
+    stream_fn = getattr(runner, "stream", None)
+    if stream_fn is not None:
+        results = stream_fn(argvs, streams)
+    else:
+        results = runner(argvs)
+        for stream, result in zip(streams, results):
+            if result.returncode == 0:
+                stream.feed_text(result.stdout)
+    for stream in streams:
+        stream.close()
+    out: dict = {}
+    for key, argv, result, stream in zip(keys, argvs, results, streams):
         if _missing(result):
             if argv[0] == "nsenter" and result.stderr.startswith("nsenter: No such file"):
                 raise EnvironmentProblem("nsenter not found, needed for --netns: install util-linux "
@@ -239,7 +311,7 @@ def run_saves(backends: Sequence[str], families: Sequence[Family], netns: NetnsR
             out[key] = None
             continue
         _check(result, argv, netns)
-        out[key] = result.stdout
+        out[key] = stream
     return out
 
 
@@ -255,6 +327,8 @@ class LiveDump:
     texts: tuple[tuple[Family, str, str], ...]
     diagnostics: tuple[Diagnostic, ...]
     notes: tuple[str, ...] = ()   # facts for the analyses (LIVE_NO_KUBE_PROXY, LIVE_NFTABLES_MODE)
+    # per text, the SaveStream it came through (None: read whole, python-iptables)
+    streams: tuple = ()
 
 
 # What a live read found about kube-proxy itself, as Ruleset.notes (check reads them).
@@ -286,9 +360,12 @@ def read_live(reader: str = "auto", families: Sequence[Family] = (Family.V4, Fam
 
 
 def parse_live(dump: LiveDump, strict: bool = False) -> Ruleset:
-    """The ruleset of a live dump, every chain split (see :func:`index_live`)."""
-    return _assemble(dump, [parse_iptables_save(text, source, family=fam, strict=strict)
-                            for fam, source, text in dump.texts])
+    """The ruleset of a live dump, every chain split (see :func:`index_live`):
+    what the streams already parsed while the save printed, the rest now."""
+    streams = dump.streams or (None,) * len(dump.texts)
+    return _assemble(dump, [stream.finish(strict) if stream is not None else
+                            parse_iptables_save(text, source, family=fam, strict=strict)
+                            for (fam, source, text), stream in zip(dump.texts, streams)])
 
 
 def index_live(dump: LiveDump) -> Ruleset | None:
@@ -316,10 +393,12 @@ def _assemble(dump: LiveDump, parsed: list[Ruleset]) -> Ruleset:
 
 def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4, Family.V6),
                    netns: str | None = None, *, counters: bool = False, runner: Runner | None = None,
-                   caps: int | None = None, probe_nft: bool = True) -> LiveDump:
+                   caps: int | None = None, probe_nft: bool = True, prework: bool = False) -> LiveDump:
     """The save text of the backend holding kube-proxy's rules, per family (see
     :func:`read_live`). ``probe_nft=False``: the caller has read nft already, so
-    no ``nft list tables`` (at 10000 services nft takes ~35 s even for that)."""
+    no ``nft list tables`` (at 10000 services nft takes ~35 s even for that).
+    ``prework=True``: the caller will parse the whole dump (:func:`parse_live`),
+    so the parse starts while the save commands print (``dataplane.iptables.stream``)."""
     if reader not in READERS:
         raise ValueError(f"reader must be one of {READERS}")
     runner = runner or run_commands
@@ -330,8 +409,9 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
     if reader == "iptc":
         from svcinspect.sources.iptc import check_iptc_installed
         check_iptc_installed()
-    saves = run_saves(BACKENDS if reader != "iptc" else ("nft",), families, ref, runner, counters)
-    texts: dict[tuple[str, Family], str | None] = dict(saves)
+    saves = run_saves(BACKENDS if reader != "iptc" else ("nft",), families, ref, runner, counters, prework=prework)
+    streams: dict[tuple[str, Family], object] = {k: v for k, v in saves.items() if v is not None}
+    texts: dict[tuple[str, Family], str | None] = {k: (v.text if v is not None else None) for k, v in saves.items()}
     diags: list[Diagnostic] = []
     use_iptc = reader == "iptc"
     if reader == "auto" and all(v is None for v in saves.values()):
@@ -342,14 +422,21 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
         from svcinspect.sources.iptc import read_iptc_texts
         for fam, text in read_iptc_texts(families, ref, counters).items():
             texts[("legacy", fam)] = text
+            streams.pop(("legacy", fam), None)
         if all(texts.get(("nft", f)) is None for f in families):
             diags.append(Diagnostic(Severity.INFO, "iptables-nft-save not found: only the iptables-legacy backend "
                                     "(python-iptables) was read", "live"))
 
     counts: dict[str, KubeCount] = {}
-    for (backend, _fam), text in texts.items():
-        if text is not None:
-            counts[backend] = counts.get(backend, KubeCount()) + count_kube(text)
+    kube_proxy = False
+    for key, text in texts.items():
+        if text is None:
+            continue
+        stream = streams.get(key)
+        tally = stream.observe if stream is not None else None  # type: ignore[attr-defined]
+        counts[key[0]] = counts.get(key[0], KubeCount()) + (tally.count() if tally is not None else count_kube(text))
+        kube_proxy = kube_proxy or (tally.kube_proxy if tally is not None else
+                                    ":KUBE-SERVICES " in text or ":KUBE-PROXY-CANARY " in text)
     if not counts:
         raise EnvironmentProblem(f"iptables-legacy-save and iptables-nft-save not found: {INSTALL_IPTABLES}")
     chosen, choice_diags = choose_backend(counts)
@@ -364,7 +451,7 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
     diags.extend(choice_diags)
     notes: list[str] = []
     # kube-proxy's own chains (kubelet alone writes KUBE-FIREWALL and its canary).
-    if not any(t and (":KUBE-SERVICES " in t or ":KUBE-PROXY-CANARY " in t) for t in texts.values()):
+    if not kube_proxy:
         notes.append(LIVE_NO_KUBE_PROXY)
         if probe_nft and nftables_mode(ref, runner):
             notes.append(LIVE_NFTABLES_MODE)
@@ -374,13 +461,16 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
 
     where = ref.label if ref else ""
     chosen_texts = []
+    chosen_streams = []
     for fam in families:
         text = texts.get((chosen, fam))
-        if not text or not _has_tables(text):
+        stream = streams.get((chosen, fam))
+        if not text or not (stream.observe.tables if stream is not None else _has_tables(text)):  # type: ignore
             continue
         tool = f"python-iptables-ipv{int(fam)}" if chosen == "legacy" and use_iptc else save_command(chosen, fam)
         chosen_texts.append((fam, f"live:{tool}{where}", text))
-    return LiveDump(tuple(chosen_texts), tuple(diags), tuple(notes))
+        chosen_streams.append(stream)
+    return LiveDump(tuple(chosen_texts), tuple(diags), tuple(notes), tuple(chosen_streams))
 
 
 def _iptc_available() -> bool:

@@ -104,7 +104,7 @@ def read_live_rules(reader: str | None, families: Sequence[Family], netns: str |
     dump = None
     try:
         dump = read_live_dump(reader or "auto", families, netns, counters=counters, runner=runner, caps=caps,
-                              probe_nft=not texts)
+                              probe_nft=not texts, prework=True)
     except EnvironmentProblem:
         if not texts:
             raise
