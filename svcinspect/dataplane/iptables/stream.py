@@ -55,9 +55,10 @@ class SaveStream:
     a line break in it adds up to the whole text's count).
     """
 
-    def __init__(self, source: str, *, family: Family | None = None, piece: int = PIECE,
+    def __init__(self, source: str, *, family: Family | None = None, piece: int | None = None,
                  observe: Callable[[str], None] | None = None):
-        self.source, self.family, self.piece, self.observe = source, family, max(1, piece), observe
+        self.source, self.family, self.observe = source, family, observe
+        self.piece = max(1, PIECE if piece is None else piece)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._pieces: list[str] = []       # the decoded text so far (complete lines)
         self._partial = ""                 # decoded text after the last line break
@@ -264,7 +265,7 @@ class SaveStream:
 
 
 def parse_pieces(pieces, source: str = "<stdin>", *, strict: bool = False, family: Family | None = None,
-                 piece: int = PIECE) -> Ruleset:
+                 piece: int | None = None) -> Ruleset:
     """``parse_iptables_save`` of ``b"".join(pieces)`` decoded as UTF-8 (bad
     bytes replaced), read piece by piece (see :class:`SaveStream`)."""
     stream = SaveStream(source, family=family, piece=piece)
