@@ -50,7 +50,8 @@ def shape(ruleset) -> tuple:
             body = {name: list(entry) for name, entry in chains._entries.items()}
         else:
             body = {name: (ch.policy, ch.counters, ch.line, ch.declared, ch.rules.raw) for name, ch in chains.items()}
-        tables.append((t.name, t.family, t.source, t.line, type(chains).__name__, body))
+        kind = "lazy" if isinstance(chains, LazyChains) else type(chains).__name__
+        tables.append((t.name, t.family, t.source, t.line, kind, body))
     return (tuple(tables), ruleset.diagnostics, ruleset.gaps, ruleset.origin, ruleset.notes)
 
 
@@ -100,7 +101,7 @@ def test_real_saves_stay_on_the_fast_path(path):
 def _variants() -> dict[str, bytes]:
     text = REAL.decode()
     lines = text.splitlines(keepends=True)
-    commit = lines.index("COMMIT\n")
+    commit = max(i for i, ln in enumerate(lines) if ln == "COMMIT\n")  # nat's
     rule = next(i for i, ln in enumerate(lines) if ln.startswith("-A KUBE-SEP-"))
     decl = next(i for i, ln in enumerate(lines) if ln.startswith(":KUBE-SEP-"))
     v = {
@@ -280,3 +281,46 @@ def test_what_the_pre_work_reads_itself(name):
     got, stream = streamed(cut(data, 4096), piece=512)
     assert got == whole(data)
     assert stream.prebuilt is True
+
+
+def _scan_of(table):
+    from svcinspect.dataplane.iptables import bulk
+
+    scan = bulk.scan_nat(table)
+    return None if scan is None else (scan.cascades, scan.dnat, set(scan.names))
+
+
+@pytest.mark.parametrize("name", ["real", "split-chain", "counters", "non-ascii-comment", "bad-utf8", "table-twice",
+                                  "undeclared-chain"])
+@pytest.mark.parametrize("size", [1, 700, 1 << 30])
+def test_the_nat_scan_read_while_arriving_is_bulk_scan_nat(name, size):
+    """bulk.scan_nat on the streamed nat table answers from what the stream
+    read as the chains arrived: the same cascades and DNAT destinations as its
+    own two passes over the whole-text parse (a chain that got a second run
+    later is dropped from both, as single_blocks leaves it out)."""
+    from svcinspect.dataplane.iptables.stream import PrescannedChains
+
+    data = REAL if name == "real" else VARIANTS[name]
+    stream = SaveStream("src", piece=300)
+    for p in cut(data, size):
+        stream.feed(p)
+    got = stream.finish().table("nat")
+    want = parse_iptables_save(data.decode("utf-8", "replace"), "src").table("nat")
+    assert _scan_of(got) == _scan_of(want)
+    if name == "table-twice":  # merged into one table of chains: nothing read ahead, no bulk pass
+        assert not isinstance(got.chains, PrescannedChains) and _scan_of(got) is None
+    else:
+        assert isinstance(got.chains, PrescannedChains) and _scan_of(got)[0], "no cascade was read"
+
+
+def test_split_chains_are_left_out_of_the_nat_scan():
+    from svcinspect.dataplane.iptables.stream import PrescannedChains
+
+    data = VARIANTS["split-chain"]
+    stream = SaveStream("src", piece=200)
+    for p in cut(data, 300):
+        stream.feed(p)
+    nat = stream.finish().table("nat")
+    assert isinstance(nat.chains, PrescannedChains)
+    split = [n for n in nat.chains if len(nat.chains.blocks(n) or ()) > 1]
+    assert split and not any(n in nat.chains.nat_scan[1].cascades or n in nat.chains.nat_scan[1].dnat for n in split)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable
+from dataclasses import replace
 
 from svcinspect.dataplane.iptables import bulk
 from svcinspect.dataplane.iptables import parse as _parse
@@ -73,6 +74,9 @@ class SaveStream:
         self._diags: list[Diagnostic] = []
         self._recognised = 0
         self._lineno = 1
+        # nat tables: the endpoint and cascade chains read as they arrive
+        # (bulk.scan_nat's two passes; see _prescan)
+        self._prescan: dict = {}
         self.size = 0                      # bytes fed
         self.prebuilt: bool | None = None  # after finish(): built from the pre-work (or parsed whole)
 
@@ -167,7 +171,7 @@ class SaveStream:
     def _off(self) -> None:
         self.on = False
         self._todo, self._todo_len, self._carry = [], 0, ""
-        self._tables, self._cur, self._diags = [], None, []
+        self._tables, self._cur, self._diags, self._prescan = [], None, [], {}
 
     def _fold(self, segs: list, native: bool) -> None:
         """parse_iptables_save's loop for the shapes iptables-save prints; off
@@ -186,6 +190,8 @@ class SaveStream:
                 if fold is not None:
                     skip, lineno, _, count = fold(segs, index, cur.chains, cur.undeclared, lineno)
                     self._recognised += count
+                    if cur.name == "nat":
+                        self._note(cur, segs, index, skip)
                     continue
                 entry = cur.chains.get(chain)
                 if entry is None:
@@ -194,6 +200,8 @@ class SaveStream:
                 entry[3].append((lineno, block))
                 lineno += block.count("\n")
                 self._recognised += 1
+                if cur.name == "nat":
+                    self._note(cur, segs, index, index + 1)
                 continue
             if decls:
                 if cur is None:
@@ -239,6 +247,51 @@ class SaveStream:
             else:  # COMMIT outside a table, -N, -P, a line the parser skips with a warning
                 return self._off()
         self._lineno = lineno
+        self._prescan_round()
+
+    # --- bulk.scan_nat while the text arrives ----------------------------------------
+
+    def _note(self, tb, segs: list, start: int, end: int) -> None:
+        """The endpoint and cascade chains among the rule blocks ``segs[start:end]``
+        of nat table ``tb`` that are their chain's first run (the candidates
+        ``LazyChains.single_blocks`` would give, if no other run follows)."""
+        if not bulk.enabled():
+            return
+        got = self._prescan.get(tb)
+        if got is None:
+            got = self._prescan[tb] = _Prescan(bulk._native is not None)
+        chains = tb.chains
+        seps, cascades = got.seps, got.cascades
+        for i in range(start, end):
+            block, chain = segs[i][0], segs[i][1]
+            if chain.startswith("KUBE-SEP-"):
+                into = seps
+            elif chain.startswith(bulk._CASCADE_PREFIXES):
+                into = cascades
+            else:
+                continue
+            runs = chains[chain][3]
+            if len(runs) == 1:
+                into.append((chain, runs[0][0], block))
+
+    def _prescan_round(self) -> None:
+        for got in self._prescan.values():
+            got.scan()
+
+    def _attach(self, tb, table):
+        """``table`` (built from ``tb``) whose chains carry what bulk.scan_nat
+        would read from them, once the chains that got a second run are dropped."""
+        got = self._prescan.get(tb)
+        if got is None or type(table.chains) is not _parse.LazyChains:
+            return table
+        got.scan()
+        entries = tb.chains
+        for found in (got.dnat, got.cascade_map):
+            for name in [n for n in found if len(entries[n][3]) != 1]:
+                del found[name]
+        chains = PrescannedChains(tb.name, tb.source, entries)
+        chains.nat_scan = (got.native, bulk.NatScan(got.cascade_map, got.dnat, chains.names()))
+        return replace(table, chains=chains)
 
     def _build(self, text: str) -> Ruleset | None:
         """parse_iptables_save's ending, for text that stayed on the fast path;
@@ -258,10 +311,43 @@ class SaveStream:
         grep = _parse.describe_filter(cleaned.commands)
         if grep:
             gaps.append(grep)
-        built = [_parse._finish(tb, diags) for tb in self._tables]
+        built = [self._attach(tb, _parse._finish(tb, diags)) for tb in self._tables]
         built = _parse._merge_duplicates(built, diags)
         self._tables = []
         return Ruleset(tuple(built), tuple(diags), (self.source,), gaps=tuple(gaps))
+
+
+class _Prescan:
+    """One nat table's ``bulk.scan_nat`` results, built round by round."""
+
+    __slots__ = ("native", "seps", "cascades", "dnat", "cascade_map")
+
+    def __init__(self, native: bool):
+        self.native = native
+        self.seps: list = []
+        self.cascades: list = []
+        self.dnat: dict = {}
+        self.cascade_map: dict = {}
+
+    def scan(self) -> None:
+        if self.native and bulk.native_scanner is not None:
+            dnat, cascades = bulk.native_scanner.dnat, bulk.native_scanner.cascades
+        else:
+            dnat, cascades = bulk._scan_dnat, bulk._scan_cascades
+        if self.seps:
+            self.dnat.update(dnat(self.seps))
+            self.seps = []
+        if self.cascades:
+            self.cascade_map.update(cascades(self.cascades))
+            self.cascades = []
+
+
+class PrescannedChains(_parse.LazyChains):
+    """A nat table's chains (``LazyChains``) with ``bulk.scan_nat``'s answer
+    already read while the dump arrived: ``nat_scan`` is ``(compiled scanner
+    used, NatScan)``; ``scan_nat`` takes it when the same scanner is in use."""
+
+    __slots__ = ("nat_scan",)
 
 
 def parse_pieces(pieces, source: str = "<stdin>", *, strict: bool = False, family: Family | None = None,
