@@ -324,3 +324,37 @@ def test_split_chains_are_left_out_of_the_nat_scan():
     assert isinstance(nat.chains, PrescannedChains)
     split = [n for n in nat.chains if len(nat.chains.blocks(n) or ()) > 1]
     assert split and not any(n in nat.chains.nat_scan[1].cascades or n in nat.chains.nat_scan[1].dnat for n in split)
+
+
+def _big(head: str = "", tail: str = "", final_newline: bool = True) -> bytes:
+    """The real dump grown past 1 MiB (extra endpoint chains in nat), with
+    ``head`` before it and ``tail`` after: the finish reads only the edges of
+    such a text, not a joined copy."""
+    text = REAL.decode()
+    commit = text.rindex("COMMIT\n")
+    extra = "".join(f"-A KUBE-SEP-EXTRA{i:06d} -p tcp -m tcp -j DNAT --to-destination 10.1.{i // 250}.{i % 250}:80\n"
+                    for i in range(20000))
+    out = head + text[:commit] + extra + text[commit:] + tail
+    return (out if final_newline else out.rstrip("\n")).encode()
+
+
+BIG = {
+    "plain": _big(),
+    "grep-comment-at-the-start": _big(head="# iptables-save | grep KUBE\n"),
+    "grep-comment-at-the-end": _big(tail="# sudo iptables-save | grep -v DROP\n"),
+    "no-final-newline": _big(tail="# iptables-save | grep KUBE", final_newline=False),
+    "log-prefix-at-the-start": _big(head="Dec 01 10:00:00 node kube-proxy[1]: # x\n"),
+    "nul-in-the-first-4096": _big(head="#" + "x" * 3000 + "\x00\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BIG))
+def test_large_texts_read_by_their_edges_parse_the_same(name):
+    data = BIG[name]
+    assert len(data) > 1 << 20
+    got, stream = streamed(cut(data, 65536), piece=1 << 18)
+    assert got == whole(data)
+    if name in ("plain", "grep-comment-at-the-start", "grep-comment-at-the-end", "no-final-newline"):
+        assert stream.prebuilt is True
+    if "grep" in name:
+        assert any("grep" in g for g in got[2]), "the grep the comment shows is not in the gaps"

@@ -324,11 +324,31 @@ class LiveDump:
     """What the live node gave: the chosen backend's save text per family
     (``(family, source name, text)``) and what the reader noticed."""
 
-    texts: tuple[tuple[Family, str, str], ...]
+    texts: tuple[tuple[Family, str, str | None], ...]   # text None: it is in the stream (see text_of)
     diagnostics: tuple[Diagnostic, ...]
     notes: tuple[str, ...] = ()   # facts for the analyses (LIVE_NO_KUBE_PROXY, LIVE_NFTABLES_MODE)
-    # per text, the SaveStream it came through (None: read whole, python-iptables)
+    # per text, the SaveStream it came through (None: python-iptables, or a runner's whole text)
     streams: tuple = ()
+
+    def text_of(self, i: int) -> str:
+        """The ``i``-th text (joined from its stream when that holds it)."""
+        text = self.texts[i][2]
+        return text if text is not None else self.streams[i].text
+
+    def kube_chains(self) -> tuple[int, bool]:
+        """KUBE chains in the texts and whether one is KUBE-PROXY-CANARY (as
+        ``count_kube`` counts them), without joining a streamed text."""
+        chains, canary = 0, False
+        for i, (_, _, text) in enumerate(self.texts):
+            stream = self.streams[i] if i < len(self.streams) else None
+            if stream is not None:
+                chains += stream.observe.chains
+                canary = canary or stream.observe.canary
+            else:
+                assert text is not None
+                chains += text.count("\n:KUBE-") + text.startswith(":KUBE-")
+                canary = canary or ":KUBE-PROXY-CANARY " in text
+        return chains, canary
 
 
 # What a live read found about kube-proxy itself, as Ruleset.notes (check reads them).
@@ -364,8 +384,8 @@ def parse_live(dump: LiveDump, strict: bool = False) -> Ruleset:
     what the streams already parsed while the save printed, the rest now."""
     streams = dump.streams or (None,) * len(dump.texts)
     return _assemble(dump, [stream.finish(strict) if stream is not None else
-                            parse_iptables_save(text, source, family=fam, strict=strict)
-                            for (fam, source, text), stream in zip(dump.texts, streams)])
+                            parse_iptables_save(dump.text_of(i), source, family=fam, strict=strict)
+                            for i, ((fam, source, _), stream) in enumerate(zip(dump.texts, streams))])
 
 
 def index_live(dump: LiveDump) -> Ruleset | None:
@@ -374,8 +394,8 @@ def index_live(dump: LiveDump) -> Ruleset | None:
     from svcinspect.dataplane.iptables.index import index_iptables_save
 
     parsed = []
-    for fam, source, text in dump.texts:
-        one = index_iptables_save(text.encode("utf-8", "surrogateescape"), source)
+    for i, (fam, source, _) in enumerate(dump.texts):
+        one = index_iptables_save(dump.text_of(i).encode("utf-8", "surrogateescape"), source)
         if one is None or any(t.family != fam for t in one.tables):
             return None
         parsed.append(one)
@@ -410,8 +430,8 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
         from svcinspect.sources.iptc import check_iptc_installed
         check_iptc_installed()
     saves = run_saves(BACKENDS if reader != "iptc" else ("nft",), families, ref, runner, counters, prework=prework)
-    streams: dict[tuple[str, Family], object] = {k: v for k, v in saves.items() if v is not None}
-    texts: dict[tuple[str, Family], str | None] = {k: (v.text if v is not None else None) for k, v in saves.items()}
+    streams = {k: v for k, v in saves.items() if v is not None}
+    iptc_texts: dict[tuple[str, Family], str] = {}   # python-iptables' texts, in place of the streams
     diags: list[Diagnostic] = []
     use_iptc = reader == "iptc"
     if reader == "auto" and all(v is None for v in saves.values()):
@@ -421,22 +441,23 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
     if use_iptc:
         from svcinspect.sources.iptc import read_iptc_texts
         for fam, text in read_iptc_texts(families, ref, counters).items():
-            texts[("legacy", fam)] = text
+            iptc_texts[("legacy", fam)] = text
             streams.pop(("legacy", fam), None)
-        if all(texts.get(("nft", f)) is None for f in families):
+        if all(("nft", f) not in streams for f in families):
             diags.append(Diagnostic(Severity.INFO, "iptables-nft-save not found: only the iptables-legacy backend "
                                     "(python-iptables) was read", "live"))
 
     counts: dict[str, KubeCount] = {}
     kube_proxy = False
-    for key, text in texts.items():
-        if text is None:
-            continue
-        stream = streams.get(key)
-        tally = stream.observe if stream is not None else None  # type: ignore[attr-defined]
-        counts[key[0]] = counts.get(key[0], KubeCount()) + (tally.count() if tally is not None else count_kube(text))
-        kube_proxy = kube_proxy or (tally.kube_proxy if tally is not None else
-                                    ":KUBE-SERVICES " in text or ":KUBE-PROXY-CANARY " in text)
+    for key in list(saves) + [k for k in iptc_texts if k not in saves]:
+        text = iptc_texts.get(key)
+        if text is not None:
+            counts[key[0]] = counts.get(key[0], KubeCount()) + count_kube(text)
+            kube_proxy = kube_proxy or ":KUBE-SERVICES " in text or ":KUBE-PROXY-CANARY " in text
+        elif key in streams:
+            tally = streams[key].observe
+            counts[key[0]] = counts.get(key[0], KubeCount()) + tally.count()
+            kube_proxy = kube_proxy or tally.kube_proxy
     if not counts:
         raise EnvironmentProblem(f"iptables-legacy-save and iptables-nft-save not found: {INSTALL_IPTABLES}")
     chosen, choice_diags = choose_backend(counts)
@@ -463,9 +484,15 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
     chosen_texts = []
     chosen_streams = []
     for fam in families:
-        text = texts.get((chosen, fam))
-        stream = streams.get((chosen, fam))
-        if not text or not (stream.observe.tables if stream is not None else _has_tables(text)):  # type: ignore
+        key = (chosen, fam)
+        stream = streams.get(key) if key not in iptc_texts else None
+        text = iptc_texts.get(key)
+        if stream is not None:
+            if not stream.observe.tables:  # type: ignore[attr-defined]
+                continue
+            # With the pre-work on, the stream holds the text (joined only if the parser needs it).
+            text = None if stream.on else stream.text
+        elif not text or not _has_tables(text):
             continue
         tool = f"python-iptables-ipv{int(fam)}" if chosen == "legacy" and use_iptc else save_command(chosen, fam)
         chosen_texts.append((fam, f"live:{tool}{where}", text))

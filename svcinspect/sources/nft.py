@@ -111,9 +111,7 @@ def read_live_rules(reader: str | None, families: Sequence[Family], netns: str |
     ipt_chains = 0
     canary = False
     if dump is not None:
-        for _, _, text in dump.texts:
-            ipt_chains += text.count("\n:KUBE-") + text.startswith(":KUBE-")
-            canary = canary or ":KUBE-PROXY-CANARY " in text
+        ipt_chains, canary = dump.kube_chains()  # counted as the saves printed
     if not texts:
         ruleset = parse_live(dump, strict)  # type: ignore[arg-type]
         return ruleset

@@ -41,10 +41,12 @@ from svcinspect.dataplane.iptables import bulk
 from svcinspect.dataplane.iptables import parse as _parse
 from svcinspect.errors import Diagnostic, Severity
 from svcinspect.model.netfilter import Family, Ruleset
+from svcinspect.parse import paste as _paste
 
 PIECE = 1 << 20          # characters per round (a round of 1 MiB takes a few ms)
 _HEAD = 1 << 20          # describe_other_input looks at this much of the start
 _NUL_PROBE = 4096        # parse_iptables_save looks for NUL bytes this far
+_TAIL = 4096             # clean_paste looks at the last 4096 characters
 
 
 class SaveStream:
@@ -61,7 +63,16 @@ class SaveStream:
         self.source, self.family, self.observe = source, family, observe
         self.piece = max(1, PIECE if piece is None else piece)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._pieces: list[str] = []       # the decoded text so far (complete lines)
+        # The text is kept as the bytes fed (one growing buffer: a large one is
+        # its own mapping, given back whole when freed, where a heap of 1 MiB
+        # strings would stay in the process), or as the texts given to feed_text.
+        self._raw = bytearray()
+        self._given: list[str] = []
+        self._chars = 0                    # characters of decoded text so far
+        self._first: list[str] = []        # the first _HEAD characters or more
+        self._first_len = 0
+        self._last: list[str] = []         # the last _TAIL characters or more
+        self._last_len = 0
         self._partial = ""                 # decoded text after the last line break
         self._todo: list[str] = []         # complete lines not scanned yet
         self._todo_len = 0
@@ -87,31 +98,43 @@ class SaveStream:
         if not data:
             return
         self.size += len(data)
+        self._raw += data
         self._add(self._partial + self._decoder.decode(data))  # type: ignore[union-attr]
-
-    def _add(self, text: str) -> None:
-        cut = text.rfind("\n") + 1
-        self._partial = text[cut:]
-        if not cut:
-            return
-        lines = text[:cut] if cut < len(text) else text
-        self._pieces.append(lines)
-        if self.observe is not None:
-            self.observe(lines)
-        if not self.on:
-            return
-        if len(self._pieces) == 1 and "\x00" in lines[:_NUL_PROBE]:
-            self.on = False
-            return
-        self._todo.append(lines)
-        self._todo_len += len(lines)
-        if self._todo_len >= self.piece and self._todo_len >= len(self._carry):
-            self._scan(final=False)
 
     def feed_text(self, text: str) -> None:
         """The next decoded text (a runner that gives text, not bytes)."""
         if text:
+            self._given.append(text)
             self._add(self._partial + text)
+
+    def _add(self, text: str) -> None:
+        cut = text.rfind("\n") + 1
+        self._partial = text[cut:]
+        if cut:
+            self._lines(text[:cut] if cut < len(text) else text)
+
+    def _lines(self, lines: str, final: bool = False) -> None:
+        """The next complete lines (or, ``final``, the text after the last line break)."""
+        first = self._chars == 0
+        self._chars += len(lines)
+        if self.observe is not None:
+            self.observe(lines)
+        if self._first_len < _HEAD:
+            self._first.append(lines)
+            self._first_len += len(lines)
+        self._last.append(lines)
+        self._last_len += len(lines)
+        while len(self._last) > 1 and self._last_len - len(self._last[0]) >= _TAIL:
+            self._last_len -= len(self._last.pop(0))
+        if not self.on:
+            return
+        if first and "\x00" in lines[:_NUL_PROBE]:
+            self.on = False
+            return
+        self._todo.append(lines if not final or lines.endswith("\n") else lines + "\n")
+        self._todo_len += len(lines)
+        if not final and self._todo_len >= self.piece and self._todo_len >= len(self._carry):
+            self._scan(final=False)
 
     def close(self) -> None:
         """The end of the output (the decoder's last bytes); :meth:`finish` calls it."""
@@ -120,34 +143,38 @@ class SaveStream:
         rest = self._partial + self._decoder.decode(b"", final=True)
         self._decoder, self._partial = None, ""
         if rest:
-            self._pieces.append(rest)
-            if self.observe is not None:
-                self.observe(rest)
-            if self.on:
-                self._todo.append(rest if rest.endswith("\n") else rest + "\n")
-                self._todo_len += len(rest)
+            self._lines(rest, final=True)
 
     def finish(self, strict: bool = False) -> Ruleset:
         """The ruleset of the whole text (raises what ``parse_iptables_save`` raises)."""
         self.close()
-        text = self.text
-        if self.on and (strict or "\x00" in text[:_NUL_PROBE]):
+        if self.on and (strict or "\x00" in self._head(_NUL_PROBE)):
             self.on = False
         if self.on:
             self._scan(final=True)
-        ruleset = self._build(text) if self.on else None
+        ruleset = self._build() if self.on else None
         self._off()  # once: a second finish() parses the text
         self.prebuilt = ruleset is not None
         if ruleset is not None:
             return ruleset
-        return _parse.parse_iptables_save(text, self.source, strict=strict, family=self.family)
+        return _parse.parse_iptables_save(self.text, self.source, strict=strict, family=self.family)
+
+    def _head(self, n: int) -> str:
+        """The first ``n`` characters of the text (``n`` <= _HEAD)."""
+        return "".join(self._first)[:n]
+
+    def _tail(self, n: int) -> str:
+        """The last ``n`` characters of the text (``n`` <= _TAIL)."""
+        return "".join(self._last)[-n:]
 
     @property
     def text(self) -> str:
-        """The whole decoded text so far (the pieces joined once, then kept)."""
-        if len(self._pieces) != 1:
-            self._pieces = ["".join(self._pieces)]
-        return self._pieces[0] + self._partial
+        """The whole decoded text so far (decoded or joined again on each call)."""
+        if self._given:
+            if len(self._given) > 1:
+                self._given = ["".join(self._given)]
+            return self._given[0]
+        return self._raw.decode("utf-8", "replace")
 
     # --- the pre-work -----------------------------------------------------------
 
@@ -293,18 +320,30 @@ class SaveStream:
         chains.nat_scan = (got.native, bulk.NatScan(got.cascade_map, got.dnat, chains.names()))
         return replace(table, chains=chains)
 
-    def _build(self, text: str) -> Ruleset | None:
+    def _build(self) -> Ruleset | None:
         """parse_iptables_save's ending, for text that stayed on the fast path;
         None when the parser has more to say (then it parses the text)."""
         if self._recognised == 0 or self._cur is not None or any(not tb.committed for tb in self._tables):
             return None
-        # What the parser looks at first, on the text as it sees it (a final
-        # line break added).
-        text = text if text.endswith("\n") else text + "\n"
-        if _parse.describe_other_input(text[:_HEAD]):
+        # What the parser looks at before its loop, on the text as it sees it (a
+        # final line break added): describe_other_input reads the first MiB,
+        # clean_paste the first _PROBE characters and the last 4096 (and
+        # rewrites the text only for log prefixes, which send it to the parser).
+        # Given just those, the whole text is not joined (it would be a second
+        # copy of a 50 MB dump next to its blocks).
+        size = self._chars
+        newline = "" if self._last and self._last[-1].endswith("\n") else "\n"
+        edge = _paste._PROBE + 4096
+        if size + len(newline) <= max(_HEAD, 2 * edge):
+            text = self.text + newline
+            head, probe = text, text
+        else:
+            head = self._head(_HEAD)
+            probe = head[:_paste._PROBE] + (self._tail(4096 - len(newline)) + newline)
+        if _parse.describe_other_input(head[:_HEAD]):
             return None
-        cleaned = _parse.clean_paste(text, self.source)
-        if cleaned.diagnostics or cleaned.text is not text:
+        cleaned = _parse.clean_paste(probe, self.source)
+        if cleaned.diagnostics or cleaned.text is not probe:
             return None
         diags = list(self._diags)
         gaps: list[str] = []
