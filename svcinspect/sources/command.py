@@ -1,10 +1,18 @@
 """Read the live node's tables: ``iptables-*-save`` subprocesses, backend detection.
 
 :func:`read_live` is what the CLI calls without ``--rules``. It runs
-``iptables-legacy-save`` and ``iptables-nft-save`` (and the ``ip6tables`` ones), optionally through ``nsenter --net=PATH``, counts kube-proxy's rules in each
-backend, keeps the backend with more of them (as kube-proxy's own images decide)
-and parses its text with the ordinary parser. Both backends holding KUBE chains
-("split brain") is a warning on the ruleset saying which one looks stale.
+``iptables-legacy-save`` and ``iptables-nft-save`` (and the ``ip6tables`` ones)
+at once, optionally through ``nsenter --net=PATH``, counts kube-proxy's rules in
+each backend, keeps the backend with more of them (as kube-proxy's own images
+decide) and parses its text with the ordinary parser. Both backends holding KUBE
+chains ("split brain") is a warning on the ruleset saying which one looks stale.
+
+The outputs are read from this thread as the commands print them
+(``limits.run_streamed``) into :class:`~svcinspect.dataplane.iptables.stream.SaveStream`
+objects, which count what the backend choice needs as the text comes and, for
+callers that parse the whole dump (``prework=True``: ``read_live_rules``), do
+the parser's first stages and ``bulk.scan_nat``'s passes while the save is still
+printing; the result is ``parse_iptables_save``'s, exactly.
 
 Readers (``--reader``):
 
