@@ -358,3 +358,20 @@ def test_large_texts_read_by_their_edges_parse_the_same(name):
         assert stream.prebuilt is True
     if "grep" in name:
         assert any("grep" in g for g in got[2]), "the grep the comment shows is not in the gaps"
+
+
+def test_a_long_line_arriving_in_many_reads_is_not_copied_for_each():
+    """A 16 MB line with no line break, read 64 KiB at a time: kept as the
+    pieces read until its end comes (joining the line so far on every read
+    would copy gigabytes for a long one), and parsed as the parser parses it."""
+    line = b"-A KUBE-X " + b"x" * (16 << 20)
+    head = b"*nat\n:KUBE-X - [0:0]\n"
+    stream = SaveStream("src")
+    stream.feed(head)
+    for i in range(0, len(line), 1 << 16):
+        stream.feed(line[i:i + (1 << 16)])
+    assert len(stream._partial) == -(-len(line) // (1 << 16)) and max(map(len, stream._partial)) == 1 << 16
+    stream.feed(b"\nCOMMIT\n")
+    got = stream.finish()
+    assert stream.prebuilt and got.table("nat").chains.blocks("KUBE-X")[0][1] == line.decode() + "\n"
+    assert shape(got) == whole(head + line + b"\nCOMMIT\n")

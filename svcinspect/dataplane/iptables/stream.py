@@ -73,7 +73,7 @@ class SaveStream:
         self._first_len = 0
         self._last: list[str] = []         # the last _TAIL characters or more
         self._last_len = 0
-        self._partial = ""                 # decoded text after the last line break
+        self._partial: list[str] = []      # decoded text after the last line break
         self._todo: list[str] = []         # complete lines not scanned yet
         self._todo_len = 0
         self._carry = ""                   # the last segment scanned, not folded yet
@@ -99,19 +99,25 @@ class SaveStream:
             return
         self.size += len(data)
         self._raw += data
-        self._add(self._partial + self._decoder.decode(data))  # type: ignore[union-attr]
+        self._add(self._decoder.decode(data))  # type: ignore[union-attr]
 
     def feed_text(self, text: str) -> None:
         """The next decoded text (a runner that gives text, not bytes)."""
         if text:
             self._given.append(text)
-            self._add(self._partial + text)
+            self._add(text)
 
     def _add(self, text: str) -> None:
         cut = text.rfind("\n") + 1
-        self._partial = text[cut:]
-        if cut:
-            self._lines(text[:cut] if cut < len(text) else text)
+        if not cut:  # no line break yet: kept in pieces (a long line must not be copied per read)
+            if text:
+                self._partial.append(text)
+            return
+        lines = text[:cut] if cut < len(text) else text
+        if self._partial:
+            lines = "".join(self._partial) + lines
+        self._partial = [text[cut:]] if cut < len(text) else []
+        self._lines(lines)
 
     def _lines(self, lines: str, final: bool = False) -> None:
         """The next complete lines (or, ``final``, the text after the last line break)."""
@@ -140,8 +146,8 @@ class SaveStream:
         """The end of the output (the decoder's last bytes); :meth:`finish` calls it."""
         if self._decoder is None:
             return
-        rest = self._partial + self._decoder.decode(b"", final=True)
-        self._decoder, self._partial = None, ""
+        rest = "".join(self._partial) + self._decoder.decode(b"", final=True)
+        self._decoder, self._partial = None, []
         if rest:
             self._lines(rest, final=True)
 
