@@ -391,9 +391,13 @@ def parse_live(dump: LiveDump, strict: bool = False) -> Ruleset:
     """The ruleset of a live dump, every chain split (see :func:`index_live`):
     what the streams already parsed while the save printed, the rest now."""
     streams = dump.streams or (None,) * len(dump.texts)
-    return _assemble(dump, [stream.finish(strict) if stream is not None else
-                            parse_iptables_save(dump.text_of(i), source, family=fam, strict=strict)
-                            for i, ((fam, source, _), stream) in enumerate(zip(dump.texts, streams))])
+    ruleset = _assemble(dump, [stream.finish(strict) if stream is not None else
+                               parse_iptables_save(dump.text_of(i), source, family=fam, strict=strict)
+                               for i, ((fam, source, _), stream) in enumerate(zip(dump.texts, streams))])
+    for stream in streams:
+        if stream is not None:
+            stream.release()  # the ruleset is all a caller of parse_live wants
+    return ruleset
 
 
 def index_live(dump: LiveDump) -> Ruleset | None:

@@ -66,7 +66,7 @@ class SaveStream:
         # The text is kept as the bytes fed (one growing buffer: a large one is
         # its own mapping, given back whole when freed, where a heap of 1 MiB
         # strings would stay in the process), or as the texts given to feed_text.
-        self._raw = bytearray()
+        self._raw: bytearray | None = bytearray()
         self._given: list[str] = []
         self._chars = 0                    # characters of decoded text so far
         self._first: list[str] = []        # the first _HEAD characters or more
@@ -98,7 +98,7 @@ class SaveStream:
         if not data:
             return
         self.size += len(data)
-        self._raw += data
+        self._raw += data  # type: ignore[operator]
         self._add(self._decoder.decode(data))  # type: ignore[union-attr]
 
     def feed_text(self, text: str) -> None:
@@ -173,9 +173,16 @@ class SaveStream:
         """The last ``n`` characters of the text (``n`` <= _TAIL)."""
         return "".join(self._last)[-n:]
 
+    def release(self) -> None:
+        """Forget the text (after :meth:`finish`, when nothing will ask for it
+        again): the save's bytes are the largest thing the stream holds."""
+        self._raw, self._given, self._first, self._last = None, [], [], []
+
     @property
     def text(self) -> str:
         """The whole decoded text so far (decoded or joined again on each call)."""
+        if self._raw is None:
+            raise RuntimeError("the stream's text was released")
         if self._given:
             if len(self._given) > 1:
                 self._given = ["".join(self._given)]
