@@ -1,10 +1,18 @@
 """Read the live node's tables: ``iptables-*-save`` subprocesses, backend detection.
 
 :func:`read_live` is what the CLI calls without ``--rules``. It runs
-``iptables-legacy-save`` and ``iptables-nft-save`` (and the ``ip6tables`` ones), optionally through ``nsenter --net=PATH``, counts kube-proxy's rules in each
-backend, keeps the backend with more of them (as kube-proxy's own images decide)
-and parses its text with the ordinary parser. Both backends holding KUBE chains
-("split brain") is a warning on the ruleset saying which one looks stale.
+``iptables-legacy-save`` and ``iptables-nft-save`` (and the ``ip6tables`` ones)
+at once, optionally through ``nsenter --net=PATH``, counts kube-proxy's rules in
+each backend, keeps the backend with more of them (as kube-proxy's own images
+decide) and parses its text with the ordinary parser. Both backends holding KUBE
+chains ("split brain") is a warning on the ruleset saying which one looks stale.
+
+The outputs are read from this thread as the commands print them
+(``limits.run_streamed``) into :class:`~svcinspect.dataplane.iptables.stream.SaveStream`
+objects, which count what the backend choice needs as the text comes and, for
+callers that parse the whole dump (``prework=True``: ``read_live_rules``), do
+the parser's first stages and ``bulk.scan_nat``'s passes while the save is still
+printing; the result is ``parse_iptables_save``'s, exactly.
 
 Readers (``--reader``):
 
@@ -71,6 +79,31 @@ def run_commands(argvs: Sequence[list[str]]) -> list[CommandResult]:
         return [one(argvs[0])]
     with ThreadPoolExecutor(max_workers=len(argvs)) as pool:
         return list(pool.map(one, argvs))
+
+
+def stream_commands(argvs: Sequence[list[str]], streams: Sequence) -> list[CommandResult]:
+    """The real runner's streaming form: all commands at once, each one's stdout
+    fed to its :class:`~svcinspect.dataplane.iptables.stream.SaveStream` as it
+    prints (``stdout`` of the results is then empty: the text is the stream's),
+    in this thread, so that the parse runs while the commands print
+    (``sources.limits.run_streamed``; the same bounds as :func:`run_commands`)."""
+    from svcinspect.sources.limits import Started, run_streamed
+
+    done = run_streamed([list(a) for a in argvs], [s.feed for s in streams])
+    out = []
+    for argv, one in zip(argvs, done):
+        if isinstance(one, Started):
+            missing = isinstance(one.error, FileNotFoundError)
+            out.append(CommandResult(127 if missing else 126, "", f"{argv[0]}: "
+                                     + ("No such file or directory" if missing else "Permission denied")))
+        else:
+            out.append(CommandResult(one.returncode, "", one.stderr.decode("utf-8", "replace")))
+    return out
+
+
+# A runner with a ``stream`` attribute can feed the save commands' output to
+# streams as it comes (``run_saves``); one without gets each text whole.
+run_commands.stream = stream_commands  # type: ignore[attr-defined]
 
 
 def _run_one(argv: list[str]):
@@ -224,14 +257,61 @@ def _error_line(err: str) -> str | None:
     return (said or lines or [None])[0]
 
 
+class _Tally:
+    """What ``read_live_dump`` asks of a save's text, counted piece by piece as
+    the text arrives (each piece ends at a line break, and no pattern holds
+    one, so the sums are the whole text's: see ``count_kube``)."""
+
+    __slots__ = ("rules", "chains", "canary", "total", "kube_proxy", "tables")
+
+    def __init__(self) -> None:
+        self.rules = self.chains = self.total = 0
+        self.canary = self.kube_proxy = self.tables = False
+
+    def __call__(self, piece: str) -> None:
+        self.rules += piece.count("-A KUBE-")
+        self.chains += piece.count("\n:KUBE-") + piece.startswith(":KUBE-")
+        self.total += piece.count("-A ")
+        if not self.canary:
+            self.canary = ":KUBE-PROXY-CANARY " in piece
+        if not self.kube_proxy:
+            self.kube_proxy = self.canary or ":KUBE-SERVICES " in piece
+        if not self.tables:
+            self.tables = piece.startswith("*") or "\n*" in piece
+
+    def count(self) -> KubeCount:
+        return KubeCount(self.rules, self.chains, self.canary, self.total)
+
+
 def run_saves(backends: Sequence[str], families: Sequence[Family], netns: NetnsRef | None,
-              runner: Runner, counters: bool = False) -> dict[tuple[str, Family], str | None]:
-    """``{(backend, family): iptables-save text, or None if the binary is missing}``."""
+              runner: Runner, counters: bool = False, *, prework: bool = False):
+    """``{(backend, family): SaveStream of its output, or None if the binary is
+    missing}``, each stream with a ``tally`` (:class:`_Tally`) of its text.
+    ``prework``: parse while the commands print (``SaveStream``; only when the
+    runner can stream, and the text is parsed as a whole after all); without
+    it the streams only keep the text."""
+    from svcinspect.dataplane.iptables.stream import SaveStream
+
     keys = [(b, f) for b in backends for f in families]
     argvs = [nsenter_argv(netns, [save_command(b, f)] + (["-c"] if counters else [])) for b, f in keys]
-    results = runner(argvs)
-    out: dict[tuple[str, Family], str | None] = {}
-    for key, argv, result in zip(keys, argvs, results):
+    where = netns.label if netns else ""
+    streams = []
+    for b, f in keys:
+        stream = SaveStream(f"live:{save_command(b, f)}{where}", family=f, observe=_Tally())
+        stream.on = stream.on and prework
+        streams.append(stream)
+    stream_fn = getattr(runner, "stream", None)
+    if stream_fn is not None:
+        results = stream_fn(argvs, streams)
+    else:
+        results = runner(argvs)
+        for stream, result in zip(streams, results):
+            if result.returncode == 0:
+                stream.feed_text(result.stdout)
+    for stream in streams:
+        stream.close()
+    out: dict = {}
+    for key, argv, result, stream in zip(keys, argvs, results, streams):
         if _missing(result):
             if argv[0] == "nsenter" and result.stderr.startswith("nsenter: No such file"):
                 raise EnvironmentProblem("nsenter not found, needed for --netns: install util-linux "
@@ -239,7 +319,7 @@ def run_saves(backends: Sequence[str], families: Sequence[Family], netns: NetnsR
             out[key] = None
             continue
         _check(result, argv, netns)
-        out[key] = result.stdout
+        out[key] = stream
     return out
 
 
@@ -252,9 +332,31 @@ class LiveDump:
     """What the live node gave: the chosen backend's save text per family
     (``(family, source name, text)``) and what the reader noticed."""
 
-    texts: tuple[tuple[Family, str, str], ...]
+    texts: tuple[tuple[Family, str, str | None], ...]   # text None: it is in the stream (see text_of)
     diagnostics: tuple[Diagnostic, ...]
     notes: tuple[str, ...] = ()   # facts for the analyses (LIVE_NO_KUBE_PROXY, LIVE_NFTABLES_MODE)
+    # per text, the SaveStream it came through (None: python-iptables, or a runner's whole text)
+    streams: tuple = ()
+
+    def text_of(self, i: int) -> str:
+        """The ``i``-th text (joined from its stream when that holds it)."""
+        text = self.texts[i][2]
+        return text if text is not None else self.streams[i].text
+
+    def kube_chains(self) -> tuple[int, bool]:
+        """KUBE chains in the texts and whether one is KUBE-PROXY-CANARY (as
+        ``count_kube`` counts them), without joining a streamed text."""
+        chains, canary = 0, False
+        for i, (_, _, text) in enumerate(self.texts):
+            stream = self.streams[i] if i < len(self.streams) else None
+            if stream is not None:
+                chains += stream.observe.chains
+                canary = canary or stream.observe.canary
+            else:
+                assert text is not None
+                chains += text.count("\n:KUBE-") + text.startswith(":KUBE-")
+                canary = canary or ":KUBE-PROXY-CANARY " in text
+        return chains, canary
 
 
 # What a live read found about kube-proxy itself, as Ruleset.notes (check reads them).
@@ -286,9 +388,16 @@ def read_live(reader: str = "auto", families: Sequence[Family] = (Family.V4, Fam
 
 
 def parse_live(dump: LiveDump, strict: bool = False) -> Ruleset:
-    """The ruleset of a live dump, every chain split (see :func:`index_live`)."""
-    return _assemble(dump, [parse_iptables_save(text, source, family=fam, strict=strict)
-                            for fam, source, text in dump.texts])
+    """The ruleset of a live dump, every chain split (see :func:`index_live`):
+    what the streams already parsed while the save printed, the rest now."""
+    streams = dump.streams or (None,) * len(dump.texts)
+    ruleset = _assemble(dump, [stream.finish(strict) if stream is not None else
+                               parse_iptables_save(dump.text_of(i), source, family=fam, strict=strict)
+                               for i, ((fam, source, _), stream) in enumerate(zip(dump.texts, streams))])
+    for stream in streams:
+        if stream is not None:
+            stream.release()  # the ruleset is all a caller of parse_live wants
+    return ruleset
 
 
 def index_live(dump: LiveDump) -> Ruleset | None:
@@ -297,8 +406,8 @@ def index_live(dump: LiveDump) -> Ruleset | None:
     from svcinspect.dataplane.iptables.index import index_iptables_save
 
     parsed = []
-    for fam, source, text in dump.texts:
-        one = index_iptables_save(text.encode("utf-8", "surrogateescape"), source)
+    for i, (fam, source, _) in enumerate(dump.texts):
+        one = index_iptables_save(dump.text_of(i).encode("utf-8", "surrogateescape"), source)
         if one is None or any(t.family != fam for t in one.tables):
             return None
         parsed.append(one)
@@ -316,10 +425,12 @@ def _assemble(dump: LiveDump, parsed: list[Ruleset]) -> Ruleset:
 
 def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4, Family.V6),
                    netns: str | None = None, *, counters: bool = False, runner: Runner | None = None,
-                   caps: int | None = None, probe_nft: bool = True) -> LiveDump:
+                   caps: int | None = None, probe_nft: bool = True, prework: bool = False) -> LiveDump:
     """The save text of the backend holding kube-proxy's rules, per family (see
     :func:`read_live`). ``probe_nft=False``: the caller has read nft already, so
-    no ``nft list tables`` (at 10000 services nft takes ~35 s even for that)."""
+    no ``nft list tables`` (at 10000 services nft takes ~35 s even for that).
+    ``prework=True``: the caller will parse the whole dump (:func:`parse_live`),
+    so the parse starts while the save commands print (``dataplane.iptables.stream``)."""
     if reader not in READERS:
         raise ValueError(f"reader must be one of {READERS}")
     runner = runner or run_commands
@@ -330,8 +441,9 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
     if reader == "iptc":
         from svcinspect.sources.iptc import check_iptc_installed
         check_iptc_installed()
-    saves = run_saves(BACKENDS if reader != "iptc" else ("nft",), families, ref, runner, counters)
-    texts: dict[tuple[str, Family], str | None] = dict(saves)
+    saves = run_saves(BACKENDS if reader != "iptc" else ("nft",), families, ref, runner, counters, prework=prework)
+    streams = {k: v for k, v in saves.items() if v is not None}
+    iptc_texts: dict[tuple[str, Family], str] = {}   # python-iptables' texts, in place of the streams
     diags: list[Diagnostic] = []
     use_iptc = reader == "iptc"
     if reader == "auto" and all(v is None for v in saves.values()):
@@ -341,15 +453,23 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
     if use_iptc:
         from svcinspect.sources.iptc import read_iptc_texts
         for fam, text in read_iptc_texts(families, ref, counters).items():
-            texts[("legacy", fam)] = text
-        if all(texts.get(("nft", f)) is None for f in families):
+            iptc_texts[("legacy", fam)] = text
+            streams.pop(("legacy", fam), None)
+        if all(("nft", f) not in streams for f in families):
             diags.append(Diagnostic(Severity.INFO, "iptables-nft-save not found: only the iptables-legacy backend "
                                     "(python-iptables) was read", "live"))
 
     counts: dict[str, KubeCount] = {}
-    for (backend, _fam), text in texts.items():
+    kube_proxy = False
+    for key in list(saves) + [k for k in iptc_texts if k not in saves]:
+        text = iptc_texts.get(key)
         if text is not None:
-            counts[backend] = counts.get(backend, KubeCount()) + count_kube(text)
+            counts[key[0]] = counts.get(key[0], KubeCount()) + count_kube(text)
+            kube_proxy = kube_proxy or ":KUBE-SERVICES " in text or ":KUBE-PROXY-CANARY " in text
+        elif key in streams:
+            tally = streams[key].observe
+            counts[key[0]] = counts.get(key[0], KubeCount()) + tally.count()
+            kube_proxy = kube_proxy or tally.kube_proxy
     if not counts:
         raise EnvironmentProblem(f"iptables-legacy-save and iptables-nft-save not found: {INSTALL_IPTABLES}")
     chosen, choice_diags = choose_backend(counts)
@@ -364,7 +484,7 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
     diags.extend(choice_diags)
     notes: list[str] = []
     # kube-proxy's own chains (kubelet alone writes KUBE-FIREWALL and its canary).
-    if not any(t and (":KUBE-SERVICES " in t or ":KUBE-PROXY-CANARY " in t) for t in texts.values()):
+    if not kube_proxy:
         notes.append(LIVE_NO_KUBE_PROXY)
         if probe_nft and nftables_mode(ref, runner):
             notes.append(LIVE_NFTABLES_MODE)
@@ -374,13 +494,22 @@ def read_live_dump(reader: str = "auto", families: Sequence[Family] = (Family.V4
 
     where = ref.label if ref else ""
     chosen_texts = []
+    chosen_streams = []
     for fam in families:
-        text = texts.get((chosen, fam))
-        if not text or not _has_tables(text):
+        key = (chosen, fam)
+        stream = streams.get(key) if key not in iptc_texts else None
+        text = iptc_texts.get(key)
+        if stream is not None:
+            if not stream.observe.tables:  # type: ignore[attr-defined]
+                continue
+            # With the pre-work on, the stream holds the text (joined only if the parser needs it).
+            text = None if stream.on else stream.text
+        elif not text or not _has_tables(text):
             continue
         tool = f"python-iptables-ipv{int(fam)}" if chosen == "legacy" and use_iptc else save_command(chosen, fam)
         chosen_texts.append((fam, f"live:{tool}{where}", text))
-    return LiveDump(tuple(chosen_texts), tuple(diags), tuple(notes))
+        chosen_streams.append(stream)
+    return LiveDump(tuple(chosen_texts), tuple(diags), tuple(notes), tuple(chosen_streams))
 
 
 def _iptc_available() -> bool:

@@ -227,3 +227,135 @@ def run_bounded(argv: list[str], *, input: bytes | None = None, timeout: float |
         raise EnvironmentProblem(f"{name} printed more than --max-input-size ({describe_size(limit)}) and was "
                                  f"stopped")
     return Completed(proc.returncode, b"".join(out), b"".join(err))
+
+
+# --- several subprocesses read as they print ------------------------------------------
+
+_PIPE_SIZE = 1 << 20       # asked for each stdout pipe: the command prints on while we parse
+_READ = 1 << 20
+F_SETPIPE_SZ = 1031
+
+
+class Started:
+    """What :func:`run_streamed` could not start: ``error`` is the ``OSError``
+    (``FileNotFoundError``, ``PermissionError``) that ``subprocess`` raised."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: OSError):
+        self.error = error
+
+
+def run_streamed(argvs: list[list[str]], sinks: list) -> list[Completed | Started]:
+    """Run every ``argv`` at once and hand each one's stdout, as it comes, to its
+    sink (``sinks[i](bytes)``; None keeps the output in ``Completed.stdout``).
+
+    The same bounds as :func:`run_bounded`, for all of them together: they must
+    all finish within ``command_timeout`` seconds and each may print at most
+    ``max_input_size`` bytes, else every one still running is killed (its
+    process group) and :class:`EnvironmentProblem` says which. One thread, no
+    helpers: the sinks run here, between reads, while the commands print on
+    (their pipes are enlarged to 1 MiB where the kernel allows it), so the
+    caller's work on the output overlaps the commands' own.
+    """
+    import selectors
+    import time
+
+    timeout, limit = LIMITS.command_timeout, LIMITS.max_input_size
+    deadline = time.monotonic() + timeout
+    procs: list[subprocess.Popen | Started] = []
+    try:
+        for argv in argvs:
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, start_new_session=True)
+            except (FileNotFoundError, PermissionError) as exc:
+                procs.append(Started(exc))
+                continue
+            try:
+                fcntl_pipe_size(proc.stdout.fileno(), _PIPE_SIZE)
+            except OSError:
+                pass
+            procs.append(proc)
+        outs: list[list[bytes]] = [[] for _ in argvs]
+        errs: list[list[bytes]] = [[] for _ in argvs]
+        sizes = [0] * len(argvs)
+        err_sizes = [0] * len(argvs)
+        too_much: int | None = None
+        with selectors.DefaultSelector() as sel:
+            for i, proc in enumerate(procs):
+                if isinstance(proc, subprocess.Popen):
+                    sel.register(proc.stdout, selectors.EVENT_READ, (i, True))
+                    sel.register(proc.stderr, selectors.EVENT_READ, (i, False))
+            while sel.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    _timed_out(argvs, procs, timeout)
+                for key, _ in sel.select(left):
+                    i, is_out = key.data
+                    chunk = os.read(key.fd, _READ if is_out else _CHUNK)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        continue
+                    if not is_out:
+                        if err_sizes[i] < _STDERR_KEPT:
+                            errs[i].append(chunk[:_STDERR_KEPT - err_sizes[i]])
+                        err_sizes[i] += len(chunk)
+                        continue
+                    sizes[i] += len(chunk)
+                    if sizes[i] > limit:
+                        too_much = i
+                        break
+                    if sinks[i] is None:
+                        outs[i].append(chunk)
+                    else:
+                        sinks[i](chunk)
+                if too_much is not None:
+                    break
+        if too_much is not None:
+            _kill_all(procs)
+            raise EnvironmentProblem(f"{os.path.basename(argvs[too_much][0])} printed more than --max-input-size "
+                                     f"({describe_size(limit)}) and was stopped")
+        done: list[Completed | Started] = []
+        for i, proc in enumerate(procs):  # every pipe is closed: they have exited, or are about to
+            if isinstance(proc, Started):
+                done.append(proc)
+                continue
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
+            except subprocess.TimeoutExpired:
+                _timed_out(argvs, procs, timeout)
+            done.append(Completed(proc.returncode, b"".join(outs[i]), b"".join(errs[i])))
+        return done
+    except BaseException:
+        _kill_all(procs)  # a sink's error, ^C: nothing is left running
+        raise
+    finally:
+        for proc in procs:
+            if isinstance(proc, subprocess.Popen):
+                for stream in (proc.stdout, proc.stderr):
+                    stream.close()
+
+
+def fcntl_pipe_size(fd: int, size: int) -> None:
+    """Ask for a pipe buffer of ``size`` bytes (Linux; the kernel may give less)."""
+    import fcntl
+
+    fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+
+
+def _kill_all(procs: list) -> None:
+    for proc in procs:
+        if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.wait()
+
+
+def _timed_out(argvs: list[list[str]], procs: list, timeout: float):
+    running = [i for i, p in enumerate(procs) if isinstance(p, subprocess.Popen) and p.poll() is None]
+    _kill_all(procs)
+    name = os.path.basename(argvs[running[0] if running else 0][0])
+    raise EnvironmentProblem(f"{name} did not finish within {timeout:g} s and was stopped (--command-timeout)")

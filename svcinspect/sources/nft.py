@@ -104,16 +104,14 @@ def read_live_rules(reader: str | None, families: Sequence[Family], netns: str |
     dump = None
     try:
         dump = read_live_dump(reader or "auto", families, netns, counters=counters, runner=runner, caps=caps,
-                              probe_nft=not texts)
+                              probe_nft=not texts, prework=True)
     except EnvironmentProblem:
         if not texts:
             raise
     ipt_chains = 0
     canary = False
     if dump is not None:
-        for _, _, text in dump.texts:
-            ipt_chains += text.count("\n:KUBE-") + text.startswith(":KUBE-")
-            canary = canary or ":KUBE-PROXY-CANARY " in text
+        ipt_chains, canary = dump.kube_chains()  # counted as the saves printed
     if not texts:
         ruleset = parse_live(dump, strict)  # type: ignore[arg-type]
         return ruleset

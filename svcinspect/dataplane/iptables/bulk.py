@@ -145,6 +145,10 @@ def scan_nat(table: Table) -> NatScan | None:
     or None when the fast paths are off or the reader keeps no blocks."""
     if not _enabled:
         return None
+    pre = getattr(table.chains, "nat_scan", None)  # read while the live dump arrived (iptables.stream)
+    if pre is not None and pre[0] == (_native is not None):
+        table.chains.nat_scan = None  # handed over once: it is not kept for the rest of the run
+        return pre[1]
     single = getattr(table.chains, "single_blocks", None)
     if single is None:
         return None
