@@ -45,7 +45,7 @@ class NftElement:
     text: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NftSet:
     family: str
     table: str
@@ -63,7 +63,7 @@ class NftSet:
     size: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NftChain:
     family: str
     table: str
@@ -85,7 +85,7 @@ class NftChain:
         return self.hook is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NftTable:
     family: str
     name: str
@@ -101,7 +101,7 @@ class NftTable:
         return FAMILY_OF.get(self.family)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NftRuleset:
     """What ``nft list ruleset`` (or one table, text or JSON) showed."""
 
