@@ -22,8 +22,10 @@ def all_fast_paths(on: bool) -> Iterator[None]:
     from svcinspect.render import json as render_json
     from svcinspect.render import text as render_text
 
+    from svcinspect.dataplane.nftables import parse as nft_parse
+
     was = (bulk.set_enabled(on), render_json._fast_json, render_text._direct_tables, render_iptables._fast_dump,
-           bulk.set_native(on))
+           bulk.set_native(on), nft_parse.set_fast(on))
     render_json._fast_json = on and render_json.orjson is not None
     render_text._direct_tables = render_iptables._fast_dump = on
     try:
@@ -32,6 +34,7 @@ def all_fast_paths(on: bool) -> Iterator[None]:
         bulk.set_enabled(was[0])
         render_json._fast_json, render_text._direct_tables, render_iptables._fast_dump = was[1:4]
         bulk.set_native(was[4])
+        nft_parse.set_fast(was[5])
 
 
 def native_built() -> bool:

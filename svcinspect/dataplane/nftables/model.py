@@ -27,13 +27,25 @@ class NftRule:
     family: str
     table: str
     chain: str
-    exprs: tuple[Any, ...]      # libnftables-json statements
+    stored_exprs: tuple[Any, ...] | None  # the statements, or None: decoded from ``text`` when asked (exprs)
     text: str                   # as printed (text input) or rendered back to nft syntax (JSON input)
     line: int                   # text line, or 1-based position in the JSON "nftables" array
     source: str = ""
     handle: int | None = None
     comment: str | None = None
     unknown: str | None = None  # what the parser did not understand (the rule is kept, opaque)
+
+    @property
+    def exprs(self) -> tuple[Any, ...]:
+        """The libnftables-json statements. A kube-proxy load-balancing rule
+        (``dnat ip to numgen random mod N map { ... }``, the bulk of a large
+        table) is kept as its text and built again on each use, the same values
+        every time: at 20000 services holding them decoded would cost ~120 MB."""
+        if self.stored_exprs is not None:
+            return self.stored_exprs
+        from svcinspect.dataplane.nftables.parse import decode_deferred
+
+        return decode_deferred(self.text, self.family)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from typing import Any
 
@@ -401,7 +402,10 @@ def _parse_chain(lines, i, family, table, name, source, diags) -> tuple[int, Nft
             return _finish_truncated(lines, i, family, table, name, rules, ctype, hook, prio, prio_text, policy,
                                      comment, start, source, handle, device)
         else:
-            exprs, rcomment, unknown = parse_rule_text(s, family)
+            if _fast and s.startswith("meta l4proto ") and _NUMGEN_DNAT.fullmatch(s):
+                exprs, rcomment, unknown = None, None, None  # understood; built when used (decode_deferred)
+            else:
+                exprs, rcomment, unknown = parse_rule_text(s, family)
             if unknown:
                 diags.append(Diagnostic(Severity.WARNING, f"statement not understood ({unknown}); the rule is kept "
                                         f"and treated as unknown", source, i + 1, raw))
@@ -410,6 +414,43 @@ def _parse_chain(lines, i, family, table, name, source, diags) -> tuple[int, Nft
     diags.append(Diagnostic(Severity.WARNING, f"chain {name} is not closed: the paste is truncated", source, start))
     return i, NftChain(family, table, name, tuple(rules), ctype, hook, prio, prio_text, policy, comment, start, source,
                        handle, device), False
+
+
+# kube-proxy's load-balancing rule, one per service port with endpoints, printed
+# by nft exactly so: ``meta l4proto tcp dnat ip to numgen random mod 3 map { 0 :
+# 10.244.1.5 . 8080, 1 : ..., 2 : ... }``. The text reader keeps such a rule as
+# its text (NftRule.stored_exprs None) and builds its statements on each use,
+# exactly what parse_rule_text gives (tests/test_nft_memory.py compares them),
+# in a tenth of its time. Only this shape: decimal integers, addresses that are
+# plain IPv4/IPv6 strings, single spaces; anything else takes the full decoder.
+_INTEGER = r"(?:0|[1-9][0-9]*)"
+_PLAIN_ADDR = r"(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:.]*)"
+_LB_PAIR = rf"{_INTEGER} : {_PLAIN_ADDR} \. {_INTEGER}"
+_NUMGEN_DNAT = re.compile(rf"meta l4proto (tcp|udp|sctp) dnat (ip|ip6) to numgen (random|inc) mod ({_INTEGER}) "
+                          rf"map \{{ ((?:{_LB_PAIR}, )*{_LB_PAIR}) \}}")
+_LB_PAIRS = re.compile(rf"({_INTEGER}) : ({_PLAIN_ADDR}) \. ({_INTEGER})")
+
+# SVCINSPECT_NO_FAST=1 (or set_fast(False)): every rule through the full decoder.
+_fast = os.environ.get("SVCINSPECT_NO_FAST", "") in ("", "0")
+
+
+def set_fast(on: bool) -> bool:
+    """Turn the deferred load-balancing rules on or off; returns the old setting."""
+    global _fast
+    was, _fast = _fast, on
+    return was
+
+
+def decode_deferred(text: str, family: str = "ip") -> tuple[Any, ...]:
+    """The statements of a rule the text reader deferred (see _NUMGEN_DNAT)."""
+    m = _NUMGEN_DNAT.fullmatch(text)
+    if m is None:  # not produced by the reader; decode it in full all the same
+        return parse_rule_text(text, family)[0]
+    proto, fam, mode, mod, body = m.groups()
+    pairs = [[int(k), {"concat": [addr, int(port)]}] for k, addr, port in _LB_PAIRS.findall(body)]
+    return ({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": proto}},
+            {"dnat": {"family": fam, "addr": {"map": {"key": {"numgen": {"mode": mode, "mod": int(mod), "offset": 0}},
+                                                      "data": {"set": pairs}}}}})
 
 
 def _finish_truncated(lines, i, family, table, name, rules, ctype, hook, prio, prio_text, policy, comment, start,
