@@ -120,3 +120,75 @@ def test_every_command_prints_the_same_with_and_without_deferral(cli, path, tmp_
         assert fast == slow, args
         assert slow[0] in (0, 1, 2), (args, slow[2])
         assert slow[1] or slow[2] or slow[3], args  # it printed something to compare
+
+
+# --- JSON read item by item --------------------------------------------------------
+
+JSON_TEXT = (FIXTURES / "kube-proxy-v1.36.2" / "nftables" / "nft-list-ruleset.json").read_text()
+
+
+def _reading(text: str, on: bool):
+    """What the JSON reader makes of ``text``: the model (rules, sets, chains and
+    diagnostics as plain values) or the error, with the item-by-item reading on
+    or off."""
+    from svcinspect.errors import SvcinspectError
+
+    with perf.all_fast_paths(on):
+        try:
+            rs = P.parse_nft(text, "x.json")
+        except SvcinspectError as exc:
+            return type(exc).__name__, str(exc)
+    return ([(t.family, t.name, t.line, t.handle, t.comment,
+              [(c.name, c.line, c.type, c.hook, c.priority, c.policy,
+                [(r.chain, r.exprs, r.text, r.line, r.handle, r.comment, r.unknown) for r in c.rules])
+               for c in t.chains.values()],
+              [(s.name, s.line, s.key_type, s.flags, [(e.key, e.value, e.comment, e.line) for e in s.elements])
+               for s in t.sets.values()]) for t in rs.tables],
+            [(d.severity, d.message, d.line, d.text) for d in rs.diagnostics], rs.form, rs.complete)
+
+
+def _deep(n: int) -> str:
+    return '{"rule": {"family": "ip", "table": "kube-proxy", "chain": "c", "expr": ' + "[" * n + "]" * n + "}}"
+
+
+JSON_VARIANTS = {
+    "as listed": JSON_TEXT,
+    "pretty-printed": __import__("json").dumps(__import__("json").loads(JSON_TEXT), indent=2),
+    "spaces and newlines around": "\n  " + JSON_TEXT.replace('{"nftables": [', '{ "nftables" :\n[ ', 1) + " \r\n",
+    "empty array": '{"nftables": []}',
+    "empty array, spaced": '{"nftables": [ ] }',
+    "invalid after the first items": JSON_TEXT.replace("}}, {", "}} {", 5)[:len(JSON_TEXT)],
+    "cut short": JSON_TEXT[: len(JSON_TEXT) // 2],
+    "text after the end": JSON_TEXT + " x",
+    "a second document": JSON_TEXT + JSON_TEXT,
+    "nftables given twice": JSON_TEXT[:-1] + ', "nftables": []}',
+    "another key after": JSON_TEXT[:-1] + ', "extra": 1}',
+    "a byte-order mark": "\ufeff" + JSON_TEXT,
+    "nested 98 levels (within)": '{"nftables": [' + _deep(94) + "]}",
+    "nested 101 levels": '{"nftables": [' + _deep(97) + "]}",
+    "nested deeper than the interpreter recurses": '{"nftables": [' + _deep(100000) + "]}",
+    "deep, then invalid": '{"nftables": [' + _deep(200) + ", x]}",
+    "items that are not objects": '{"nftables": [1, "two", [3], {"a": 1, "b": 2}]}',
+    "not the nftables key": '{"other": []}',
+    "nftables not an array": '{"nftables": {}}',
+    "a bare array": "[1, 2]",
+}
+
+
+@pytest.mark.parametrize("name", JSON_VARIANTS)
+def test_json_read_item_by_item_is_read_as_a_whole_document_is(name):
+    text = JSON_VARIANTS[name]
+    fast, slow = _reading(text, True), _reading(text, False)
+    assert fast == slow
+    if name in ("as listed", "pretty-printed"):
+        assert isinstance(fast[0], list) and fast[0], "a model, not an error"
+
+
+def test_the_json_reader_streams_the_real_listing_and_defers_its_rules():
+    items = list(P._stream_items(JSON_TEXT))
+    assert items == __import__("json").loads(JSON_TEXT)["nftables"]
+    with perf.all_fast_paths(True):
+        rules = _rules(P.parse_nft(JSON_TEXT, "x.json"))
+    assert any(r.stored_exprs is None for r in rules)
+    with pytest.raises(P._NotStreamable):
+        list(P._stream_items(JSON_VARIANTS["nested 101 levels"]))

@@ -1026,11 +1026,64 @@ def _loads_bounded(text: str) -> Any:
     return doc
 
 
+class _NotStreamable(Exception):
+    """The JSON is not one ``{"nftables": [...]}`` read item by item without error:
+    read it whole instead (json.loads), which says what is wrong the usual way."""
+
+
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+_JSON_HEAD = re.compile(r'[ \t\n\r]*\{[ \t\n\r]*"nftables"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*')
+_DECODER = json.JSONDecoder()
+
+
+def _stream_items(text: str):
+    """The items of ``{"nftables": [ ... ]}`` decoded one at a time (the same
+    decoder json.loads uses, so the same values), each measured against
+    :data:`MAX_JSON_DEPTH` as the whole document would be. The whole decoded
+    document is never held: at 20000 services it is ~410 MB, and the model keeps
+    only part of each item. Anything else (another shape, invalid or too deep
+    JSON, text after the end) raises _NotStreamable, even after some items."""
+    m = _JSON_HEAD.match(text)
+    if m is None:
+        raise _NotStreamable
+    pos, ws, decode = m.end(), _JSON_WS.match, _DECODER.raw_decode
+    if text.startswith("]", pos):
+        pos += 1
+    else:
+        while True:
+            try:
+                item, pos = decode(text, pos)
+            except (ValueError, RecursionError):
+                raise _NotStreamable from None
+            if isinstance(item, (dict, list)):
+                stack = [(item, 3)]  # the document is level 1, the array 2
+                while stack:
+                    value, depth = stack.pop()
+                    if depth > MAX_JSON_DEPTH:
+                        raise _NotStreamable
+                    vals = value.values() if isinstance(value, dict) else value
+                    stack.extend((v, depth + 1) for v in vals if isinstance(v, (dict, list)))
+            yield item
+            pos = ws(text, pos).end()
+            c = text[pos:pos + 1]
+            pos = ws(text, pos + 1).end()
+            if c == "]":
+                break
+            if c != ",":
+                raise _NotStreamable
+    pos = ws(text, pos).end()
+    if text[pos:pos + 1] != "}" or ws(text, pos + 1).end() != len(text):
+        raise _NotStreamable
+
+
 def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) -> NftRuleset:
     """``nft -j list ruleset`` (libnftables-json): positions are 1-based indexes in
     the ``nftables`` array, which is what rules and elements quote as their line."""
-    from svcinspect.dataplane.nftables.render import render_rule
-
+    if _fast:
+        try:
+            return _parse_json_items(_stream_items(text), source, strict)
+        except _NotStreamable:
+            pass  # read whole below: the same answer, or the error json.loads gives
     try:
         doc = _loads_bounded(text)
     except json.JSONDecodeError as exc:
@@ -1041,6 +1094,30 @@ def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) 
     items = doc.get("nftables") if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise NotADumpError("JSON without an \"nftables\" array: not `nft -j list ruleset` output", source)
+    del doc
+    return _parse_json_items(iter(items), source, strict)
+
+
+def _json_rule(fam, tname, r: dict, pos: int, source: str, names: dict[str, str], render_rule) -> NftRule:
+    """One ``{"rule": ...}`` item as the model keeps it (built as it is read, so
+    the decoded item can go)."""
+    fam, tname = names.setdefault(fam, fam), names.setdefault(tname, tname)
+    chain = r.get("chain")
+    chain = names.setdefault(chain, chain) if isinstance(chain, str) else chain
+    exprs = tuple(r.get("expr", ()))
+    text = render_rule(NftRule(fam, tname, chain, exprs, "", pos, source, r.get("handle"), r.get("comment")))
+    unknown = None
+    if "<?" in text:
+        unknown = "an expression svcinspect does not know"
+    elif _fast and text.startswith("meta l4proto ") and _NUMGEN_DNAT.fullmatch(text) \
+            and decode_deferred(text, fam) == exprs:
+        exprs = None  # its text builds exactly these statements again (see _NUMGEN_DNAT)
+    return NftRule(fam, tname, chain, exprs, text, pos, source, r.get("handle"), r.get("comment"), unknown)
+
+
+def _parse_json_items(items, source: str, strict: bool) -> NftRuleset:
+    from svcinspect.dataplane.nftables.render import render_rule
+
     diags: list[Diagnostic] = []
     tables: dict[tuple[str, str], dict[str, Any]] = {}
     order: list[tuple[str, str]] = []
@@ -1053,6 +1130,7 @@ def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) 
         return tables[key]
 
     skipped = 0
+    names: dict[str, str] = {}  # one string per family, table and chain name, not one per rule
     for pos, item in enumerate(items, 1):
         if not isinstance(item, dict) or len(item) != 1:
             skipped += 1
@@ -1077,7 +1155,8 @@ def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) 
             t["sets"][obj["name"]] = dict(obj, _pos=pos, _map=kind == "map")
         elif kind == "rule":
             t = tab(fam, tname, pos)
-            t["rules"].setdefault(obj.get("chain"), []).append((pos, obj))
+            t["rules"].setdefault(obj.get("chain"), []).append((pos, _json_rule(fam, tname, obj, pos, source,
+                                                                                names, render_rule)))
         else:
             diags.append(Diagnostic(Severity.INFO, f"{kind} objects are not used by kube-proxy; skipped", source, pos))
     if skipped > MAX_SKIPPED_SAID:
@@ -1105,17 +1184,11 @@ def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) 
         chains = {}
         for name, c in t["chains"].items():
             rules = []
-            for pos, r in t["rules"].get(name, ()):
-                exprs = tuple(r.get("expr", ()))
-                rule = NftRule(fam, tname, name, exprs, "", pos, source, r.get("handle"), r.get("comment"))
-                text = render_rule(rule)
-                unknown = None
-                if "<?" in text:
-                    unknown = "an expression svcinspect does not know"
-                    diags.append(Diagnostic(Severity.WARNING, f"statement not understood ({unknown}); the rule is "
-                                            "kept and treated as unknown", source, pos, text))
-                rules.append(NftRule(fam, tname, name, exprs, text, pos, source, r.get("handle"), r.get("comment"),
-                                     unknown))
+            for pos, rule in t["rules"].get(name, ()):
+                if rule.unknown:
+                    diags.append(Diagnostic(Severity.WARNING, f"statement not understood ({rule.unknown}); the rule "
+                                            "is kept and treated as unknown", source, pos, rule.text))
+                rules.append(rule)
             prio = c.get("_prio")
             chains[name] = NftChain(fam, tname, name, tuple(rules), c.get("type"), c.get("hook"),
                                     prio if isinstance(prio, int) else None, None if prio is None else str(prio),
