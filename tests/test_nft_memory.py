@@ -61,6 +61,8 @@ def test_the_real_tables_have_deferred_rules():
     (LINE.replace("mod 3 map { 0 : 10.244.1.5 . 8080, 1 : 10.244.2.5 . 8080, 2 : 10.244.3.5 . 8080",
                   "mod 1 map { 0 : 10.244.1.5 . 8080"), True),
     (LINE.replace("random", "inc"), True),
+    (LINE.replace("2 : 10.244.3.5 . 8080", "256 : 10.244.3.5 . 0").replace("mod 3", "mod 300"), True),
+    (LINE.replace(" . 8080", " . 65535"), True),
     (LINE.replace(" 8080,", " 08080,", 1), False),          # int("08080", 0) fails: the full decoder says so
     (LINE.replace("10.244.1.5", "10.244.1.0/24"), False),    # a prefix, not a plain address
     (LINE.replace("10.244.1.5", "10.244.1.5-10.244.1.9"), False),

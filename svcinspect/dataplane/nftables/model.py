@@ -43,9 +43,19 @@ class NftRule:
         every time: at 20000 services holding them decoded would cost ~120 MB."""
         if self.stored_exprs is not None:
             return self.stored_exprs
+        return _deferred()(self.text, self.family)
+
+
+_DECODE: list = []
+
+
+def _deferred():
+    """parse.decode_deferred, imported once (parse imports this module)."""
+    if not _DECODE:
         from svcinspect.dataplane.nftables.parse import decode_deferred
 
-        return decode_deferred(self.text, self.family)
+        _DECODE.append(decode_deferred)
+    return _DECODE[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -441,13 +441,18 @@ def set_fast(on: bool) -> bool:
     return was
 
 
+_SMALL_INTS = {str(i): i for i in range(256)} | {p: int(p) for p in ("8080", "8443", "9153", "443", "53", "80")}
+
+
 def decode_deferred(text: str, family: str = "ip") -> tuple[Any, ...]:
     """The statements of a rule the text reader deferred (see _NUMGEN_DNAT)."""
     m = _NUMGEN_DNAT.fullmatch(text)
     if m is None:  # not produced by the reader; decode it in full all the same
         return parse_rule_text(text, family)[0]
     proto, fam, mode, mod, body = m.groups()
-    pairs = [[int(k), {"concat": [addr, int(port)]}] for k, addr, port in _LB_PAIRS.findall(body)]
+    num = _SMALL_INTS.get
+    pairs = [[num(k) if num(k) is not None else int(k), {"concat": [addr, num(port) or int(port)]}]
+             for k, addr, port in _LB_PAIRS.findall(body)]
     return ({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": proto}},
             {"dnat": {"family": fam, "addr": {"map": {"key": {"numgen": {"mode": mode, "mod": int(mod), "offset": 0}},
                                                       "data": {"set": pairs}}}}})
