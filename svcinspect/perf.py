@@ -20,12 +20,13 @@ def all_fast_paths(on: bool) -> Iterator[None]:
     """Within the block, every fast path is on (True) or off (False)."""
     from svcinspect import graph
     from svcinspect.dataplane.iptables import bulk
+    from svcinspect.dataplane.nftables import parse as nft_parse
     from svcinspect.render import iptables as render_iptables
     from svcinspect.render import json as render_json
     from svcinspect.render import text as render_text
 
     was = (bulk.set_enabled(on), render_json._fast_json, render_text._direct_tables, render_iptables._fast_dump,
-           bulk.set_native(on), graph.set_native(on))
+           bulk.set_native(on), graph.set_native(on), nft_parse.set_fast(on))
     render_json._fast_json = on and render_json.orjson is not None
     render_text._direct_tables = render_iptables._fast_dump = on
     try:
@@ -35,6 +36,7 @@ def all_fast_paths(on: bool) -> Iterator[None]:
         render_json._fast_json, render_text._direct_tables, render_iptables._fast_dump = was[1:4]
         bulk.set_native(was[4])
         graph.set_native(was[5])
+        nft_parse.set_fast(was[6])
 
 
 def native_built() -> bool:

@@ -27,13 +27,35 @@ class NftRule:
     family: str
     table: str
     chain: str
-    exprs: tuple[Any, ...]      # libnftables-json statements
+    stored_exprs: tuple[Any, ...] | None  # the statements, or None: decoded from ``text`` when asked (exprs)
     text: str                   # as printed (text input) or rendered back to nft syntax (JSON input)
     line: int                   # text line, or 1-based position in the JSON "nftables" array
     source: str = ""
     handle: int | None = None
     comment: str | None = None
     unknown: str | None = None  # what the parser did not understand (the rule is kept, opaque)
+
+    @property
+    def exprs(self) -> tuple[Any, ...]:
+        """The libnftables-json statements. A kube-proxy load-balancing rule
+        (``dnat ip to numgen random mod N map { ... }``, the bulk of a large
+        table) is kept as its text and built again on each use, the same values
+        every time: at 20000 services holding them decoded would cost ~120 MB."""
+        if self.stored_exprs is not None:
+            return self.stored_exprs
+        return _deferred()(self.text, self.family)
+
+
+_DECODE: list = []
+
+
+def _deferred():
+    """parse.decode_deferred, imported once (parse imports this module)."""
+    if not _DECODE:
+        from svcinspect.dataplane.nftables.parse import decode_deferred
+
+        _DECODE.append(decode_deferred)
+    return _DECODE[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +67,7 @@ class NftElement:
     text: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NftSet:
     family: str
     table: str
@@ -63,7 +85,7 @@ class NftSet:
     size: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NftChain:
     family: str
     table: str
@@ -85,7 +107,7 @@ class NftChain:
         return self.hook is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NftTable:
     family: str
     name: str
@@ -101,7 +123,7 @@ class NftTable:
         return FAMILY_OF.get(self.family)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NftRuleset:
     """What ``nft list ruleset`` (or one table, text or JSON) showed."""
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from typing import Any
 
@@ -159,9 +160,20 @@ def _spec_fields(spec: str):
         yield key, value.strip()
 
 
+def _text_of(source) -> str:
+    """The source's text, its bytes released once decoded (a ``TextSource``
+    holds both; at 20000 services that is 25 MB of text, 56 MB of JSON, kept for
+    the whole run otherwise)."""
+    text = source.text
+    release = getattr(source, "release_data", None)
+    if release is not None:
+        release()
+    return text
+
+
 def parse_nfts(sources, *, strict: bool = False) -> NftRuleset:
     """Several inputs (``ip`` and ``ip6`` tables of one node, say) as one ruleset."""
-    parsed = [parse_nft(s.text, s.name, strict=strict) for s in sources]
+    parsed = [parse_nft(_text_of(s), s.name, strict=strict) for s in sources]
     if len(parsed) == 1:
         return parsed[0]
     tables: list[NftTable] = []
@@ -390,7 +402,10 @@ def _parse_chain(lines, i, family, table, name, source, diags) -> tuple[int, Nft
             return _finish_truncated(lines, i, family, table, name, rules, ctype, hook, prio, prio_text, policy,
                                      comment, start, source, handle, device)
         else:
-            exprs, rcomment, unknown = parse_rule_text(s, family)
+            if _fast and s.startswith("meta l4proto ") and _NUMGEN_DNAT.fullmatch(s):
+                exprs, rcomment, unknown = None, None, None  # understood; built when used (decode_deferred)
+            else:
+                exprs, rcomment, unknown = parse_rule_text(s, family)
             if unknown:
                 diags.append(Diagnostic(Severity.WARNING, f"statement not understood ({unknown}); the rule is kept "
                                         f"and treated as unknown", source, i + 1, raw))
@@ -399,6 +414,48 @@ def _parse_chain(lines, i, family, table, name, source, diags) -> tuple[int, Nft
     diags.append(Diagnostic(Severity.WARNING, f"chain {name} is not closed: the paste is truncated", source, start))
     return i, NftChain(family, table, name, tuple(rules), ctype, hook, prio, prio_text, policy, comment, start, source,
                        handle, device), False
+
+
+# kube-proxy's load-balancing rule, one per service port with endpoints, printed
+# by nft exactly so: ``meta l4proto tcp dnat ip to numgen random mod 3 map { 0 :
+# 10.244.1.5 . 8080, 1 : ..., 2 : ... }``. The text reader keeps such a rule as
+# its text (NftRule.stored_exprs None) and builds its statements on each use,
+# exactly what parse_rule_text gives (tests/test_nft_memory.py compares them),
+# in a tenth of its time. Only this shape: decimal integers, addresses that are
+# plain IPv4/IPv6 strings, single spaces; anything else takes the full decoder.
+_INTEGER = r"(?:0|[1-9][0-9]*)"
+_PLAIN_ADDR = r"(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:.]*)"
+_LB_PAIR = rf"{_INTEGER} : {_PLAIN_ADDR} \. {_INTEGER}"
+_NUMGEN_DNAT = re.compile(rf"meta l4proto (tcp|udp|sctp) dnat (ip|ip6) to numgen (random|inc) mod ({_INTEGER}) "
+                          rf"map \{{ ((?:{_LB_PAIR}, )*{_LB_PAIR}) \}}")
+_LB_PAIRS = re.compile(rf"({_INTEGER}) : ({_PLAIN_ADDR}) \. ({_INTEGER})")
+
+# SVCINSPECT_NO_FAST=1 (or set_fast(False)): every rule through the full decoder.
+_fast = os.environ.get("SVCINSPECT_NO_FAST", "") in ("", "0")
+
+
+def set_fast(on: bool) -> bool:
+    """Turn the deferred load-balancing rules on or off; returns the old setting."""
+    global _fast
+    was, _fast = _fast, on
+    return was
+
+
+_SMALL_INTS = {str(i): i for i in range(256)} | {p: int(p) for p in ("8080", "8443", "9153", "443", "53", "80")}
+
+
+def decode_deferred(text: str, family: str = "ip") -> tuple[Any, ...]:
+    """The statements of a rule the text reader deferred (see _NUMGEN_DNAT)."""
+    m = _NUMGEN_DNAT.fullmatch(text)
+    if m is None:  # not produced by the reader; decode it in full all the same
+        return parse_rule_text(text, family)[0]
+    proto, fam, mode, mod, body = m.groups()
+    num = _SMALL_INTS.get
+    pairs = [[num(k) if num(k) is not None else int(k), {"concat": [addr, num(port) or int(port)]}]
+             for k, addr, port in _LB_PAIRS.findall(body)]
+    return ({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": proto}},
+            {"dnat": {"family": fam, "addr": {"map": {"key": {"numgen": {"mode": mode, "mod": int(mod), "offset": 0}},
+                                                      "data": {"set": pairs}}}}})
 
 
 def _finish_truncated(lines, i, family, table, name, rules, ctype, hook, prio, prio_text, policy, comment, start,
@@ -974,11 +1031,64 @@ def _loads_bounded(text: str) -> Any:
     return doc
 
 
+class _NotStreamable(Exception):
+    """The JSON is not one ``{"nftables": [...]}`` read item by item without error:
+    read it whole instead (json.loads), which says what is wrong the usual way."""
+
+
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+_JSON_HEAD = re.compile(r'[ \t\n\r]*\{[ \t\n\r]*"nftables"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*')
+_DECODER = json.JSONDecoder()
+
+
+def _stream_items(text: str):
+    """The items of ``{"nftables": [ ... ]}`` decoded one at a time (the same
+    decoder json.loads uses, so the same values), each measured against
+    :data:`MAX_JSON_DEPTH` as the whole document would be. The whole decoded
+    document is never held: at 20000 services it is ~410 MB, and the model keeps
+    only part of each item. Anything else (another shape, invalid or too deep
+    JSON, text after the end) raises _NotStreamable, even after some items."""
+    m = _JSON_HEAD.match(text)
+    if m is None:
+        raise _NotStreamable
+    pos, ws, decode = m.end(), _JSON_WS.match, _DECODER.raw_decode
+    if text.startswith("]", pos):
+        pos += 1
+    else:
+        while True:
+            try:
+                item, pos = decode(text, pos)
+            except (ValueError, RecursionError):
+                raise _NotStreamable from None
+            if isinstance(item, (dict, list)):
+                stack = [(item, 3)]  # the document is level 1, the array 2
+                while stack:
+                    value, depth = stack.pop()
+                    if depth > MAX_JSON_DEPTH:
+                        raise _NotStreamable
+                    vals = value.values() if isinstance(value, dict) else value
+                    stack.extend((v, depth + 1) for v in vals if isinstance(v, (dict, list)))
+            yield item
+            pos = ws(text, pos).end()
+            c = text[pos:pos + 1]
+            pos = ws(text, pos + 1).end()
+            if c == "]":
+                break
+            if c != ",":
+                raise _NotStreamable
+    pos = ws(text, pos).end()
+    if text[pos:pos + 1] != "}" or ws(text, pos + 1).end() != len(text):
+        raise _NotStreamable
+
+
 def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) -> NftRuleset:
     """``nft -j list ruleset`` (libnftables-json): positions are 1-based indexes in
     the ``nftables`` array, which is what rules and elements quote as their line."""
-    from svcinspect.dataplane.nftables.render import render_rule
-
+    if _fast:
+        try:
+            return _parse_json_items(_stream_items(text), source, strict)
+        except _NotStreamable:
+            pass  # read whole below: the same answer, or the error json.loads gives
     try:
         doc = _loads_bounded(text)
     except json.JSONDecodeError as exc:
@@ -989,6 +1099,30 @@ def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) 
     items = doc.get("nftables") if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise NotADumpError("JSON without an \"nftables\" array: not `nft -j list ruleset` output", source)
+    del doc
+    return _parse_json_items(iter(items), source, strict)
+
+
+def _json_rule(fam, tname, r: dict, pos: int, source: str, names: dict[str, str], render_rule) -> NftRule:
+    """One ``{"rule": ...}`` item as the model keeps it (built as it is read, so
+    the decoded item can go)."""
+    fam, tname = names.setdefault(fam, fam), names.setdefault(tname, tname)
+    chain = r.get("chain")
+    chain = names.setdefault(chain, chain) if isinstance(chain, str) else chain
+    exprs = tuple(r.get("expr", ()))
+    text = render_rule(NftRule(fam, tname, chain, exprs, "", pos, source, r.get("handle"), r.get("comment")))
+    unknown = None
+    if "<?" in text:
+        unknown = "an expression svcinspect does not know"
+    elif _fast and text.startswith("meta l4proto ") and _NUMGEN_DNAT.fullmatch(text) \
+            and decode_deferred(text, fam) == exprs:
+        exprs = None  # its text builds exactly these statements again (see _NUMGEN_DNAT)
+    return NftRule(fam, tname, chain, exprs, text, pos, source, r.get("handle"), r.get("comment"), unknown)
+
+
+def _parse_json_items(items, source: str, strict: bool) -> NftRuleset:
+    from svcinspect.dataplane.nftables.render import render_rule
+
     diags: list[Diagnostic] = []
     tables: dict[tuple[str, str], dict[str, Any]] = {}
     order: list[tuple[str, str]] = []
@@ -1001,6 +1135,7 @@ def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) 
         return tables[key]
 
     skipped = 0
+    names: dict[str, str] = {}  # one string per family, table and chain name, not one per rule
     for pos, item in enumerate(items, 1):
         if not isinstance(item, dict) or len(item) != 1:
             skipped += 1
@@ -1025,7 +1160,8 @@ def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) 
             t["sets"][obj["name"]] = dict(obj, _pos=pos, _map=kind == "map")
         elif kind == "rule":
             t = tab(fam, tname, pos)
-            t["rules"].setdefault(obj.get("chain"), []).append((pos, obj))
+            t["rules"].setdefault(obj.get("chain"), []).append((pos, _json_rule(fam, tname, obj, pos, source,
+                                                                                names, render_rule)))
         else:
             diags.append(Diagnostic(Severity.INFO, f"{kind} objects are not used by kube-proxy; skipped", source, pos))
     if skipped > MAX_SKIPPED_SAID:
@@ -1053,17 +1189,11 @@ def parse_nft_json(text: str, source: str = "<input>", *, strict: bool = False) 
         chains = {}
         for name, c in t["chains"].items():
             rules = []
-            for pos, r in t["rules"].get(name, ()):
-                exprs = tuple(r.get("expr", ()))
-                rule = NftRule(fam, tname, name, exprs, "", pos, source, r.get("handle"), r.get("comment"))
-                text = render_rule(rule)
-                unknown = None
-                if "<?" in text:
-                    unknown = "an expression svcinspect does not know"
-                    diags.append(Diagnostic(Severity.WARNING, f"statement not understood ({unknown}); the rule is "
-                                            "kept and treated as unknown", source, pos, text))
-                rules.append(NftRule(fam, tname, name, exprs, text, pos, source, r.get("handle"), r.get("comment"),
-                                     unknown))
+            for pos, rule in t["rules"].get(name, ()):
+                if rule.unknown:
+                    diags.append(Diagnostic(Severity.WARNING, f"statement not understood ({rule.unknown}); the rule "
+                                            "is kept and treated as unknown", source, pos, rule.text))
+                rules.append(rule)
             prio = c.get("_prio")
             chains[name] = NftChain(fam, tname, name, tuple(rules), c.get("type"), c.get("hook"),
                                     prio if isinstance(prio, int) else None, None if prio is None else str(prio),
