@@ -240,6 +240,19 @@ def _branches_of(found, first: int):
 
 # --- one service port's endpoint shares ------------------------------------------------
 
+def split_affinity(rows) -> tuple[int | None, list]:
+    """A cascade's branch tuples (see :func:`_scan_cascades`) as (the affinity
+    seconds of its last affinity branch or None, the other branches in order)."""
+    affinity = None
+    cascade = []
+    for row in rows:
+        if row[4] is not None:
+            affinity = row[4]
+        else:
+            cascade.append(row)
+    return affinity, cascade
+
+
 def _uniform_shares(rows: list, dnat: dict, cls, known: dict):
     """The endpoint shares of a cascade whose every branch the bulk pass read:
     ``(shares, affinity)`` when ``known[probabilities]`` (the cascade's probability
@@ -249,13 +262,7 @@ def _uniform_shares(rows: list, dnat: dict, cls, known: dict):
     (``known`` says None) or something needs a warning (then ``services`` decides).
     ``cls`` is ``EndpointShare``; the compiled ``uniform_shares`` is the same
     function without a Python step per endpoint."""
-    affinity = None
-    cascade = []
-    for row in rows:
-        if row[4] is not None:
-            affinity = row[4]
-        else:
-            cascade.append(row)
+    affinity, cascade = split_affinity(rows)
     if not cascade:
         return None
     probabilities = tuple(row[3] for row in cascade)

@@ -643,13 +643,7 @@ def _uniform_endpoint_shares(rows, dnat: dict, protocol: str):
     the pass read every endpoint chain of it; None otherwise (then the general
     function decides). No Branch objects and no Fraction per endpoint: 1/n is
     one object per n."""
-    affinity = None
-    cascade = []
-    for row in rows:
-        if row[4] is not None:
-            affinity = row[4]
-        else:
-            cascade.append(row)
+    affinity, cascade = bulk.split_affinity(rows)
     if not cascade or not _uniform_probabilities(tuple(row[3] for row in cascade)):
         return None
     share = _one_in(len(cascade))
