@@ -81,18 +81,8 @@ def cascade(table: Table, name: str):
     found = _CASCADE_LINE.findall(block)
     if len(found) != block.count("\n") + (not block.endswith("\n")):
         return UNSURE
-    out = []
-    line = first
-    for text, c, p, s, s2, t, skip in found:
-        if skip:
-            if "--probability" in skip or "--rcheck" in skip:
-                return UNSURE
-        else:
-            ep = c.rstrip('"').rsplit(" -> ", 1)[1] if c and " -> " in c else None
-            s = s or s2
-            out.append((t, line, text, p or None, int(s) if s else None, ep))
-        line += 1
-    return out
+    out = _branches_of(found, first, texts=True)
+    return UNSURE if out is None else out
 
 
 # --- every per-service chain of a table ----------------------------------------------
@@ -221,9 +211,11 @@ def _scan_cascades(chains: list[tuple[str, int, str]]) -> dict:
     return out
 
 
-def _branches_of(found, first: int):
-    """Branch field tuples of one chain's rows, without the rule text (None):
-    ``services`` reads it from the chain in the rare case it needs it."""
+def _branches_of(found, first: int, texts: bool = False):
+    """Branch field tuples of one chain's ``_CASCADE_LINE`` rows (the chain's
+    first line is ``first``), or None when a skipped line is a branch after all.
+    Without ``texts`` the rule text is None: ``services`` reads it from the chain
+    in the rare case it needs it."""
     out = []
     line = first
     for text, c, p, s, s2, t, skip, *_ in found:
@@ -233,7 +225,7 @@ def _branches_of(found, first: int):
         else:
             ep = c.rstrip('"').rsplit(" -> ", 1)[1] if c and " -> " in c else None
             s = s or s2
-            out.append((t, line, None, p or None, int(s) if s else None, ep))
+            out.append((t, line, text if texts else None, p or None, int(s) if s else None, ep))
         line += 1
     return out
 
