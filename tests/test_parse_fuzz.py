@@ -3,14 +3,12 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import IPT, WILD
+from fuzzlines import LINES, mutate
 from svcinspect.errors import ParseError
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
 from svcinspect.render.iptables import render_ruleset
 from svcinspect.dataplane import build_service_ports
 
-REAL = (IPT / "iptables-save.txt").read_text().splitlines()
-WILD_LINES = [ln for p in sorted(WILD.glob("*.rules")) for ln in p.read_text().splitlines()]
 TOKENS = ["-A", "KUBE-SVC-DZ6LTOHRG6HQWHYE", "-j", "-m", "comment", "--comment", '"', "!", "-s", "-d", "10.0.0.1/32",
           "fd00::1", "-p", "tcp", "--dport", "80", "*nat", "COMMIT", ":X", "- [0:0]", "[1:2]", "\\", "'", "\t",
           "statistic", "--probability", "0.5", "DNAT", "--to-destination", "-g", "KUBE-SEP-X", "-N", "-P"]
@@ -36,15 +34,9 @@ def test_arbitrary_text(text):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.sampled_from(REAL + WILD_LINES), max_size=60), st.data())
+@given(st.lists(st.sampled_from(LINES), max_size=60), st.data())
 def test_mutated_real_lines(lines, data):
-    out = []
-    for line in lines:
-        if line and data.draw(st.booleans()):
-            cut = data.draw(st.integers(0, len(line)))
-            line = line[:cut] + data.draw(st.sampled_from(TOKENS + [""])) + line[cut:]
-        out.append(line)
-    _exercise("\n".join(out))
+    _exercise("\n".join(mutate(lines, data, TOKENS)))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -23,7 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, IPT, WILD
+from conftest import FIXTURES, IPT
+from fuzzlines import LINES, mutate
 from svcinspect import check, graph, perf
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
 from svcinspect.errors import InputError
@@ -42,8 +43,6 @@ def _is_dump(path: Path) -> bool:
 
 RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules")
                and p.name not in ("versions.txt", "kube-proxy-cmdline.txt") and _is_dump(p))
-REAL = (IPT / "iptables-save.txt").read_text().splitlines()
-WILD_LINES = [ln for p in sorted(WILD.glob("*.rules")) for ln in p.read_text(errors="replace").splitlines()]
 TOKENS = [" -j ", " -g ", " -j", "-j ", " --jump ", " --goto ", "--jump", "KUBE-", "KUBE-SVC-ABCDEFGHIJKLMN23",
           "KUBE-SEP-ABCDEFGHIJKLMN23", " -j KUBE-MARK-MASQ", " -j DNAT --to-destination 10.0.0.1:80", '"', " ", "\t",
           "\x0b", "\r", "é", "-", "j", "g", "jump", "goto", " -j -j ", ":KUBE-X - [0:0]", "-A KUBE-X ", "\n",
@@ -257,15 +256,9 @@ def test_graph_answers_on_hand_made_dumps(extra, decl, want):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.sampled_from(REAL + WILD_LINES), max_size=40), st.data())
+@given(st.lists(st.sampled_from(LINES), max_size=40), st.data())
 def test_mutated_dumps_give_the_same_answers(lines, data):
-    out = []
-    for line in lines:
-        if line and data.draw(st.booleans()):
-            cut = data.draw(st.integers(0, len(line)))
-            drop = data.draw(st.integers(0, 3))
-            line = line[:cut] + data.draw(st.sampled_from(TOKENS + [""])) + line[cut + drop:]
-        out.append(line)
+    out = mutate(lines, data, TOKENS, max_drop=3)
     _same_answers("*nat\n:KUBE-SEP-ABCDEFGHIJKLMN23 - [0:0]\n:KUBE-X - [0:0]\n" + "\n".join(out) + "\nCOMMIT\n")
 
 

@@ -24,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, IPT, WILD
+from conftest import FIXTURES, IPT
+from fuzzlines import LINES, mutate
 from svcinspect import perf
 from svcinspect.completeness import _JUMP
 from svcinspect.dataplane.iptables import bulk
@@ -35,8 +36,6 @@ needs_native = pytest.mark.skipif(native is None, reason="the compiled scanner s
                                                          "(no C compiler at install time?): nothing to compare")
 
 RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules"))
-REAL = (IPT / "iptables-save.txt").read_text().splitlines()
-WILD_LINES = [ln for p in sorted(WILD.glob("*.rules")) for ln in p.read_text(errors="replace").splitlines()]
 TOKENS = ["-A ", " -g KUBE-", " -j KUBE-", "KUBE-", " -j", "-j ", ":KUBE-SEP-ABCDEFGHIJKLMN23 - [0:0]", ":X", " [12:34]", ":INPUT ACCEPT [1:2]", "KUBE-SEP-ABCDEFGHIJKLMN23", "KUBE-SVC-ABCDEFGHIJKLMN23", " -j DNAT --to-destination ",
           "10.0.0.1:80", '"', " ", "\t", "\x0b", "\x1c", "\r", "[1:2] ", "[1:2]", ":", "DNAT", "\\",
           " -j KUBE-MARK-MASQ", " -j KUBE-MARK-DROP", "-m statistic --mode random --probability 0.5 ",
@@ -141,15 +140,9 @@ def test_the_scanners_answer_for_the_real_dump():
 
 @needs_native
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.sampled_from(REAL + WILD_LINES), max_size=40), st.data())
+@given(st.lists(st.sampled_from(LINES), max_size=40), st.data())
 def test_mutated_dumps_scan_the_same(lines, data):
-    out = []
-    for line in lines:
-        if line and data.draw(st.booleans()):
-            cut = data.draw(st.integers(0, len(line)))
-            drop = data.draw(st.integers(0, 3))
-            line = line[:cut] + data.draw(st.sampled_from(TOKENS + [""])) + line[cut + drop:]
-        out.append(line)
+    out = mutate(lines, data, TOKENS, max_drop=3)
     _compare("*nat\n:KUBE-SEP-ABCDEFGHIJKLMN23 - [0:0]\n" + "\n".join(out) + "\nCOMMIT\n")
 
 
