@@ -282,28 +282,21 @@ def render_doc(args, results, sizes) -> str:
                 continue
             out.append(f"| `{name}`{_exit(loaded, form, name)} | {form} | {_span(runs, 0)} | {_med(runs, 0) / lw:.2f}x | "
                        f"{_med(runs, 1) / lc:.2f}x | {TARGETS.get(name, '')} | {max(r[2] for r in runs)} |")
-    names = [k for k in res["text"] if k != "listing"]
-    out += ["", "## Scaling (text input: wall s / peak RSS MB (CPU ratio to `nft list ruleset`))", "",
-            "| services | lines | `nft list ruleset` wall / CPU s | " + " | ".join(f"`{n}`" for n in names) + " |",
-            "|---|---|---|" + "---|" * len(names)]
-    for n in sizes:
-        ld, r = results[n]
-        t = r["text"]
-        lc = _med(t["listing"], 1)
-        out.append(f"| {n} | {ld.lines} | {_med(t['listing'], 0):.2f} / {lc:.2f} | " + " | ".join(
-            f"{_med(t[c], 0):.2f} / {_mb(t[c])} ({_med(t[c], 1) / lc:.2f}x){_exit(ld, 'text', c)}"
-            for c in names) + " |")
-    jnames = [k for k in res["json"] if k != "listing"]
-    out += ["", "## Scaling (JSON input: wall s / peak RSS MB (CPU ratio to `nft -j list ruleset`))", "",
-            "| services | `nft -j list ruleset` wall / CPU s | " + " | ".join(f"`{n}`" for n in jnames) + " |",
-            "|---|---|" + "---|" * len(jnames)]
-    for n in sizes:
-        ld, r = results[n]
-        j = r["json"]
-        lc = _med(j["listing"], 1)
-        out.append(f"| {n} | {_med(j['listing'], 0):.2f} / {lc:.2f} | " + " | ".join(
-            f"{_med(j[c], 0):.2f} / {_mb(j[c])} ({_med(j[c], 1) / lc:.2f}x){_exit(ld, 'json', c)}"
-            for c in jnames) + " |")
+    for form, label in (("text", "text"), ("json", "JSON")):
+        listing = f"`{' '.join(LISTING[form])}`"
+        names = [k for k in res[form] if k != "listing"]
+        lines = form == "text"  # the text table also gives each ruleset's line count
+        out += ["", f"## Scaling ({label} input: wall s / peak RSS MB (CPU ratio to {listing}))", "",
+                "| services | " + ("lines | " if lines else "") + f"{listing} wall / CPU s | "
+                + " | ".join(f"`{n}`" for n in names) + " |",
+                "|---|" + ("---|" if lines else "") + "---|" + "---|" * len(names)]
+        for n in sizes:
+            ld, r = results[n]
+            t = r[form]
+            lc = _med(t["listing"], 1)
+            out.append(f"| {n} | " + (f"{ld.lines} | " if lines else "") + f"{_med(t['listing'], 0):.2f} / {lc:.2f} | "
+                       + " | ".join(f"{_med(t[c], 0):.2f} / {_mb(t[c])} ({_med(t[c], 1) / lc:.2f}x)"
+                                    f"{_exit(ld, form, c)}" for c in names) + " |")
     out += ["", "Method: each round runs both listings in the namespace, then every command once; ratios are "
             f"medians over the rounds ({args.runs} for the first table, {args.scale_runs} per size for the "
             "others) divided by the median listing of the same form, whole-process wall time and CPU time "
