@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from svcinspect.errors import Diagnostic, EnvironmentProblem, Severity
@@ -64,21 +62,9 @@ Runner = Callable[[Sequence[list[str]]], list[CommandResult]]
 
 
 def run_commands(argvs: Sequence[list[str]]) -> list[CommandResult]:
-    """The real runner: all commands at once (the backends are read in parallel)."""
-    def one(argv: list[str]) -> CommandResult:
-        try:
-            proc = _run_one(argv)
-        except FileNotFoundError:
-            return CommandResult(127, "", f"{argv[0]}: No such file or directory")
-        except PermissionError:
-            return CommandResult(126, "", f"{argv[0]}: Permission denied")
-        return CommandResult(proc.returncode, proc.stdout.decode("utf-8", "replace"),
-                             proc.stderr.decode("utf-8", "replace"))
-
-    if len(argvs) == 1:
-        return [one(argvs[0])]
-    with ThreadPoolExecutor(max_workers=len(argvs)) as pool:
-        return list(pool.map(one, argvs))
+    """The real runner: all commands at once (the backends are read in parallel),
+    bounded in time and output together (``sources.limits.run_streamed``)."""
+    return _results(argvs, None)
 
 
 def stream_commands(argvs: Sequence[list[str]], streams: Sequence) -> list[CommandResult]:
@@ -87,30 +73,30 @@ def stream_commands(argvs: Sequence[list[str]], streams: Sequence) -> list[Comma
     prints (``stdout`` of the results is then empty: the text is the stream's),
     in this thread, so that the parse runs while the commands print
     (``sources.limits.run_streamed``; the same bounds as :func:`run_commands`)."""
+    return _results(argvs, streams)
+
+
+def _results(argvs: Sequence[list[str]], streams: Sequence | None) -> list[CommandResult]:
+    """``run_streamed``'s answers as :class:`CommandResult`: a command that could
+    not start is 127 ("No such file or directory") or 126 ("Permission denied")."""
     from svcinspect.sources.limits import Started, run_streamed
 
-    done = run_streamed([list(a) for a in argvs], [s.feed for s in streams])
+    sinks = [None] * len(argvs) if streams is None else [s.feed for s in streams]
     out = []
-    for argv, one in zip(argvs, done):
+    for argv, one in zip(argvs, run_streamed([list(a) for a in argvs], sinks)):
         if isinstance(one, Started):
             missing = isinstance(one.error, FileNotFoundError)
             out.append(CommandResult(127 if missing else 126, "", f"{argv[0]}: "
                                      + ("No such file or directory" if missing else "Permission denied")))
         else:
-            out.append(CommandResult(one.returncode, "", one.stderr.decode("utf-8", "replace")))
+            out.append(CommandResult(one.returncode, one.stdout.decode("utf-8", "replace"),
+                                     one.stderr.decode("utf-8", "replace")))
     return out
 
 
 # A runner with a ``stream`` attribute can feed the save commands' output to
 # streams as it comes (``run_saves``); one without gets each text whole.
 run_commands.stream = stream_commands  # type: ignore[attr-defined]
-
-
-def _run_one(argv: list[str]):
-    """One command, bounded in time and output (``sources.limits``)."""
-    from svcinspect.sources.limits import run_bounded
-
-    return run_bounded(argv)
 
 
 class FakeRunner:
