@@ -109,14 +109,14 @@ def _live_options(reader: str | None, netns: str | None, family: str | None) -> 
 
 
 def load_rules(rules: tuple[str, ...], strict: bool, *, reader: str | None = None, netns: str | None = None,
-               family: str | None = None, texts: list | None = None) -> Ruleset:
+               family: str | None = None, texts: list | None = None, nft_tables=None) -> Ruleset:
     """Build the ruleset from the rules options: the ``--rules`` files (``texts``
     when already read), or the live node (``--reader``/``--netns``/``--family``
-    default to the command line's)."""
+    default to the command line's; ``nft_tables``: its nft listing when read already)."""
     reader, netns, families = _live_options(reader, netns, family)
     if not rules:
         from svcinspect.sources.nft import read_live_rules  # nftables or iptables mode, whichever is live
-        return read_live_rules(reader, families, netns, strict=strict)
+        return read_live_rules(reader, families, netns, strict=strict, nft_tables=nft_tables)
     if reader or netns:
         raise InputError("--reader and --netns read the live node; they cannot be combined with --rules")
     if texts is None:
@@ -155,19 +155,17 @@ def _load_nft(texts, strict: bool, families):
     return ruleset.only(families)
 
 
-def _live_nft_tables(reader, netns, families) -> bool:
-    """Does the live node (or --netns) have kube-proxy nftables tables? (Asked
-    for every --reader: it picks how iptables is read, not the mode.)"""
+def _live_nft_tables(netns, families):
+    """The live node's (or --netns's) kube-proxy nftables tables, as
+    ``sources.nft.read_nft_tables`` answers. (Asked for every --reader: it picks
+    how iptables is read, not the mode.)"""
     from svcinspect.sources.command import check_privileges
     from svcinspect.sources.netns import resolve_netns
     from svcinspect.sources.nft import read_nft_tables
 
     ref = resolve_netns(netns) if netns else None
     check_privileges(ref)
-    found = bool(read_nft_tables(families, ref, keep=True)[0])  # kept for the read that follows
-    if not found:
-        read_nft_tables(families, ref)  # hands back the kept one: nothing is left behind
-    return found
+    return read_nft_tables(families, ref)
 
 
 def _is_nft(ruleset) -> bool:
@@ -187,8 +185,9 @@ def analyse_rules(rules: tuple[str, ...], strict: bool, analysis: Callable[[Rule
     if not rules:
         from svcinspect.sources.command import index_live, parse_live, read_live_dump
 
-        if _live_nft_tables(reader, netns, families):
-            ruleset = load_rules(rules, strict)
+        nft_tables = _live_nft_tables(netns, families)
+        if nft_tables[0]:
+            ruleset = load_rules(rules, strict, nft_tables=nft_tables)
             return ruleset, analysis(ruleset)
         dump = read_live_dump(reader or "auto", families, netns)
         done = None if strict else analyse_indexed(index_live(dump), analysis)

@@ -37,27 +37,13 @@ def _no_binary(r: CommandResult) -> bool:
     return r.returncode == 127
 
 
-# One listing per run: at 10000 services `nft list table` takes ~35 s (the
-# kernel's dump), and the CLI asks "is this node in nftables mode?" before it
-# reads the rules. A listing made with keep=True is handed to the next call for
-# the same families and namespace, once.
-_KEPT: dict[tuple, tuple[list[TextSource], list[Diagnostic], bool]] = {}
+NftTables = tuple[list[TextSource], list[Diagnostic], bool]
 
 
-def read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Runner | None = None, *,
-                    keep: bool = False) -> tuple[list[TextSource], list[Diagnostic], bool]:
-    """(texts of the kube-proxy tables found, diagnostics, whether nft is installed)."""
-    key = (tuple(families), ref.path if ref else None)
-    if runner is None and key in _KEPT:
-        return _KEPT.pop(key)
-    got = _read_nft_tables(families, ref, runner)
-    if keep and runner is None:
-        _KEPT[key] = got
-    return got
-
-
-def _read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Runner | None
-                     ) -> tuple[list[TextSource], list[Diagnostic], bool]:
+def read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Runner | None = None) -> NftTables:
+    """(texts of the kube-proxy tables found, diagnostics, whether nft is installed).
+    At 10000 services `nft list table` takes ~35 s (the kernel's dump): a caller
+    that asked already hands its answer on (``read_live_rules(nft_tables=...)``)."""
     runner = runner or run_commands
     where = ref.label if ref else ""
     argvs = [nsenter_argv(ref, ["nft", "list", "table", NFT_FAMILY[f], "kube-proxy"]) for f in families]
@@ -89,10 +75,12 @@ def _read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: R
 
 
 def read_live_rules(reader: str | None, families: Sequence[Family], netns: str | None, *, strict: bool = False,
-                    runner: Runner | None = None, caps: int | None = None, counters: bool = False) -> Any:
+                    runner: Runner | None = None, caps: int | None = None, counters: bool = False,
+                    nft_tables: NftTables | None = None) -> Any:
     """The live node's kube-proxy rules in whichever mode they are: an
     ``NftRuleset`` or the iptables ``Ruleset`` (see the module docstring);
-    ``counters``: the iptables rules with their counters (``-c``, for balance)."""
+    ``counters``: the iptables rules with their counters (``-c``, for balance);
+    ``nft_tables``: what :func:`read_nft_tables` answered already for them."""
     from svcinspect.dataplane.nftables.parse import parse_nfts
     from svcinspect.sources.command import read_live_dump, parse_live
 
@@ -100,7 +88,7 @@ def read_live_rules(reader: str | None, families: Sequence[Family], netns: str |
     check_privileges(ref, caps)
     # Every reader looks for kube-proxy's nftables tables: --reader chooses how
     # iptables is read (save binaries or python-iptables), not the mode.
-    texts, diags, _ = read_nft_tables(families, ref, runner)
+    texts, diags, _ = nft_tables if nft_tables is not None else read_nft_tables(families, ref, runner)
     dump = None
     try:
         dump = read_live_dump(reader or "auto", families, netns, counters=counters, runner=runner, caps=caps,
