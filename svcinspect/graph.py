@@ -784,14 +784,14 @@ def _tally(block: str) -> tuple[int, int, int, int] | None:
             len(_SEP_END_RCHECK.findall(block)))
 
 
-def _tally_chain(table: Table, name: str) -> tuple[int, int, int, int] | None:
-    """``_tally`` of the chain's rules when they are one block, else None."""
+def _tally_chain(table: Table, name: str, native) -> tuple[int, int, int, int] | None:
+    """``_tally`` of the chain's rules when they are one block, else None
+    (``native``: ``perf.native("overview_tally")``, asked once per overview)."""
     blocks = getattr(table.chains, "blocks", None)
     segs = blocks(name) if blocks is not None else None
     if segs is None or len(segs) != 1:
         return None
     block = segs[0][1]
-    native = perf.native("overview_tally")
     found = native(block) if native is not None else False
     return _tally(block) if found is False else found
 
@@ -801,6 +801,7 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
     :class:`OverviewParts`; the same nodes, edges and attributes in the same order."""
     g = OverviewParts(clusters={}, view="collapsed")
     nodes = g._nodes
+    tally = perf.native("overview_tally")
     for table in ruleset.tables:
         fam = table.family
         f = _fam(fam)
@@ -840,7 +841,7 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
             n_sep = 0
             rules = None
             if collapse:
-                counts = _tally_chain(table, cname)
+                counts = _tally_chain(table, cname, tally)
                 if counts is not None:
                     n_lines, n_masq, seps, rchecks = counts
                     if n_masq + seps == n_lines:  # nothing but endpoint jumps and masquerade marks
