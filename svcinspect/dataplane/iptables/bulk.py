@@ -87,7 +87,9 @@ def cascade(table: Table, name: str):
 
 # --- every per-service chain of a table ----------------------------------------------
 
-_PER_SERVICE_NAME = re.compile(r"^KUBE-(?:SVC|SVL|EXT|FW|XLB)-([A-Z2-7]{16})$", re.M)
+# (each name between two newlines: the literal "\nKUBE-" lets the regex skip to
+# the next name instead of trying every position, as a "^" anchor makes it do)
+_PER_SERVICE_NAME = re.compile(r"\nKUBE-(?:SVC|SVL|EXT|FW|XLB)-([A-Z2-7]{16})(?=\n)")
 
 
 def service_chain_hashes(table: Table):
@@ -97,7 +99,7 @@ def service_chain_hashes(table: Table):
     if not _enabled:
         return UNSURE
     # Chain names never hold a newline (every reader cuts them at whitespace).
-    return _PER_SERVICE_NAME.findall("\n".join(table.chains))
+    return _PER_SERVICE_NAME.findall("\n" + "\n".join(table.chains) + "\n")
 
 
 

@@ -208,6 +208,8 @@ _COMMENT_PATTERNS: tuple[tuple[re.Pattern[str], CommentRole], ...] = tuple(
     )
 )
 
+assert all(" " in p.pattern.replace(_SPN, "") for p, _ in _COMMENT_PATTERNS[:-1]) and " " not in _SPN  # (parse_comment)
+
 
 @lru_cache(maxsize=65536)
 def parse_comment(text: str | None) -> CommentInfo | None:
@@ -218,7 +220,10 @@ def parse_comment(text: str | None) -> CommentInfo | None:
     """
     if not text:
         return None
-    for pattern, role in _COMMENT_PATTERNS:
+    # Every pattern but the last (a bare service port name) holds a blank: a
+    # comment without one (every KUBE-NODEPORTS and KUBE-SEP comment) can match
+    # only that one.
+    for pattern, role in _COMMENT_PATTERNS if " " in text else _COMMENT_PATTERNS[-1:]:
         m = pattern.match(text)
         if m:
             spn = m.groupdict().get("spn")

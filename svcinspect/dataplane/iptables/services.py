@@ -195,7 +195,8 @@ _ENTRY_BY_ROLE = {CommentRole.CLUSTER_IP: EntryKind.CLUSTER_IP, CommentRole.EXTE
 def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> None:
     services = nat.chains.get("KUBE-SERVICES")
     if services is not None:
-        for facts in _service_entry_facts(services, wanted):
+        facts_of = _service_entry_facts if wanted is not None or not bulk.enabled() else _cluster_entries(accs)
+        for facts in facts_of(services, wanted):
             dst, proto, comment, port, target, line, text = facts
             kind = classify_chain(target)
             if kind not in (ChainKind.SVC, ChainKind.SVL, ChainKind.EXT, ChainKind.FW, ChainKind.XLB):
@@ -306,11 +307,54 @@ def _naming(raw: tuple[tuple[int, str], ...], needles: Iterable[str] | None) -> 
     return out
 
 
-def _service_entry_facts(services: Chain, wanted: set[str] | None):
+# kube-proxy's cluster-IP dispatch rule (the first of _ENTRY_SHAPES, its comment
+# "<service port> cluster IP" as parse_comment's first pattern reads it, in
+# quotes): read, with its comment's meaning, in one match.
+_CLUSTER_ENTRY = re.compile(
+    r"(?:\[\d+:\d+\] )?-A \S+ -d (?P<d>[0-9a-fA-F.:]+?)(?:/(?:32|128))? -p (?P<p>\w+) "
+    r'-m comment --comment "(?P<spn>[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?/[^\s:"\\]+(?::[^\s"\\]*)?) cluster IP" '
+    r"-m (?P=p) --dport (?P<port>\d+) -j (?P<t>KUBE-(?:SVC|SVL|EXT|FW|XLB)-(?P<h>[A-Z2-7]{16}))$")
+
+
+def _cluster_entries(accs: dict[str, _Acc]):
+    """:func:`_service_entry_facts` for a whole-table scan (fast paths on), which
+    handles the rules of :data:`_CLUSTER_ENTRY`'s shape itself: their entry point
+    is added to ``accs`` here, as :func:`_scan_nat` would add it, and only the
+    other rules are yielded, each in its place (read as before)."""
+    match = _CLUSTER_ENTRY.match
+    general = _service_entry_facts
+    cluster_ip = EntryKind.CLUSTER_IP
+    make = bulk.frozen
+    fields = _ENTRY_FIELDS
+
+    def facts(services: Chain, wanted: None):
+        raw = services.rules.raw
+        for i, (line, text) in enumerate(raw):
+            m = match(text)
+            if m is None:  # read as before, in its place (the first name and protocol seen win)
+                yield from general(services, None, (i,))
+                continue
+            dst, proto, spn, port, target, key = m.group("d", "p", "spn", "port", "t", "h")
+            acc = accs.get(key)
+            if acc is None:
+                acc = accs[key] = _Acc()
+            acc.names.append(spn[:-1] if spn.endswith(":") else spn)  # kubeproxy.normalize_spn
+            proto = proto.lower()
+            acc.protocol = acc.protocol or proto
+            port = int(port)
+            entries = acc.entries
+            if not entries or not any(e.kind == cluster_ip and e.address == dst and e.port == port for e in entries):
+                entries.append(make(EntryPoint, fields, (cluster_ip, dst, port, proto, target, "nat", line, text, None,
+                                                         False, None)))
+
+    return facts
+
+
+def _service_entry_facts(services: Chain, wanted: set[str] | None, only: list[int] | None = None):
     """(dst, proto, comment, port, target, line, text) for each KUBE-SERVICES rule
     that jumps somewhere; standard shapes are read by regex, others decoded."""
     raw = services.rules.raw
-    for i in _naming(raw, wanted):
+    for i in _naming(raw, wanted) if only is None else only:
         line, text = raw[i]
         for shape in _ENTRY_SHAPES:
             m = shape.match(text)
