@@ -16,6 +16,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
 
 /* Python's \s for ASCII text (str.isspace): space, \t \n \v \f \r, \x1c-\x1f. */
@@ -900,20 +901,27 @@ static PyObject *scan_jump_targets(PyObject *self, PyObject *blocks)
     PyObject *out = PySet_New(NULL);
     if (out == NULL)
         return NULL;
+    const char *last = NULL;  /* the bytes of the name added last (in a block the list keeps) */
+    Py_ssize_t last_len = -1;
     for (Py_ssize_t c = 0; c < count; c++) {
         PyObject *b = PyList_GET_ITEM(blocks, c);
         const char *s = (const char *)PyUnicode_DATA(b);
         Py_ssize_t n = PyUnicode_GET_LENGTH(b), i = 0;
-        while (i + 9 < n) {  /* " -j KUBE-" and one name character */
-            const char *p = memchr(s + i, '-', (size_t)(n - i));
+        /* Each "KUBE-" preceded by " -j " or " -g " (a "K" is rarer than the "-" of
+         * every option): the regex's matches, which never overlap a name. */
+        while (i < n) {
+            const char *p = memchr(s + i, 'K', (size_t)(n - i));
             if (p == NULL)
                 break;
-            Py_ssize_t k = (Py_ssize_t)(p - s);
-            if (k >= 1 && s[k - 1] == ' ' && k + 2 < n && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
+            Py_ssize_t k = (Py_ssize_t)(p - s) - 3;  /* where the "-" of " -j " would be */
+            if (k >= 1 && s[k - 1] == ' ' && s[k] == '-' && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
                 && AT(s, n, k + 3, "KUBE-") && k + 8 < n && is_name_char((unsigned char)s[k + 8])) {
                 Py_ssize_t e = k + 8;
                 while (e < n && is_name_char((unsigned char)s[e]))
                     e++;
+                i = e;
+                if (e - (k + 3) == last_len && memcmp(s + k + 3, last, (size_t)last_len) == 0)
+                    continue;  /* the name just added again (KUBE-MARK-MASQ in every endpoint chain) */
                 PyObject *name = PyUnicode_FromStringAndSize(s + k + 3, e - (k + 3));
                 if (name == NULL || PySet_Add(out, name) < 0) {
                     Py_XDECREF(name);
@@ -921,9 +929,10 @@ static PyObject *scan_jump_targets(PyObject *self, PyObject *blocks)
                     return NULL;
                 }
                 Py_DECREF(name);
-                i = e;
+                last = s + k + 3;
+                last_len = e - (k + 3);
             } else {
-                i = k + 1;
+                i = k + 4;
             }
         }
     }
@@ -951,6 +960,36 @@ static int share_names(void)
     for (int i = 0; i < 5; i++)
         if (share_fields[i] == NULL && (share_fields[i] = PyUnicode_InternFromString(names[i])) == NULL)
             return -1;
+    return 0;
+}
+
+/* Where object.__setattr__(obj, name, v) stores v for objects of ``type``: the
+ * byte offset of the slot when ``name`` is one of the type's own writable
+ * object slots (a member descriptor, as @dataclass(slots=True) makes), else -1
+ * (then PyObject_GenericSetAttr sets it). Storing at the offset is what the
+ * descriptor's setter does for a fresh object, without the look-up per field
+ * (perf-services2). */
+static Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name)
+{
+    PyObject *d = _PyType_Lookup(type, name);  /* borrowed */
+    if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type) || PyDescr_TYPE(d) != type)
+        return -1;
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    if (m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset <= 0)
+        return -1;
+    return m->offset;
+}
+
+/* object.__setattr__(obj, name, v) on a fresh object: at ``offset`` (from
+ * slot_offset, -1 for none) or through the generic setter. */
+static int set_field(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *v)
+{
+    if (offset < 0)
+        return PyObject_GenericSetAttr(obj, name, v);
+    PyObject **addr = (PyObject **)((char *)obj + offset);
+    PyObject *old = *addr;
+    *addr = Py_NewRef(v);
+    Py_XDECREF(old);
     return 0;
 }
 
@@ -1009,6 +1048,9 @@ static PyObject *scan_uniform_shares(PyObject *self, PyObject *args)
         Py_RETURN_NONE;
     Py_INCREF(share);  /* held while objects are made: known may change under a __setattr__ */
     PyTypeObject *type = (PyTypeObject *)cls;
+    Py_ssize_t offsets[5];
+    for (int f = 0; f < 5; f++)
+        offsets[f] = slot_offset(type, share_fields[f]);
     PyObject *out = PyTuple_New(n);
     if (out == NULL) {
         Py_DECREF(share);
@@ -1042,7 +1084,7 @@ static PyObject *scan_uniform_shares(PyObject *self, PyObject *args)
         PyTuple_SET_ITEM(out, k++, obj);
         PyObject *values[5] = {endpoint, sep, share, PyTuple_GET_ITEM(row, 3), PyTuple_GET_ITEM(row, 1)};
         for (int f = 0; f < 5; f++)
-            if (PyObject_GenericSetAttr(obj, share_fields[f], values[f]) < 0)
+            if (set_field(obj, offsets[f], share_fields[f], values[f]) < 0)
                 goto fail;
     }
     Py_DECREF(share);
@@ -1125,7 +1167,7 @@ static PyObject *scan_new_frozen(PyObject *self, PyObject *args)
             Py_DECREF(obj);
             return NULL;
         }
-        if (PyObject_GenericSetAttr(obj, name, PyTuple_GET_ITEM(values, i)) < 0) {
+        if (set_field(obj, slot_offset(type, name), name, PyTuple_GET_ITEM(values, i)) < 0) {
             Py_DECREF(obj);
             return NULL;
         }
@@ -1721,6 +1763,90 @@ static PyObject *scan_overview_tally(PyObject *self, PyObject *block)
     return Py_BuildValue("(nnnn)", lines, masq, seps, rchecks);
 }
 
+/* --- services round 2 (perf-services2) ----------------------------------------------
+ *
+ * single_blocks(entries, prefixes) -> list, or None
+ *
+ * parse.LazyChains._single_blocks_py: [(name, first line, block)] of every
+ * chain of ``entries`` (the parser's {name: [policy, counters, line, runs,
+ * declared]}) named with one of ``prefixes`` (a str or a tuple of str) whose
+ * runs are one (first line, block) pair with the block ending in "\n", in dict
+ * order. None when an entry is not of that shape (then the Python loop runs).
+ */
+static int sb_prefixed(PyObject *name, PyObject *prefixes)
+{
+    if (PyUnicode_Check(prefixes))
+        return (int)PyUnicode_Tailmatch(name, prefixes, 0, PY_SSIZE_T_MAX, -1);
+    Py_ssize_t n = PyTuple_GET_SIZE(prefixes);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t hit = PyUnicode_Tailmatch(name, PyTuple_GET_ITEM(prefixes, i), 0, PY_SSIZE_T_MAX, -1);
+        if (hit != 0)
+            return (int)hit;
+    }
+    return 0;
+}
+
+static PyObject *scan_single_blocks(PyObject *self, PyObject *args)
+{
+    PyObject *entries, *prefixes;
+    if (!PyArg_ParseTuple(args, "O!O:single_blocks", &PyDict_Type, &entries, &prefixes))
+        return NULL;
+    if (PyTuple_Check(prefixes)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(prefixes); i++)
+            if (!PyUnicode_Check(PyTuple_GET_ITEM(prefixes, i))) {
+                PyErr_SetString(PyExc_TypeError, "single_blocks() prefixes are str");
+                return NULL;
+            }
+    } else if (!PyUnicode_Check(prefixes)) {
+        PyErr_SetString(PyExc_TypeError, "single_blocks() takes a str or a tuple of str");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *name, *entry;
+    while (PyDict_Next(entries, &pos, &name, &entry)) {  /* borrowed; nothing here runs Python code */
+        if (!PyUnicode_Check(name))
+            goto other;
+        int hit = sb_prefixed(name, prefixes);
+        if (hit < 0)
+            goto fail;
+        if (!hit)
+            continue;
+        if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) < 4)
+            goto other;
+        PyObject *runs = PyList_GET_ITEM(entry, 3);
+        if (!PyList_CheckExact(runs))
+            goto other;
+        if (PyList_GET_SIZE(runs) != 1)
+            continue;
+        PyObject *run = PyList_GET_ITEM(runs, 0);
+        if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(run, 1)))
+            goto other;
+        PyObject *block = PyTuple_GET_ITEM(run, 1);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(block);
+        if (n == 0 || PyUnicode_READ_CHAR(block, n - 1) != '\n')
+            continue;
+        PyObject *item = PyTuple_Pack(3, name, PyTuple_GET_ITEM(run, 0), block);
+        if (item == NULL)
+            goto fail;
+        int r = PyList_Append(out, item);
+        Py_DECREF(item);
+        if (r < 0)
+            goto fail;
+    }
+    return out;
+other:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* --- end of services round 2 ------------------------------------------------------- */
+
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
     {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
@@ -1735,6 +1861,7 @@ static PyMethodDef methods[] = {
     {"count_all", scan_count_all, METH_VARARGS, "[data.count(needle, start, end) for needle, start, end in specs]."},
     {"rule_names", scan_rule_names, METH_VARARGS, "index._rule_names(data, start, end, keys, counted), or None."},
     {"overview_tally", scan_overview_tally, METH_O, "graph._tally(block) for ASCII text, else False."},
+    {"single_blocks", scan_single_blocks, METH_VARARGS, "parse.LazyChains._single_blocks_py(entries, prefixes), or None."},
     {NULL, NULL, 0, NULL},
 };
 

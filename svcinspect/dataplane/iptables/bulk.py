@@ -314,6 +314,12 @@ def native_fold():
     return _native.fold if _native is not None and _enabled else None
 
 
+def native_single_blocks():
+    """The compiled ``LazyChains.single_blocks`` loop (``_scan.single_blocks``:
+    the same list, or None for entries of another shape), or None."""
+    return getattr(_native, "single_blocks", None) if _native is not None and _enabled else None
+
+
 def jump_targets(blocks: list[str]):
     """Every ``KUBE-...`` name after " -j " or " -g " in ``blocks``, as a set, from
     the compiled scanner; None when it is not in use or a block is not ASCII."""
