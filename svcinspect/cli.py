@@ -46,7 +46,7 @@ def _print_result(output: str, to_json: Callable[[], dict], to_text: Callable[[]
                   diags: list[Diagnostic]) -> None:
     """A command's result on stdout (JSON document or text), then its diagnostics on stderr."""
     if output == "json":
-        click.echo(render_json.dumps(to_json(), pretty=_for_a_person()), nl=False)
+        click.echo(render_json.dumps_bytes(to_json(), pretty=_for_a_person()), nl=False)  # ASCII, written as bytes
     elif output == "yaml":
         import json
 
@@ -556,7 +556,7 @@ def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: Ob
         click.echo("".join(f"{n}\n" for n in dict.fromkeys((p.name or p.key).split(":")[0] for p in ports)), nl=False)
         _emit_diagnostics(diags)
         return
-    _print_result(output, lambda: render_json.services_json(ports, diags, objects, whole),
+    _print_result(output, lambda: render_json.services_json(ports, diags, objects, whole, compact=not _for_a_person()),
                   lambda: render_input_text(whole) + render_text.render_services(ports, objects, wide=wide_output(),
                                                                                  headers=not no_headers),
                   diags)

@@ -380,3 +380,117 @@ def test_services_print_the_same_with_the_fast_paths_on_and_off(cli, tmp_path, n
         slow = _run(cli, args, False)
         assert _run(cli, args, True, scanner) == slow, args
         assert slow[0] in (0, 1), slow[2]
+
+
+# --- endpoints written as compact JSON text --------------------------------------------
+
+import json  # noqa: E402
+from fractions import Fraction  # noqa: E402
+
+from svcinspect.model.service import EndpointShare  # noqa: E402
+from svcinspect.render import json as render_json  # noqa: E402
+
+
+def _reference_text(endpoints) -> bytes:
+    return json.dumps(render_json._endpoints_json(endpoints), separators=(",", ":")).encode()
+
+
+def _fixture_ports():
+    from svcinspect.dataplane import build_service_ports
+    for path in RULES:
+        rs = _parse(path.read_text(errors="replace"))
+        if rs is not None:
+            yield from build_service_ports(rs)
+
+
+@needs_native
+def test_endpoints_text_on_every_fixture_port():
+    seen = 0
+    for sp in _fixture_ports():
+        for eps in (sp.endpoints, sp.local_endpoints or ()):
+            got = native.endpoints_text(eps, render_json._share_texts)
+            if got is not None:
+                assert got == _reference_text(eps)
+                seen += len(eps)
+    assert seen > 50  # the fixtures' endpoints are written, not declined
+
+
+def _e(endpoint="10.244.1.5:8080", sep="KUBE-SEP-ABCDEFGHIJKLMN23", share=Fraction(1, 3), probability="0.33333333349",
+       line=7):
+    return EndpointShare(endpoint, sep, share, probability, line)
+
+
+ODD_ENDPOINTS = {
+    "plain": (_e(), _e(line=8)),
+    "empty": (),
+    "none-endpoint": (_e(endpoint=None),),
+    "none-share": (_e(share=None, probability=None),),
+    "none-probability": (_e(probability=None),),
+    "two-runs": (_e(), _e(share=Fraction(1, 2)), _e(share=Fraction(1, 2))),
+    "tiny-share": (_e(share=Fraction(1, 100000)),),
+    "huge-n": (_e(share=Fraction(1, 3 * 10**12)),),
+    "one": (_e(share=Fraction(1)),),
+    "zero": (_e(share=Fraction(0)),),
+    "quote": (_e(endpoint='10.0.0.1:"80'),),
+    "backslash": (_e(endpoint="10.0.0.1:\\80"),),
+    "control": (_e(endpoint="10.0.0.1:\x0180"),),
+    "tab": (_e(probability="0.5\t"),),
+    "del": (_e(endpoint="10.0.0.1:80\x7f"),),
+    "non-ascii": (_e(endpoint="10.0.0.1:8é"),),
+    "line-big": (_e(line=2**63),),
+    "line-negative": (_e(line=-5),),
+    "line-bool": (_e(line=True),),
+    "line-max": (_e(line=2**63 - 1),),
+    "str-subclass": (_e(endpoint=type("S", (str,), {})("10.0.0.1:80")),),
+    "sep-none": (_e(sep=None),),
+}
+
+
+@needs_native
+@pytest.mark.parametrize("name", sorted(ODD_ENDPOINTS))
+def test_endpoints_text_writes_the_reference_or_declines(name):
+    eps = ODD_ENDPOINTS[name]
+    got = native.endpoints_text(eps, render_json._share_texts)
+    if got is not None:
+        assert got == _reference_text(eps)
+    # What must be written and what must be declined:
+    written = {"plain", "empty", "none-endpoint", "none-share", "none-probability", "two-runs", "tiny-share", "huge-n",
+               "one", "zero", "line-negative", "line-max"}
+    assert (got is not None) == (name in written), got
+
+
+@needs_native
+def test_endpoints_text_wrong_arguments():
+    for args in ((), ([_e()], render_json._share_texts), ((_e(),), lambda e: (0.5,)), ((_e(),), lambda e: None),
+                 ((object(),), render_json._share_texts)):
+        with pytest.raises((TypeError, AttributeError)):
+            native.endpoints_text(*args)
+
+
+def _ports_doc(compact: bool, name: str = "ns/web:http"):
+    from svcinspect.dataplane import build_service_ports
+    rs = parse_iptables_save(REAL.replace("default/hello-world", name), "t")
+    return render_json.services_json(build_service_ports(rs), [], None, None, compact=compact)
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["default/hello-world", "default/hellö-world", "default/hello\x7fworld"])
+@pytest.mark.parametrize("pretty", [False, True])
+def test_a_compact_document_writes_what_the_plain_one_writes(name, pretty):
+    """Through orjson, through the standard library (a non-ASCII or DEL name
+    elsewhere sends the whole document there) and indented: the same bytes."""
+    plain = _ports_doc(False, name)
+    compact = _ports_doc(True, name)
+    assert any(type(s["endpoints"]) is render_json.EndpointsText for s in compact["services"])
+    reference = render_json._stdlib_dumps(plain, pretty)
+    assert render_json.dumps(compact, pretty) == reference
+    assert render_json.dumps_bytes(compact, pretty) == reference.encode("ascii")
+    assert render_json._stdlib_dumps(compact, pretty) == reference
+    with perf.all_fast_paths(False):  # and with the fast paths off, nothing but dicts
+        doc = _ports_doc(True, name)
+        assert not any(type(s["endpoints"]) is render_json.EndpointsText for s in doc["services"])
+
+
+def test_a_document_with_something_else_still_refuses_it():
+    with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
+        render_json.dumps({"x": object()}, False)

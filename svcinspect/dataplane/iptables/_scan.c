@@ -18,6 +18,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
+#include <math.h>
 
 /* Python's \s for ASCII text (str.isspace): space, \t \n \v \f \r, \x1c-\x1f. */
 static int is_space(unsigned char c)
@@ -1845,6 +1846,198 @@ fail:
     return NULL;
 }
 
+/* endpoints_text(endpoints, share_texts) -> bytes, or None
+ *
+ * What json.dumps(render.json._endpoints_json(endpoints), separators=(",",
+ * ":")).encode() writes, for a tuple of EndpointShare objects: the list of
+ * {"endpoint", "share", "fraction", "probability", "chain", "line"} objects.
+ * share_texts(e) -> (share float or None, fraction str or None) is called once
+ * per run of endpoints with the same share object. None (the caller builds the
+ * dicts) unless every string is printable ASCII without '"' or '\\' (written
+ * as is, where json.dumps escapes nothing), every share a finite float (written
+ * as its repr, as json.dumps writes it) or None, and every line an int that
+ * fits in 64 bits.
+ */
+typedef struct {
+    char *buf;
+    Py_ssize_t len, cap;
+} et_buf;
+
+static int et_put(et_buf *b, const char *s, Py_ssize_t n)
+{
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = b->cap * 2 > b->len + n ? b->cap * 2 : b->len + n + 256;
+        char *nb = PyMem_Realloc(b->buf, (size_t)cap);
+        if (nb == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->buf = nb;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+#define ET_LIT(b, lit) et_put((b), (lit), LEN(lit))
+
+/* A JSON string or null for ``v``: 1 written, 0 not plain (the caller gives up), -1 error. */
+static int et_string(et_buf *b, PyObject *v)
+{
+    if (v == Py_None)
+        return ET_LIT(b, "null") < 0 ? -1 : 1;
+    if (!PyUnicode_CheckExact(v) || !PyUnicode_IS_ASCII(v))
+        return 0;
+    const char *s = (const char *)PyUnicode_DATA(v);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
+            return 0;
+    }
+    if (ET_LIT(b, "\"") < 0 || et_put(b, s, n) < 0 || ET_LIT(b, "\"") < 0)
+        return -1;
+    return 1;
+}
+
+static PyObject *et_attrs[5];  /* "share", "endpoint", "probability", "sep", "line" */
+
+static PyObject *scan_endpoints_text(PyObject *self, PyObject *args)
+{
+    PyObject *endpoints, *texts;
+    if (!PyArg_ParseTuple(args, "O!O:endpoints_text", &PyTuple_Type, &endpoints, &texts))
+        return NULL;
+    static const char *names[5] = {"share", "endpoint", "probability", "sep", "line"};
+    for (int i = 0; i < 5; i++)
+        if (et_attrs[i] == NULL && (et_attrs[i] = PyUnicode_InternFromString(names[i])) == NULL)
+            return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(endpoints);
+    et_buf b = {NULL, 0, 0};
+    PyObject *last = NULL;                 /* the share object of the run (a new reference) */
+    char share_text[64], fraction_text[64];
+    Py_ssize_t share_len = 0, fraction_len = 0;
+    int plain_run = 0;                     /* the run's share and fraction can be written */
+    PyObject *result = NULL;
+    if (ET_LIT(&b, "[") < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyTuple_GET_ITEM(endpoints, i);
+        PyObject *s = PyObject_GetAttr(e, et_attrs[0]);
+        if (s == NULL)
+            goto done;
+        if (s != last) {
+            Py_XSETREF(last, s);
+            plain_run = 0;
+            PyObject *pair = PyObject_CallOneArg(texts, e);
+            if (pair == NULL)
+                goto done;
+            if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+                Py_DECREF(pair);
+                PyErr_SetString(PyExc_TypeError, "endpoints_text(): share_texts returns a pair");
+                goto done;
+            }
+            PyObject *f = PyTuple_GET_ITEM(pair, 0), *fr = PyTuple_GET_ITEM(pair, 1);
+            int ok = 1;
+            if (f == Py_None) {
+                memcpy(share_text, "null", 4);
+                share_len = 4;
+            } else if (PyFloat_CheckExact(f) && isfinite(PyFloat_AS_DOUBLE(f))) {
+                PyObject *r = PyObject_Repr(f);
+                if (r == NULL) {
+                    Py_DECREF(pair);
+                    goto done;
+                }
+                Py_ssize_t rn = PyUnicode_GET_LENGTH(r);
+                if (PyUnicode_IS_ASCII(r) && rn < (Py_ssize_t)sizeof(share_text)) {
+                    memcpy(share_text, PyUnicode_DATA(r), (size_t)rn);
+                    share_len = rn;
+                } else {
+                    ok = 0;
+                }
+                Py_DECREF(r);
+            } else {
+                ok = 0;
+            }
+            if (ok) {
+                et_buf fb = {NULL, 0, 0};
+                int w = et_string(&fb, fr);
+                if (w < 0) {
+                    PyMem_Free(fb.buf);
+                    Py_DECREF(pair);
+                    goto done;
+                }
+                if (w == 1 && fb.len <= (Py_ssize_t)sizeof(fraction_text)) {
+                    memcpy(fraction_text, fb.buf, (size_t)fb.len);
+                    fraction_len = fb.len;
+                } else {
+                    ok = 0;
+                }
+                PyMem_Free(fb.buf);
+            }
+            Py_DECREF(pair);
+            plain_run = ok;
+        } else {
+            Py_DECREF(s);
+        }
+        if (!plain_run)
+            goto decline;
+        if ((i > 0 && ET_LIT(&b, ",") < 0) || ET_LIT(&b, "{\"endpoint\":") < 0)
+            goto done;
+        PyObject *v[3];  /* endpoint, probability, sep */
+        for (int k = 0; k < 3; k++)
+            if ((v[k] = PyObject_GetAttr(e, et_attrs[k + 1])) == NULL) {
+                for (int j = 0; j < k; j++)
+                    Py_DECREF(v[j]);
+                goto done;
+            }
+        int w = et_string(&b, v[0]);
+        if (w == 1)
+            w = (ET_LIT(&b, ",\"share\":") < 0 || et_put(&b, share_text, share_len) < 0
+                 || ET_LIT(&b, ",\"fraction\":") < 0 || et_put(&b, fraction_text, fraction_len) < 0
+                 || ET_LIT(&b, ",\"probability\":") < 0) ? -1 : 1;
+        if (w == 1)
+            w = et_string(&b, v[1]);
+        if (w == 1)
+            w = ET_LIT(&b, ",\"chain\":") < 0 ? -1 : 1;
+        if (w == 1)
+            w = v[2] == Py_None ? 0 : et_string(&b, v[2]);
+        for (int k = 0; k < 3; k++)
+            Py_DECREF(v[k]);
+        if (w < 0)
+            goto done;
+        if (w == 0)
+            goto decline;
+        PyObject *line = PyObject_GetAttr(e, et_attrs[4]);
+        if (line == NULL)
+            goto done;
+        if (!PyLong_CheckExact(line)) {
+            Py_DECREF(line);
+            goto decline;
+        }
+        int overflow = 0;
+        long long value = PyLong_AsLongLongAndOverflow(line, &overflow);
+        Py_DECREF(line);
+        if (overflow)
+            goto decline;
+        if (value == -1 && PyErr_Occurred())
+            goto done;
+        char num[32];
+        int len = snprintf(num, sizeof(num), ",\"line\":%lld}", value);
+        if (len <= 0 || len >= (int)sizeof(num) || et_put(&b, num, len) < 0)
+            goto done;
+    }
+    if (ET_LIT(&b, "]") < 0)
+        goto done;
+    result = PyBytes_FromStringAndSize(b.buf, b.len);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(last);
+    PyMem_Free(b.buf);
+    return result;
+}
 /* --- end of services round 2 ------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -1862,6 +2055,7 @@ static PyMethodDef methods[] = {
     {"rule_names", scan_rule_names, METH_VARARGS, "index._rule_names(data, start, end, keys, counted), or None."},
     {"overview_tally", scan_overview_tally, METH_O, "graph._tally(block) for ASCII text, else False."},
     {"single_blocks", scan_single_blocks, METH_VARARGS, "parse.LazyChains._single_blocks_py(entries, prefixes), or None."},
+    {"endpoints_text", scan_endpoints_text, METH_VARARGS, "compact JSON of render.json._endpoints_json(endpoints), or None."},
     {NULL, NULL, 0, NULL},
 };
 
