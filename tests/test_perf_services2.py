@@ -494,3 +494,37 @@ def test_a_compact_document_writes_what_the_plain_one_writes(name, pretty):
 def test_a_document_with_something_else_still_refuses_it():
     with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
         render_json.dumps({"x": object()}, False)
+
+
+# --- hash16's base32 step, compiled ------------------------------------------------------
+
+import base64  # noqa: E402
+import hashlib  # noqa: E402
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=10, max_size=40))
+def test_b32_16_is_base32_of_the_first_ten_bytes(digest):
+    want = base64.b32encode(digest[:10]).decode()
+    assert native.b32_16(digest) == kubeproxy._b32_16_py(digest) == want
+
+
+@needs_native
+@pytest.mark.parametrize("arg", [b"123456789", "0123456789", bytearray(10), None, memoryview(b"0123456789")])
+def test_b32_16_wrong_arguments(arg):
+    with pytest.raises(TypeError):
+        native.b32_16(arg)
+
+
+def test_hash16_is_the_same_with_either_scanner_and_follows_the_switches():
+    names = ["ns1/svc1:p80tcp", "", "default/kubernetes:httpstcp", "é/ü:xudp", "x" * 500]
+    want = [base64.b32encode(hashlib.sha256(n.encode()).digest())[:16].decode() for n in names]
+    for on in (True, False):
+        with perf.native_scanner(on):
+            assert (kubeproxy._b32_16 is not None) == (on and native is not None)
+            assert [kubeproxy.hash16(n) for n in names] == want
+    with perf.all_fast_paths(False):
+        assert kubeproxy._b32_16 is None
+        assert [kubeproxy.hash16(n) for n in names] == want
+    assert (kubeproxy._b32_16 is not None) == (native is not None and bulk._native is not None)

@@ -2038,6 +2038,30 @@ done:
     PyMem_Free(b.buf);
     return result;
 }
+/* b32_16(digest) -> str
+ *
+ * kubeproxy._b32_16_py: the first 16 characters of base64.b32encode(digest),
+ * i.e. the first 10 bytes of ``digest`` (bytes of at least 10) in RFC 4648
+ * base32, as kube-proxy names its chains.
+ */
+static PyObject *scan_b32_16(PyObject *self, PyObject *digest)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    if (!PyBytes_Check(digest) || PyBytes_GET_SIZE(digest) < 10) {
+        PyErr_SetString(PyExc_TypeError, "b32_16() takes bytes of at least 10");
+        return NULL;
+    }
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(digest);
+    char out[16];
+    for (int half = 0; half < 2; half++) {  /* 5 bytes -> 8 characters, twice */
+        const unsigned char *b = d + 5 * half;
+        unsigned long long v = ((unsigned long long)b[0] << 32) | ((unsigned long long)b[1] << 24)
+            | ((unsigned long long)b[2] << 16) | ((unsigned long long)b[3] << 8) | (unsigned long long)b[4];
+        for (int k = 0; k < 8; k++)
+            out[8 * half + k] = alphabet[(v >> (35 - 5 * k)) & 31];
+    }
+    return PyUnicode_FromStringAndSize(out, 16);
+}
 /* --- end of services round 2 ------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -2056,6 +2080,7 @@ static PyMethodDef methods[] = {
     {"overview_tally", scan_overview_tally, METH_O, "graph._tally(block) for ASCII text, else False."},
     {"single_blocks", scan_single_blocks, METH_VARARGS, "parse.LazyChains._single_blocks_py(entries, prefixes), or None."},
     {"endpoints_text", scan_endpoints_text, METH_VARARGS, "compact JSON of render.json._endpoints_json(endpoints), or None."},
+    {"b32_16", scan_b32_16, METH_O, "kubeproxy._b32_16_py(digest): base32 of its first 10 bytes."},
     {NULL, NULL, 0, NULL},
 };
 

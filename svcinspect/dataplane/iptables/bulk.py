@@ -34,6 +34,7 @@ def set_enabled(on: bool) -> bool:
     """Switch the bulk readers on or off; returns the previous setting."""
     global _enabled
     was, _enabled = _enabled, bool(on)
+    _share_native()
     return was
 
 
@@ -300,6 +301,16 @@ except ImportError:  # not built (no compiler at install time): the same answers
 _native = native_scanner if os.environ.get("SVCINSPECT_NO_NATIVE", "") in ("", "0") else None
 
 
+def _share_native() -> None:
+    """Hand the compiled functions other modules call per item to them (or None):
+    ``kubeproxy.hash16``'s base32 step."""
+    from svcinspect.dataplane.iptables import kubeproxy
+    kubeproxy._b32_16 = getattr(_native, "b32_16", None) if _native is not None and _enabled else None
+
+
+_share_native()
+
+
 def segments(text: str):
     """``iptables_save._SEGMENTS.findall(text)`` from the compiled scanner, or
     None (not built, switched off, or text it leaves to the regex)."""
@@ -333,4 +344,5 @@ def set_native(on: bool) -> bool:
     whether the compiled one was in use."""
     global _native
     was, _native = _native is not None, native_scanner if on else None
+    _share_native()
     return was

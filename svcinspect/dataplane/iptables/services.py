@@ -511,36 +511,46 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
     ranges: list[str] = []
     names = list(acc.names)
     protocol = acc.protocol
+    cascaded = False  # a KUBE-SVC/SVL/XLB chain of this port is here
     if nat is not None:
         have = scan.names if scan is not None else nat.chains
         for prefix, head in _CHAIN_HEADS:
             name = head + key
             if name in have:
                 chains[prefix] = name
-        seps: dict[str, None] = {}  # in order, once each
-        for prefix in ("svc", "svl", "xlb"):
-            if prefix not in chains:
+        seps: dict[str, None] | None = None  # in order, once each
+        for prefix in _CASCADE_KEYS:
+            cname = chains.get(prefix)
+            if cname is None:
                 continue
-            cname = chains[prefix]
+            cascaded = True
             fast = scan.cascades.get(cname, bulk.UNSURE) if scan is not None else bulk.cascade(nat, cname)
             done = None
             if fast is not bulk.UNSURE and scan is not None and names and protocol is not None:
-                done = _fast_shares(scan, fast, protocol)
+                # (the usual answer straight from the compiled or pure-Python pass; else _fast_shares decides)
+                got = scan.shares(fast, scan.dnat, EndpointShare, _CASCADE_SHARES)
+                done = (got[0], got[1], (), (), protocol) if got is not None and got[0] is not None \
+                    else _fast_shares(scan, fast, protocol)
             if done is None:
                 branches = _branches(nat.chains[cname])[0] if fast is bulk.UNSURE else _scanned_branches(nat, cname, fast)
                 done = _endpoint_shares(nat, cname, branches, bool(names), protocol,
                                         scan.dnat if scan is not None else None)
             shares, aff, w, pnames, pproto = done
-            warnings.extend(w)
-            names.extend(pnames)
+            if w:
+                warnings.extend(w)
+            if pnames:
+                names.extend(pnames)
             protocol = protocol or pproto
             affinity = affinity if affinity is not None else aff
-            seps.update(dict.fromkeys(map(_SEP_OF, shares)))
+            if seps is None:
+                seps = dict.fromkeys(map(_SEP_OF, shares))
+            else:
+                seps.update(dict.fromkeys(map(_SEP_OF, shares)))
             if prefix == "svc":
                 endpoints = shares
             else:
                 local = shares if local is None else local + shares
-        chains["sep"] = list(seps)
+        chains["sep"] = list(seps) if seps is not None else []
         if "fw" in chains:
             for rule in nat.chains[chains["fw"]].rules:
                 s = rule.spec.source
@@ -556,20 +566,20 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
         warnings.append(f"named by recomputing the chain hash of the well-known service port {known} {kproto}: "
                         f"the rules carry no comment that names it")
     name = names[0] if names else None
-    if names and len(set(names)) > 1:
+    if len(names) > 1 and len(set(names)) > 1:
         warnings.append(f"comments name different services for the same chains: {', '.join(sorted(set(names)))}")
     # (name itself is one of its hash candidates: tested first, the others only when it is not the hash)
     if name and protocol and chains and hash16(name + protocol) != key \
             and not any(hash16(c + protocol) == key for c in hash_candidates(name)):
         warnings.append(f"chain hash {key} is not the hash of {name} {protocol}: hand-edited or stale comments")
-    entries = list(acc.entries)
-    for fe in acc.filter_entries:
-        entries.append(fe)
-    if chains.get("svc") or chains.get("svl") or chains.get("xlb"):
-        if not acc.entries:
-            warnings.append("no entry point: no KUBE-SERVICES or KUBE-NODEPORTS rule jumps to these chains (stale, or an excerpt)")
-    return bulk.frozen(ServicePortRules, _PORT_FIELDS, (key, family, name, protocol, tuple(entries), chains, endpoints,
+    entries = tuple(acc.entries + acc.filter_entries) if acc.filter_entries else tuple(acc.entries)
+    if cascaded and not acc.entries:
+        warnings.append("no entry point: no KUBE-SERVICES or KUBE-NODEPORTS rule jumps to these chains (stale, or an excerpt)")
+    return bulk.frozen(ServicePortRules, _PORT_FIELDS, (key, family, name, protocol, entries, chains, endpoints,
                                                         local, affinity, tuple(ranges), tuple(warnings)) + _PORT_DEFAULTS)
+
+
+_CASCADE_KEYS = ("svc", "svl", "xlb")
 
 
 # Every field of the model objects built through bulk.frozen, in order, and the
