@@ -1903,6 +1903,18 @@ static int et_string(et_buf *b, PyObject *v)
 
 static PyObject *et_attrs[5];  /* "share", "endpoint", "probability", "sep", "line" */
 
+/* e.<et_attrs[k]> (a new reference): read at the slot's offset when ``e`` is of
+ * the type ``offsets`` were found for, else (or for an unset slot) by getattr. */
+static PyObject *et_get(PyObject *e, PyTypeObject *type, const Py_ssize_t *offsets, int k)
+{
+    if (Py_TYPE(e) == type && offsets[k] > 0) {
+        PyObject *v = *(PyObject **)((char *)e + offsets[k]);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(e, et_attrs[k]);
+}
+
 static PyObject *scan_endpoints_text(PyObject *self, PyObject *args)
 {
     PyObject *endpoints, *texts;
@@ -1913,7 +1925,17 @@ static PyObject *scan_endpoints_text(PyObject *self, PyObject *args)
         if (et_attrs[i] == NULL && (et_attrs[i] = PyUnicode_InternFromString(names[i])) == NULL)
             return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(endpoints);
+    PyTypeObject *type = n > 0 ? Py_TYPE(PyTuple_GET_ITEM(endpoints, 0)) : NULL;
+    Py_ssize_t offsets[5] = {-1, -1, -1, -1, -1};
+    if (type != NULL)
+        for (int k = 0; k < 5; k++)
+            offsets[k] = slot_offset(type, et_attrs[k]);
     et_buf b = {NULL, 0, 0};
+    if (n > 0 && n < PY_SSIZE_T_MAX / 256) {  /* room for kube-proxy's endpoints at once */
+        b.cap = 2 + 192 * n;
+        if ((b.buf = PyMem_Malloc((size_t)b.cap)) == NULL)
+            return PyErr_NoMemory();
+    }
     PyObject *last = NULL;                 /* the share object of the run (a new reference) */
     char share_text[64], fraction_text[64];
     Py_ssize_t share_len = 0, fraction_len = 0;
@@ -1923,7 +1945,7 @@ static PyObject *scan_endpoints_text(PyObject *self, PyObject *args)
         goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *e = PyTuple_GET_ITEM(endpoints, i);
-        PyObject *s = PyObject_GetAttr(e, et_attrs[0]);
+        PyObject *s = et_get(e, type, offsets, 0);
         if (s == NULL)
             goto done;
         if (s != last) {
@@ -1986,7 +2008,7 @@ static PyObject *scan_endpoints_text(PyObject *self, PyObject *args)
             goto done;
         PyObject *v[3];  /* endpoint, probability, sep */
         for (int k = 0; k < 3; k++)
-            if ((v[k] = PyObject_GetAttr(e, et_attrs[k + 1])) == NULL) {
+            if ((v[k] = et_get(e, type, offsets, k + 1)) == NULL) {
                 for (int j = 0; j < k; j++)
                     Py_DECREF(v[j]);
                 goto done;
@@ -2008,7 +2030,7 @@ static PyObject *scan_endpoints_text(PyObject *self, PyObject *args)
             goto done;
         if (w == 0)
             goto decline;
-        PyObject *line = PyObject_GetAttr(e, et_attrs[4]);
+        PyObject *line = et_get(e, type, offsets, 4);
         if (line == NULL)
             goto done;
         if (!PyLong_CheckExact(line)) {
@@ -2022,9 +2044,17 @@ static PyObject *scan_endpoints_text(PyObject *self, PyObject *args)
             goto decline;
         if (value == -1 && PyErr_Occurred())
             goto done;
-        char num[32];
-        int len = snprintf(num, sizeof(num), ",\"line\":%lld}", value);
-        if (len <= 0 || len >= (int)sizeof(num) || et_put(&b, num, len) < 0)
+        char num[32];  /* ,"line":<value>} written backwards from the end (no snprintf per endpoint) */
+        char *q = num + sizeof(num);
+        *--q = '}';
+        unsigned long long mag = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+        do {
+            *--q = (char)('0' + mag % 10);
+            mag /= 10;
+        } while (mag);
+        if (value < 0)
+            *--q = '-';
+        if (ET_LIT(&b, ",\"line\":") < 0 || et_put(&b, q, num + sizeof(num) - q) < 0)
             goto done;
     }
     if (ET_LIT(&b, "]") < 0)
