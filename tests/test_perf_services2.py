@@ -528,3 +528,22 @@ def test_hash16_is_the_same_with_either_scanner_and_follows_the_switches():
         assert kubeproxy._b32_16 is None
         assert [kubeproxy.hash16(n) for n in names] == want
     assert (kubeproxy._b32_16 is not None) == (native is not None and bulk._native is not None)
+
+
+def test_json_to_a_text_only_stdout_is_the_same_document(cli, tmp_path):
+    """JSON goes to stdout's binary buffer as bytes; a stream without one (an
+    io.StringIO under redirect_stdout, as docs/generate_examples.py uses) gets
+    the same text."""
+    import contextlib
+    import io
+
+    from svcinspect.cli import main
+    path = str(IPT / "iptables-save.txt")
+    want = cli("services", "--rules", path, "-o", "json").out
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main(["services", "--rules", path, "-o", "json"])
+        except SystemExit as exc:
+            assert exc.code in (0, None)
+    assert out.getvalue() == want and want.startswith('{"schema"')
