@@ -46,7 +46,7 @@ def _print_result(output: str, to_json: Callable[[], dict], to_text: Callable[[]
                   diags: list[Diagnostic]) -> None:
     """A command's result on stdout (JSON document or text), then its diagnostics on stderr."""
     if output == "json":
-        click.echo(render_json.dumps(to_json(), pretty=_for_a_person()), nl=False)
+        _echo_ascii(render_json.dumps_bytes(to_json(), pretty=_for_a_person()))
     elif output == "yaml":
         import json
 
@@ -62,6 +62,16 @@ def _emit_diagnostics(diags: list[Diagnostic]) -> None:
     text = render_text.render_diagnostics(list(diags), verbose=_State.verbose)
     if text:
         click.echo(_shown(text), err=True)
+
+
+def _echo_ascii(data: bytes) -> None:
+    """ASCII bytes (a JSON document) to stdout: to its binary buffer as they are
+    when it has one, else (a text-only stream such as io.StringIO) decoded."""
+    import io
+    if isinstance(getattr(sys.stdout, "buffer", None), (io.BufferedIOBase, io.RawIOBase)):
+        click.echo(data, nl=False)
+    else:
+        click.echo(data.decode("ascii"), nl=False)
 
 
 def _shown(text: str) -> str:
@@ -556,7 +566,7 @@ def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: Ob
         click.echo("".join(f"{n}\n" for n in dict.fromkeys((p.name or p.key).split(":")[0] for p in ports)), nl=False)
         _emit_diagnostics(diags)
         return
-    _print_result(output, lambda: render_json.services_json(ports, diags, objects, whole),
+    _print_result(output, lambda: render_json.services_json(ports, diags, objects, whole, compact=not _for_a_person()),
                   lambda: render_input_text(whole) + render_text.render_services(ports, objects, wide=wide_output(),
                                                                                  headers=not no_headers),
                   diags)

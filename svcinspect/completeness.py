@@ -126,7 +126,10 @@ def _maybe_missing(ruleset: Ruleset) -> bool:
             for chunk in _batches(every):  # a table's text in ~1 MB pieces, not one 100 MB copy
                 targets.update(_JUMP.findall(chunk))
         names = getattr(t.chains, "names", None)  # a dict view: membership without a Python call
-        if not all(map((names() if names is not None else t.chains).__contains__, targets)):
+        if names is not None:
+            if not names() >= targets:  # (the view's own subset test: no Python call per target)
+                return True
+        elif not all(map(t.chains.__contains__, targets)):
             return True
     return False
 

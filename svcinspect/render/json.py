@@ -29,9 +29,24 @@ def dumps(doc: dict[str, Any], pretty: bool = True) -> str:
         if fast is not None:
             del doc  # the caller's temporary: freed before the text copy of the output is made
             return fast.decode("ascii")
+    return _stdlib_dumps(doc, pretty)
+
+
+def _stdlib_dumps(doc: dict[str, Any], pretty: bool) -> str:
     if pretty:
-        return json.dumps(doc, indent=2, sort_keys=False) + "\n"
-    return json.dumps(doc, separators=(",", ":"), sort_keys=False) + "\n"
+        return json.dumps(doc, indent=2, sort_keys=False, default=_stdlib_default) + "\n"
+    return json.dumps(doc, separators=(",", ":"), sort_keys=False, default=_stdlib_default) + "\n"
+
+
+def dumps_bytes(doc: dict[str, Any], pretty: bool = True) -> bytes:
+    """:func:`dumps` as the ASCII bytes it encodes to, for writing straight to a
+    binary stream: orjson's bytes are not decoded to a str that the stream then
+    encodes again (2 x 35 MB at 10k services)."""
+    if _fast_json:
+        fast = _orjson_bytes(doc, pretty)
+        if fast is not None:
+            return fast
+    return _stdlib_dumps(doc, pretty).encode("ascii")  # (json.dumps escapes every non-ASCII character)
 
 
 try:
@@ -91,7 +106,9 @@ def _orjson_bytes(doc: dict[str, Any], pretty: bool) -> bytes | None:
         # (the newline by orjson: ``+ "\n"`` on the str would copy a 60 MB document once more)
         out = orjson.dumps(doc, option=(orjson.OPT_INDENT_2 if pretty else 0) | orjson.OPT_PASSTHROUGH_DATACLASS
                            | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
-                           | orjson.OPT_APPEND_NEWLINE)
+                           | orjson.OPT_APPEND_NEWLINE,
+                           # (a compact text inside an indented document: the dicts instead)
+                           default=_stdlib_default if pretty else _orjson_default)
     except TypeError:  # (orjson.JSONEncodeError) objects json.dumps would refuse too, ints > 64 bits
         return None
     # json.dumps escapes non-ASCII and DEL (ensure_ascii); orjson writes UTF-8.
@@ -170,10 +187,11 @@ def object_endpoint_json(e) -> dict[str, Any]:
                                              "terminating": c.is_terminating}}
 
 
-def service_port_json(sp: ServicePortRules, objects=None) -> dict[str, Any]:
+def service_port_json(sp: ServicePortRules, objects=None, texts=None) -> dict[str, Any]:
     """``objects``: (chain hash, family) -> endpoints from the EndpointSlices; when
     given, endpoints carry pod, node and conditions, and ``objectEndpoints`` lists
-    every endpoint of the slices with ``inRules``."""
+    every endpoint of the slices with ``inRules``. ``texts``: see
+    :func:`services_json` (``compact``)."""
     from svcinspect.model.service import EntryKind
 
     # One pass over the entries (what cluster_ip, node_port and entries_of(kind) read).
@@ -215,8 +233,9 @@ def service_port_json(sp: ServicePortRules, objects=None) -> dict[str, Any]:
         "loadBalancerIPs": sorted(lb),
         "loadBalancerSourceRanges": list(sp.source_ranges),
         "healthCheckNodePort": hc.port if hc else None,
-        "endpoints": _endpoints_json(sp.endpoints),
-        "localEndpoints": None if sp.local_endpoints is None else _endpoints_json(sp.local_endpoints),
+        "endpoints": _endpoints_json(sp.endpoints) if texts is None else _endpoints_value(sp.endpoints, texts),
+        "localEndpoints": None if sp.local_endpoints is None else (
+            _endpoints_json(sp.local_endpoints) if texts is None else _endpoints_value(sp.local_endpoints, texts)),
         "affinity": None if sp.affinity_seconds is None else {"timeoutSeconds": sp.affinity_seconds},
         "filter": filt,
         "entries": nat,
@@ -256,10 +275,57 @@ def _with_objects(sp: ServicePortRules, objects) -> dict[str, Any]:
 
 
 def services_json(ports: list[ServicePortRules], diagnostics: list[Diagnostic], objects=None,
-                  input=None) -> dict[str, Any]:
-    """``input``: the :class:`svcinspect.completeness.InputCompleteness` of the rules."""
-    return document(**_input_field(input), services=[service_port_json(sp, objects) for sp in ports],
+                  input=None, compact: bool = False) -> dict[str, Any]:
+    """``input``: the :class:`svcinspect.completeness.InputCompleteness` of the rules.
+
+    ``compact``: the document is only for :func:`dumps` / :func:`dumps_bytes`
+    with ``pretty=False``; then (fast paths on, compiled scanner built) each
+    endpoints list may be an :class:`EndpointsText` holding its compact text."""
+    texts = _endpoints_text() if compact and objects is None else None
+    return document(**_input_field(input), services=[service_port_json(sp, objects, texts) for sp in ports],
                     diagnostics=[diagnostic_json(d) for d in diagnostics])
+
+
+# --- endpoints written as compact JSON text (perf-services2) ------------------------
+
+class EndpointsText:
+    """A service port's endpoints list in a document made for compact output:
+    ``text`` is exactly what ``json.dumps(_endpoints_json(endpoints),
+    separators=(",", ":"))`` writes (the compiled ``endpoints_text``, which
+    declines anything it cannot write so). orjson inserts the text as it is;
+    the standard library encoder gets the dicts back from ``endpoints``."""
+
+    __slots__ = ("text", "endpoints")
+
+    def __init__(self, text: bytes, endpoints) -> None:
+        self.text, self.endpoints = text, endpoints
+
+
+def _endpoints_text():
+    """The compiled ``endpoints_text`` when the fast paths and the scanner are on, else None."""
+    if not _fast_json or not hasattr(orjson, "Fragment"):
+        return None
+    return getattr(_native(), "endpoints_text", None)
+
+
+def _endpoints_value(endpoints, texts):
+    if texts is not None and type(endpoints) is tuple:
+        text = texts(endpoints, _share_texts)
+        if text is not None:
+            return EndpointsText(text, endpoints)
+    return _endpoints_json(endpoints)
+
+
+def _orjson_default(value):
+    if type(value) is EndpointsText:
+        return orjson.Fragment(value.text)
+    raise TypeError  # (orjson: then the standard library encoder decides, and says what it cannot encode)
+
+
+def _stdlib_default(value):
+    if type(value) is EndpointsText:
+        return _endpoints_json(value.endpoints)
+    raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")  # (json's own words)
 
 
 def _input_field(input) -> dict[str, Any]:

@@ -134,52 +134,55 @@ def render_services(ports: list[ServicePortRules], objects=None, wide: bool = Fa
     from svcinspect.model.service import EntryKind
 
     rows = []
+    cluster_ip, external_ip, load_balancer = EntryKind.CLUSTER_IP, EntryKind.EXTERNAL_IP, EntryKind.LOAD_BALANCER
+    node_port_kind, health_check = EntryKind.NODE_PORT, EntryKind.HEALTH_CHECK
     for sp in ports:
         # One pass over the entries: ServicePortRules.cluster_ip, node_port and
         # entries_of(kind) as the columns read them.
         cip = hc = None
         node_port = _NO_ENTRY
-        ext, lb, bound_set = [], [], set()
+        ext = lb = bound_set = None  # (made for the few ports that have them)
         for e in sp.entries:
             kind = e.kind
-            if kind == EntryKind.CLUSTER_IP:
+            if kind == cluster_ip:
                 if cip is None:
                     cip = e
-            elif kind == EntryKind.EXTERNAL_IP:
+            elif kind == external_ip:
                 if e.address:
-                    ext.append(f"ext {e.address}")
-            elif kind == EntryKind.LOAD_BALANCER:
+                    (ext if ext is not None else (ext := [])).append(f"ext {e.address}")
+            elif kind == load_balancer:
                 if e.address and e.table == "nat":
-                    lb.append(f"lb {e.address}")
-            elif kind == EntryKind.NODE_PORT:
+                    (lb if lb is not None else (lb := [])).append(f"lb {e.address}")
+            elif kind == node_port_kind:
                 if node_port is _NO_ENTRY:
                     node_port = e.port
                 if e.address and e.table == "nat":
-                    bound_set.add(e.address)
-            elif kind == EntryKind.HEALTH_CHECK:
+                    (bound_set if bound_set is not None else (bound_set := set())).add(e.address)
+            elif kind == health_check:
                 if hc is None:
                     hc = e
-        ext = list(dict.fromkeys(ext + lb))  # an address in nat and in a filter verdict (eTP=Local drop) once
+        # (an address in nat and in a filter verdict (eTP=Local drop) once)
+        ext = ", ".join(dict.fromkeys((ext or []) + (lb or []))) if ext or lb else "-"
         eps = endpoints_summary(sp.endpoints, sp)
         if not sp.local_complete:
             eps += "; local unknown"
         elif sp.local_endpoints is not None:
             eps += f"; local {len(sp.local_endpoints)}"
         np = str(node_port) if node_port is not _NO_ENTRY and node_port else "-"
-        bound = sorted(bound_set)
-        if bound:
-            np += " on " + ", ".join(bound)
+        if bound_set:
+            np += " on " + ", ".join(sorted(bound_set))
         if hc is not None:
             np += f" (hc {hc.port})"
+        chains = sp.chains
         rows.append([
-            sp.display_name + ("" if int(sp.family) == 4 else " [v6]"),
+            (sp.name or f"<no comment: {sp.key}>") + ("" if sp.family == 4 else " [v6]"),  # (display_name)
             sp.protocol or "?",
             f"{cip.address}:{cip.port}" if cip and cip.address else "-",
             np,
-            ", ".join(ext) or "-",
+            ext,
             eps,
             f"ClientIP {sp.affinity_seconds}s" if sp.affinity_seconds is not None else "-",
-            sp.chains.get("svc") or sp.chains.get("svl") or sp.chains.get("xlb") or "-",
+            chains.get("svc") or chains.get("svl") or chains.get("xlb") or "-",
         ])
         if wide:
             rows[-1] += [" ".join(e.endpoint or "?" for e in sp.endpoints) or "-",

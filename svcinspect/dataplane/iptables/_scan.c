@@ -16,7 +16,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
+#include <math.h>
 
 /* Python's \s for ASCII text (str.isspace): space, \t \n \v \f \r, \x1c-\x1f. */
 static int is_space(unsigned char c)
@@ -900,20 +902,27 @@ static PyObject *scan_jump_targets(PyObject *self, PyObject *blocks)
     PyObject *out = PySet_New(NULL);
     if (out == NULL)
         return NULL;
+    const char *last = NULL;  /* the bytes of the name added last (in a block the list keeps) */
+    Py_ssize_t last_len = -1;
     for (Py_ssize_t c = 0; c < count; c++) {
         PyObject *b = PyList_GET_ITEM(blocks, c);
         const char *s = (const char *)PyUnicode_DATA(b);
         Py_ssize_t n = PyUnicode_GET_LENGTH(b), i = 0;
-        while (i + 9 < n) {  /* " -j KUBE-" and one name character */
-            const char *p = memchr(s + i, '-', (size_t)(n - i));
+        /* Each "KUBE-" preceded by " -j " or " -g " (a "K" is rarer than the "-" of
+         * every option): the regex's matches, which never overlap a name. */
+        while (i < n) {
+            const char *p = memchr(s + i, 'K', (size_t)(n - i));
             if (p == NULL)
                 break;
-            Py_ssize_t k = (Py_ssize_t)(p - s);
-            if (k >= 1 && s[k - 1] == ' ' && k + 2 < n && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
+            Py_ssize_t k = (Py_ssize_t)(p - s) - 3;  /* where the "-" of " -j " would be */
+            if (k >= 1 && s[k - 1] == ' ' && s[k] == '-' && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
                 && AT(s, n, k + 3, "KUBE-") && k + 8 < n && is_name_char((unsigned char)s[k + 8])) {
                 Py_ssize_t e = k + 8;
                 while (e < n && is_name_char((unsigned char)s[e]))
                     e++;
+                i = e;
+                if (e - (k + 3) == last_len && memcmp(s + k + 3, last, (size_t)last_len) == 0)
+                    continue;  /* the name just added again (KUBE-MARK-MASQ in every endpoint chain) */
                 PyObject *name = PyUnicode_FromStringAndSize(s + k + 3, e - (k + 3));
                 if (name == NULL || PySet_Add(out, name) < 0) {
                     Py_XDECREF(name);
@@ -921,9 +930,10 @@ static PyObject *scan_jump_targets(PyObject *self, PyObject *blocks)
                     return NULL;
                 }
                 Py_DECREF(name);
-                i = e;
+                last = s + k + 3;
+                last_len = e - (k + 3);
             } else {
-                i = k + 1;
+                i = k + 4;
             }
         }
     }
@@ -951,6 +961,36 @@ static int share_names(void)
     for (int i = 0; i < 5; i++)
         if (share_fields[i] == NULL && (share_fields[i] = PyUnicode_InternFromString(names[i])) == NULL)
             return -1;
+    return 0;
+}
+
+/* Where object.__setattr__(obj, name, v) stores v for objects of ``type``: the
+ * byte offset of the slot when ``name`` is one of the type's own writable
+ * object slots (a member descriptor, as @dataclass(slots=True) makes), else -1
+ * (then PyObject_GenericSetAttr sets it). Storing at the offset is what the
+ * descriptor's setter does for a fresh object, without the look-up per field
+ * (perf-services2). */
+static Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name)
+{
+    PyObject *d = _PyType_Lookup(type, name);  /* borrowed */
+    if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type) || PyDescr_TYPE(d) != type)
+        return -1;
+    PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+    if (m->type != T_OBJECT_EX || (m->flags & READONLY) || m->offset <= 0)
+        return -1;
+    return m->offset;
+}
+
+/* object.__setattr__(obj, name, v) on a fresh object: at ``offset`` (from
+ * slot_offset, -1 for none) or through the generic setter. */
+static int set_field(PyObject *obj, Py_ssize_t offset, PyObject *name, PyObject *v)
+{
+    if (offset < 0)
+        return PyObject_GenericSetAttr(obj, name, v);
+    PyObject **addr = (PyObject **)((char *)obj + offset);
+    PyObject *old = *addr;
+    *addr = Py_NewRef(v);
+    Py_XDECREF(old);
     return 0;
 }
 
@@ -1009,6 +1049,9 @@ static PyObject *scan_uniform_shares(PyObject *self, PyObject *args)
         Py_RETURN_NONE;
     Py_INCREF(share);  /* held while objects are made: known may change under a __setattr__ */
     PyTypeObject *type = (PyTypeObject *)cls;
+    Py_ssize_t offsets[5];
+    for (int f = 0; f < 5; f++)
+        offsets[f] = slot_offset(type, share_fields[f]);
     PyObject *out = PyTuple_New(n);
     if (out == NULL) {
         Py_DECREF(share);
@@ -1042,7 +1085,7 @@ static PyObject *scan_uniform_shares(PyObject *self, PyObject *args)
         PyTuple_SET_ITEM(out, k++, obj);
         PyObject *values[5] = {endpoint, sep, share, PyTuple_GET_ITEM(row, 3), PyTuple_GET_ITEM(row, 1)};
         for (int f = 0; f < 5; f++)
-            if (PyObject_GenericSetAttr(obj, share_fields[f], values[f]) < 0)
+            if (set_field(obj, offsets[f], share_fields[f], values[f]) < 0)
                 goto fail;
     }
     Py_DECREF(share);
@@ -1125,7 +1168,7 @@ static PyObject *scan_new_frozen(PyObject *self, PyObject *args)
             Py_DECREF(obj);
             return NULL;
         }
-        if (PyObject_GenericSetAttr(obj, name, PyTuple_GET_ITEM(values, i)) < 0) {
+        if (set_field(obj, slot_offset(type, name), name, PyTuple_GET_ITEM(values, i)) < 0) {
             Py_DECREF(obj);
             return NULL;
         }
@@ -1721,6 +1764,336 @@ static PyObject *scan_overview_tally(PyObject *self, PyObject *block)
     return Py_BuildValue("(nnnn)", lines, masq, seps, rchecks);
 }
 
+/* --- services round 2 (perf-services2) ----------------------------------------------
+ *
+ * single_blocks(entries, prefixes) -> list, or None
+ *
+ * parse.LazyChains._single_blocks_py: [(name, first line, block)] of every
+ * chain of ``entries`` (the parser's {name: [policy, counters, line, runs,
+ * declared]}) named with one of ``prefixes`` (a str or a tuple of str) whose
+ * runs are one (first line, block) pair with the block ending in "\n", in dict
+ * order. None when an entry is not of that shape (then the Python loop runs).
+ */
+static int sb_prefixed(PyObject *name, PyObject *prefixes)
+{
+    if (PyUnicode_Check(prefixes))
+        return (int)PyUnicode_Tailmatch(name, prefixes, 0, PY_SSIZE_T_MAX, -1);
+    Py_ssize_t n = PyTuple_GET_SIZE(prefixes);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t hit = PyUnicode_Tailmatch(name, PyTuple_GET_ITEM(prefixes, i), 0, PY_SSIZE_T_MAX, -1);
+        if (hit != 0)
+            return (int)hit;
+    }
+    return 0;
+}
+
+static PyObject *scan_single_blocks(PyObject *self, PyObject *args)
+{
+    PyObject *entries, *prefixes;
+    if (!PyArg_ParseTuple(args, "O!O:single_blocks", &PyDict_Type, &entries, &prefixes))
+        return NULL;
+    if (PyTuple_Check(prefixes)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(prefixes); i++)
+            if (!PyUnicode_Check(PyTuple_GET_ITEM(prefixes, i))) {
+                PyErr_SetString(PyExc_TypeError, "single_blocks() prefixes are str");
+                return NULL;
+            }
+    } else if (!PyUnicode_Check(prefixes)) {
+        PyErr_SetString(PyExc_TypeError, "single_blocks() takes a str or a tuple of str");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *name, *entry;
+    while (PyDict_Next(entries, &pos, &name, &entry)) {  /* borrowed; nothing here runs Python code */
+        if (!PyUnicode_Check(name))
+            goto other;
+        int hit = sb_prefixed(name, prefixes);
+        if (hit < 0)
+            goto fail;
+        if (!hit)
+            continue;
+        if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) < 4)
+            goto other;
+        PyObject *runs = PyList_GET_ITEM(entry, 3);
+        if (!PyList_CheckExact(runs))
+            goto other;
+        if (PyList_GET_SIZE(runs) != 1)
+            continue;
+        PyObject *run = PyList_GET_ITEM(runs, 0);
+        if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(run, 1)))
+            goto other;
+        PyObject *block = PyTuple_GET_ITEM(run, 1);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(block);
+        if (n == 0 || PyUnicode_READ_CHAR(block, n - 1) != '\n')
+            continue;
+        PyObject *item = PyTuple_Pack(3, name, PyTuple_GET_ITEM(run, 0), block);
+        if (item == NULL)
+            goto fail;
+        int r = PyList_Append(out, item);
+        Py_DECREF(item);
+        if (r < 0)
+            goto fail;
+    }
+    return out;
+other:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* endpoints_text(endpoints, share_texts) -> bytes, or None
+ *
+ * What json.dumps(render.json._endpoints_json(endpoints), separators=(",",
+ * ":")).encode() writes, for a tuple of EndpointShare objects: the list of
+ * {"endpoint", "share", "fraction", "probability", "chain", "line"} objects.
+ * share_texts(e) -> (share float or None, fraction str or None) is called once
+ * per run of endpoints with the same share object. None (the caller builds the
+ * dicts) unless every string is printable ASCII without '"' or '\\' (written
+ * as is, where json.dumps escapes nothing), every share a finite float (written
+ * as its repr, as json.dumps writes it) or None, and every line an int that
+ * fits in 64 bits.
+ */
+typedef struct {
+    char *buf;
+    Py_ssize_t len, cap;
+} et_buf;
+
+static int et_put(et_buf *b, const char *s, Py_ssize_t n)
+{
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = b->cap * 2 > b->len + n ? b->cap * 2 : b->len + n + 256;
+        char *nb = PyMem_Realloc(b->buf, (size_t)cap);
+        if (nb == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->buf = nb;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+#define ET_LIT(b, lit) et_put((b), (lit), LEN(lit))
+
+/* A JSON string or null for ``v``: 1 written, 0 not plain (the caller gives up), -1 error. */
+static int et_string(et_buf *b, PyObject *v)
+{
+    if (v == Py_None)
+        return ET_LIT(b, "null") < 0 ? -1 : 1;
+    if (!PyUnicode_CheckExact(v) || !PyUnicode_IS_ASCII(v))
+        return 0;
+    const char *s = (const char *)PyUnicode_DATA(v);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e || c == '"' || c == '\\')
+            return 0;
+    }
+    if (ET_LIT(b, "\"") < 0 || et_put(b, s, n) < 0 || ET_LIT(b, "\"") < 0)
+        return -1;
+    return 1;
+}
+
+static PyObject *et_attrs[5];  /* "share", "endpoint", "probability", "sep", "line" */
+
+/* e.<et_attrs[k]> (a new reference): read at the slot's offset when ``e`` is of
+ * the type ``offsets`` were found for, else (or for an unset slot) by getattr. */
+static PyObject *et_get(PyObject *e, PyTypeObject *type, const Py_ssize_t *offsets, int k)
+{
+    if (Py_TYPE(e) == type && offsets[k] > 0) {
+        PyObject *v = *(PyObject **)((char *)e + offsets[k]);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(e, et_attrs[k]);
+}
+
+static PyObject *scan_endpoints_text(PyObject *self, PyObject *args)
+{
+    PyObject *endpoints, *texts;
+    if (!PyArg_ParseTuple(args, "O!O:endpoints_text", &PyTuple_Type, &endpoints, &texts))
+        return NULL;
+    static const char *names[5] = {"share", "endpoint", "probability", "sep", "line"};
+    for (int i = 0; i < 5; i++)
+        if (et_attrs[i] == NULL && (et_attrs[i] = PyUnicode_InternFromString(names[i])) == NULL)
+            return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(endpoints);
+    PyTypeObject *type = n > 0 ? Py_TYPE(PyTuple_GET_ITEM(endpoints, 0)) : NULL;
+    Py_ssize_t offsets[5] = {-1, -1, -1, -1, -1};
+    if (type != NULL)
+        for (int k = 0; k < 5; k++)
+            offsets[k] = slot_offset(type, et_attrs[k]);
+    et_buf b = {NULL, 0, 0};
+    if (n > 0 && n < PY_SSIZE_T_MAX / 256) {  /* room for kube-proxy's endpoints at once */
+        b.cap = 2 + 192 * n;
+        if ((b.buf = PyMem_Malloc((size_t)b.cap)) == NULL)
+            return PyErr_NoMemory();
+    }
+    PyObject *last = NULL;                 /* the share object of the run (a new reference) */
+    char share_text[64], fraction_text[64];
+    Py_ssize_t share_len = 0, fraction_len = 0;
+    int plain_run = 0;                     /* the run's share and fraction can be written */
+    PyObject *result = NULL;
+    if (ET_LIT(&b, "[") < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyTuple_GET_ITEM(endpoints, i);
+        PyObject *s = et_get(e, type, offsets, 0);
+        if (s == NULL)
+            goto done;
+        if (s != last) {
+            Py_XSETREF(last, s);
+            plain_run = 0;
+            PyObject *pair = PyObject_CallOneArg(texts, e);
+            if (pair == NULL)
+                goto done;
+            if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+                Py_DECREF(pair);
+                PyErr_SetString(PyExc_TypeError, "endpoints_text(): share_texts returns a pair");
+                goto done;
+            }
+            PyObject *f = PyTuple_GET_ITEM(pair, 0), *fr = PyTuple_GET_ITEM(pair, 1);
+            int ok = 1;
+            if (f == Py_None) {
+                memcpy(share_text, "null", 4);
+                share_len = 4;
+            } else if (PyFloat_CheckExact(f) && isfinite(PyFloat_AS_DOUBLE(f))) {
+                PyObject *r = PyObject_Repr(f);
+                if (r == NULL) {
+                    Py_DECREF(pair);
+                    goto done;
+                }
+                Py_ssize_t rn = PyUnicode_GET_LENGTH(r);
+                if (PyUnicode_IS_ASCII(r) && rn < (Py_ssize_t)sizeof(share_text)) {
+                    memcpy(share_text, PyUnicode_DATA(r), (size_t)rn);
+                    share_len = rn;
+                } else {
+                    ok = 0;
+                }
+                Py_DECREF(r);
+            } else {
+                ok = 0;
+            }
+            if (ok) {
+                et_buf fb = {NULL, 0, 0};
+                int w = et_string(&fb, fr);
+                if (w < 0) {
+                    PyMem_Free(fb.buf);
+                    Py_DECREF(pair);
+                    goto done;
+                }
+                if (w == 1 && fb.len <= (Py_ssize_t)sizeof(fraction_text)) {
+                    memcpy(fraction_text, fb.buf, (size_t)fb.len);
+                    fraction_len = fb.len;
+                } else {
+                    ok = 0;
+                }
+                PyMem_Free(fb.buf);
+            }
+            Py_DECREF(pair);
+            plain_run = ok;
+        } else {
+            Py_DECREF(s);
+        }
+        if (!plain_run)
+            goto decline;
+        if ((i > 0 && ET_LIT(&b, ",") < 0) || ET_LIT(&b, "{\"endpoint\":") < 0)
+            goto done;
+        PyObject *v[3];  /* endpoint, probability, sep */
+        for (int k = 0; k < 3; k++)
+            if ((v[k] = et_get(e, type, offsets, k + 1)) == NULL) {
+                for (int j = 0; j < k; j++)
+                    Py_DECREF(v[j]);
+                goto done;
+            }
+        int w = et_string(&b, v[0]);
+        if (w == 1)
+            w = (ET_LIT(&b, ",\"share\":") < 0 || et_put(&b, share_text, share_len) < 0
+                 || ET_LIT(&b, ",\"fraction\":") < 0 || et_put(&b, fraction_text, fraction_len) < 0
+                 || ET_LIT(&b, ",\"probability\":") < 0) ? -1 : 1;
+        if (w == 1)
+            w = et_string(&b, v[1]);
+        if (w == 1)
+            w = ET_LIT(&b, ",\"chain\":") < 0 ? -1 : 1;
+        if (w == 1)
+            w = v[2] == Py_None ? 0 : et_string(&b, v[2]);
+        for (int k = 0; k < 3; k++)
+            Py_DECREF(v[k]);
+        if (w < 0)
+            goto done;
+        if (w == 0)
+            goto decline;
+        PyObject *line = et_get(e, type, offsets, 4);
+        if (line == NULL)
+            goto done;
+        if (!PyLong_CheckExact(line)) {
+            Py_DECREF(line);
+            goto decline;
+        }
+        int overflow = 0;
+        long long value = PyLong_AsLongLongAndOverflow(line, &overflow);
+        Py_DECREF(line);
+        if (overflow)
+            goto decline;
+        if (value == -1 && PyErr_Occurred())
+            goto done;
+        char num[32];  /* ,"line":<value>} written backwards from the end (no snprintf per endpoint) */
+        char *q = num + sizeof(num);
+        *--q = '}';
+        unsigned long long mag = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+        do {
+            *--q = (char)('0' + mag % 10);
+            mag /= 10;
+        } while (mag);
+        if (value < 0)
+            *--q = '-';
+        if (ET_LIT(&b, ",\"line\":") < 0 || et_put(&b, q, num + sizeof(num) - q) < 0)
+            goto done;
+    }
+    if (ET_LIT(&b, "]") < 0)
+        goto done;
+    result = PyBytes_FromStringAndSize(b.buf, b.len);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(last);
+    PyMem_Free(b.buf);
+    return result;
+}
+/* b32_16(digest) -> str
+ *
+ * kubeproxy._b32_16_py: the first 16 characters of base64.b32encode(digest),
+ * i.e. the first 10 bytes of ``digest`` (bytes of at least 10) in RFC 4648
+ * base32, as kube-proxy names its chains.
+ */
+static PyObject *scan_b32_16(PyObject *self, PyObject *digest)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    if (!PyBytes_Check(digest) || PyBytes_GET_SIZE(digest) < 10) {
+        PyErr_SetString(PyExc_TypeError, "b32_16() takes bytes of at least 10");
+        return NULL;
+    }
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(digest);
+    char out[16];
+    for (int half = 0; half < 2; half++) {  /* 5 bytes -> 8 characters, twice */
+        const unsigned char *b = d + 5 * half;
+        unsigned long long v = ((unsigned long long)b[0] << 32) | ((unsigned long long)b[1] << 24)
+            | ((unsigned long long)b[2] << 16) | ((unsigned long long)b[3] << 8) | (unsigned long long)b[4];
+        for (int k = 0; k < 8; k++)
+            out[8 * half + k] = alphabet[(v >> (35 - 5 * k)) & 31];
+    }
+    return PyUnicode_FromStringAndSize(out, 16);
+}
+/* --- end of services round 2 ------------------------------------------------------- */
+
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
     {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
@@ -1735,6 +2108,9 @@ static PyMethodDef methods[] = {
     {"count_all", scan_count_all, METH_VARARGS, "[data.count(needle, start, end) for needle, start, end in specs]."},
     {"rule_names", scan_rule_names, METH_VARARGS, "index._rule_names(data, start, end, keys, counted), or None."},
     {"overview_tally", scan_overview_tally, METH_O, "graph._tally(block) for ASCII text, else False."},
+    {"single_blocks", scan_single_blocks, METH_VARARGS, "parse.LazyChains._single_blocks_py(entries, prefixes), or None."},
+    {"endpoints_text", scan_endpoints_text, METH_VARARGS, "compact JSON of render.json._endpoints_json(endpoints), or None."},
+    {"b32_16", scan_b32_16, METH_O, "kubeproxy._b32_16_py(digest): base32 of its first 10 bytes."},
     {NULL, NULL, 0, NULL},
 };
 

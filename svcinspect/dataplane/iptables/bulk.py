@@ -34,6 +34,7 @@ def set_enabled(on: bool) -> bool:
     """Switch the bulk readers on or off; returns the previous setting."""
     global _enabled
     was, _enabled = _enabled, bool(on)
+    _share_native()
     return was
 
 
@@ -87,7 +88,9 @@ def cascade(table: Table, name: str):
 
 # --- every per-service chain of a table ----------------------------------------------
 
-_PER_SERVICE_NAME = re.compile(r"^KUBE-(?:SVC|SVL|EXT|FW|XLB)-([A-Z2-7]{16})$", re.M)
+# (each name between two newlines: the literal "\nKUBE-" lets the regex skip to
+# the next name instead of trying every position, as a "^" anchor makes it do)
+_PER_SERVICE_NAME = re.compile(r"\nKUBE-(?:SVC|SVL|EXT|FW|XLB)-([A-Z2-7]{16})(?=\n)")
 
 
 def service_chain_hashes(table: Table):
@@ -97,7 +100,7 @@ def service_chain_hashes(table: Table):
     if not _enabled:
         return UNSURE
     # Chain names never hold a newline (every reader cuts them at whitespace).
-    return _PER_SERVICE_NAME.findall("\n".join(table.chains))
+    return _PER_SERVICE_NAME.findall("\n" + "\n".join(table.chains) + "\n")
 
 
 
@@ -298,6 +301,16 @@ except ImportError:  # not built (no compiler at install time): the same answers
 _native = native_scanner if os.environ.get("SVCINSPECT_NO_NATIVE", "") in ("", "0") else None
 
 
+def _share_native() -> None:
+    """Hand the compiled functions other modules call per item to them (or None):
+    ``kubeproxy.hash16``'s base32 step."""
+    from svcinspect.dataplane.iptables import kubeproxy
+    kubeproxy._b32_16 = getattr(_native, "b32_16", None) if _native is not None and _enabled else None
+
+
+_share_native()
+
+
 def segments(text: str):
     """``iptables_save._SEGMENTS.findall(text)`` from the compiled scanner, or
     None (not built, switched off, or text it leaves to the regex)."""
@@ -310,6 +323,12 @@ def native_fold():
     """The compiled counterpart of the parser's loop over a run of rule blocks
     (``_scan.fold``), or None."""
     return _native.fold if _native is not None and _enabled else None
+
+
+def native_single_blocks():
+    """The compiled ``LazyChains.single_blocks`` loop (``_scan.single_blocks``:
+    the same list, or None for entries of another shape), or None."""
+    return getattr(_native, "single_blocks", None) if _native is not None and _enabled else None
 
 
 def jump_targets(blocks: list[str]):
@@ -325,4 +344,5 @@ def set_native(on: bool) -> bool:
     whether the compiled one was in use."""
     global _native
     was, _native = _native is not None, native_scanner if on else None
+    _share_native()
     return was

@@ -21,10 +21,18 @@ def hash16(text: str) -> str:
     >>> hash16("ns1/svc1:p80" + "tcp")
     'XPGD46QRK7WJZT7O'
     """
+    digest = hashlib.sha256(text.encode()).digest()
+    b32 = _b32_16
+    return b32(digest) if b32 is not None else _b32_16_py(digest)
+
+
+def _b32_16_py(digest: bytes) -> str:
+    """The first 16 characters of ``base64.b32encode(digest)`` (the compiled
+    scanner's ``b32_16`` is the same function, where in use)."""
     # 16 base32 characters are exactly the first 10 bytes (base32 codes 5 bytes at a
     # time): eight 10-bit pairs of the 80-bit number, looked up in one table
     # (base64.b32encode is Python code, ~3 us a call; ``services`` hashes every port).
-    n = int.from_bytes(hashlib.sha256(text.encode()).digest()[:10], "big")
+    n = int.from_bytes(digest[:10], "big")
     p = _B32_PAIRS
     return (p[n >> 70] + p[(n >> 60) & 1023] + p[(n >> 50) & 1023] + p[(n >> 40) & 1023]
             + p[(n >> 30) & 1023] + p[(n >> 20) & 1023] + p[(n >> 10) & 1023] + p[n & 1023])
@@ -32,6 +40,7 @@ def hash16(text: str) -> str:
 
 _B32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # RFC 4648, as base64.b32encode
 _B32_PAIRS = tuple(a + b for a in _B32_ALPHABET for b in _B32_ALPHABET)
+_b32_16 = None  # the compiled one while the scanner is in use (set by bulk)
 
 
 def service_chain(prefix: str, spn: str, protocol: str) -> str:
@@ -208,6 +217,8 @@ _COMMENT_PATTERNS: tuple[tuple[re.Pattern[str], CommentRole], ...] = tuple(
     )
 )
 
+assert all(" " in p.pattern.replace(_SPN, "") for p, _ in _COMMENT_PATTERNS[:-1]) and " " not in _SPN  # (parse_comment)
+
 
 @lru_cache(maxsize=65536)
 def parse_comment(text: str | None) -> CommentInfo | None:
@@ -218,7 +229,10 @@ def parse_comment(text: str | None) -> CommentInfo | None:
     """
     if not text:
         return None
-    for pattern, role in _COMMENT_PATTERNS:
+    # Every pattern but the last (a bare service port name) holds a blank: a
+    # comment without one (every KUBE-NODEPORTS and KUBE-SEP comment) can match
+    # only that one.
+    for pattern, role in _COMMENT_PATTERNS if " " in text else _COMMENT_PATTERNS[-1:]:
         m = pattern.match(text)
         if m:
             spn = m.groupdict().get("spn")

@@ -787,6 +787,11 @@ class LazyChains(BuiltOnDemand):
         """``(chain, first line, block)`` of every chain named ``prefix``... whose
         rules are one block of whole lines (every chain iptables-save prints), in
         dump order: the regions ``parse.bulk`` scans in one pass."""
+        native = bulk.native_single_blocks()  # the same list from the compiled scanner, where in use
+        got = native(self._entries, prefix) if native is not None else None
+        return self._single_blocks_py(prefix) if got is None else got
+
+    def _single_blocks_py(self, prefix: str | tuple[str, ...]) -> list[tuple[str, int, str]]:
         return [(name, e[3][0][0], e[3][0][1]) for name, e in self._entries.items()
                 if name.startswith(prefix) and len(e[3]) == 1 and e[3][0][1].endswith("\n")]
 

@@ -195,7 +195,8 @@ _ENTRY_BY_ROLE = {CommentRole.CLUSTER_IP: EntryKind.CLUSTER_IP, CommentRole.EXTE
 def _scan_nat(nat: Table, accs: dict[str, _Acc], wanted: set[str] | None) -> None:
     services = nat.chains.get("KUBE-SERVICES")
     if services is not None:
-        for facts in _service_entry_facts(services, wanted):
+        facts_of = _service_entry_facts if wanted is not None or not bulk.enabled() else _cluster_entries(accs)
+        for facts in facts_of(services, wanted):
             dst, proto, comment, port, target, line, text = facts
             kind = classify_chain(target)
             if kind not in (ChainKind.SVC, ChainKind.SVL, ChainKind.EXT, ChainKind.FW, ChainKind.XLB):
@@ -306,11 +307,54 @@ def _naming(raw: tuple[tuple[int, str], ...], needles: Iterable[str] | None) -> 
     return out
 
 
-def _service_entry_facts(services: Chain, wanted: set[str] | None):
+# kube-proxy's cluster-IP dispatch rule (the first of _ENTRY_SHAPES, its comment
+# "<service port> cluster IP" as parse_comment's first pattern reads it, in
+# quotes): read, with its comment's meaning, in one match.
+_CLUSTER_ENTRY = re.compile(
+    r"(?:\[\d+:\d+\] )?-A \S+ -d (?P<d>[0-9a-fA-F.:]+?)(?:/(?:32|128))? -p (?P<p>\w+) "
+    r'-m comment --comment "(?P<spn>[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?/[^\s:"\\]+(?::[^\s"\\]*)?) cluster IP" '
+    r"-m (?P=p) --dport (?P<port>\d+) -j (?P<t>KUBE-(?:SVC|SVL|EXT|FW|XLB)-(?P<h>[A-Z2-7]{16}))$")
+
+
+def _cluster_entries(accs: dict[str, _Acc]):
+    """:func:`_service_entry_facts` for a whole-table scan (fast paths on), which
+    handles the rules of :data:`_CLUSTER_ENTRY`'s shape itself: their entry point
+    is added to ``accs`` here, as :func:`_scan_nat` would add it, and only the
+    other rules are yielded, each in its place (read as before)."""
+    match = _CLUSTER_ENTRY.match
+    general = _service_entry_facts
+    cluster_ip = EntryKind.CLUSTER_IP
+    make = bulk.frozen
+    fields = _ENTRY_FIELDS
+
+    def facts(services: Chain, wanted: None):
+        raw = services.rules.raw
+        for i, (line, text) in enumerate(raw):
+            m = match(text)
+            if m is None:  # read as before, in its place (the first name and protocol seen win)
+                yield from general(services, None, (i,))
+                continue
+            dst, proto, spn, port, target, key = m.group("d", "p", "spn", "port", "t", "h")
+            acc = accs.get(key)
+            if acc is None:
+                acc = accs[key] = _Acc()
+            acc.names.append(spn[:-1] if spn.endswith(":") else spn)  # kubeproxy.normalize_spn
+            proto = proto.lower()
+            acc.protocol = acc.protocol or proto
+            port = int(port)
+            entries = acc.entries
+            if not entries or not any(e.kind == cluster_ip and e.address == dst and e.port == port for e in entries):
+                entries.append(make(EntryPoint, fields, (cluster_ip, dst, port, proto, target, "nat", line, text, None,
+                                                         False, None)))
+
+    return facts
+
+
+def _service_entry_facts(services: Chain, wanted: set[str] | None, only: list[int] | None = None):
     """(dst, proto, comment, port, target, line, text) for each KUBE-SERVICES rule
     that jumps somewhere; standard shapes are read by regex, others decoded."""
     raw = services.rules.raw
-    for i in _naming(raw, wanted):
+    for i in _naming(raw, wanted) if only is None else only:
         line, text = raw[i]
         for shape in _ENTRY_SHAPES:
             m = shape.match(text)
@@ -467,36 +511,46 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
     ranges: list[str] = []
     names = list(acc.names)
     protocol = acc.protocol
+    cascaded = False  # a KUBE-SVC/SVL/XLB chain of this port is here
     if nat is not None:
         have = scan.names if scan is not None else nat.chains
         for prefix, head in _CHAIN_HEADS:
             name = head + key
             if name in have:
                 chains[prefix] = name
-        seps: dict[str, None] = {}  # in order, once each
-        for prefix in ("svc", "svl", "xlb"):
-            if prefix not in chains:
+        seps: dict[str, None] | None = None  # in order, once each
+        for prefix in _CASCADE_KEYS:
+            cname = chains.get(prefix)
+            if cname is None:
                 continue
-            cname = chains[prefix]
+            cascaded = True
             fast = scan.cascades.get(cname, bulk.UNSURE) if scan is not None else bulk.cascade(nat, cname)
             done = None
             if fast is not bulk.UNSURE and scan is not None and names and protocol is not None:
-                done = _fast_shares(scan, fast, protocol)
+                # (the usual answer straight from the compiled or pure-Python pass; else _fast_shares decides)
+                got = scan.shares(fast, scan.dnat, EndpointShare, _CASCADE_SHARES)
+                done = (got[0], got[1], (), (), protocol) if got is not None and got[0] is not None \
+                    else _fast_shares(scan, fast, protocol)
             if done is None:
                 branches = _branches(nat.chains[cname])[0] if fast is bulk.UNSURE else _scanned_branches(nat, cname, fast)
                 done = _endpoint_shares(nat, cname, branches, bool(names), protocol,
                                         scan.dnat if scan is not None else None)
             shares, aff, w, pnames, pproto = done
-            warnings.extend(w)
-            names.extend(pnames)
+            if w:
+                warnings.extend(w)
+            if pnames:
+                names.extend(pnames)
             protocol = protocol or pproto
             affinity = affinity if affinity is not None else aff
-            seps.update(dict.fromkeys(map(_SEP_OF, shares)))
+            if seps is None:
+                seps = dict.fromkeys(map(_SEP_OF, shares))
+            else:
+                seps.update(dict.fromkeys(map(_SEP_OF, shares)))
             if prefix == "svc":
                 endpoints = shares
             else:
                 local = shares if local is None else local + shares
-        chains["sep"] = list(seps)
+        chains["sep"] = list(seps) if seps is not None else []
         if "fw" in chains:
             for rule in nat.chains[chains["fw"]].rules:
                 s = rule.spec.source
@@ -512,20 +566,20 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
         warnings.append(f"named by recomputing the chain hash of the well-known service port {known} {kproto}: "
                         f"the rules carry no comment that names it")
     name = names[0] if names else None
-    if names and len(set(names)) > 1:
+    if len(names) > 1 and len(set(names)) > 1:
         warnings.append(f"comments name different services for the same chains: {', '.join(sorted(set(names)))}")
     # (name itself is one of its hash candidates: tested first, the others only when it is not the hash)
     if name and protocol and chains and hash16(name + protocol) != key \
             and not any(hash16(c + protocol) == key for c in hash_candidates(name)):
         warnings.append(f"chain hash {key} is not the hash of {name} {protocol}: hand-edited or stale comments")
-    entries = list(acc.entries)
-    for fe in acc.filter_entries:
-        entries.append(fe)
-    if chains.get("svc") or chains.get("svl") or chains.get("xlb"):
-        if not acc.entries:
-            warnings.append("no entry point: no KUBE-SERVICES or KUBE-NODEPORTS rule jumps to these chains (stale, or an excerpt)")
-    return bulk.frozen(ServicePortRules, _PORT_FIELDS, (key, family, name, protocol, tuple(entries), chains, endpoints,
+    entries = tuple(acc.entries + acc.filter_entries) if acc.filter_entries else tuple(acc.entries)
+    if cascaded and not acc.entries:
+        warnings.append("no entry point: no KUBE-SERVICES or KUBE-NODEPORTS rule jumps to these chains (stale, or an excerpt)")
+    return bulk.frozen(ServicePortRules, _PORT_FIELDS, (key, family, name, protocol, entries, chains, endpoints,
                                                         local, affinity, tuple(ranges), tuple(warnings)) + _PORT_DEFAULTS)
+
+
+_CASCADE_KEYS = ("svc", "svl", "xlb")
 
 
 # Every field of the model objects built through bulk.frozen, in order, and the
