@@ -18,7 +18,8 @@ from itertools import filterfalse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from svcinspect.dataplane.iptables.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment
+from svcinspect.dataplane.iptables.kubeproxy import (_HASHED, ChainKind, chain_hash, classify_chain, normalize_spn,
+                                                     parse_comment)
 from svcinspect.model.netfilter import BUILTIN_CHAINS, Family, Ruleset, Table
 from svcinspect import perf
 from svcinspect.dataplane.iptables import bulk
@@ -796,11 +797,45 @@ def _tally_chain(table: Table, name: str, native) -> tuple[int, int, int, int] |
     return _tally(block) if found is False else found
 
 
+# kube-proxy's entry rules as iptables-save prints them (KUBE-SERVICES and
+# KUBE-NODEPORTS of nat, KUBE-SERVICES and KUBE-EXTERNAL-SERVICES of filter):
+# one findall over a chain's block gives each line as (-d part, protocol, service
+# port name, port, target) when it has exactly this shape, else as the line
+# itself (the last group). For a line of this shape (and a block without
+# "--jump" or "--goto", see _entry_rules): match_summary is "[-d X ]-p P --dport N"
+# (the comment and the "-m P" dropped); raw_target is the last word, not a goto
+# (no other " -j "/" -g " and no quote can follow it); parse_comment's service
+# port name is the comment without " cluster IP" (or external/loadbalancer IP):
+# the name has no blank, so the first pattern that accepts the comment is the
+# one for its suffix and the name it reads is the same (a subset of its _SPN, no
+# quote or backslash). tests/test_perf_graph2.py checks these against the
+# general functions line by line.
+_ENTRY_RULE = re.compile(
+    r'(?:-A [^ \n]+ (?:(-d [0-9a-fA-F.:/]+) )?-p (tcp|udp|sctp) -m comment --comment '
+    r'"([a-z0-9](?:[-a-z0-9.]*[a-z0-9])?/[^\s:"\\]+(?::[^\s"\\]*)?)(?: cluster IP| external IP| loadbalancer IP)?"'
+    r' -m \2 --dport ([0-9]+) -j ([A-Z0-9][-A-Z0-9]*)|(.*))\n')
+
+
+def _entry_rules(table: Table, name: str) -> tuple[int, list[tuple[str, str, str, str, str, str]]] | None:
+    """(first line, one _ENTRY_RULE tuple per rule line) of a chain whose rules are
+    one clean block (:func:`_clean_block`) without "--jump"/"--goto", else None."""
+    found = _clean_block(table, name)
+    if found is None or "--jump" in found[1] or "--goto" in found[1]:
+        return None
+    return found[0], _ENTRY_RULE.findall(found[1])
+
+
+def _entry_match(dport: str, proto: str, port: str) -> str:
+    """match_summary of an _ENTRY_RULE line of that shape."""
+    return f"{dport} -p {proto} --dport {port}" if dport else f"-p {proto} --dport {port}"
+
+
 def overview_parts(ruleset: Ruleset) -> OverviewParts:
     """The collapsed whole-dump overview (see :func:`build_overview_graph`) as an
     :class:`OverviewParts`; the same nodes, edges and attributes in the same order."""
     g = OverviewParts(clusters={}, view="collapsed")
     nodes = g._nodes
+    succ = g._succ
     tally = perf.native("overview_tally")
     for table in ruleset.tables:
         fam = table.family
@@ -808,26 +843,54 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
         chains = table.chains
         names = set(chains)
         node_of: dict[str, str] = {}
+        tname = table.name
 
         def node_for(cname: str) -> str:
             node = node_of.get(cname)
             if node is not None:
                 return node
-            kind = classify_chain(cname)
-            if not kind.per_service:
-                node = chain_node(fam, table.name, cname)
+            # A per-service chain is one _HASHED names (classify_chain's kinds SVC..SEP).
+            m = _HASHED.match(cname)
+            if m is None:
+                node = f"{f}/{tname}/{cname}"
                 if node not in nodes:
                     g.add_node(node, cluster="", **_chain_attrs(fam, table, cname, None))
             else:
-                key = chain_hash(cname) or cname
+                key = m.group(2)
                 node = f"{f}/service/{key}"
-                if node not in nodes:
-                    g.add_node(node, type="service", label=key, key=key, family=f, table=table.name, service="",
-                               kind="service", chains=[], endpoints=0, masquerade=False, cluster="")
-                if kind is not ChainKind.SEP and cname not in nodes[node]["chains"]:
-                    nodes[node]["chains"].append(cname)
+                attrs = nodes.get(node)
+                if attrs is None:
+                    attrs = nodes[node] = {"type": "service", "label": key, "key": key, "family": f,
+                                           "table": tname, "service": "", "kind": "service", "chains": [],
+                                           "endpoints": 0, "masquerade": False, "cluster": ""}
+                    succ[node] = {}
+                if m.group(1) != "SEP" and cname not in attrs["chains"]:
+                    attrs["chains"].append(cname)
             node_of[cname] = node
             return node
+
+        def entry_rule(cname: str, src: str, kind: ChainKind, i: int, line: int, text: str) -> None:
+            # One rule of a chain that is not collapsed, as the loop below reads it.
+            t = raw_target(text)
+            if t is False:
+                rt = chains[cname].rules[i].target
+                t = (rt.name, rt.goto) if rt is not None else None
+            if t is None:
+                return
+            target, goto = t
+            if target not in names:
+                return
+            dst = node_for(target)
+            if dst == src:
+                return
+            g.add_edge(src, dst, line=line, match=match_summary(text), goto=goto, share="", affinity="",
+                       masquerade=False, note="")
+            if kind in (ChainKind.SERVICES, ChainKind.NODEPORTS) and "--comment" in text:
+                d = nodes[dst]
+                if d.get("type") == "service" and not d["service"]:
+                    info = parse_comment(raw_comment(text))
+                    if info is not None and info.spn:
+                        d["service"] = d["label"] = info.spn
 
         for cname in chains:
             if cname.startswith("KUBE-SEP-"):
@@ -849,6 +912,32 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
                             attrs["masquerade"] = True
                         n_sep = seps - rchecks
                         rules = ()
+            elif (found := _entry_rules(table, cname)) is not None:
+                first, items = found
+                naming = kind in (ChainKind.SERVICES, ChainKind.NODEPORTS)
+                out = succ[src]
+                for i, (dport, proto, spn, port, target, text) in enumerate(items):
+                    if not target:  # a line of another shape
+                        entry_rule(cname, src, kind, i, first + i, text)
+                        continue
+                    if target not in names:
+                        continue
+                    dst = node_of.get(target) or node_for(target)
+                    if dst == src:
+                        continue
+                    edge = {"line": first + i, "match": f"{dport} -p {proto} --dport {port}" if dport else
+                            f"-p {proto} --dport {port}", "goto": False, "share": "", "affinity": "",
+                            "masquerade": False, "note": ""}
+                    to = out.get(dst)
+                    if to is None:
+                        out[dst] = [edge]
+                    else:
+                        to.append(edge)
+                    if naming:
+                        d = nodes[dst]
+                        if d.get("type") == "service" and not d["service"]:
+                            d["service"] = d["label"] = normalize_spn(spn)
+                continue
             if rules is None:
                 rules = table.raw_rules(cname) or ()
             for i, (line, text) in enumerate(rules):

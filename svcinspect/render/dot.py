@@ -246,6 +246,10 @@ def _edge_line(u: str, v: str, attrs: dict) -> str:
     return f"{_q(u)} -> {_q(v)} [{', '.join(parts)}];\n"
 
 
+# What _node_line prints after a service node's label (its shape and fill colour).
+_SERVICE_STYLE = _node_line("n", {"type": "service", "label": "x", "endpoints": 0})[1].split('x\\n0 endpoints"', 1)[1]
+
+
 def write_dot(clusters: dict, nodes, edges, title: str = "svcinspect") -> str:
     """The DOT text render_dot gives for a graph with these ``clusters`` (id ->
     title), ``nodes`` (``(id, attrs)`` pairs) and ``edges`` (``(u, v, attrs)``), in
@@ -257,8 +261,18 @@ def write_dot(clusters: dict, nodes, edges, title: str = "svcinspect") -> str:
     inside: dict[str, list[str]] = {cid: [] for cid in clusters}
     used: set[str] = set()
     top = []
+    plain = _PLAIN_TEXT.match
     for node, attrs in nodes:
-        key, line = _node_line(node, attrs)
+        if attrs.get("type") == "service":  # (a collapsed service port: most nodes of the whole dump)
+            key = "service"
+            n = attrs.get("endpoints", 0)
+            label = f"{str(attrs.get('label', ''))}\n{n} endpoint{'s' if n != 1 else ''}"
+            # _node_line's quoting of this label: never a bare id (it holds a blank), so
+            # the quotes and \n when plain, else dot_quote (a quoted string _attr keeps).
+            line = (_q(node) + ' [label="' + label.replace("\n", "\\n") + '"' if plain(label) else
+                    _q(node) + " [label=" + dot_quote(label)) + _SERVICE_STYLE
+        else:
+            key, line = _node_line(node, attrs)
         used.add(key)
         (inside.get(attrs.get("cluster", "")) if attrs.get("cluster", "") in inside else top).append(line)
     for i, (cid, ctitle) in enumerate(clusters.items()):
@@ -267,7 +281,19 @@ def write_dot(clusters: dict, nodes, edges, title: str = "svcinspect") -> str:
         out.extend(inside[cid])
         out.append("}\n")
     out.extend(top)
-    out.extend(_edge_line(u, v, attrs) for u, v, attrs in edges)
+    for u, v, attrs in edges:
+        get = attrs.get
+        if get("share") or get("affinity") or get("goto") or get("masquerade") or get("note"):
+            out.append(_edge_line(u, v, attrs))
+            continue
+        # _edge_line for an edge with no share, affinity, goto, masquerade or note:
+        # its label is "DNAT" (a bare id) or none, its tooltip never a bare id (it
+        # holds a blank): the quotes and \n when plain, else dot_quote.
+        match = get("match")
+        tip = f"line {get('line', '')}: {match}" if match else f"line {get('line', '')}"
+        tip = '"' + tip.replace("\n", "\\n") + '"' if plain(tip) else dot_quote(tip)
+        out.append(f"{_q(u)} -> {_q(v)} [tooltip={tip}, label=DNAT];\n" if match == "DNAT" else
+                   f"{_q(u)} -> {_q(v)} [tooltip={tip}];\n")
     shown = [k for k in LEGEND if k in used]
     if shown:
         out.append(f"subgraph cluster_legend {{\nlabel=legend;\nstyle=rounded;\ncolor={_attr('#bbbbbb')};\n")
