@@ -811,9 +811,15 @@ def _tally_chain(table: Table, name: str, native) -> tuple[int, int, int, int] |
 # quote or backslash). tests/test_perf_graph2.py checks these against the
 # general functions line by line.
 _ENTRY_RULE = re.compile(
-    r'(?:-A [^ \n]+ (?:(-d [0-9a-fA-F.:/]+) )?-p (tcp|udp|sctp) -m comment --comment '
+    r'(?:-A [^\s"]+ (?:(-d [0-9a-fA-F.:/]+) )?-p (tcp|udp|sctp) -m comment --comment '
     r'"([a-z0-9](?:[-a-z0-9.]*[a-z0-9])?/[^\s:"\\]+(?::[^\s"\\]*)?)(?: cluster IP| external IP| loadbalancer IP)?"'
     r' -m \2 --dport ([0-9]+) -j ([A-Z0-9][-A-Z0-9]*)|(.*))\n')
+
+
+# A rule line of a collapsed chain that only jumps to another chain of the service
+# (KUBE-EXT -> KUBE-SVC/SVL): raw_target reads that name (no quote, no --jump,
+# nothing after it) and the per-rule code draws no edge for it.
+_SAME_SERVICE = re.compile(r"^-A [A-Z0-9-]+ -j (KUBE-(?:SVC|SVL|EXT|FW|XLB)-[A-Z2-7]{16})$", re.M)
 
 
 def _entry_rules(table: Table, name: str) -> tuple[int, list[tuple[str, str, str, str, str, str]]] | None:
@@ -837,11 +843,13 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
     nodes = g._nodes
     succ = g._succ
     tally = perf.native("overview_tally")
+    hashed = _HASHED.match
     for table in ruleset.tables:
         fam = table.family
         f = _fam(fam)
         chains = table.chains
-        names = set(chains)
+        names = _names(table)
+        blocks = getattr(chains, "blocks", None)
         node_of: dict[str, str] = {}
         tname = table.name
 
@@ -895,49 +903,70 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
         for cname in chains:
             if cname.startswith("KUBE-SEP-"):
                 continue
-            kind = classify_chain(cname)
-            if kind is ChainKind.SEP:
-                continue
-            collapse = kind.per_service
-            src = node_for(cname)
-            attrs = nodes[src]
+            m = hashed(cname)  # a per-service chain (classify_chain's SVC..SEP kinds), collapsed
             n_sep = 0
             rules = None
-            if collapse:
-                counts = _tally_chain(table, cname, tally)
+            if m is not None:
+                kind = classify_chain(cname)
+                collapse = True
+                src = node_of.get(cname) or node_for(cname)
+                attrs = nodes[src]
+                segs = blocks(cname) if blocks is not None else None
+                counts = None
+                if segs is not None and len(segs) == 1:  # (_tally_chain, inline)
+                    block = segs[0][1]
+                    counts = tally(block) if tally is not None else False
+                    if counts is False:
+                        counts = _tally(block)
                 if counts is not None:
                     n_lines, n_masq, seps, rchecks = counts
                     if n_masq + seps == n_lines:  # nothing but endpoint jumps and masquerade marks
+                        rules = ()
+                    else:  # and jumps within the service (KUBE-EXT -> KUBE-SVC): no edge, but
+                        # the target's name joins the node's chains, as the per-rule code does
+                        same = _SAME_SERVICE.findall(block)
+                        key = m.group(2)
+                        if n_masq + seps + len(same) == n_lines and all(t.endswith(key) for t in same):
+                            for t in same:
+                                if t in names:
+                                    node_for(t)
+                            rules = ()
+                    if rules is not None:
                         if n_masq:
                             attrs["masquerade"] = True
                         n_sep = seps - rchecks
-                        rules = ()
-            elif (found := _entry_rules(table, cname)) is not None:
-                first, items = found
-                naming = kind in (ChainKind.SERVICES, ChainKind.NODEPORTS)
-                out = succ[src]
-                for i, (dport, proto, spn, port, target, text) in enumerate(items):
-                    if not target:  # a line of another shape
-                        entry_rule(cname, src, kind, i, first + i, text)
-                        continue
-                    if target not in names:
-                        continue
-                    dst = node_of.get(target) or node_for(target)
-                    if dst == src:
-                        continue
-                    edge = {"line": first + i, "match": f"{dport} -p {proto} --dport {port}" if dport else
-                            f"-p {proto} --dport {port}", "goto": False, "share": "", "affinity": "",
-                            "masquerade": False, "note": ""}
-                    to = out.get(dst)
-                    if to is None:
-                        out[dst] = [edge]
-                    else:
-                        to.append(edge)
-                    if naming:
-                        d = nodes[dst]
-                        if d.get("type") == "service" and not d["service"]:
-                            d["service"] = d["label"] = normalize_spn(spn)
-                continue
+            else:
+                kind = classify_chain(cname)
+                collapse = False
+                src = node_of.get(cname) or node_for(cname)
+                attrs = nodes[src]
+                found = _entry_rules(table, cname)
+                if found is not None:
+                    first, items = found
+                    naming = kind in (ChainKind.SERVICES, ChainKind.NODEPORTS)
+                    out = succ[src]
+                    for i, (dport, proto, spn, port, target, text) in enumerate(items):
+                        if not target:  # a line of another shape
+                            entry_rule(cname, src, kind, i, first + i, text)
+                            continue
+                        if target not in names:
+                            continue
+                        dst = node_of.get(target) or node_for(target)
+                        if dst == src:
+                            continue
+                        edge = {"line": first + i, "match": f"{dport} -p {proto} --dport {port}" if dport else
+                                f"-p {proto} --dport {port}", "goto": False, "share": "", "affinity": "",
+                                "masquerade": False, "note": ""}
+                        to = out.get(dst)
+                        if to is None:
+                            out[dst] = [edge]
+                        else:
+                            to.append(edge)
+                        if naming:
+                            d = nodes[dst]
+                            if d.get("type") == "service" and not d["service"]:
+                                d["service"] = d["label"] = normalize_spn(spn)
+                    continue
             if rules is None:
                 rules = table.raw_rules(cname) or ()
             for i, (line, text) in enumerate(rules):
