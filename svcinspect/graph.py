@@ -836,6 +836,109 @@ def _entry_match(dport: str, proto: str, port: str) -> str:
     return f"{dport} -p {proto} --dport {port}" if dport else f"-p {proto} --dport {port}"
 
 
+# A per-service chain the collapsed overview reads from its tally alone (no KUBE-SEP:
+# those are skipped; \Z, not $: a name ending in a newline goes to the general code).
+_RUN_CHAIN = re.compile(r"KUBE-(SVC|SVL|EXT|FW|XLB)-([A-Z2-7]{16})\Z")
+
+
+def _overview_run(names: list, start: int, blocks, tally, prefix: str, family: str, tname: str,
+                  nodes: dict, succ: dict, node_of: dict) -> int:
+    """The collapsed overview's loop over ``names[start:]`` for as long as each chain
+    is a KUBE-SEP-* chain (skipped) or a per-service chain (_RUN_CHAIN) whose one
+    block ``tally`` (``_tally`` or the compiled ``overview_tally``) answers as only
+    endpoint jumps and masquerade marks: its service node ``prefix + hash`` made
+    as node_for makes it (with ``family``, ``tname``; a new entry in ``succ``), the
+    chain added to the node's chains and to ``node_of``, ``masquerade`` and
+    ``endpoints`` set as the per-rule code sets them. Returns the index of the
+    first chain it leaves to the caller (``len(names)`` when none), before any
+    change for that chain. The pure-Python reference of the compiled
+    ``_edges.overview_run`` (tests/test_perf_graph2.py), which raises TypeError
+    for arguments of other shapes (segments not as the parser cuts them, nodes
+    not dicts, a node's chains not a list)."""
+    n = len(names)
+    i = max(start, 0)
+    match = _RUN_CHAIN.match
+    while i < n:
+        cname = names[i]
+        if cname.startswith("KUBE-SEP-"):
+            i += 1
+            continue
+        m = match(cname)
+        if m is None:
+            return i
+        segs = blocks(cname)
+        if segs is None or len(segs) != 1:
+            return i
+        counts = tally(segs[0][1])
+        if not counts:  # None: not a clean block; False: not ASCII (for the regexes)
+            return i
+        n_lines, n_masq, seps, rchecks = counts
+        if n_masq + seps != n_lines:
+            return i
+        src = node_of.get(cname)
+        if src is None:
+            key = m.group(2)
+            src = prefix + key
+            attrs = nodes.get(src)
+            if attrs is None:
+                attrs = nodes[src] = {"type": "service", "label": key, "key": key, "family": family,
+                                      "table": tname, "service": "", "kind": "service", "chains": [],
+                                      "endpoints": 0, "masquerade": False, "cluster": ""}
+                succ[src] = {}
+            chain_list = attrs["chains"]
+            if cname not in chain_list:
+                chain_list.append(cname)
+            node_of[cname] = src
+        else:
+            attrs = nodes[src]
+        if n_masq:
+            attrs["masquerade"] = True
+        if m.group(1) in ("SVC", "SVL", "XLB"):
+            attrs["endpoints"] = max(attrs["endpoints"], seps - rchecks)
+        i += 1
+    return n
+
+
+def _entry_run(items: list, start: int, first: int, src: str, names, node_for, prefix: str, family: str,
+               tname: str, naming: bool, nodes: dict, succ: dict, node_of: dict) -> int:
+    """The overview's loop over the _ENTRY_RULE tuples ``items[start:]`` of the
+    chain whose node is ``src`` (item i is the rule on line ``first + i``) for as
+    long as each is a line of kube-proxy's entry shape: a target not in ``names``,
+    or whose node (``node_for``'s) is ``src``, draws nothing; any other gets its
+    edge, and with ``naming`` an unnamed service node takes the comment's name.
+    Returns the index of the first line of another shape (``len(items)`` when
+    none), before any change for it. The pure-Python reference of the compiled
+    ``_edges.entry_run`` (which makes a _RUN_CHAIN target's node itself, as
+    node_for makes it; ``prefix``, ``family`` and ``tname`` are node_for's, and
+    it raises TypeError for arguments of other shapes)."""
+    out = succ[src]
+    n = len(items)
+    i = max(start, 0)
+    while i < n:
+        dport, proto, spn, port, target, _ = items[i]
+        if not target:
+            return i
+        i += 1
+        if target not in names:
+            continue
+        dst = node_of.get(target) or node_for(target)
+        if dst == src:
+            continue
+        edge = {"line": first + i - 1, "match": f"{dport} -p {proto} --dport {port}" if dport else
+                f"-p {proto} --dport {port}", "goto": False, "share": "", "affinity": "", "masquerade": False,
+                "note": ""}
+        to = out.get(dst)
+        if to is None:
+            out[dst] = [edge]
+        else:
+            to.append(edge)
+        if naming:
+            d = nodes[dst]
+            if d.get("type") == "service" and not d["service"]:
+                d["service"] = d["label"] = normalize_spn(spn)
+    return n
+
+
 def overview_parts(ruleset: Ruleset) -> OverviewParts:
     """The collapsed whole-dump overview (see :func:`build_overview_graph`) as an
     :class:`OverviewParts`; the same nodes, edges and attributes in the same order."""
@@ -843,6 +946,9 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
     nodes = g._nodes
     succ = g._succ
     tally = perf.native("overview_tally")
+    # (the compiled run with the compiled tally only: each answers what its reference does)
+    run = (getattr(_native, "overview_run", None) if tally is not None else None) or _overview_run
+    entry = getattr(_native, "entry_run", None) or _entry_run
     hashed = _HASHED.match
     for table in ruleset.tables:
         fam = table.family
@@ -900,7 +1006,17 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
                     if info is not None and info.spn:
                         d["service"] = d["label"] = info.spn
 
-        for cname in chains:
+        order = list(chains)
+        run_args = (blocks, tally or _tally, f"{f}/service/", f, tname, nodes, succ, node_of)
+        at, end = 0, len(order)
+        while at < end:
+            # The plain service chains (most of a dump) in one call; the next chain it leaves here.
+            if blocks is not None:
+                at = run(order, at, *run_args)
+                if at >= end:
+                    break
+            cname = order[at]
+            at += 1
             if cname.startswith("KUBE-SEP-"):
                 continue
             m = hashed(cname)  # a per-service chain (classify_chain's SVC..SEP kinds), collapsed
@@ -944,28 +1060,13 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
                 if found is not None:
                     first, items = found
                     naming = kind in (ChainKind.SERVICES, ChainKind.NODEPORTS)
-                    out = succ[src]
-                    for i, (dport, proto, spn, port, target, text) in enumerate(items):
-                        if not target:  # a line of another shape
-                            entry_rule(cname, src, kind, i, first + i, text)
-                            continue
-                        if target not in names:
-                            continue
-                        dst = node_of.get(target) or node_for(target)
-                        if dst == src:
-                            continue
-                        edge = {"line": first + i, "match": f"{dport} -p {proto} --dport {port}" if dport else
-                                f"-p {proto} --dport {port}", "goto": False, "share": "", "affinity": "",
-                                "masquerade": False, "note": ""}
-                        to = out.get(dst)
-                        if to is None:
-                            out[dst] = [edge]
-                        else:
-                            to.append(edge)
-                        if naming:
-                            d = nodes[dst]
-                            if d.get("type") == "service" and not d["service"]:
-                                d["service"] = d["label"] = normalize_spn(spn)
+                    k, stop = 0, len(items)
+                    while k < stop:
+                        k = entry(items, k, first, src, names, node_for, f"{f}/service/", f, tname, naming, nodes,
+                                  succ, node_of)
+                        if k < stop:  # a line of another shape
+                            entry_rule(cname, src, kind, k, first + k, items[k][5])
+                            k += 1
                     continue
             if rules is None:
                 rules = table.raw_rules(cname) or ()

@@ -308,3 +308,225 @@ def test_hostile_labels_and_matches_are_written_as_pydot_writes_them():
 @given(st.lists(st.text(max_size=30), min_size=1, max_size=5), st.lists(st.text(max_size=30), max_size=4))
 def test_any_label_and_match_text_is_written_as_pydot_writes_it(labels, matches):
     _same_dot(_hand_graph(labels, matches))
+
+
+# --- the compiled overview loops against their references -------------------------------------
+
+run_native = getattr(graph.native_edges, "overview_run", None)
+entry_native = getattr(graph.native_edges, "entry_run", None)
+needs_runs = pytest.mark.skipif(run_native is None or entry_native is None or not perf.native_built(),
+                                reason="the compiled extensions svcinspect.dataplane.iptables._edges and _scan are "
+                                       "not built (no C compiler at install time?): nothing to compare")
+tally_native = getattr(perf, "native", lambda name: None)("overview_tally")
+
+
+def _node_maker(prefix, family, tname, nodes, succ, node_of):
+    """node_for as overview_parts makes it (chain nodes simplified: the loops only pass them on)."""
+    def node_for(cname):
+        node = node_of.get(cname)
+        if node is not None:
+            return node
+        m = graph._HASHED.match(cname)
+        if m is None:
+            node = f"{family}/{tname}/{cname}"
+            nodes.setdefault(node, {"type": "chain", "label": cname, "cluster": ""})
+            succ.setdefault(node, {})
+        else:
+            key = m.group(2)
+            node = prefix + key
+            attrs = nodes.get(node)
+            if attrs is None:
+                attrs = nodes[node] = {"type": "service", "label": key, "key": key, "family": family, "table": tname,
+                                       "service": "", "kind": "service", "chains": [], "endpoints": 0,
+                                       "masquerade": False, "cluster": ""}
+                succ[node] = {}
+            if m.group(1) != "SEP" and cname not in attrs["chains"]:
+                attrs["chains"].append(cname)
+        node_of[cname] = node
+        return node
+    return node_for
+
+
+def _state(seed=None):
+    nodes, succ, node_of = {}, {}, {}
+    for cname in seed or ():
+        _node_maker("v4/service/", "v4", "nat", nodes, succ, node_of)(cname)
+    return nodes, succ, node_of
+
+
+def _copy(state):
+    import copy
+    return copy.deepcopy(state)
+
+
+def _both_runs(names, blocks, tally, seed=None):
+    """Drive both loops over ``names`` the way overview_parts does (the chain each
+    leaves is skipped here) and compare every answer and the graphs they build."""
+    a, b = _state(seed), _state(seed)
+    i = j = 0
+    steps = 0
+    while True:
+        i = run_native(names, i, blocks, tally, "v4/service/", "v4", "nat", *a)
+        j = graph._overview_run(names, j, blocks, tally, "v4/service/", "v4", "nat", *b)
+        assert i == j
+        assert [(k, list(v.items())) for k, v in a[0].items()] == [(k, list(v.items())) for k, v in b[0].items()]
+        assert a[1] == b[1] and list(a[2].items()) == list(b[2].items())
+        if i >= len(names):
+            return steps
+        i = j = i + 1
+        steps += 1
+
+
+@needs_runs
+@pytest.mark.parametrize("path", DUMPS, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_the_compiled_run_is_its_reference_on_every_fixture(path):
+    rs = _parse(path.read_text(errors="replace"), str(path))
+    for table in rs.tables:
+        blocks = getattr(table.chains, "blocks", None)
+        names = list(table.chains)
+        _both_runs(names, blocks, tally_native)
+        _both_runs(names, blocks, graph._tally)
+        _both_runs(names[::-1], blocks, tally_native, seed=[n for n in names if graph._HASHED.match(n)][:3])
+
+
+@needs_runs
+def test_the_compiled_run_is_its_reference_on_the_real_dump_and_its_edits():
+    for name in ("ext-split", "ext-jump-twice", "entry-counters"):
+        rs = parse_iptables_save(VARIANTS[name], name)
+        nat = rs.table("nat")
+        assert _both_runs(list(nat.chains), nat.chains.blocks, tally_native) > 5
+
+
+H = "ABCDEFGHIJKLMNOP"
+SEP_BLOCK = [(3, f"-A KUBE-SVC-{H} -m statistic --mode random --probability 0.5 -j KUBE-SEP-{H}\n"
+                 f"-A KUBE-SVC-{H} -m recent --rcheck --seconds 10 --name x -j KUBE-SEP-{H}\n"
+                 f"-A KUBE-SVC-{H} -j KUBE-SEP-{H}\n-A KUBE-SVC-{H} -j KUBE-MARK-MASQ\n")]
+HAND_NAMES = [f"KUBE-SVC-{H}", f"KUBE-SVL-{H}", f"KUBE-XLB-{H}", f"KUBE-EXT-{H}", f"KUBE-FW-{H}", f"KUBE-SEP-{H}",
+              "KUBE-SEP-é", "KUBE-SEPX", f"KUBE-SVC-{H}\n", f"KUBE-SVC-{H.lower()}", f"KUBE-SVC-{H[:-1]}",
+              f"KUBE-SVC-{H}Q", f"KUBE-SVC-{H[:-1]}1", f"KUBE-SVC-{H[:-1]}8", f"KUBE-FOO-{H}", "é", "", "KUBE-SVC-",
+              f"KUBE-SVC-{H[:8]}22334455", f"KUBE-SVC-{H[:8]}66778899", f"KUBE-FW-{H}X", f"KUBE-SVC-{H}"]
+
+
+@needs_runs
+@pytest.mark.parametrize("shape", ["one", "none", "two", "not-clean", "not-ascii", "empty"])
+def test_the_compiled_run_is_its_reference_on_hand_made_chains(shape):
+    segs = {"one": SEP_BLOCK, "none": None, "two": SEP_BLOCK * 2, "not-clean": [(3, " -A X -j KUBE-SEP-X\n")],
+            "not-ascii": [(3, f"-A KUBE-SVC-{H} -m comment --comment é -j KUBE-SEP-{H}\n")], "empty": []}[shape]
+    for seed in (None, [f"KUBE-EXT-{H}"]):
+        for tally in (tally_native, graph._tally):
+            _both_runs(HAND_NAMES, lambda name: segs, tally, seed)
+            _both_runs(HAND_NAMES[::-1], lambda name: segs, tally, seed)
+            _both_runs(HAND_NAMES[3:], lambda name: segs, tally, seed)
+
+
+@needs_runs
+def test_the_compiled_run_raises_typeerror_for_other_shapes():
+    nodes, succ, node_of = _state()
+    good = (list(HAND_NAMES), 0, lambda n: SEP_BLOCK, tally_native, "v4/service/", "v4", "nat", nodes, succ, node_of)
+    for at, bad in [(0, tuple(HAND_NAMES)), (2, lambda n: "segs"), (2, lambda n: [(1, b"x")]), (2, lambda n: [3]),
+                    (3, lambda block: (1, 2, 3)), (3, lambda block: ("1", 0, 1, 0)), (3, lambda block: True),
+                    (7, []), (9, None), (0, [1, 2])]:
+        args = list(good)
+        args[at] = bad
+        with pytest.raises(TypeError):
+            run_native(*args)
+    nodes["v4/service/" + H] = "not a dict"
+    with pytest.raises(TypeError):
+        run_native(*good)
+    nodes["v4/service/" + H] = {"chains": ()}
+    with pytest.raises(TypeError):
+        run_native(*good)
+    assert run_native(list(HAND_NAMES), 10 ** 6, *good[2:]) == len(HAND_NAMES)
+    assert run_native([], -5, *good[2:]) == graph._overview_run([], -5, *good[2:]) == 0
+
+
+def _both_entries(items, names, seed=None, src="v4/nat/KUBE-SERVICES", naming=True):
+    a, b = _state(seed), _state(seed)
+    for st_ in (a, b):
+        st_[0].setdefault(src, {"type": "chain", "label": "KUBE-SERVICES", "cluster": ""})
+        st_[1].setdefault(src, {})
+    i = j = 0
+    steps = 0
+    while True:
+        i = entry_native(items, i, 40, src, names, _node_maker("v4/service/", "v4", "nat", *a), "v4/service/", "v4",
+                         "nat", naming, *a)
+        j = graph._entry_run(items, j, 40, src, names, _node_maker("v4/service/", "v4", "nat", *b), "v4/service/",
+                             "v4", "nat", naming, *b)
+        assert i == j
+        assert [(k, list(v.items())) for k, v in a[0].items()] == [(k, list(v.items())) for k, v in b[0].items()]
+        assert [(k, [(d, e) for d, e in v.items()]) for k, v in a[1].items()] == \
+            [(k, [(d, e) for d, e in v.items()]) for k, v in b[1].items()]
+        assert list(a[2].items()) == list(b[2].items())
+        if i >= len(items):
+            return steps
+        i = j = i + 1
+        steps += 1
+
+
+@needs_runs
+@pytest.mark.parametrize("path", DUMPS, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_the_compiled_entry_run_is_its_reference_on_every_fixture(path):
+    rs = _parse(path.read_text(errors="replace"), str(path))
+    for table in rs.tables:
+        for cname in table.chains:
+            found = graph._entry_rules(table, cname)
+            if found is not None:
+                for naming in (True, False):
+                    _both_entries(found[1], table.chains.names(), naming=naming)
+                    _both_entries(found[1][::-1], set(list(table.chains)[::2]), naming=naming)
+
+
+@needs_runs
+def test_the_compiled_entry_run_is_its_reference_on_hand_made_rules():
+    lines = [ln for ln in EDGES if "\n" not in ln] + [
+        SVC.format(c="ns/a:") .replace("KUBE-SVC-ABCDEFGHIJKLMNOP", f"KUBE-SVC-{H}"),
+        SVC.format(c="ns/b:p").replace("KUBE-SVC-ABCDEFGHIJKLMNOP", f"KUBE-SVC-{H}"),
+        SVC.format(c="ns/c:p").replace("KUBE-SVC-ABCDEFGHIJKLMNOP", f"KUBE-SEP-{H}"),
+        SVC.format(c="ns/d:p").replace("KUBE-SVC-ABCDEFGHIJKLMNOP", "KUBE-SERVICES"),
+        SVC.format(c="ns/e:p").replace("KUBE-SVC-ABCDEFGHIJKLMNOP", f"KUBE-FW-{H}"),
+        SVC.format(c="ns/f:p").replace("KUBE-SVC-ABCDEFGHIJKLMNOP", "KUBE-MARK-MASQ"),
+        SVC.format(c="ns/g:p").replace("KUBE-SVC-ABCDEFGHIJKLMNOP", f"KUBE-SVC-{H}A"),
+        SVC.format(c="ns/h:p").replace("KUBE-SVC-ABCDEFGHIJKLMNOP", f"KUBE-EXT-{H[:-1]}2")]
+    items = graph._ENTRY_RULE.findall("".join(ln + "\n" for ln in lines))
+    targets = {it[4] for it in items if it[4]}
+    assert sum(1 for it in items if it[4]) > 10
+    for names in (targets, set(), {t for t in targets if "SVC" in t}):
+        for seed in (None, [f"KUBE-SVC-{H}"], [f"KUBE-EXT-{H[:-1]}2"]):
+            for naming in (True, False):
+                _both_entries(items, names, seed, naming=naming)
+                _both_entries(items, names, (seed or []) + [f"KUBE-EXT-{H}"], src="v4/service/" + H, naming=naming)
+    nodes, succ, node_of = _state([f"KUBE-SVC-{H}"])
+    nodes["v4/service/" + H]["service"] = "taken"
+    succ["v4/nat/KUBE-SERVICES"] = {}
+    entry_native(items, 0, 1, "v4/nat/KUBE-SERVICES", targets, None, "v4/service/", "v4", "nat", True, nodes, succ,
+                 node_of)
+    assert nodes["v4/service/" + H]["label"] == H  # a named node keeps its name
+
+
+@needs_runs
+def test_the_compiled_entry_run_raises_typeerror_for_other_shapes():
+    nodes, succ, node_of = _state()
+    succ["s"] = {}
+    item = ("", "tcp", "ns/a", "80", f"KUBE-SVC-{H}", "")
+    for items in ([item[:5]], [list(item)], [item[:4] + (None, "")], (item,)):
+        with pytest.raises(TypeError):
+            entry_native(items, 0, 1, "s", {item[4]}, None, "v4/service/", "v4", "nat", True, nodes, succ, node_of)
+    with pytest.raises(KeyError):
+        entry_native([item], 0, 1, "missing", {item[4]}, None, "v4/service/", "v4", "nat", True, nodes, succ, node_of)
+    succ["s"] = []
+    with pytest.raises(TypeError):
+        entry_native([item], 0, 1, "s", {item[4]}, None, "v4/service/", "v4", "nat", True, nodes, succ, node_of)
+
+
+@needs_runs
+@pytest.mark.parametrize("name", ["comment-quote", "entry-twice", "ext-to-another-service", "comment-unnamed-port"])
+def test_the_overview_with_the_reference_loops_and_the_compiled_tally(name, monkeypatch):
+    rs = parse_iptables_save(VARIANTS[name], name)
+    compiled = graph.overview_parts(rs)
+
+    class Without:  # the edge extension without the two loops: overview_parts uses the references
+        summary = graph.native_edges.summary
+        edges = graph.native_edges.edges
+    monkeypatch.setattr(graph, "_native", Without)
+    reference = graph.overview_parts(rs)
+    assert list(compiled.nodes()) == list(reference.nodes()) and compiled.edges() == reference.edges()

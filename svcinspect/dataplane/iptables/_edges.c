@@ -505,12 +505,481 @@ static PyObject *line_counts(PyObject *Py_UNUSED(self), PyObject *args)
     return Py_BuildValue("(nnO)", with, without, blank ? Py_True : Py_False);
 }
 
+/* --- overview_run: graph._overview_run, compiled (perf-graph2) ----------------
+ *
+ * overview_run(names, start, blocks, tally, prefix, family, table, nodes, succ,
+ *              node_of) -> the index of the first chain left to the caller.
+ *
+ * The collapsed whole-dump overview's loop over names[start:] for as long as
+ * each chain is a KUBE-SEP-* chain (skipped) or a per-service chain named
+ * KUBE-(SVC|SVL|EXT|FW|XLB)-<16 of [A-Z2-7]> (exactly: graph._RUN_CHAIN) whose
+ * one block ``tally`` (the compiled overview_tally) answers as only endpoint
+ * jumps and masquerade marks. For each such chain: its service node
+ * prefix + hash, made as graph.overview_parts' node_for makes it (the same
+ * dict, keys in the same order; a new {} in ``succ``), the chain appended to
+ * the node's "chains" when not there and put in ``node_of``, "masquerade" set
+ * to True when the block has a masquerade mark, "endpoints" raised to the
+ * endpoint jumps not after --rcheck for SVC/SVL/XLB. A chain of any other kind
+ * or shape is left to the caller before anything is changed for it.
+ *
+ * Arguments of other shapes (segments not a list or tuple of (line, str),
+ * a tally that is not None/False/4 ints, a node that is not a dict with a
+ * list of chains) raise TypeError. Reference: graph._overview_run.
+ */
+static PyObject *k_type, *k_label, *k_key, *k_family, *k_table, *k_service, *k_kind, *k_chains, *k_endpoints,
+    *k_masquerade, *k_cluster, *v_service, *v_empty;
+
+static int run_strings(void)
+{
+    if (k_type != NULL)
+        return 0;
+    k_type = PyUnicode_InternFromString("type");
+    k_label = PyUnicode_InternFromString("label");
+    k_key = PyUnicode_InternFromString("key");
+    k_family = PyUnicode_InternFromString("family");
+    k_table = PyUnicode_InternFromString("table");
+    k_service = PyUnicode_InternFromString("service");
+    k_kind = PyUnicode_InternFromString("kind");
+    k_chains = PyUnicode_InternFromString("chains");
+    k_endpoints = PyUnicode_InternFromString("endpoints");
+    k_masquerade = PyUnicode_InternFromString("masquerade");
+    k_cluster = PyUnicode_InternFromString("cluster");
+    v_service = k_service;  /* the "service" value of "type" and "kind" */
+    v_empty = PyUnicode_InternFromString("");
+    if (k_type == NULL || k_label == NULL || k_key == NULL || k_family == NULL || k_table == NULL
+        || k_service == NULL || k_kind == NULL || k_chains == NULL || k_endpoints == NULL || k_masquerade == NULL
+        || k_cluster == NULL || v_empty == NULL) {
+        k_type = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* 0: not a _RUN_CHAIN name; else 1 for SVC/SVL/XLB (endpoints counted), 2 for EXT/FW. */
+static int run_chain(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t p;
+    int counted;
+    if (n == 25 && memcmp(s, "KUBE-", 5) == 0 && s[8] == '-') {
+        if (memcmp(s + 5, "SVC", 3) == 0 || memcmp(s + 5, "SVL", 3) == 0 || memcmp(s + 5, "XLB", 3) == 0)
+            counted = 1;
+        else if (memcmp(s + 5, "EXT", 3) == 0)
+            counted = 2;
+        else
+            return 0;
+        p = 9;
+    } else if (n == 24 && memcmp(s, "KUBE-FW-", 8) == 0) {
+        counted = 2;
+        p = 8;
+    } else {
+        return 0;
+    }
+    for (Py_ssize_t i = p; i < n; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '2' && s[i] <= '7')))
+            return 0;
+    return counted;
+}
+
+static PyObject *run_type_error(const char *what)
+{
+    PyErr_Format(PyExc_TypeError, "overview_run: %s", what);
+    return NULL;
+}
+
+/* The tally's counts: 1 with them set, 0 for None/False (not answered), -1 with TypeError. */
+static int run_counts(PyObject *counts, Py_ssize_t *c)
+{
+    if (counts == Py_None || counts == Py_False)
+        return 0;
+    if (!PyTuple_Check(counts) || PyTuple_GET_SIZE(counts) != 4) {
+        PyErr_SetString(PyExc_TypeError, "overview_run: the tally gave neither None, False nor 4 counts");
+        return -1;
+    }
+    for (int j = 0; j < 4; j++) {
+        PyObject *v = PyTuple_GET_ITEM(counts, j);
+        if (!PyLong_Check(v)) {
+            PyErr_SetString(PyExc_TypeError, "overview_run: the tally gave a count that is not an int");
+            return -1;
+        }
+        c[j] = PyLong_AsSsize_t(v);
+        if (c[j] == -1 && PyErr_Occurred())
+            return -1;
+    }
+    return 1;
+}
+
+/* The service node of the _RUN_CHAIN chain ``cname`` (len characters) as
+ * overview_parts' node_for gives it: node_of's, or prefix + hash, made when
+ * not in ``nodes`` (the dict node_for makes, a new {} in ``succ``), the chain
+ * appended to its "chains" when not there and put in ``node_of``. Returns the
+ * node (borrowed: node_of holds it) and its attributes in *attrs_out
+ * (borrowed), or NULL with an exception set. */
+static PyObject *service_node(PyObject *cname, Py_ssize_t len, PyObject *prefix, PyObject *family,
+                              PyObject *table, PyObject *nodes, PyObject *succ, PyObject *node_of,
+                              PyObject **attrs_out)
+{
+    PyObject *attrs;
+    PyObject *src = PyDict_GetItemWithError(node_of, cname);  /* borrowed */
+    if (src == NULL && PyErr_Occurred())
+        return NULL;
+    if (src != NULL) {
+        attrs = PyDict_GetItemWithError(nodes, src);  /* borrowed */
+        if (attrs == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, src);
+            return NULL;
+        }
+        if (!PyDict_Check(attrs))
+            return run_type_error("a node that is not a dict");
+        *attrs_out = attrs;
+        return src;
+    }
+    PyObject *key = PyUnicode_Substring(cname, len - 16, len);
+    if (key == NULL)
+        return NULL;
+    PyObject *node = PyUnicode_Concat(prefix, key);
+    if (node == NULL) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    attrs = PyDict_GetItemWithError(nodes, node);  /* borrowed */
+    if (attrs == NULL && PyErr_Occurred()) {
+        Py_DECREF(key);
+        Py_DECREF(node);
+        return NULL;
+    }
+    if (attrs == NULL) {
+        PyObject *fresh = PyDict_New(), *chains = PyList_New(0), *zero = PyLong_FromLong(0);
+        PyObject *out = PyDict_New();
+        if (fresh == NULL || chains == NULL || zero == NULL || out == NULL
+            || PyDict_SetItem(fresh, k_type, v_service) < 0 || PyDict_SetItem(fresh, k_label, key) < 0
+            || PyDict_SetItem(fresh, k_key, key) < 0 || PyDict_SetItem(fresh, k_family, family) < 0
+            || PyDict_SetItem(fresh, k_table, table) < 0 || PyDict_SetItem(fresh, k_service, v_empty) < 0
+            || PyDict_SetItem(fresh, k_kind, v_service) < 0 || PyDict_SetItem(fresh, k_chains, chains) < 0
+            || PyDict_SetItem(fresh, k_endpoints, zero) < 0 || PyDict_SetItem(fresh, k_masquerade, Py_False) < 0
+            || PyDict_SetItem(fresh, k_cluster, v_empty) < 0 || PyDict_SetItem(nodes, node, fresh) < 0
+            || PyDict_SetItem(succ, node, out) < 0) {
+            Py_XDECREF(fresh);
+            Py_XDECREF(chains);
+            Py_XDECREF(zero);
+            Py_XDECREF(out);
+            Py_DECREF(key);
+            Py_DECREF(node);
+            return NULL;
+        }
+        Py_DECREF(chains);
+        Py_DECREF(zero);
+        Py_DECREF(out);
+        attrs = fresh;
+        Py_DECREF(fresh);  /* nodes holds it */
+    }
+    Py_DECREF(key);
+    if (!PyDict_Check(attrs)) {
+        Py_DECREF(node);
+        return run_type_error("a node that is not a dict");
+    }
+    PyObject *chains = PyDict_GetItemWithError(attrs, k_chains);  /* borrowed */
+    if (chains == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, k_chains);
+        Py_DECREF(node);
+        return NULL;
+    }
+    if (!PyList_Check(chains)) {
+        Py_DECREF(node);
+        return run_type_error("a node's chains that are not a list");
+    }
+    int there = PySequence_Contains(chains, cname);
+    if (there < 0 || (!there && PyList_Append(chains, cname) < 0) || PyDict_SetItem(node_of, cname, node) < 0) {
+        Py_DECREF(node);
+        return NULL;
+    }
+    Py_DECREF(node);  /* node_of and nodes hold it */
+    *attrs_out = attrs;
+    return node;
+}
+
+static PyObject *overview_run(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *names, *blocks, *tally, *prefix, *family, *table, *nodes, *succ, *node_of;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "O!nOOUUUO!O!O!:overview_run", &PyList_Type, &names, &start, &blocks, &tally,
+                          &prefix, &family, &table, &PyDict_Type, &nodes, &PyDict_Type, &succ, &PyDict_Type,
+                          &node_of))
+        return NULL;
+    if (run_strings() < 0)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(names), i = start < 0 ? 0 : start;
+    for (; i < PyList_GET_SIZE(names); i++) {
+        PyObject *cname = PyList_GET_ITEM(names, i);
+        if (!PyUnicode_Check(cname))
+            return run_type_error("a chain name that is not a str");
+        if (!PyUnicode_IS_ASCII(cname)) {
+            /* (not a _RUN_CHAIN name; skipped when it starts with KUBE-SEP- all the same) */
+            PyObject *sep = PyUnicode_FromString("KUBE-SEP-");
+            if (sep == NULL)
+                return NULL;
+            Py_ssize_t t = PyUnicode_Tailmatch(cname, sep, 0, PY_SSIZE_T_MAX, -1);
+            Py_DECREF(sep);
+            if (t < 0)
+                return NULL;
+            if (t)
+                continue;
+            return PyLong_FromSsize_t(i);
+        }
+        const char *s = (const char *)PyUnicode_DATA(cname);
+        Py_ssize_t len = PyUnicode_GET_LENGTH(cname);
+        if (len >= 9 && memcmp(s, "KUBE-SEP-", 9) == 0)
+            continue;
+        int counted = run_chain(s, len);
+        if (counted == 0)
+            return PyLong_FromSsize_t(i);
+        PyObject *segs = PyObject_CallOneArg(blocks, cname);
+        if (segs == NULL)
+            return NULL;
+        if (segs == Py_None) {
+            Py_DECREF(segs);
+            return PyLong_FromSsize_t(i);
+        }
+        if (!PyList_Check(segs) && !PyTuple_Check(segs)) {
+            Py_DECREF(segs);
+            return run_type_error("segments that are not a list or tuple");
+        }
+        if (PySequence_Fast_GET_SIZE(segs) != 1) {
+            Py_DECREF(segs);
+            return PyLong_FromSsize_t(i);
+        }
+        PyObject *seg = PySequence_Fast_GET_ITEM(segs, 0);
+        if (!PyTuple_Check(seg) || PyTuple_GET_SIZE(seg) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(seg, 1))) {
+            Py_DECREF(segs);
+            return run_type_error("a segment that is not (line, str)");
+        }
+        PyObject *counts = PyObject_CallOneArg(tally, PyTuple_GET_ITEM(seg, 1));
+        Py_DECREF(segs);
+        if (counts == NULL)
+            return NULL;
+        Py_ssize_t c[4];
+        int got = run_counts(counts, c);
+        Py_DECREF(counts);
+        if (got < 0)
+            return NULL;
+        if (got == 0 || c[1] + c[2] != c[0])
+            return PyLong_FromSsize_t(i);
+        /* the chain is answered: from here on it changes the graph */
+        PyObject *attrs;
+        if (service_node(cname, len, prefix, family, table, nodes, succ, node_of, &attrs) == NULL)
+            return NULL;
+        if (c[1] && PyDict_SetItem(attrs, k_masquerade, Py_True) < 0)
+            return NULL;
+        if (counted == 1) {
+            PyObject *cur = PyDict_GetItemWithError(attrs, k_endpoints);  /* borrowed */
+            if (cur == NULL) {
+                if (!PyErr_Occurred())
+                    PyErr_SetObject(PyExc_KeyError, k_endpoints);
+                return NULL;
+            }
+            PyObject *seps = PyLong_FromSsize_t(c[2] - c[3]);
+            if (seps == NULL)
+                return NULL;
+            int more = PyObject_RichCompareBool(seps, cur, Py_GT);  /* max(cur, seps) */
+            if (more < 0 || (more && PyDict_SetItem(attrs, k_endpoints, seps) < 0)) {
+                Py_DECREF(seps);
+                return NULL;
+            }
+            Py_DECREF(seps);
+        }
+    }
+    (void)n;
+    return PyLong_FromSsize_t(PyList_GET_SIZE(names));
+}
+
+/* entry_run(items, start, first, src, names, node_for, prefix, family, table,
+ *           naming, nodes, succ, node_of) -> the index of the first item left
+ * to the caller.
+ *
+ * The overview's loop over the _ENTRY_RULE tuples items[start:] of the chain
+ * whose node is ``src`` (rule i on line first + i) for as long as each is a
+ * line of kube-proxy's entry shape (a non-empty target): a target that is not
+ * in ``names`` or whose node is ``src`` draws nothing; any other gets the
+ * edge src -> its node (node_of's; made as node_for makes it for a _RUN_CHAIN
+ * name, else node_for(target)) with line, the match summary
+ * "[-d X ]-p P --dport N", no goto, share, affinity, masquerade or note; with
+ * ``naming``, a service node without a service name is named after the
+ * rule's comment (a trailing ":" dropped: normalize_spn). The first line of
+ * another shape is left to the caller. Reference: graph._entry_run.
+ */
+static PyObject *k_line, *k_match, *k_goto, *k_share, *k_affinity, *k_note, *s_p, *s_dport;
+
+static int entry_strings(void)
+{
+    if (k_line != NULL)
+        return 0;
+    k_line = PyUnicode_InternFromString("line");
+    k_match = PyUnicode_InternFromString("match");
+    k_goto = PyUnicode_InternFromString("goto");
+    k_share = PyUnicode_InternFromString("share");
+    k_affinity = PyUnicode_InternFromString("affinity");
+    k_note = PyUnicode_InternFromString("note");
+    s_p = PyUnicode_InternFromString("-p ");
+    s_dport = PyUnicode_InternFromString(" --dport ");
+    if (k_line == NULL || k_match == NULL || k_goto == NULL || k_share == NULL || k_affinity == NULL
+        || k_note == NULL || s_p == NULL || s_dport == NULL) {
+        k_line = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* "[dport ]-p proto --dport port" (new reference), or NULL. */
+static PyObject *entry_match(PyObject *dport, PyObject *proto, PyObject *port)
+{
+    if (PyUnicode_GET_LENGTH(dport) > 0)
+        return PyUnicode_FromFormat("%U -p %U --dport %U", dport, proto, port);
+    return PyUnicode_FromFormat("-p %U --dport %U", proto, port);
+}
+
+/* Name the service node ``attrs`` after ``spn`` when it has no name yet. 0, or -1 with an exception set. */
+static int entry_name(PyObject *attrs, PyObject *spn)
+{
+    PyObject *type = PyDict_GetItemWithError(attrs, k_type);  /* borrowed; d.get("type") */
+    if (type == NULL && PyErr_Occurred())
+        return -1;
+    int is_service = type == NULL ? 0 : PyObject_RichCompareBool(type, v_service, Py_EQ);
+    if (is_service <= 0)
+        return is_service;
+    PyObject *named = PyDict_GetItemWithError(attrs, k_service);  /* borrowed */
+    if (named == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, k_service);
+        return -1;
+    }
+    int has = PyObject_IsTrue(named);
+    if (has != 0)
+        return has < 0 ? -1 : 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(spn);
+    PyObject *name = n > 0 && PyUnicode_READ_CHAR(spn, n - 1) == ':' ? PyUnicode_Substring(spn, 0, n - 1)
+                                                                       : (Py_INCREF(spn), spn);
+    if (name == NULL)
+        return -1;
+    int bad = PyDict_SetItem(attrs, k_service, name) < 0 || PyDict_SetItem(attrs, k_label, name) < 0;
+    Py_DECREF(name);
+    return bad ? -1 : 0;
+}
+
+static PyObject *entry_run(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *items, *src, *names, *node_for, *prefix, *family, *table, *nodes, *succ, *node_of;
+    Py_ssize_t start, first;
+    int naming;
+    if (!PyArg_ParseTuple(args, "O!nnUOOUUUpO!O!O!:entry_run", &PyList_Type, &items, &start, &first, &src, &names,
+                          &node_for, &prefix, &family, &table, &naming, &PyDict_Type, &nodes, &PyDict_Type, &succ,
+                          &PyDict_Type, &node_of))
+        return NULL;
+    if (run_strings() < 0 || entry_strings() < 0)
+        return NULL;
+    PyObject *out = PyDict_GetItemWithError(succ, src);  /* borrowed: succ[src] */
+    if (out == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, src);
+        return NULL;
+    }
+    if (!PyDict_Check(out))
+        return run_type_error("a node's edges that are not a dict");
+    for (Py_ssize_t i = start < 0 ? 0 : start; i < PyList_GET_SIZE(items); i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 6)
+            return run_type_error("an item that is not a tuple of 6 str");
+        for (int j = 0; j < 6; j++)
+            if (!PyUnicode_Check(PyTuple_GET_ITEM(item, j)))
+                return run_type_error("an item that is not a tuple of 6 str");
+        PyObject *target = PyTuple_GET_ITEM(item, 4);
+        if (PyUnicode_GET_LENGTH(target) == 0)
+            return PyLong_FromSsize_t(i);  /* a line of another shape */
+        int known = PySequence_Contains(names, target);
+        if (known < 0)
+            return NULL;
+        if (!known)
+            continue;
+        PyObject *attrs = NULL, *dst = PyDict_GetItemWithError(node_of, target);  /* borrowed */
+        Py_ssize_t tlen = PyUnicode_GET_LENGTH(target);
+        if (dst == NULL && PyErr_Occurred())
+            return NULL;
+        if (dst != NULL) {
+            Py_INCREF(dst);
+        } else if (PyUnicode_IS_ASCII(target) && run_chain((const char *)PyUnicode_DATA(target), tlen)) {
+            dst = service_node(target, tlen, prefix, family, table, nodes, succ, node_of, &attrs);
+            if (dst == NULL)
+                return NULL;
+            Py_INCREF(dst);
+        } else {
+            dst = PyObject_CallOneArg(node_for, target);
+            if (dst == NULL)
+                return NULL;
+        }
+        int same = PyObject_RichCompareBool(dst, src, Py_EQ);
+        if (same != 0) {
+            Py_DECREF(dst);
+            if (same < 0)
+                return NULL;
+            continue;
+        }
+        PyObject *edge = PyDict_New(), *line = PyLong_FromSsize_t(first + i);
+        PyObject *match = entry_match(PyTuple_GET_ITEM(item, 0), PyTuple_GET_ITEM(item, 1), PyTuple_GET_ITEM(item, 3));
+        if (edge == NULL || line == NULL || match == NULL || PyDict_SetItem(edge, k_line, line) < 0
+            || PyDict_SetItem(edge, k_match, match) < 0 || PyDict_SetItem(edge, k_goto, Py_False) < 0
+            || PyDict_SetItem(edge, k_share, v_empty) < 0 || PyDict_SetItem(edge, k_affinity, v_empty) < 0
+            || PyDict_SetItem(edge, k_masquerade, Py_False) < 0 || PyDict_SetItem(edge, k_note, v_empty) < 0) {
+            Py_XDECREF(edge);
+            Py_XDECREF(line);
+            Py_XDECREF(match);
+            Py_DECREF(dst);
+            return NULL;
+        }
+        Py_DECREF(line);
+        Py_DECREF(match);
+        PyObject *to = PyDict_GetItemWithError(out, dst);  /* borrowed */
+        int bad;
+        if (to == NULL) {
+            PyObject *fresh = PyErr_Occurred() ? NULL : PyList_New(1);
+            bad = fresh == NULL;
+            if (!bad) {
+                Py_INCREF(edge);
+                PyList_SET_ITEM(fresh, 0, edge);
+                bad = PyDict_SetItem(out, dst, fresh) < 0;
+                Py_DECREF(fresh);
+            }
+        } else {
+            bad = !PyList_Check(to) || PyList_Append(to, edge) < 0;
+            if (!PyList_Check(to))
+                run_type_error("a node's edges to another that are not a list");
+        }
+        Py_DECREF(edge);
+        if (!bad && naming) {
+            if (attrs == NULL) {
+                attrs = PyDict_GetItemWithError(nodes, dst);  /* borrowed: nodes[dst] */
+                if (attrs == NULL && !PyErr_Occurred())
+                    PyErr_SetObject(PyExc_KeyError, dst);
+                bad = attrs == NULL || (!PyDict_Check(attrs) && run_type_error("a node that is not a dict") == NULL);
+            }
+            bad = bad || entry_name(attrs, PyTuple_GET_ITEM(item, 2)) < 0;
+        }
+        Py_DECREF(dst);
+        if (bad)
+            return NULL;
+    }
+    return PyLong_FromSsize_t(PyList_GET_SIZE(items));
+}
+
 static PyMethodDef methods[] = {
     {"edges", edges, METH_VARARGS, "chain -> its jump targets, for the chains graph._edge_pass answers."},
     {"line_counts", line_counts, METH_VARARGS, "lines holding a needle, those of them without another, "
                                                "a line starting blank (see check._line_counts)."},
     {"summary", summary, METH_VARARGS, "unreferenced chains, whether all targets are declared, whether every "
                                        "jump goes down the layers (see graph._summary_pass)."},
+    {"overview_run", overview_run, METH_VARARGS, "the collapsed graph overview's plain service chains "
+                                                 "(see graph._overview_run)."},
+    {"entry_run", entry_run, METH_VARARGS, "the collapsed graph overview's edges from kube-proxy's entry rules "
+                                           "(see graph._entry_run)."},
     {NULL, NULL, 0, NULL},
 };
 
