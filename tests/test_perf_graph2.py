@@ -530,3 +530,70 @@ def test_the_overview_with_the_reference_loops_and_the_compiled_tally(name, monk
     monkeypatch.setattr(graph, "_native", Without)
     reference = graph.overview_parts(rs)
     assert list(compiled.nodes()) == list(reference.nodes()) and compiled.edges() == reference.edges()
+
+
+# --- the compiled DOT templates against their references ---------------------------------------
+
+service_native = getattr(graph.native_edges, "service_lines", None)
+edge_lines_native = getattr(graph.native_edges, "plain_edge_lines", None)
+needs_dot = pytest.mark.skipif(service_native is None or edge_lines_native is None,
+                               reason="the compiled extension svcinspect.dataplane.iptables._edges is not built "
+                                      "(no C compiler at install time?): nothing to compare")
+
+
+def _same_lines(pairs, triples, style=dot._SERVICE_STYLE):
+    for start in range(-1, len(pairs) + 2):
+        a, b = [], []
+        assert service_native(pairs, start, a, style) == dot._service_lines(pairs, start, b, style)
+        assert a == b
+    for start in range(-1, len(triples) + 2):
+        a, b = [], []
+        assert edge_lines_native(triples, start, a) == dot._plain_edge_lines(triples, start, b)
+        assert a == b
+
+
+@needs_dot
+def test_the_compiled_dot_lines_are_their_references_on_hostile_graphs():
+    g = _hand_graph(HOSTILE, HOSTILE + ["DNAT", "-d 10.0.0.1/32 -p tcp --dport 80"])
+    pairs, triples = list(g.nodes()), g.edges()
+    _same_lines(pairs, triples)
+    _same_lines(pairs, triples, style="é];\n")
+    a = []
+    assert service_native(pairs, 1, a, dot._SERVICE_STYLE) > 1 and a[0].startswith('"v4/service/plain0" [label=')
+
+
+@needs_dot
+@pytest.mark.parametrize("path", DUMPS[:12], ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_the_compiled_dot_lines_are_their_references_on_fixtures(path):
+    rs = _parse(path.read_text(errors="replace"), str(path))
+    g = graph.overview_parts(rs)
+    _same_lines(list(g.nodes()), g.edges())
+    want = graph._build_overview_graph(rs, True)
+    _same_lines(list(want.nodes(data=True)), list(want.edges(data=True)))
+
+
+_value = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.integers(), st.floats(allow_nan=False),
+                   st.text(max_size=12), st.sampled_from(["service", "DNAT", "", "chain", "1/3", "set"]))
+
+
+@needs_dot
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.text(max_size=10), st.integers()),
+                          st.dictionaries(st.sampled_from(["type", "label", "endpoints", "cluster"]), _value)),
+                max_size=6),
+       st.lists(st.tuples(st.text(max_size=8), st.sampled_from(["v4/a", "x y", 'q"']),
+                          st.dictionaries(st.sampled_from(["share", "affinity", "goto", "masquerade", "note", "match",
+                                                           "line"]), _value)), max_size=6))
+def test_the_compiled_dot_lines_are_their_references_on_any_values(pairs, triples):
+    _same_lines([(n, dict(a, type="service") if i % 2 else a) for i, (n, a) in enumerate(pairs)], triples)
+
+
+@needs_dot
+def test_the_compiled_dot_lines_raise_typeerror_for_other_shapes():
+    for bad in ((), {}, "x"):
+        with pytest.raises(TypeError):
+            service_native(bad, 0, [], "")
+        with pytest.raises(TypeError):
+            edge_lines_native(bad, 0, [])
+    assert service_native([("a", {"type": "service"}), ["b", {}]], 0, [], "") == 1
+    assert edge_lines_native([("a", "b", {}), ("a", "b", [])], 0, []) == 1

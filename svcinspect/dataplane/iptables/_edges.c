@@ -970,6 +970,254 @@ static PyObject *entry_run(PyObject *Py_UNUSED(self), PyObject *args)
     return PyLong_FromSsize_t(PyList_GET_SIZE(items));
 }
 
+/* --- service_lines, plain_edge_lines: render.dot's templates, compiled (perf-graph2)
+ *
+ * service_lines(pairs, start, top, style) -> the index of the first node left
+ * to the caller. For the (id, attrs) pairs of pairs[start:] as long as each is
+ * a service node (attrs a dict, "type" the str "service", "endpoints" an int
+ * or absent, "label" a str or absent) whose id and label are plain (printable
+ * ASCII without a quote or backslash; the label may hold tabs and newlines):
+ * appends '"id" [label="<label>\n<n> endpoint(s)"' + style to ``top``, the
+ * label's newlines written as \n. Reference: render.dot._service_lines.
+ *
+ * plain_edge_lines(triples, start, out) -> the index of the first edge left to
+ * the caller. For the (u, v, attrs) triples of triples[start:] as long as each
+ * has no share, affinity, goto, masquerade or note (all false or absent), a
+ * "match" that is a str or absent, a "line" that is an int or a str, and
+ * plain ids and tooltip: appends '"u" -> "v" [tooltip="line L[: M]"];\n' (with
+ * ", label=DNAT" when the match is DNAT) to ``out``. Reference:
+ * render.dot._plain_edge_lines.
+ *
+ * Anything else is left to the caller (the general writer), so the bytes are
+ * the same; a first argument that is not a list raises TypeError.
+ */
+static int plain_char(unsigned char c, int text)
+{
+    return (c >= 0x20 && c <= 0x7e && c != '"' && c != '\\') || (text && (c == '\t' || c == '\n'));
+}
+
+/* The ASCII bytes of ``s`` and their count of newlines when every one is plain, else NULL. */
+static const char *plain_str(PyObject *s, int text, Py_ssize_t *len, Py_ssize_t *newlines)
+{
+    if (!PyUnicode_CheckExact(s) || !PyUnicode_IS_ASCII(s))
+        return NULL;
+    const char *p = (const char *)PyUnicode_DATA(s);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s), nl = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!plain_char((unsigned char)p[i], text))
+            return NULL;
+        nl += p[i] == '\n';
+    }
+    *len = n;
+    if (newlines != NULL)
+        *newlines = nl;
+    return p;
+}
+
+/* Copy s[0:n] to w, newlines written as backslash-n; returns the end. */
+static char *put_escaped(char *w, const char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] == '\n') {
+            *w++ = '\\';
+            *w++ = 'n';
+        } else {
+            *w++ = s[i];
+        }
+    }
+    return w;
+}
+
+static char *put(char *w, const char *s, Py_ssize_t n)
+{
+    memcpy(w, s, (size_t)n);
+    return w + n;
+}
+
+/* The attribute names the two read, interned once. */
+enum { A_TYPE, A_ENDPOINTS, A_LABEL, A_SHARE, A_AFFINITY, A_GOTO, A_MASQUERADE, A_NOTE, A_MATCH, A_LINE, A_COUNT };
+static PyObject *dot_keys[A_COUNT], *dot_one;
+
+static int dot_strings(void)
+{
+    static const char *names[A_COUNT] = {"type", "endpoints", "label", "share", "affinity", "goto", "masquerade",
+                                         "note", "match", "line"};
+    if (dot_one != NULL)
+        return 0;
+    for (int k = 0; k < A_COUNT; k++)
+        if (dot_keys[k] == NULL && (dot_keys[k] = PyUnicode_InternFromString(names[k])) == NULL)
+            return -1;
+    dot_one = PyLong_FromLong(1);
+    return dot_one == NULL ? -1 : 0;
+}
+
+/* attrs.get(key) (borrowed, NULL when absent), or NULL with an exception set (*err = 1). */
+static PyObject *get_item(PyObject *attrs, int key, int *err)
+{
+    PyObject *v = PyDict_GetItemWithError(attrs, dot_keys[key]);
+    if (v == NULL && PyErr_Occurred())
+        *err = 1;
+    return v;
+}
+
+static PyObject *service_lines(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *pairs, *top, *style;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "O!nO!U:service_lines", &PyList_Type, &pairs, &start, &PyList_Type, &top, &style))
+        return NULL;
+    if (dot_strings() < 0)
+        return NULL;
+    Py_ssize_t slen;
+    const char *st = PyUnicode_IS_ASCII(style) ? (const char *)PyUnicode_DATA(style) : NULL;
+    if (st == NULL)
+        return PyLong_FromSsize_t(start < 0 ? 0 : start);
+    slen = PyUnicode_GET_LENGTH(style);
+    Py_ssize_t i = start < 0 ? 0 : start;
+    for (; i < PyList_GET_SIZE(pairs); i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyDict_Check(PyTuple_GET_ITEM(pair, 1)))
+            break;
+        PyObject *node = PyTuple_GET_ITEM(pair, 0), *attrs = PyTuple_GET_ITEM(pair, 1);
+        int err = 0;
+        PyObject *type = get_item(attrs, A_TYPE, &err);
+        if (err)
+            return NULL;
+        if (type == NULL || !PyUnicode_CheckExact(type) || PyUnicode_CompareWithASCIIString(type, "service") != 0)
+            break;
+        PyObject *count = get_item(attrs, A_ENDPOINTS, &err), *label = get_item(attrs, A_LABEL, &err);
+        if (err)
+            return NULL;
+        if ((count != NULL && !PyLong_CheckExact(count)) || (label != NULL && !PyUnicode_CheckExact(label)))
+            break;
+        Py_ssize_t idlen = 0, lablen = 0, nl = 0, dlen;
+        const char *id = plain_str(node, 0, &idlen, NULL);
+        const char *lab = label == NULL ? "" : plain_str(label, 1, &lablen, &nl);
+        if (id == NULL || lab == NULL)
+            break;
+        int one = 0;
+        PyObject *digits;
+        if (count == NULL) {
+            digits = PyUnicode_FromString("0");
+        } else {
+            one = PyObject_RichCompareBool(count, dot_one, Py_EQ);
+            if (one < 0)
+                return NULL;
+            digits = PyObject_Str(count);
+        }
+        if (digits == NULL)
+            return NULL;
+        const char *d = (const char *)PyUnicode_DATA(digits);
+        dlen = PyUnicode_GET_LENGTH(digits);
+        /* '"' id '" [label="' lab '\n' digits ' endpoint' ['s'] '"' style */
+        Py_ssize_t total = 1 + idlen + 10 + lablen + nl + 2 + dlen + 9 + (one ? 0 : 1) + 1 + slen;
+        PyObject *line = PyUnicode_New(total, 127);
+        if (line == NULL) {
+            Py_DECREF(digits);
+            return NULL;
+        }
+        char *w = (char *)PyUnicode_DATA(line);
+        w = put(w, "\"", 1);
+        w = put(w, id, idlen);
+        w = put(w, "\" [label=\"", 10);
+        w = put_escaped(w, lab, lablen);
+        w = put(w, "\\n", 2);
+        w = put(w, d, dlen);
+        w = put(w, " endpoint", 9);
+        if (!one)
+            w = put(w, "s", 1);
+        w = put(w, "\"", 1);
+        put(w, st, slen);
+        Py_DECREF(digits);
+        int bad = PyList_Append(top, line);
+        Py_DECREF(line);
+        if (bad < 0)
+            return NULL;
+    }
+    return PyLong_FromSsize_t(i < PyList_GET_SIZE(pairs) ? i : PyList_GET_SIZE(pairs));
+}
+
+static PyObject *plain_edge_lines(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *triples, *out;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "O!nO!:plain_edge_lines", &PyList_Type, &triples, &start, &PyList_Type, &out))
+        return NULL;
+    if (dot_strings() < 0)
+        return NULL;
+    Py_ssize_t i = start < 0 ? 0 : start;
+    for (; i < PyList_GET_SIZE(triples); i++) {
+        PyObject *t = PyList_GET_ITEM(triples, i);
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3 || !PyDict_Check(PyTuple_GET_ITEM(t, 2)))
+            break;
+        PyObject *u = PyTuple_GET_ITEM(t, 0), *v = PyTuple_GET_ITEM(t, 1), *attrs = PyTuple_GET_ITEM(t, 2);
+        int err = 0, set = 0;
+        for (int f = 0; f < 5 && !set; f++) {
+            PyObject *x = get_item(attrs, A_SHARE + f, &err);
+            if (err)
+                return NULL;
+            if (x != NULL) {
+                set = PyObject_IsTrue(x);
+                if (set < 0)
+                    return NULL;
+            }
+        }
+        if (set)
+            break;
+        PyObject *match = get_item(attrs, A_MATCH, &err), *lineno = get_item(attrs, A_LINE, &err);
+        if (err)
+            return NULL;
+        if ((match != NULL && match != Py_None && !PyUnicode_CheckExact(match))
+            || (lineno != NULL && !PyLong_CheckExact(lineno) && !PyUnicode_CheckExact(lineno)))
+            break;
+        Py_ssize_t ulen = 0, vlen = 0, mlen = 0, mnl = 0, llen = 0, lnl = 0;
+        const char *us = plain_str(u, 0, &ulen, NULL), *vs = plain_str(v, 0, &vlen, NULL);
+        const char *ms = match == NULL || match == Py_None ? "" : plain_str(match, 1, &mlen, &mnl);
+        if (us == NULL || vs == NULL || ms == NULL)
+            break;
+        PyObject *ltext = lineno == NULL ? PyUnicode_FromString("") : PyLong_CheckExact(lineno)
+                                                                        ? PyObject_Str(lineno)
+                                                                        : (Py_INCREF(lineno), lineno);
+        if (ltext == NULL)
+            return NULL;
+        const char *ls = plain_str(ltext, 1, &llen, &lnl);
+        if (ls == NULL) {
+            Py_DECREF(ltext);
+            break;
+        }
+        int dnat = mlen == 4 && memcmp(ms, "DNAT", 4) == 0;
+        /* '"' u '" -> "' v '" [tooltip="line ' L [': ' M] '"' [', label=DNAT'] '];\n' */
+        Py_ssize_t total = 1 + ulen + 6 + vlen + 17 + llen + lnl + (mlen ? 2 + mlen + mnl : 0) + 1
+                           + (dnat ? 12 : 0) + 3;
+        PyObject *line = PyUnicode_New(total, 127);
+        if (line == NULL) {
+            Py_DECREF(ltext);
+            return NULL;
+        }
+        char *w = (char *)PyUnicode_DATA(line);
+        w = put(w, "\"", 1);
+        w = put(w, us, ulen);
+        w = put(w, "\" -> \"", 6);
+        w = put(w, vs, vlen);
+        w = put(w, "\" [tooltip=\"line ", 17);
+        w = put_escaped(w, ls, llen);
+        if (mlen) {
+            w = put(w, ": ", 2);
+            w = put_escaped(w, ms, mlen);
+        }
+        w = put(w, "\"", 1);
+        if (dnat)
+            w = put(w, ", label=DNAT", 12);
+        put(w, "];\n", 3);
+        Py_DECREF(ltext);
+        int bad = PyList_Append(out, line);
+        Py_DECREF(line);
+        if (bad < 0)
+            return NULL;
+    }
+    return PyLong_FromSsize_t(i < PyList_GET_SIZE(triples) ? i : PyList_GET_SIZE(triples));
+}
+
 static PyMethodDef methods[] = {
     {"edges", edges, METH_VARARGS, "chain -> its jump targets, for the chains graph._edge_pass answers."},
     {"line_counts", line_counts, METH_VARARGS, "lines holding a needle, those of them without another, "
@@ -980,6 +1228,10 @@ static PyMethodDef methods[] = {
                                                  "(see graph._overview_run)."},
     {"entry_run", entry_run, METH_VARARGS, "the collapsed graph overview's edges from kube-proxy's entry rules "
                                            "(see graph._entry_run)."},
+    {"service_lines", service_lines, METH_VARARGS, "DOT lines of plain service nodes "
+                                                   "(see render.dot._service_lines)."},
+    {"plain_edge_lines", plain_edge_lines, METH_VARARGS, "DOT lines of plain edges "
+                                                         "(see render.dot._plain_edge_lines)."},
     {NULL, NULL, 0, NULL},
 };
 
