@@ -842,22 +842,43 @@ _RUN_CHAIN = re.compile(r"KUBE-(SVC|SVL|EXT|FW|XLB)-([A-Z2-7]{16})\Z")
 
 
 def _overview_run(names: list, start: int, blocks, tally, prefix: str, family: str, tname: str,
-                  nodes: dict, succ: dict, node_of: dict) -> int:
+                  nodes: dict, succ: dict, node_of: dict, known) -> int:
     """The collapsed overview's loop over ``names[start:]`` for as long as each chain
     is a KUBE-SEP-* chain (skipped) or a per-service chain (_RUN_CHAIN) whose one
     block ``tally`` (``_tally`` or the compiled ``overview_tally``) answers as only
-    endpoint jumps and masquerade marks: its service node ``prefix + hash`` made
-    as node_for makes it (with ``family``, ``tname``; a new entry in ``succ``), the
-    chain added to the node's chains and to ``node_of``, ``masquerade`` and
-    ``endpoints`` set as the per-rule code sets them. Returns the index of the
-    first chain it leaves to the caller (``len(names)`` when none), before any
-    change for that chain. The pure-Python reference of the compiled
-    ``_edges.overview_run`` (tests/test_perf_graph2.py), which raises TypeError
-    for arguments of other shapes (segments not as the parser cuts them, nodes
-    not dicts, a node's chains not a list)."""
+    endpoint jumps and masquerade marks, or those and (in an ASCII block) jumps
+    within the service (_SAME_SERVICE, the chain's own hash): its service node
+    ``prefix + hash`` made as node_for makes it (with ``family``, ``tname``; a new
+    entry in ``succ``), the chain added to the node's chains and to ``node_of``,
+    then the node of each in-service target that is in ``known`` (as node_for
+    makes it, in order), ``masquerade`` and ``endpoints`` set as the per-rule
+    code sets them. Returns the index of the first chain it leaves to the caller
+    (``len(names)`` when none), before any change for that chain. The
+    pure-Python reference of the compiled ``_edges.overview_run``
+    (tests/test_perf_graph2.py), which raises TypeError for arguments of other
+    shapes (segments not as the parser cuts them, nodes not dicts, a node's
+    chains not a list)."""
     n = len(names)
     i = max(start, 0)
     match = _RUN_CHAIN.match
+
+    def service_node(name: str, key: str) -> dict:
+        src = node_of.get(name)
+        if src is not None:
+            return nodes[src]
+        src = prefix + key
+        attrs = nodes.get(src)
+        if attrs is None:
+            attrs = nodes[src] = {"type": "service", "label": key, "key": key, "family": family,
+                                  "table": tname, "service": "", "kind": "service", "chains": [],
+                                  "endpoints": 0, "masquerade": False, "cluster": ""}
+            succ[src] = {}
+        chain_list = attrs["chains"]
+        if name not in chain_list:
+            chain_list.append(name)
+        node_of[name] = src
+        return attrs
+
     while i < n:
         cname = names[i]
         if cname.startswith("KUBE-SEP-"):
@@ -869,28 +890,23 @@ def _overview_run(names: list, start: int, blocks, tally, prefix: str, family: s
         segs = blocks(cname)
         if segs is None or len(segs) != 1:
             return i
-        counts = tally(segs[0][1])
+        block = segs[0][1]
+        counts = tally(block)
         if not counts:  # None: not a clean block; False: not ASCII (for the regexes)
             return i
         n_lines, n_masq, seps, rchecks = counts
+        key = m.group(2)
+        same = ()
         if n_masq + seps != n_lines:
-            return i
-        src = node_of.get(cname)
-        if src is None:
-            key = m.group(2)
-            src = prefix + key
-            attrs = nodes.get(src)
-            if attrs is None:
-                attrs = nodes[src] = {"type": "service", "label": key, "key": key, "family": family,
-                                      "table": tname, "service": "", "kind": "service", "chains": [],
-                                      "endpoints": 0, "masquerade": False, "cluster": ""}
-                succ[src] = {}
-            chain_list = attrs["chains"]
-            if cname not in chain_list:
-                chain_list.append(cname)
-            node_of[cname] = src
-        else:
-            attrs = nodes[src]
+            if not block.isascii():
+                return i
+            same = _SAME_SERVICE.findall(block)
+            if n_masq + seps + len(same) != n_lines or not all(t.endswith(key) for t in same):
+                return i
+        attrs = service_node(cname, key)
+        for t in same:
+            if t in known:
+                service_node(t, key)
         if n_masq:
             attrs["masquerade"] = True
         if m.group(1) in ("SVC", "SVL", "XLB"):
@@ -1007,7 +1023,7 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
                         d["service"] = d["label"] = info.spn
 
         order = list(chains)
-        run_args = (blocks, tally or _tally, f"{f}/service/", f, tname, nodes, succ, node_of)
+        run_args = (blocks, tally or _tally, f"{f}/service/", f, tname, nodes, succ, node_of, names)
         at, end = 0, len(order)
         while at < end:
             # The plain service chains (most of a dump) in one call; the next chain it leaves here.

@@ -359,15 +359,16 @@ def _copy(state):
     return copy.deepcopy(state)
 
 
-def _both_runs(names, blocks, tally, seed=None):
+def _both_runs(names, blocks, tally, seed=None, known=None):
     """Drive both loops over ``names`` the way overview_parts does (the chain each
     leaves is skipped here) and compare every answer and the graphs they build."""
     a, b = _state(seed), _state(seed)
+    known = set(names) if known is None else known
     i = j = 0
     steps = 0
     while True:
-        i = run_native(names, i, blocks, tally, "v4/service/", "v4", "nat", *a)
-        j = graph._overview_run(names, j, blocks, tally, "v4/service/", "v4", "nat", *b)
+        i = run_native(names, i, blocks, tally, "v4/service/", "v4", "nat", *a, known)
+        j = graph._overview_run(names, j, blocks, tally, "v4/service/", "v4", "nat", *b, known)
         assert i == j
         assert [(k, list(v.items())) for k, v in a[0].items()] == [(k, list(v.items())) for k, v in b[0].items()]
         assert a[1] == b[1] and list(a[2].items()) == list(b[2].items())
@@ -408,21 +409,38 @@ HAND_NAMES = [f"KUBE-SVC-{H}", f"KUBE-SVL-{H}", f"KUBE-XLB-{H}", f"KUBE-EXT-{H}"
 
 
 @needs_runs
-@pytest.mark.parametrize("shape", ["one", "none", "two", "not-clean", "not-ascii", "empty"])
+@pytest.mark.parametrize("shape", ["one", "none", "two", "not-clean", "not-ascii", "empty", "in-service",
+                                   "in-service-twice", "in-service-sep", "another-service", "in-service-match",
+                                   "in-service-lower", "in-service-blank", "in-service-sep-target",
+                                   "in-service-not-ascii"])
 def test_the_compiled_run_is_its_reference_on_hand_made_chains(shape):
+    ext = f"-A KUBE-EXT-{H} -m comment --comment \"masquerade traffic\" -j KUBE-MARK-MASQ\n"
     segs = {"one": SEP_BLOCK, "none": None, "two": SEP_BLOCK * 2, "not-clean": [(3, " -A X -j KUBE-SEP-X\n")],
-            "not-ascii": [(3, f"-A KUBE-SVC-{H} -m comment --comment é -j KUBE-SEP-{H}\n")], "empty": []}[shape]
-    for seed in (None, [f"KUBE-EXT-{H}"]):
+            "not-ascii": [(3, f"-A KUBE-SVC-{H} -m comment --comment é -j KUBE-SEP-{H}\n")], "empty": [],
+            "in-service": [(3, ext + f"-A KUBE-EXT-{H} -j KUBE-SVC-{H}\n")],
+            "in-service-twice": [(3, f"-A KUBE-EXT-{H} -j KUBE-SVL-{H}\n" + ext + f"-A KUBE-EXT-{H} -j KUBE-FW-{H}\n"
+                                     f"-A KUBE-EXT-{H} -j KUBE-SVL-{H}\n")],
+            "in-service-sep": [(3, SEP_BLOCK[0][1] + f"-A X -j KUBE-XLB-{H}\n")],
+            "another-service": [(3, ext + f"-A KUBE-EXT-{H} -j KUBE-SVC-{H[:-1]}A\n")],
+            "in-service-match": [(3, ext + f"-A KUBE-EXT-{H} -s 1.2.3.4 -j KUBE-SVC-{H}\n")],
+            "in-service-lower": [(3, ext + f"-A kube-ext -j KUBE-SVC-{H}\n")],
+            "in-service-blank": [(3, ext + f"-A KUBE-EXT-{H} -j KUBE-SVC-{H} \n")],
+            "in-service-sep-target": [(3, ext + f"-A KUBE-EXT-{H} -j KUBE-SEP-{H}X\n")],
+            "in-service-not-ascii": [(3, ext + f"-A KUBE-EXT-{H} -j KUBE-SVC-{H}\n-A é -j KUBE-MARK-MASQ\n")],
+            }[shape]
+    for seed in (None, [f"KUBE-EXT-{H}"], [f"KUBE-SVL-{H}", f"KUBE-SVC-{H}"]):
         for tally in (tally_native, graph._tally):
-            _both_runs(HAND_NAMES, lambda name: segs, tally, seed)
-            _both_runs(HAND_NAMES[::-1], lambda name: segs, tally, seed)
-            _both_runs(HAND_NAMES[3:], lambda name: segs, tally, seed)
+            for known in (None, set(), {f"KUBE-SVL-{H}"}):
+                _both_runs(HAND_NAMES, lambda name: segs, tally, seed, known)
+                _both_runs(HAND_NAMES[::-1], lambda name: segs, tally, seed, known)
+                _both_runs(HAND_NAMES[3:], lambda name: segs, tally, seed, known)
 
 
 @needs_runs
 def test_the_compiled_run_raises_typeerror_for_other_shapes():
     nodes, succ, node_of = _state()
-    good = (list(HAND_NAMES), 0, lambda n: SEP_BLOCK, tally_native, "v4/service/", "v4", "nat", nodes, succ, node_of)
+    good = (list(HAND_NAMES), 0, lambda n: SEP_BLOCK, tally_native, "v4/service/", "v4", "nat", nodes, succ, node_of,
+            set(HAND_NAMES))
     for at, bad in [(0, tuple(HAND_NAMES)), (2, lambda n: "segs"), (2, lambda n: [(1, b"x")]), (2, lambda n: [3]),
                     (3, lambda block: (1, 2, 3)), (3, lambda block: ("1", 0, 1, 0)), (3, lambda block: True),
                     (7, []), (9, None), (0, [1, 2])]:

@@ -508,18 +508,22 @@ static PyObject *line_counts(PyObject *Py_UNUSED(self), PyObject *args)
 /* --- overview_run: graph._overview_run, compiled (perf-graph2) ----------------
  *
  * overview_run(names, start, blocks, tally, prefix, family, table, nodes, succ,
- *              node_of) -> the index of the first chain left to the caller.
+ *              node_of, known) -> the index of the first chain left to the caller.
  *
  * The collapsed whole-dump overview's loop over names[start:] for as long as
  * each chain is a KUBE-SEP-* chain (skipped) or a per-service chain named
  * KUBE-(SVC|SVL|EXT|FW|XLB)-<16 of [A-Z2-7]> (exactly: graph._RUN_CHAIN) whose
  * one block ``tally`` (the compiled overview_tally) answers as only endpoint
- * jumps and masquerade marks. For each such chain: its service node
+ * jumps and masquerade marks, or those and jumps within the service
+ * ("-A C -j KUBE-SVC-<its own hash>": graph._SAME_SERVICE). For each such
+ * chain: its service node
  * prefix + hash, made as graph.overview_parts' node_for makes it (the same
  * dict, keys in the same order; a new {} in ``succ``), the chain appended to
  * the node's "chains" when not there and put in ``node_of``, "masquerade" set
  * to True when the block has a masquerade mark, "endpoints" raised to the
- * endpoint jumps not after --rcheck for SVC/SVL/XLB. A chain of any other kind
+ * endpoint jumps not after --rcheck for SVC/SVL/XLB; the node of each jump
+ * within the service whose target is in ``known`` (as node_for makes it, in
+ * order). A chain of any other kind
  * or shape is left to the caller before anything is changed for it.
  *
  * Arguments of other shapes (segments not a list or tuple of (line, str),
@@ -699,17 +703,79 @@ static PyObject *service_node(PyObject *cname, Py_ssize_t len, PyObject *prefix,
     return node;
 }
 
+/* The target of the line s[i:end] when it is "-A <[A-Z0-9-]+> -j <a _RUN_CHAIN name>"
+ * (graph._SAME_SERVICE): its start in *t (it runs to end), else 0. */
+static int same_service_line(const char *s, Py_ssize_t i, Py_ssize_t end, Py_ssize_t *t)
+{
+    if (end - i < 3 || memcmp(s + i, "-A ", 3) != 0)
+        return 0;
+    Py_ssize_t p = i + 3;
+    while (p < end && ((s[p] >= 'A' && s[p] <= 'Z') || (s[p] >= '0' && s[p] <= '9') || s[p] == '-'))
+        p++;
+    if (p == i + 3 || end - p < 4 || memcmp(s + p, " -j ", 4) != 0 || !run_chain(s + p + 4, end - p - 4))
+        return 0;
+    *t = p + 4;
+    return 1;
+}
+
+/* Whether the lines of the clean ASCII block s[0:n] other than masquerade marks
+ * and endpoint jumps (the tally's) are ``others`` jumps within the service whose
+ * hash is key[0:16]: graph._overview_run's findall of _SAME_SERVICE, counted. */
+static int same_service_only(const char *s, Py_ssize_t n, const char *key, Py_ssize_t others)
+{
+    Py_ssize_t i = 0, found = 0;
+    while (i < n) {
+        const char *nl = memchr(s + i, '\n', (size_t)(n - i));
+        Py_ssize_t end = nl == NULL ? n : (Py_ssize_t)(nl - s), t;
+        if (same_service_line(s, i, end, &t)) {
+            if (memcmp(s + end - 16, key, 16) != 0)
+                return 0;
+            found++;
+        }
+        i = end + 1;
+    }
+    return found == others;
+}
+
+/* The nodes of the in-service jumps of ``block`` (as same_service_only found
+ * them), in order: each target that is in ``known`` goes through service_node,
+ * as node_for. 0, or -1 with an exception set. */
+static int same_service_nodes(PyObject *block, PyObject *known, PyObject *prefix, PyObject *family,
+                              PyObject *table, PyObject *nodes, PyObject *succ, PyObject *node_of)
+{
+    const char *s = (const char *)PyUnicode_DATA(block);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(block), i = 0;
+    while (i < n) {
+        const char *nl = memchr(s + i, '\n', (size_t)(n - i));
+        Py_ssize_t end = nl == NULL ? n : (Py_ssize_t)(nl - s), t;
+        if (same_service_line(s, i, end, &t)) {
+            PyObject *target = PyUnicode_FromStringAndSize(s + t, end - t), *attrs;
+            if (target == NULL)
+                return -1;
+            int in = PySequence_Contains(known, target);
+            if (in < 0 || (in && service_node(target, end - t, prefix, family, table, nodes, succ, node_of,
+                                              &attrs) == NULL)) {
+                Py_DECREF(target);
+                return -1;
+            }
+            Py_DECREF(target);
+        }
+        i = end + 1;
+    }
+    return 0;
+}
+
 static PyObject *overview_run(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    PyObject *names, *blocks, *tally, *prefix, *family, *table, *nodes, *succ, *node_of;
+    PyObject *names, *blocks, *tally, *prefix, *family, *table, *nodes, *succ, *node_of, *known;
     Py_ssize_t start;
-    if (!PyArg_ParseTuple(args, "O!nOOUUUO!O!O!:overview_run", &PyList_Type, &names, &start, &blocks, &tally,
+    if (!PyArg_ParseTuple(args, "O!nOOUUUO!O!O!O:overview_run", &PyList_Type, &names, &start, &blocks, &tally,
                           &prefix, &family, &table, &PyDict_Type, &nodes, &PyDict_Type, &succ, &PyDict_Type,
-                          &node_of))
+                          &node_of, &known))
         return NULL;
     if (run_strings() < 0)
         return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(names), i = start < 0 ? 0 : start;
+    Py_ssize_t i = start < 0 ? 0 : start;  /* (the list is read again after each call: blocks and tally are Python) */
     for (; i < PyList_GET_SIZE(names); i++) {
         PyObject *cname = PyList_GET_ITEM(names, i);
         if (!PyUnicode_Check(cname))
@@ -754,21 +820,36 @@ static PyObject *overview_run(PyObject *Py_UNUSED(self), PyObject *args)
             Py_DECREF(segs);
             return run_type_error("a segment that is not (line, str)");
         }
-        PyObject *counts = PyObject_CallOneArg(tally, PyTuple_GET_ITEM(seg, 1));
-        Py_DECREF(segs);
-        if (counts == NULL)
+        PyObject *block = PyTuple_GET_ITEM(seg, 1);
+        PyObject *counts = PyObject_CallOneArg(tally, block);
+        if (counts == NULL) {
+            Py_DECREF(segs);
             return NULL;
+        }
         Py_ssize_t c[4];
         int got = run_counts(counts, c);
         Py_DECREF(counts);
-        if (got < 0)
+        if (got < 0) {
+            Py_DECREF(segs);
             return NULL;
-        if (got == 0 || c[1] + c[2] != c[0])
+        }
+        /* every line a masquerade mark or an endpoint jump, or else (the tally answered: an
+         * ASCII block) the others jumps within the service */
+        if (got == 0 || (c[1] + c[2] != c[0] && (!PyUnicode_IS_ASCII(block)
+                         || !same_service_only((const char *)PyUnicode_DATA(block), PyUnicode_GET_LENGTH(block),
+                                               s + len - 16, c[0] - c[1] - c[2])))) {
+            Py_DECREF(segs);
             return PyLong_FromSsize_t(i);
+        }
         /* the chain is answered: from here on it changes the graph */
         PyObject *attrs;
-        if (service_node(cname, len, prefix, family, table, nodes, succ, node_of, &attrs) == NULL)
+        if (service_node(cname, len, prefix, family, table, nodes, succ, node_of, &attrs) == NULL
+            || (c[1] + c[2] != c[0] && same_service_nodes(block, known, prefix, family, table, nodes, succ,
+                                                          node_of) < 0)) {
+            Py_DECREF(segs);
             return NULL;
+        }
+        Py_DECREF(segs);
         if (c[1] && PyDict_SetItem(attrs, k_masquerade, Py_True) < 0)
             return NULL;
         if (counted == 1) {
@@ -789,7 +870,6 @@ static PyObject *overview_run(PyObject *Py_UNUSED(self), PyObject *args)
             Py_DECREF(seps);
         }
     }
-    (void)n;
     return PyLong_FromSsize_t(PyList_GET_SIZE(names));
 }
 
@@ -833,9 +913,27 @@ static int entry_strings(void)
 /* "[dport ]-p proto --dport port" (new reference), or NULL. */
 static PyObject *entry_match(PyObject *dport, PyObject *proto, PyObject *port)
 {
-    if (PyUnicode_GET_LENGTH(dport) > 0)
-        return PyUnicode_FromFormat("%U -p %U --dport %U", dport, proto, port);
-    return PyUnicode_FromFormat("-p %U --dport %U", proto, port);
+    if (!PyUnicode_IS_ASCII(dport) || !PyUnicode_IS_ASCII(proto) || !PyUnicode_IS_ASCII(port)) {
+        if (PyUnicode_GET_LENGTH(dport) > 0)
+            return PyUnicode_FromFormat("%U -p %U --dport %U", dport, proto, port);
+        return PyUnicode_FromFormat("-p %U --dport %U", proto, port);
+    }
+    /* (ASCII, as _ENTRY_RULE's groups always are: the bytes copied) */
+    Py_ssize_t d = PyUnicode_GET_LENGTH(dport), p = PyUnicode_GET_LENGTH(proto), n = PyUnicode_GET_LENGTH(port);
+    PyObject *out = PyUnicode_New((d ? d + 1 : 0) + 3 + p + 9 + n, 127);
+    if (out == NULL)
+        return NULL;
+    char *w = (char *)PyUnicode_DATA(out);
+    if (d) {
+        memcpy(w, PyUnicode_DATA(dport), (size_t)d);
+        w += d;
+        *w++ = ' ';
+    }
+    memcpy(w, "-p ", 3);
+    memcpy(w + 3, PyUnicode_DATA(proto), (size_t)p);
+    memcpy(w + 3 + p, " --dport ", 9);
+    memcpy(w + 12 + p, PyUnicode_DATA(port), (size_t)n);
+    return out;
 }
 
 /* Name the service node ``attrs`` after ``spn`` when it has no name yet. 0, or -1 with an exception set. */
