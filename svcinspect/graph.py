@@ -18,7 +18,8 @@ from itertools import filterfalse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from svcinspect.dataplane.iptables.kubeproxy import ChainKind, chain_hash, classify_chain, parse_comment
+from svcinspect.dataplane.iptables.kubeproxy import (_HASHED, ChainKind, chain_hash, classify_chain, normalize_spn,
+                                                     parse_comment)
 from svcinspect.model.netfilter import BUILTIN_CHAINS, Family, Ruleset, Table
 from svcinspect import perf
 from svcinspect.dataplane.iptables import bulk
@@ -796,59 +797,293 @@ def _tally_chain(table: Table, name: str, native) -> tuple[int, int, int, int] |
     return _tally(block) if found is False else found
 
 
+# kube-proxy's entry rules as iptables-save prints them (KUBE-SERVICES and
+# KUBE-NODEPORTS of nat, KUBE-SERVICES and KUBE-EXTERNAL-SERVICES of filter):
+# one findall over a chain's block gives each line as (-d part, protocol, service
+# port name, port, target) when it has exactly this shape, else as the line
+# itself (the last group). For a line of this shape (and a block without
+# "--jump" or "--goto", see _entry_rules): match_summary is "[-d X ]-p P --dport N"
+# (the comment and the "-m P" dropped); raw_target is the last word, not a goto
+# (no other " -j "/" -g " and no quote can follow it); parse_comment's service
+# port name is the comment without " cluster IP" (or external/loadbalancer IP):
+# the name has no blank, so the first pattern that accepts the comment is the
+# one for its suffix and the name it reads is the same (a subset of its _SPN, no
+# quote or backslash). tests/test_perf_graph2.py checks these against the
+# general functions line by line.
+_ENTRY_RULE = re.compile(
+    r'(?:-A [^\s"]+ (?:(-d [0-9a-fA-F.:/]+) )?-p (tcp|udp|sctp) -m comment --comment '
+    r'"([a-z0-9](?:[-a-z0-9.]*[a-z0-9])?/[^\s:"\\]+(?::[^\s"\\]*)?)(?: cluster IP| external IP| loadbalancer IP)?"'
+    r' -m \2 --dport ([0-9]+) -j ([A-Z0-9][-A-Z0-9]*)|(.*))\n')
+
+
+# A rule line of a collapsed chain that only jumps to another chain of the service
+# (KUBE-EXT -> KUBE-SVC/SVL): raw_target reads that name (no quote, no --jump,
+# nothing after it) and the per-rule code draws no edge for it.
+_SAME_SERVICE = re.compile(r"^-A [A-Z0-9-]+ -j (KUBE-(?:SVC|SVL|EXT|FW|XLB)-[A-Z2-7]{16})$", re.M)
+
+
+def _entry_rules(table: Table, name: str) -> tuple[int, list[tuple[str, str, str, str, str, str]]] | None:
+    """(first line, one _ENTRY_RULE tuple per rule line) of a chain whose rules are
+    one clean block (:func:`_clean_block`) without "--jump"/"--goto", else None."""
+    found = _clean_block(table, name)
+    if found is None or "--jump" in found[1] or "--goto" in found[1]:
+        return None
+    return found[0], _ENTRY_RULE.findall(found[1])
+
+
+def _entry_match(dport: str, proto: str, port: str) -> str:
+    """match_summary of an _ENTRY_RULE line of that shape."""
+    return f"{dport} -p {proto} --dport {port}" if dport else f"-p {proto} --dport {port}"
+
+
+# A per-service chain the collapsed overview reads from its tally alone (no KUBE-SEP:
+# those are skipped; \Z, not $: a name ending in a newline goes to the general code).
+_RUN_CHAIN = re.compile(r"KUBE-(SVC|SVL|EXT|FW|XLB)-([A-Z2-7]{16})\Z")
+
+
+def _overview_run(names: list, start: int, blocks, tally, prefix: str, family: str, tname: str,
+                  nodes: dict, succ: dict, node_of: dict, known) -> int:
+    """The collapsed overview's loop over ``names[start:]`` for as long as each chain
+    is a KUBE-SEP-* chain (skipped) or a per-service chain (_RUN_CHAIN) whose one
+    block ``tally`` (``_tally`` or the compiled ``overview_tally``) answers as only
+    endpoint jumps and masquerade marks, or those and (in an ASCII block) jumps
+    within the service (_SAME_SERVICE, the chain's own hash): its service node
+    ``prefix + hash`` made as node_for makes it (with ``family``, ``tname``; a new
+    entry in ``succ``), the chain added to the node's chains and to ``node_of``,
+    then the node of each in-service target that is in ``known`` (as node_for
+    makes it, in order), ``masquerade`` and ``endpoints`` set as the per-rule
+    code sets them. Returns the index of the first chain it leaves to the caller
+    (``len(names)`` when none), before any change for that chain. The
+    pure-Python reference of the compiled ``_edges.overview_run``
+    (tests/test_perf_graph2.py), which raises TypeError for arguments of other
+    shapes (segments not as the parser cuts them, nodes not dicts, a node's
+    chains not a list)."""
+    n = len(names)
+    i = max(start, 0)
+    match = _RUN_CHAIN.match
+
+    def service_node(name: str, key: str) -> dict:
+        src = node_of.get(name)
+        if src is not None:
+            return nodes[src]
+        src = prefix + key
+        attrs = nodes.get(src)
+        if attrs is None:
+            attrs = nodes[src] = {"type": "service", "label": key, "key": key, "family": family,
+                                  "table": tname, "service": "", "kind": "service", "chains": [],
+                                  "endpoints": 0, "masquerade": False, "cluster": ""}
+            succ[src] = {}
+        chain_list = attrs["chains"]
+        if name not in chain_list:
+            chain_list.append(name)
+        node_of[name] = src
+        return attrs
+
+    while i < n:
+        cname = names[i]
+        if cname.startswith("KUBE-SEP-"):
+            i += 1
+            continue
+        m = match(cname)
+        if m is None:
+            return i
+        segs = blocks(cname)
+        if segs is None or len(segs) != 1:
+            return i
+        block = segs[0][1]
+        counts = tally(block)
+        if not counts:  # None: not a clean block; False: not ASCII (for the regexes)
+            return i
+        n_lines, n_masq, seps, rchecks = counts
+        key = m.group(2)
+        same = ()
+        if n_masq + seps != n_lines:
+            if not block.isascii():
+                return i
+            same = _SAME_SERVICE.findall(block)
+            if n_masq + seps + len(same) != n_lines or not all(t.endswith(key) for t in same):
+                return i
+        attrs = service_node(cname, key)
+        for t in same:
+            if t in known:
+                service_node(t, key)
+        if n_masq:
+            attrs["masquerade"] = True
+        if m.group(1) in ("SVC", "SVL", "XLB"):
+            attrs["endpoints"] = max(attrs["endpoints"], seps - rchecks)
+        i += 1
+    return n
+
+
+def _entry_run(items: list, start: int, first: int, src: str, names, node_for, prefix: str, family: str,
+               tname: str, naming: bool, nodes: dict, succ: dict, node_of: dict) -> int:
+    """The overview's loop over the _ENTRY_RULE tuples ``items[start:]`` of the
+    chain whose node is ``src`` (item i is the rule on line ``first + i``) for as
+    long as each is a line of kube-proxy's entry shape: a target not in ``names``,
+    or whose node (``node_for``'s) is ``src``, draws nothing; any other gets its
+    edge, and with ``naming`` an unnamed service node takes the comment's name.
+    Returns the index of the first line of another shape (``len(items)`` when
+    none), before any change for it. The pure-Python reference of the compiled
+    ``_edges.entry_run`` (which makes a _RUN_CHAIN target's node itself, as
+    node_for makes it; ``prefix``, ``family`` and ``tname`` are node_for's, and
+    it raises TypeError for arguments of other shapes)."""
+    out = succ[src]
+    n = len(items)
+    i = max(start, 0)
+    while i < n:
+        dport, proto, spn, port, target, _ = items[i]
+        if not target:
+            return i
+        i += 1
+        if target not in names:
+            continue
+        dst = node_of.get(target) or node_for(target)
+        if dst == src:
+            continue
+        edge = {"line": first + i - 1, "match": f"{dport} -p {proto} --dport {port}" if dport else
+                f"-p {proto} --dport {port}", "goto": False, "share": "", "affinity": "", "masquerade": False,
+                "note": ""}
+        to = out.get(dst)
+        if to is None:
+            out[dst] = [edge]
+        else:
+            to.append(edge)
+        if naming:
+            d = nodes[dst]
+            if d.get("type") == "service" and not d["service"]:
+                d["service"] = d["label"] = normalize_spn(spn)
+    return n
+
+
 def overview_parts(ruleset: Ruleset) -> OverviewParts:
     """The collapsed whole-dump overview (see :func:`build_overview_graph`) as an
     :class:`OverviewParts`; the same nodes, edges and attributes in the same order."""
     g = OverviewParts(clusters={}, view="collapsed")
     nodes = g._nodes
+    succ = g._succ
     tally = perf.native("overview_tally")
+    # (the compiled run with the compiled tally only: each answers what its reference does)
+    run = (getattr(_native, "overview_run", None) if tally is not None else None) or _overview_run
+    entry = getattr(_native, "entry_run", None) or _entry_run
+    hashed = _HASHED.match
     for table in ruleset.tables:
         fam = table.family
         f = _fam(fam)
         chains = table.chains
-        names = set(chains)
+        names = _names(table)
+        blocks = getattr(chains, "blocks", None)
         node_of: dict[str, str] = {}
+        tname = table.name
 
         def node_for(cname: str) -> str:
             node = node_of.get(cname)
             if node is not None:
                 return node
-            kind = classify_chain(cname)
-            if not kind.per_service:
-                node = chain_node(fam, table.name, cname)
+            # A per-service chain is one _HASHED names (classify_chain's kinds SVC..SEP).
+            m = _HASHED.match(cname)
+            if m is None:
+                node = f"{f}/{tname}/{cname}"
                 if node not in nodes:
                     g.add_node(node, cluster="", **_chain_attrs(fam, table, cname, None))
             else:
-                key = chain_hash(cname) or cname
+                key = m.group(2)
                 node = f"{f}/service/{key}"
-                if node not in nodes:
-                    g.add_node(node, type="service", label=key, key=key, family=f, table=table.name, service="",
-                               kind="service", chains=[], endpoints=0, masquerade=False, cluster="")
-                if kind is not ChainKind.SEP and cname not in nodes[node]["chains"]:
-                    nodes[node]["chains"].append(cname)
+                attrs = nodes.get(node)
+                if attrs is None:
+                    attrs = nodes[node] = {"type": "service", "label": key, "key": key, "family": f,
+                                           "table": tname, "service": "", "kind": "service", "chains": [],
+                                           "endpoints": 0, "masquerade": False, "cluster": ""}
+                    succ[node] = {}
+                if m.group(1) != "SEP" and cname not in attrs["chains"]:
+                    attrs["chains"].append(cname)
             node_of[cname] = node
             return node
 
-        for cname in chains:
+        def entry_rule(cname: str, src: str, kind: ChainKind, i: int, line: int, text: str) -> None:
+            # One rule of a chain that is not collapsed, as the loop below reads it.
+            t = raw_target(text)
+            if t is False:
+                rt = chains[cname].rules[i].target
+                t = (rt.name, rt.goto) if rt is not None else None
+            if t is None:
+                return
+            target, goto = t
+            if target not in names:
+                return
+            dst = node_for(target)
+            if dst == src:
+                return
+            g.add_edge(src, dst, line=line, match=match_summary(text), goto=goto, share="", affinity="",
+                       masquerade=False, note="")
+            if kind in (ChainKind.SERVICES, ChainKind.NODEPORTS) and "--comment" in text:
+                d = nodes[dst]
+                if d.get("type") == "service" and not d["service"]:
+                    info = parse_comment(raw_comment(text))
+                    if info is not None and info.spn:
+                        d["service"] = d["label"] = info.spn
+
+        order = list(chains)
+        run_args = (blocks, tally or _tally, f"{f}/service/", f, tname, nodes, succ, node_of, names)
+        at, end = 0, len(order)
+        while at < end:
+            # The plain service chains (most of a dump) in one call; the next chain it leaves here.
+            if blocks is not None:
+                at = run(order, at, *run_args)
+                if at >= end:
+                    break
+            cname = order[at]
+            at += 1
             if cname.startswith("KUBE-SEP-"):
                 continue
-            kind = classify_chain(cname)
-            if kind is ChainKind.SEP:
-                continue
-            collapse = kind.per_service
-            src = node_for(cname)
-            attrs = nodes[src]
+            m = hashed(cname)  # a per-service chain (classify_chain's SVC..SEP kinds), collapsed
             n_sep = 0
             rules = None
-            if collapse:
-                counts = _tally_chain(table, cname, tally)
+            if m is not None:
+                kind = classify_chain(cname)
+                collapse = True
+                src = node_of.get(cname) or node_for(cname)
+                attrs = nodes[src]
+                segs = blocks(cname) if blocks is not None else None
+                counts = None
+                if segs is not None and len(segs) == 1:  # (_tally_chain, inline)
+                    block = segs[0][1]
+                    counts = tally(block) if tally is not None else False
+                    if counts is False:
+                        counts = _tally(block)
                 if counts is not None:
                     n_lines, n_masq, seps, rchecks = counts
                     if n_masq + seps == n_lines:  # nothing but endpoint jumps and masquerade marks
+                        rules = ()
+                    else:  # and jumps within the service (KUBE-EXT -> KUBE-SVC): no edge, but
+                        # the target's name joins the node's chains, as the per-rule code does
+                        same = _SAME_SERVICE.findall(block)
+                        key = m.group(2)
+                        if n_masq + seps + len(same) == n_lines and all(t.endswith(key) for t in same):
+                            for t in same:
+                                if t in names:
+                                    node_for(t)
+                            rules = ()
+                    if rules is not None:
                         if n_masq:
                             attrs["masquerade"] = True
                         n_sep = seps - rchecks
-                        rules = ()
+            else:
+                kind = classify_chain(cname)
+                collapse = False
+                src = node_of.get(cname) or node_for(cname)
+                attrs = nodes[src]
+                found = _entry_rules(table, cname)
+                if found is not None:
+                    first, items = found
+                    naming = kind in (ChainKind.SERVICES, ChainKind.NODEPORTS)
+                    k, stop = 0, len(items)
+                    while k < stop:
+                        k = entry(items, k, first, src, names, node_for, f"{f}/service/", f, tname, naming, nodes,
+                                  succ, node_of)
+                        if k < stop:  # a line of another shape
+                            entry_rule(cname, src, kind, k, first + k, items[k][5])
+                            k += 1
+                    continue
             if rules is None:
                 rules = table.raw_rules(cname) or ()
             for i, (line, text) in enumerate(rules):

@@ -246,6 +246,76 @@ def _edge_line(u: str, v: str, attrs: dict) -> str:
     return f"{_q(u)} -> {_q(v)} [{', '.join(parts)}];\n"
 
 
+# What _node_line prints after a service node's label (its shape and fill colour).
+_SERVICE_STYLE = _node_line("n", {"type": "service", "label": "x", "endpoints": 0})[1].split('x\\n0 endpoints"', 1)[1]
+
+
+def _service_lines(pairs: list, start: int, top: list, style: str) -> int:
+    """_node_line's lines for the ``(id, attrs)`` pairs of ``pairs[start:]`` as long as
+    each is a service node (attrs a dict, "type" the str "service", "endpoints" an
+    int and "label" a str, or absent) whose id and label are plain (printable ASCII
+    without a quote or backslash; the label may hold tabs and newlines): such a
+    label is never a bare DOT id (it holds a blank), so it is written quoted, its
+    newlines as \\n; the id as _q quotes it. Appends each line to ``top`` and
+    returns the index of the first pair left to the caller. The pure-Python
+    reference of the compiled ``_edges.service_lines``."""
+    n = len(pairs)
+    i = max(start, 0)
+    if not style.isascii():
+        return i
+    while i < n:
+        pair = pairs[i]
+        if not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[1], dict):
+            return i
+        node, attrs = pair
+        kind = attrs.get("type")
+        count = attrs.get("endpoints", 0)
+        label = attrs.get("label", "")
+        if (type(kind) is not str or kind != "service" or type(count) is not int or type(label) is not str
+                or type(node) is not str or not _PLAIN_ID.match(node)):
+            return i
+        text = f"{label}\n{count} endpoint{'s' if count != 1 else ''}"
+        if not _PLAIN_TEXT.match(text):
+            return i
+        top.append('"' + node + '" [label="' + text.replace("\n", "\\n") + '"' + style)
+        i += 1
+    return n
+
+
+def _plain_edge_lines(triples: list, start: int, out: list) -> int:
+    """_edge_line's lines for the ``(u, v, attrs)`` triples of ``triples[start:]`` as
+    long as each has no share, affinity, goto, masquerade or note (all false or
+    absent), a "match" that is a str (or absent) and a "line" that is an int or a
+    str, and plain ids and tooltip: the label is "DNAT" (a bare id) for a DNAT
+    match, else none; the tooltip is never a bare id (it holds a blank), so it is
+    written quoted, its newlines as \\n. Appends each line to ``out`` and returns
+    the index of the first triple left to the caller. The pure-Python reference
+    of the compiled ``_edges.plain_edge_lines``."""
+    n = len(triples)
+    i = max(start, 0)
+    while i < n:
+        triple = triples[i]
+        if not isinstance(triple, tuple) or len(triple) != 3 or not isinstance(triple[2], dict):
+            return i
+        u, v, attrs = triple
+        get = attrs.get
+        if get("share") or get("affinity") or get("goto") or get("masquerade") or get("note"):
+            return i
+        match = get("match")
+        line = get("line", "")
+        if ((match is not None and type(match) is not str) or type(line) not in (int, str)
+                or type(u) is not str or type(v) is not str or not _PLAIN_ID.match(u) or not _PLAIN_ID.match(v)):
+            return i
+        tip = f"line {line}: {match}" if match else f"line {line}"
+        if not _PLAIN_TEXT.match(tip):
+            return i
+        tip = tip.replace("\n", "\\n")
+        out.append(f'"{u}" -> "{v}" [tooltip="{tip}", label=DNAT];\n' if match == "DNAT" else
+                   f'"{u}" -> "{v}" [tooltip="{tip}"];\n')
+        i += 1
+    return n
+
+
 def write_dot(clusters: dict, nodes, edges, title: str = "svcinspect") -> str:
     """The DOT text render_dot gives for a graph with these ``clusters`` (id ->
     title), ``nodes`` (``(id, attrs)`` pairs) and ``edges`` (``(u, v, attrs)``), in
@@ -257,7 +327,25 @@ def write_dot(clusters: dict, nodes, edges, title: str = "svcinspect") -> str:
     inside: dict[str, list[str]] = {cid: [] for cid in clusters}
     used: set[str] = set()
     top = []
-    for node, attrs in nodes:
+    # Plain service nodes and edges (most of the whole-dump overview) from templates,
+    # compiled when built; the first of any other kind goes through _node_line/_edge_line.
+    from svcinspect import graph as _graph
+
+    native = _graph._native if _graph.bulk.enabled() else None
+    service_lines = getattr(native, "service_lines", None) or _service_lines
+    edge_lines = getattr(native, "plain_edge_lines", None) or _plain_edge_lines
+    pairs = nodes if type(nodes) is list else list(nodes)
+    i, n = 0, len(pairs)
+    while i < n:
+        if not inside:  # (no clusters: every node is written at the top)
+            j = service_lines(pairs, i, top, _SERVICE_STYLE)
+            if j > i:
+                used.add("service")
+            i = j
+            if i >= n:
+                break
+        node, attrs = pairs[i]
+        i += 1
         key, line = _node_line(node, attrs)
         used.add(key)
         (inside.get(attrs.get("cluster", "")) if attrs.get("cluster", "") in inside else top).append(line)
@@ -267,7 +355,13 @@ def write_dot(clusters: dict, nodes, edges, title: str = "svcinspect") -> str:
         out.extend(inside[cid])
         out.append("}\n")
     out.extend(top)
-    out.extend(_edge_line(u, v, attrs) for u, v, attrs in edges)
+    triples = edges if type(edges) is list else list(edges)
+    i, n = 0, len(triples)
+    while i < n:
+        i = edge_lines(triples, i, out)
+        if i < n:
+            out.append(_edge_line(*triples[i]))
+            i += 1
     shown = [k for k in LEGEND if k in used]
     if shown:
         out.append(f"subgraph cluster_legend {{\nlabel=legend;\nstyle=rounded;\ncolor={_attr('#bbbbbb')};\n")
