@@ -39,6 +39,7 @@ from dataclasses import replace
 
 from svcinspect.dataplane.iptables import bulk
 from svcinspect.dataplane.iptables import parse as _parse
+from svcinspect.dataplane.iptables.early import EarlyServices
 from svcinspect.errors import Diagnostic, Severity
 from svcinspect.model.netfilter import Family, Ruleset
 from svcinspect.parse import paste as _paste
@@ -247,6 +248,10 @@ class SaveStream:
                 if cur is None:
                     return self._off()
                 chains = cur.chains
+                if cur.name == "nat":
+                    early = self._early_of(cur)
+                    if early is not None:
+                        early.declarations()
                 left = fold_decls(decls, chains, lineno, _parse._NO_COUNTERS) if fold_decls is not None else None
                 if left is None:
                     for i, (name, policy, pk, by) in enumerate(_parse._DECL.findall(decls)):
@@ -281,6 +286,10 @@ class SaveStream:
                     self._diags.append(Diagnostic(Severity.INFO, "the dump says other iptables tables exist on the "
                                                   "node (" + line.lstrip("# ").strip() + ")", self.source, here, other))
             elif line == "COMMIT" and cur is not None:
+                if cur.name == "nat":
+                    early = self._early_of(cur)
+                    if early is not None:
+                        early.commit()
                 cur.committed = True
                 self._cur = None
                 self._recognised += 1
@@ -300,10 +309,16 @@ class SaveStream:
         got = self._prescan.get(tb)
         if got is None:
             got = self._prescan[tb] = _Prescan(bulk._native is not None)
+            if tb.family is not None:
+                got.early = EarlyServices(tb.name, tb.source, tb.family, tb.line, tb.chains,
+                                          got.cascade_map, got.dnat)
         chains = tb.chains
         seps, cascades = got.seps, got.cascades
+        early = got.early
         for i in range(start, end):
             block, chain = segs[i][0], segs[i][1]
+            if early is not None:
+                early.block(chain)
             if chain.startswith("KUBE-SEP-"):
                 into = seps
             elif chain.startswith(bulk._CASCADE_PREFIXES):
@@ -317,6 +332,13 @@ class SaveStream:
     def _prescan_round(self) -> None:
         for got in self._prescan.values():
             got.scan()
+            if got.early is not None:
+                got.early.advance()
+
+    def _early_of(self, tb):
+        """The early service analysis of nat table ``tb`` (None before its first rule run)."""
+        got = self._prescan.get(tb)
+        return None if got is None else got.early
 
     def _attach(self, tb, table):
         """``table`` (built from ``tb``) whose chains carry what bulk.scan_nat
@@ -331,7 +353,16 @@ class SaveStream:
                 del found[name]
         chains = PrescannedChains(tb.name, tb.source, entries)
         chains.nat_scan = (got.native, bulk.NatScan(got.cascade_map, got.dnat, chains.names()))
+        early, got.early = got.early, None
+        chains.early = None
+        if early is not None and self._single_nat(tb) and not tb.undeclared and table.family is early.family \
+                and early.attach(chains, chains.nat_scan[1]):
+            chains.early = early  # services.build_service_ports takes what it analysed early
         return replace(table, chains=chains)
+
+    def _single_nat(self, tb) -> bool:
+        """Is ``tb`` the only nat table of its family (no merge of two)?"""
+        return sum(1 for t in self._tables if t.name == tb.name and t.family == tb.family) == 1
 
     def _build(self) -> Ruleset | None:
         """parse_iptables_save's ending, for text that stayed on the fast path;
@@ -372,10 +403,11 @@ class SaveStream:
 class _Prescan:
     """One nat table's ``bulk.scan_nat`` results, built round by round."""
 
-    __slots__ = ("native", "seps", "cascades", "dnat", "cascade_map")
+    __slots__ = ("native", "seps", "cascades", "dnat", "cascade_map", "early")
 
     def __init__(self, native: bool):
         self.native = native
+        self.early: EarlyServices | None = None
         self.seps: list = []
         self.cascades: list = []
         self.dnat: dict = {}
@@ -399,7 +431,7 @@ class PrescannedChains(_parse.LazyChains):
     already read while the dump arrived: ``nat_scan`` is ``(compiled scanner
     used, NatScan)``; ``scan_nat`` takes it when the same scanner is in use."""
 
-    __slots__ = ("nat_scan",)
+    __slots__ = ("nat_scan", "early")
 
 
 def parse_pieces(pieces, source: str = "<stdin>", *, strict: bool = False, family: Family | None = None,
