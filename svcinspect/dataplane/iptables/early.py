@@ -87,8 +87,7 @@ class EarlyServices:
         self.family = family
         self.entries = entries
         self.ok = True            # False: the table left the shape above; nothing early is used
-        self.last = ""            # the greatest chain name whose run has been folded
-        self.blocks = False       # a rule run has been folded (declarations must come before)
+        self.last = ""            # the greatest KUBE chain name whose run has been folded (set by the stream)
         self.native = bulk._native is not None
         # What the early steps read: the chains that have arrived, each built
         # into a scratch map (see finish: a port that built one is redone).
@@ -102,24 +101,13 @@ class EarlyServices:
         self._queue: list = []             # (last chain name, key) of the ports to finish, in name order
         self._next = 0
         self.ports: dict = {}              # key -> (acc, snapshot, ServicePortRules)
-        self._chains = None                # the final table's chains (attach)
-        self._final_scan = None
+        self._final_scan = None            # the final table's nat scan (attach)
 
     # --- during the stream ---------------------------------------------------------
 
-    def block(self, chain: str) -> None:
-        """A rule run of ``chain`` was folded (in dump order). The built-in
-        chains come first, in hook order; only the KUBE chains are read early."""
-        self.blocks = True
-        if chain.startswith("KUBE-"):
-            if chain <= self.last:
-                self.ok = False
-            self.last = chain
-
     def declarations(self) -> None:
-        """Chain declarations were folded: after a rule run, the names are not known up front."""
-        if self.blocks:
-            self.ok = False
+        """Chain declarations were folded after a rule run: the names were not known up front."""
+        self.ok = False
 
     def commit(self) -> None:
         """The table's COMMIT: every chain is complete."""
@@ -169,8 +157,10 @@ class EarlyServices:
 
     # --- at the end ------------------------------------------------------------------
 
-    def attach(self, chains, scan) -> bool:
-        """The final table's chains and nat scan; False when nothing early can be used."""
+    def attach(self, scan) -> bool:
+        """The final table's nat scan; False when nothing early can be used. (The
+        final chains are the ones whose ``early`` is this object: no reference
+        back, so no cycle keeps the table alive when the caller drops it.)"""
         self._table = self._scan = None  # type: ignore[assignment]
         self._scratch = {}
         self._queue = []
@@ -178,7 +168,7 @@ class EarlyServices:
             self.ports = {}
             self._accs = None
             return False
-        self._chains, self._final_scan = chains, scan
+        self._final_scan = scan
         return True
 
     def scan_nat(self, nat: Table, accs: dict, wanted) -> None:
@@ -187,7 +177,8 @@ class EarlyServices:
         early, self._accs = self._accs, None  # handed over once: a second analysis starts afresh
         chains = nat.chains
         built = getattr(chains, "_built", None)
-        if (early is None or wanted is not None or accs or chains is not self._chains or nat.family != self.family
+        if (early is None or wanted is not None or accs or getattr(chains, "early", None) is not self
+                or nat.family != self.family
                 or built is None or any(name in built for name in _DISPATCH) or not bulk.enabled()):
             self.ports = {}
             return _scan_nat(nat, accs, wanted)
@@ -202,7 +193,7 @@ class EarlyServices:
         """``services._finish(key, family, acc, nat, scan)``, done early when it could be."""
         got = self.ports.pop(key, None)
         if (got is not None and got[0] is acc and scan is self._final_scan and scan is not None
-                and family is self.family and nat is not None and nat.chains is self._chains
+                and family is self.family and nat is not None and getattr(nat.chains, "early", None) is self
                 and got[1] == _snapshot(acc)):
             return got[2]
         from svcinspect.dataplane.iptables.services import _finish
