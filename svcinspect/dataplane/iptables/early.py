@@ -52,6 +52,9 @@ from svcinspect.dataplane.iptables import bulk
 from svcinspect.dataplane.iptables import parse as _parse
 from svcinspect.model.netfilter import Family, Table
 
+# Off (tests compare the two): the stream does no early analysis; everything is done at the end.
+ENABLED = True
+
 _DISPATCH = ("KUBE-SERVICES", "KUBE-NODEPORTS")
 _HEADS = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-")
 _END = "\U0010ffff"  # sorts after every chain name: the table is complete
@@ -101,6 +104,7 @@ class EarlyServices:
         self._queue: list = []             # (last chain name, key) of the ports to finish, in name order
         self._next = 0
         self.ports: dict = {}              # key -> (acc, snapshot, ServicePortRules)
+        self.used = 0                      # how many finish() handed back from the early analysis
         self._final_scan = None            # the final table's nat scan (attach)
 
     # --- during the stream ---------------------------------------------------------
@@ -115,7 +119,7 @@ class EarlyServices:
 
     def advance(self) -> None:
         """Run what the chains folded so far allow (after the round's bulk scans)."""
-        if not self.ok or not bulk.enabled():
+        if not self.ok or not ENABLED or not bulk.enabled():
             return
         last = self.last
         if self._accs is None:
@@ -195,6 +199,7 @@ class EarlyServices:
         if (got is not None and got[0] is acc and scan is self._final_scan and scan is not None
                 and family is self.family and nat is not None and getattr(nat.chains, "early", None) is self
                 and got[1] == _snapshot(acc)):
+            self.used += 1
             return got[2]
         from svcinspect.dataplane.iptables.services import _finish
         return _finish(key, family, acc, nat, scan)
