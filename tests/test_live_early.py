@@ -421,3 +421,12 @@ def _generated(services: int, endpoints: int) -> str:
             "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES",
             "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000"]
     return "*nat\n" + "\n".join(head + decls + tail + rules) + "\nCOMMIT\n"
+
+
+def test_a_table_with_more_chains_than_the_bound_is_analysed_at_the_end(monkeypatch):
+    """Memory: above early.MAX_CHAINS nat chains nothing is held early (the
+    answers are the same, all computed at the end)."""
+    monkeypatch.setattr(early_mod, "MAX_CHAINS", 50)
+    got, early = streamed(cut(REAL.encode(), 900), Family.V4, 64)
+    assert got == whole_text(REAL, Family.V4)
+    assert early == []

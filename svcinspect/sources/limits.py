@@ -233,6 +233,7 @@ def run_bounded(argv: list[str], *, input: bytes | None = None, timeout: float |
 
 _PIPE_SIZE = 1 << 20       # asked for each stdout pipe: the command prints on while we parse
 _READ = 1 << 20
+_BACKLOG = 16 << 20        # read ahead of the sinks at most this much (then the commands wait)
 F_SETPIPE_SZ = 1031
 
 
@@ -260,8 +261,9 @@ def run_streamed(argvs: list[list[str]], sinks: list) -> list[Completed | Starte
     ``read``, both without the GIL) into a queue, so a command never waits for
     the sinks: a pipe holds at most 1 MiB (``F_SETPIPE_SZ``; more needs
     CAP_SYS_RESOURCE), which ``iptables-save`` prints in ~20 ms, and a sink's
-    work on one piece often takes longer. The helper holds what the sinks have
-    not taken yet (at most ``max_input_size`` per command, as ever).
+    work on one piece often takes longer. The helper reads at most 16 MiB
+    ahead of the sinks (``_BACKLOG``; then the commands wait, as they would
+    for a full pipe), so memory stays bounded when the sinks are slower.
     """
     import queue
     import time
@@ -301,7 +303,9 @@ def run_streamed(argvs: list[list[str]], sinks: list) -> list[Completed | Starte
             i, is_out, chunk = item
             if not is_out:
                 errs[i].append(chunk)
-            elif sinks[i] is None:
+                continue
+            drain.took(len(chunk))
+            if sinks[i] is None:
                 outs[i].append(chunk)
             else:
                 sinks[i](chunk)
@@ -349,6 +353,14 @@ class _Drain(threading.Thread):
         self.too_much: int | None = None
         self.failed: BaseException | None = None
         self._halt = threading.Event()
+        self.backlog = 0  # stdout bytes read and not yet taken (taken: took())
+        self._room = threading.Condition()
+
+    def took(self, size: int) -> None:
+        """The caller took ``size`` bytes of stdout off the queue."""
+        with self._room:
+            self.backlog -= size
+            self._room.notify()
 
     def run(self) -> None:
         import selectors
@@ -378,6 +390,10 @@ class _Drain(threading.Thread):
                         if sizes[i] > limit:
                             self.too_much = i
                             return
+                        with self._room:  # at most _BACKLOG bytes the sinks have not taken
+                            while self.backlog > _BACKLOG and not self._halt.is_set():
+                                self._room.wait(0.5)
+                            self.backlog += len(chunk)
                         got.put((i, True, chunk))
         except BaseException as exc:  # (a closed pipe after stop(): nobody waits for the answer)
             self.failed = exc
@@ -387,6 +403,8 @@ class _Drain(threading.Thread):
     def stop(self) -> None:
         """Stop reading (the commands have been killed or have ended) and wait for it."""
         self._halt.set()
+        with self._room:
+            self._room.notify()
         self.join(timeout=5)
 
 

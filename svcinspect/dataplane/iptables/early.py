@@ -55,6 +55,14 @@ from svcinspect.model.netfilter import Family, Table
 # Off (tests compare the two): the stream does no early analysis; everything is done at the end.
 ENABLED = True
 
+# Memory: the early answers are held while the stream still holds the save's
+# bytes (kept for the whole-text fallback until the end), where the end-of-run
+# analysis builds them after those are freed. At 10000 services x 10 endpoints
+# (~110k nat chains) that is ~60 MB more at the peak (~290 MB), at 20000 (~220k
+# chains) ~73 MB more: 518 MB against 445 MB, over the 500 MB bound. So a nat
+# table with more chains than this is analysed at the end, as before.
+MAX_CHAINS = 160_000
+
 _DISPATCH = ("KUBE-SERVICES", "KUBE-NODEPORTS")
 _HEADS = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-")
 _END = "\U0010ffff"  # sorts after every chain name: the table is complete
@@ -124,6 +132,9 @@ class EarlyServices:
         last = self.last
         if self._accs is None:
             if last < "KUBE-SERVICES":
+                return
+            if len(self.entries) > MAX_CHAINS:
+                self.ok = False
                 return
             self._start()
         queue, i, n = self._queue, self._next, len(self._queue)

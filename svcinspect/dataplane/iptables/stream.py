@@ -325,8 +325,8 @@ class SaveStream:
             found = bulk.jump_targets([seg[0] for seg in segs[start:end]]) if got.native else None
             if found is None:
                 got.jumps = None
-            else:
-                got.jumps |= found
+            else:  # only the targets that are not chains yet (chains are only ever added)
+                got.jumps.update([name for name in found if name not in chains])
         if got.ordered:
             # iptables-save's order: the KUBE chains' runs in strictly increasing
             # name order, so each is its chain's first run, and the endpoint and
@@ -440,7 +440,9 @@ class _Prescan:
         self.early: EarlyServices | None = None
         self.ordered = True   # the KUBE chains' runs so far in strictly increasing name order
         self.last = ""        # the last of them
-        self.jumps: set | None = set()  # bulk.jump_targets of every rule run (None: not ASCII, or not compiled)
+        # bulk.jump_targets of every rule run, less the names that were chains
+        # when it was read (None: a block not ASCII, or no compiled scanner)
+        self.jumps: set | None = set()
         self.seps: list = []
         self.cascades: list = []
         self.dnat: dict = {}
@@ -472,8 +474,12 @@ class PrescannedChains(_parse.LazyChains):
     __slots__ = ("nat_scan", "early", "jump_targets")
 
     def take_jump_targets(self) -> set | None:
-        """``bulk.jump_targets`` of every rule run of the table, read while the
-        dump arrived (None: not read); handed over once."""
+        """What ``completeness._maybe_missing`` asks of ``bulk.jump_targets`` of
+        every rule run of the table, read while the dump arrived (None: not
+        read): the targets that were not chains of the table when their rule
+        was read. Chains are only ever added, so a target that is not a chain at
+        the end is among them, and every other one is a chain (a few hundred
+        names, not one per rule). Handed over once."""
         found, self.jump_targets = self.jump_targets, None
         return found
 
