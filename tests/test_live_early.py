@@ -82,12 +82,13 @@ def streamed(pieces: list[bytes], family: Family, piece: int, early: bool = True
     was, early_mod.ENABLED = early_mod.ENABLED, early
     try:
         stream = SaveStream("live", family=family, piece=piece)
-        for p in pieces:
-            stream.feed(p)
-        try:
-            ruleset = stream.finish()
-        except SvcinspectError as exc:
-            return (type(exc), str(exc)), []
+        with early_mod.wanted():
+            for p in pieces:
+                stream.feed(p)
+            try:
+                ruleset = stream.finish()
+            except SvcinspectError as exc:
+                return (type(exc), str(exc)), []
         attached = [getattr(t.chains, "early", None) for t in ruleset.tables if t.name == "nat"]
         return services_output(ruleset), [e for e in attached if e is not None]
     finally:
@@ -260,9 +261,10 @@ def test_a_service_port_the_filter_scan_adds_to_is_finished_again():
 
 def test_a_second_analysis_of_the_same_ruleset_is_the_same():
     stream = SaveStream("live", family=Family.V4, piece=100)
-    for p in cut(REAL.encode(), 700):
-        stream.feed(p)
-    ruleset = stream.finish()
+    with early_mod.wanted():
+        for p in cut(REAL.encode(), 700):
+            stream.feed(p)
+        ruleset = stream.finish()
     first = services_output(ruleset)
     (early,) = [t.chains.early for t in ruleset.tables if t.name == "nat"]
     used = early.used
@@ -423,6 +425,16 @@ def _generated(services: int, endpoints: int) -> str:
     return "*nat\n" + "\n".join(head + decls + tail + rules) + "\nCOMMIT\n"
 
 
+def test_only_a_caller_that_wants_it_gets_the_early_analysis():
+    """Live dump, graph, diff... never build every service port: no work for them."""
+    stream = SaveStream("live", family=Family.V4, piece=100)
+    for p in cut(REAL.encode(), 700):
+        stream.feed(p)
+    ruleset = stream.finish()
+    assert [getattr(t.chains, "early", None) for t in ruleset.tables if t.name == "nat"] == [None]
+    assert services_output(ruleset) == whole_text(REAL, Family.V4)
+
+
 def test_a_table_with_more_chains_than_the_bound_is_analysed_at_the_end(monkeypatch):
     """Memory: above early.MAX_CHAINS nat chains nothing is held early (the
     answers are the same, all computed at the end)."""
@@ -430,3 +442,38 @@ def test_a_table_with_more_chains_than_the_bound_is_analysed_at_the_end(monkeypa
     got, early = streamed(cut(REAL.encode(), 900), Family.V4, 64)
     assert got == whole_text(REAL, Family.V4)
     assert early == []
+
+
+@ROOT_ONLY
+def test_live_check_and_dump_with_and_without_the_early_analysis(tmp_path):
+    dump = tmp_path / "dump.txt"
+    dump.write_text(VARIANTS["reject-for-a-service-with-endpoints"])
+    env = _fake_legacy(tmp_path, dump)
+    for argv in (("check",), ("check", "-o", "json"), ("dump",)):
+        live = _svc(*argv, "--family", "4", env=env)
+        plain = _svc(*argv, "--family", "4", env={**env, "SVCINSPECT_NO_FAST": "1"})
+        assert (live.returncode, live.stdout, live.stderr) == (plain.returncode, plain.stdout, plain.stderr), argv
+        assert live.stdout
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("argv,early_wanted", [(("services",), True), (("check",), True), (("dump",), False)])
+def test_the_cli_asks_for_the_early_analysis_where_it_is_used(tmp_path, monkeypatch, cli, argv, early_wanted):
+    """Live `services` and `check` take the early answers; `dump` does not pay for them."""
+    dump = tmp_path / "dump.txt"
+    dump.write_text(REAL)
+    monkeypatch.setenv("PATH", _fake_legacy(tmp_path, dump)["PATH"])
+    made: list = []
+    real_init = early_mod.EarlyServices.__init__
+
+    def init(self, *args, **kw):
+        real_init(self, *args, **kw)
+        made.append(self)
+
+    monkeypatch.setattr(early_mod.EarlyServices, "__init__", init)
+    r = cli(*argv, "--family", "4")
+    assert r.code in (0, 1) and r.out, r.err
+    if early_wanted:
+        assert len(made) == 1 and made[0].used > 0
+    else:
+        assert made == []

@@ -43,10 +43,14 @@ exactly what the call would compute now:
   ``_scan_nat`` would have built them (and only if nothing built them before).
 
 Anything else is computed at the end, as before. ``SVCINSPECT_NO_FAST=1``
-turns the pre-work of the stream off, and with it this.
+turns the pre-work of the stream off, and with it this. Only the commands
+that build every service port ask for it (:func:`wanted`: `services`, `check`).
 """
 
 from __future__ import annotations
+
+import contextvars
+from contextlib import contextmanager
 
 from svcinspect.dataplane.iptables import bulk
 from svcinspect.dataplane.iptables import parse as _parse
@@ -54,6 +58,25 @@ from svcinspect.model.netfilter import Family, Table
 
 # Off (tests compare the two): the stream does no early analysis; everything is done at the end.
 ENABLED = True
+
+# Asked for by the commands that build every service port of what they read
+# (live `services`, `check`: see :func:`wanted`); the others (dump, graph, diff...)
+# would only pay for it.
+_WANTED: contextvars.ContextVar[bool] = contextvars.ContextVar("svcinspect_early_services", default=False)
+
+
+@contextmanager
+def wanted():
+    """Within this block, live reads analyse their service ports while the save prints."""
+    token = _WANTED.set(True)
+    try:
+        yield
+    finally:
+        _WANTED.reset(token)
+
+
+def is_wanted() -> bool:
+    return ENABLED and _WANTED.get()
 
 # Memory: the early answers are held while the stream still holds the save's
 # bytes (kept for the whole-text fallback until the end), where the end-of-run

@@ -43,6 +43,7 @@ from itertools import islice
 from svcinspect.dataplane.iptables import bulk
 from svcinspect.dataplane.iptables import parse as _parse
 from svcinspect.dataplane.iptables.early import EarlyServices
+from svcinspect.dataplane.iptables.early import is_wanted as early_wanted
 from svcinspect.errors import Diagnostic, Severity
 from svcinspect.model.netfilter import Family, Ruleset
 from svcinspect.parse import paste as _paste
@@ -316,7 +317,7 @@ class SaveStream:
         got = self._prescan.get(tb)
         if got is None:
             got = self._prescan[tb] = _Prescan(bulk._native is not None)
-            if tb.family is not None:
+            if tb.family is not None and early_wanted():
                 got.early = EarlyServices(tb.name, tb.source, tb.family, tb.line, tb.chains,
                                           got.cascade_map, got.dnat)
         chains = tb.chains
