@@ -477,3 +477,26 @@ def test_the_cli_asks_for_the_early_analysis_where_it_is_used(tmp_path, monkeypa
         assert len(made) == 1 and made[0].used > 0
     else:
         assert made == []
+
+
+def test_an_error_in_the_early_analysis_leaves_it_all_to_the_end(monkeypatch):
+    from svcinspect.dataplane.iptables import services
+
+    real = services._finish
+    calls = [0]
+
+    def flaky(*args):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise ValueError("boom")
+        return real(*args)
+
+    monkeypatch.setattr(services, "_finish", flaky)
+    stream = SaveStream("live", family=Family.V4, piece=100)
+    with early_mod.wanted():
+        for p in cut(REAL.encode(), 700):
+            stream.feed(p)
+        ruleset = stream.finish()
+    assert [getattr(t.chains, "early", None) for t in ruleset.tables if t.name == "nat"] == [None]
+    monkeypatch.setattr(services, "_finish", real)
+    assert services_output(ruleset) == whole_text(REAL, Family.V4)

@@ -122,7 +122,6 @@ class EarlyServices:
         self.entries = entries
         self.ok = True            # False: the table left the shape above; nothing early is used
         self.last = ""            # the greatest KUBE chain name whose run has been folded (set by the stream)
-        self.native = bulk._native is not None
         # What the early steps read: the chains that have arrived, each built
         # into a scratch map (see finish: a port that built one is redone).
         self._scratch: dict = {}
@@ -149,9 +148,18 @@ class EarlyServices:
         self.last = _END
 
     def advance(self) -> None:
-        """Run what the chains folded so far allow (after the round's bulk scans)."""
+        """Run what the chains folded so far allow (after the round's bulk scans).
+        Whatever goes wrong here (hostile input the end-of-run analysis would
+        report in its own way) leaves it all to the end."""
         if not self.ok or not ENABLED or not bulk.enabled():
             return
+        try:
+            self._advance()
+        except Exception:
+            self.ok = False
+            self.ports, self._accs = {}, None
+
+    def _advance(self) -> None:
         last = self.last
         if self._accs is None:
             if last < "KUBE-SERVICES":
