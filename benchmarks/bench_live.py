@@ -13,6 +13,9 @@ the README does it (benchmarks/out/venv, compiled bytecode):
   pair (the issue's target is about waiting: the wall ratio, <= 1.5x);
 - the peak RSS of svcinspect's own process (ru_maxrss of the process itself)
   and of the run (the largest process: the save);
+- what is left after the save's last byte (wall and svcinspect's CPU, from
+  when the runner read the save's end to the end of the output): the part of
+  the analysis that did not overlap the save;
 - `svcinspect services --rules <saved dump>` for reference: the analysis alone;
 - with --iptc, python-iptables reading every rule (one run: it is slow).
 
@@ -51,6 +54,40 @@ OWN_RSS = ("import resource, sys\n"
            "    pass\n"
            "sys.stdout.flush()\n"
            "sys.stderr.write('own-rss %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+
+
+# What is left after the save's last byte: run the CLI in this interpreter,
+# note when the runner's helper thread read the save's end (and the process'
+# CPU then), and print the wall and CPU seconds from there to the output's end.
+AFTER = ("import sys, time\n"
+         "from svcinspect.sources import limits\n"
+         "mark = {}\n"
+         "run = limits._Drain.run\n"
+         "def noted(self):\n"
+         "    run(self)\n"
+         "    mark['wall'], mark['cpu'] = time.perf_counter(), time.process_time()\n"
+         "limits._Drain.run = noted\n"
+         "from svcinspect.cli import main\n"
+         "try:\n"
+         "    main(sys.argv[1:])\n"
+         "except SystemExit:\n"
+         "    pass\n"
+         "sys.stdout.flush()\n"
+         "sys.stderr.write('after %.3f %.3f\\n' % (time.perf_counter() - mark['wall'], "
+         "time.process_time() - mark['cpu']))\n")
+
+
+def after_save(python: str, args: list[str], runs: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of svcinspect after the save's last byte, per run."""
+    walls, cpus = [], []
+    for _ in range(runs):
+        proc = subprocess.run([python, "-c", AFTER, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, check=False)
+        line = [ln for ln in proc.stderr.splitlines() if ln.startswith("after ")]
+        if line:
+            walls.append(float(line[-1].split()[1]))
+            cpus.append(float(line[-1].split()[2]))
+    return walls, cpus
 
 
 def _run(argv: list[str]) -> tuple[float, float]:
@@ -115,10 +152,14 @@ def main() -> None:
             live = [exe, "services", "--netns", ns.name]
             res = paired(live, save, args.runs)
             mine = own_rss(python, ["services", "--netns", ns.name])
+            walls, cpus = after_save(python, ["services", "--netns", ns.name], args.runs)
             print(f"  iptables-{b}-save alone: wall {_mid(res['base_wall'])} s, CPU {_mid(res['base_cpu'])} s")
             print(f"  services --netns ({b} backend): wall {_mid(res['wall'])} s = {_mid(res['wall_ratio'])}x the "
                   f"save, CPU {_mid(res['cpu'])} s = {_mid(res['cpu_ratio'])}x; peak RSS: svcinspect {mine} MB, "
                   f"the run {res['rss']} MB", flush=True)
+            if walls:
+                print(f"    after the save's last byte: wall {_mid(walls)} s, svcinspect's CPU {_mid(cpus)} s",
+                      flush=True)
         files = paired([exe, "services", "--rules", str(dump)], first.cmd(f"iptables-{backends[0]}-save"), args.runs)
         mine = own_rss(python, ["services", "--rules", str(dump)])
         print(f"  services --rules <saved dump> (the analysis alone): wall {_mid(files['wall'])} s, "

@@ -553,8 +553,10 @@ def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: Ob
     from svcinspect.dataplane import build_service_ports
 
     from svcinspect.completeness import assess_input, render_input_text
+    from svcinspect.dataplane.iptables.early import wanted as analysed_early
 
-    ruleset = load_rules(rules, strict)
+    with analysed_early():  # live: the service ports are analysed while iptables-save prints
+        ruleset = load_rules(rules, strict)
     ports = build_service_ports(ruleset)
     if objects_from.namespace:
         ports = _in_namespace(ports, objects_from.namespace)
@@ -767,8 +769,10 @@ def check(fail_on: str, output: str, objects_from: ObjectsSource, **source: Any)
     from svcinspect.check import check_rules, fails
     from svcinspect.errors import EXIT_FINDINGS
     from svcinspect.render.check import check_json, render_check_text
+    from svcinspect.dataplane.iptables.early import wanted as analysed_early
 
-    ruleset = load_rules(**source)
+    with analysed_early():  # live: the service ports are analysed while iptables-save prints
+        ruleset = load_rules(**source)
     state = load_objects(objects_from)
     node = node_name(objects_from, source.get("rules", ()))
     _require_known_node(state, node, objects_from)

@@ -119,8 +119,11 @@ def _maybe_missing(ruleset: Ruleset) -> bool:
             return True
         from svcinspect.dataplane.iptables import bulk
 
-        every = list(blocks())
-        targets = bulk.jump_targets(every)  # the compiled scanner's pass, when built
+        take = getattr(t.chains, "take_jump_targets", None)  # a live table's, read while it printed (iptables.stream)
+        targets = take() if take is not None else None
+        every = list(blocks()) if targets is None else []
+        if targets is None:
+            targets = bulk.jump_targets(every)  # the compiled scanner's pass, when built
         if targets is None:
             targets = set()
             for chunk in _batches(every):  # a table's text in ~1 MB pieces, not one 100 MB copy

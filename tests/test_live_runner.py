@@ -202,3 +202,48 @@ def test_the_live_read_is_the_parse_of_the_saved_texts(tmp_path, monkeypatch, pi
             (("iptables-save-counters.txt", "iptables-nft-save", Family.V4),
              ("ip6tables-save-counters.txt", "ip6tables-nft-save", Family.V6))]
     assert shape(ruleset) == shape(command._assemble(dump, want))
+
+
+def test_a_slow_sink_does_not_hold_the_command_up(tmp_path):
+    """The pipes are drained by a helper thread: a command printing 6 MiB
+    finishes while the sink is still busy with its first pieces (with one
+    thread it would wait for the sink at every full pipe), and the sink still
+    gets every byte, in order."""
+    flag = tmp_path / "done"
+    big = _script(tmp_path, "big", f"head -c 6291456 /dev/zero | tr '\\0' x; date +%s.%N > {flag}")
+    seen: list[bytes] = []
+    finished_during_sink: list[bool] = []
+
+    def slow(data: bytes) -> None:
+        if len(seen) < 3:
+            time.sleep(0.4)
+            finished_during_sink.append(flag.exists())
+        seen.append(data)
+
+    (done,) = run_streamed([[str(big)]], [slow])
+    assert done.returncode == 0
+    assert b"".join(seen) == b"x" * 6291456
+    assert finished_during_sink[-1], "the command waited for the sink"
+
+
+def test_the_read_ahead_is_bounded(tmp_path, monkeypatch):
+    """At most _BACKLOG bytes are read ahead of a slow sink (then the command waits)."""
+    monkeypatch.setattr(limits, "_BACKLOG", 1 << 20)
+    big = _script(tmp_path, "big", "head -c 8388608 /dev/zero")
+    ahead: list[int] = []
+    got = [0]
+
+    def slow(data: bytes) -> None:
+        got[0] += len(data)
+        time.sleep(0.01)
+
+    real_put = limits._Drain.took
+
+    def took(self, size):
+        ahead.append(self.backlog)
+        real_put(self, size)
+
+    monkeypatch.setattr(limits._Drain, "took", took)
+    (done,) = run_streamed([[str(big)]], [slow])
+    assert done.returncode == 0 and got[0] == 8388608
+    assert max(ahead) <= (1 << 20) + limits._READ

@@ -7,12 +7,14 @@ each backend, keeps the backend with more of them (as kube-proxy's own images
 decide) and parses its text with the ordinary parser. Both backends holding KUBE
 chains ("split brain") is a warning on the ruleset saying which one looks stale.
 
-The outputs are read from this thread as the commands print them
-(``limits.run_streamed``) into :class:`~svcinspect.dataplane.iptables.stream.SaveStream`
-objects, which count what the backend choice needs as the text comes and, for
-callers that parse the whole dump (``prework=True``: ``read_live_rules``), do
-the parser's first stages and ``bulk.scan_nat``'s passes while the save is still
-printing; the result is ``parse_iptables_save``'s, exactly.
+The outputs are fed, in this thread, as the commands print them
+(``limits.run_streamed``: one helper thread drains the pipes) into
+:class:`~svcinspect.dataplane.iptables.stream.SaveStream` objects, which count
+what the backend choice needs as the text comes and, for callers that parse
+the whole dump (``prework=True``: ``read_live_rules``), do the parser's first
+stages and ``bulk.scan_nat``'s passes while the save is still printing (and,
+for `services` and `check`, the service analysis: ``dataplane.iptables.early``);
+the result is ``parse_iptables_save``'s, exactly.
 
 Readers (``--reader``):
 
@@ -71,7 +73,7 @@ def stream_commands(argvs: Sequence[list[str]], streams: Sequence) -> list[Comma
     """The real runner's streaming form: all commands at once, each one's stdout
     fed to its :class:`~svcinspect.dataplane.iptables.stream.SaveStream` as it
     prints (``stdout`` of the results is then empty: the text is the stream's),
-    in this thread, so that the parse runs while the commands print
+    in this thread (a helper thread drains the pipes), so that the parse runs while the commands print
     (``sources.limits.run_streamed``; the same bounds as :func:`run_commands`)."""
     return _results(argvs, streams)
 

@@ -233,6 +233,7 @@ def run_bounded(argv: list[str], *, input: bytes | None = None, timeout: float |
 
 _PIPE_SIZE = 1 << 20       # asked for each stdout pipe: the command prints on while we parse
 _READ = 1 << 20
+_BACKLOG = 16 << 20        # read ahead of the sinks at most this much (then the commands wait)
 F_SETPIPE_SZ = 1031
 
 
@@ -253,17 +254,24 @@ def run_streamed(argvs: list[list[str]], sinks: list) -> list[Completed | Starte
     The same bounds as :func:`run_bounded`, for all of them together: they must
     all finish within ``command_timeout`` seconds and each may print at most
     ``max_input_size`` bytes, else every one still running is killed (its
-    process group) and :class:`EnvironmentProblem` says which. One thread, no
-    helpers: the sinks run here, between reads, while the commands print on
-    (their pipes are enlarged to 1 MiB where the kernel allows it), so the
-    caller's work on the output overlaps the commands' own.
+    process group) and :class:`EnvironmentProblem` says which.
+
+    The sinks run in this thread, in order, while the commands print on. The
+    pipes are drained by one helper thread (:class:`_Drain`: ``select`` and
+    ``read``, both without the GIL) into a queue, so a command never waits for
+    the sinks: a pipe holds at most 1 MiB (``F_SETPIPE_SZ``; more needs
+    CAP_SYS_RESOURCE), which ``iptables-save`` prints in ~20 ms, and a sink's
+    work on one piece often takes longer. The helper reads at most 16 MiB
+    ahead of the sinks (``_BACKLOG``; then the commands wait, as they would
+    for a full pipe), so memory stays bounded when the sinks are slower.
     """
-    import selectors
+    import queue
     import time
 
     timeout, limit = LIMITS.command_timeout, LIMITS.max_input_size
     deadline = time.monotonic() + timeout
     procs: list[subprocess.Popen | Started] = []
+    drain: _Drain | None = None
     try:
         for argv in argvs:
             try:
@@ -279,43 +287,34 @@ def run_streamed(argvs: list[list[str]], sinks: list) -> list[Completed | Starte
             procs.append(proc)
         outs: list[list[bytes]] = [[] for _ in argvs]
         errs: list[list[bytes]] = [[] for _ in argvs]
-        sizes = [0] * len(argvs)
-        err_sizes = [0] * len(argvs)
-        too_much: int | None = None
-        with selectors.DefaultSelector() as sel:
-            for i, proc in enumerate(procs):
-                if isinstance(proc, subprocess.Popen):
-                    sel.register(proc.stdout, selectors.EVENT_READ, (i, True))
-                    sel.register(proc.stderr, selectors.EVENT_READ, (i, False))
-            while sel.get_map():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    _timed_out(argvs, procs, timeout)
-                for key, _ in sel.select(left):
-                    i, is_out = key.data
-                    chunk = os.read(key.fd, _READ if is_out else _CHUNK)
-                    if not chunk:
-                        sel.unregister(key.fileobj)
-                        continue
-                    if not is_out:
-                        if err_sizes[i] < _STDERR_KEPT:
-                            errs[i].append(chunk[:_STDERR_KEPT - err_sizes[i]])
-                        err_sizes[i] += len(chunk)
-                        continue
-                    sizes[i] += len(chunk)
-                    if sizes[i] > limit:
-                        too_much = i
-                        break
-                    if sinks[i] is None:
-                        outs[i].append(chunk)
-                    else:
-                        sinks[i](chunk)
-                if too_much is not None:
-                    break
-        if too_much is not None:
+        drain = _Drain(procs, limit)
+        drain.start()
+        got = drain.got
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _timed_out(argvs, procs, timeout)
+            try:
+                item = got.get(timeout=left)
+            except queue.Empty:
+                _timed_out(argvs, procs, timeout)
+            if item is None:
+                break
+            i, is_out, chunk = item
+            if not is_out:
+                errs[i].append(chunk)
+                continue
+            drain.took(len(chunk))
+            if sinks[i] is None:
+                outs[i].append(chunk)
+            else:
+                sinks[i](chunk)
+        if drain.failed is not None:
+            raise drain.failed
+        if drain.too_much is not None:
             _kill_all(procs)
-            raise EnvironmentProblem(f"{os.path.basename(argvs[too_much][0])} printed more than --max-input-size "
-                                     f"({describe_size(limit)}) and was stopped")
+            raise EnvironmentProblem(f"{os.path.basename(argvs[drain.too_much][0])} printed more than "
+                                     f"--max-input-size ({describe_size(limit)}) and was stopped")
         done: list[Completed | Started] = []
         for i, proc in enumerate(procs):  # every pipe is closed: they have exited, or are about to
             if isinstance(proc, Started):
@@ -331,10 +330,82 @@ def run_streamed(argvs: list[list[str]], sinks: list) -> list[Completed | Starte
         _kill_all(procs)  # a sink's error, ^C: nothing is left running
         raise
     finally:
+        if drain is not None:
+            drain.stop()
         for proc in procs:
             if isinstance(proc, subprocess.Popen):
                 for stream in (proc.stdout, proc.stderr):
                     stream.close()
+
+
+class _Drain(threading.Thread):
+    """Reads every command's stdout and stderr as they print, into ``got``:
+    ``(index, is stdout, bytes)`` items, then None once every pipe is at its end
+    (or a command printed more than ``limit``: ``too_much`` is its index, and
+    the rest is not read)."""
+
+    def __init__(self, procs: list, limit: int) -> None:
+        import queue
+
+        super().__init__(name="svcinspect-drain", daemon=True)
+        self.procs, self.limit = procs, limit
+        self.got: queue.SimpleQueue = queue.SimpleQueue()
+        self.too_much: int | None = None
+        self.failed: BaseException | None = None
+        self._halt = threading.Event()
+        self.backlog = 0  # stdout bytes read and not yet taken (taken: took())
+        self._room = threading.Condition()
+
+    def took(self, size: int) -> None:
+        """The caller took ``size`` bytes of stdout off the queue."""
+        with self._room:
+            self.backlog -= size
+            self._room.notify()
+
+    def run(self) -> None:
+        import selectors
+
+        got, limit = self.got, self.limit
+        try:
+            sizes = [0] * len(self.procs)
+            err_sizes = [0] * len(self.procs)
+            with selectors.DefaultSelector() as sel:
+                for i, proc in enumerate(self.procs):
+                    if isinstance(proc, subprocess.Popen):
+                        sel.register(proc.stdout, selectors.EVENT_READ, (i, True))
+                        sel.register(proc.stderr, selectors.EVENT_READ, (i, False))
+                while sel.get_map() and not self._halt.is_set():
+                    for key, _ in sel.select(0.5):
+                        i, is_out = key.data
+                        chunk = os.read(key.fd, _READ if is_out else _CHUNK)
+                        if not chunk:
+                            sel.unregister(key.fileobj)
+                            continue
+                        if not is_out:
+                            if err_sizes[i] < _STDERR_KEPT:
+                                got.put((i, False, chunk[:_STDERR_KEPT - err_sizes[i]]))
+                            err_sizes[i] += len(chunk)
+                            continue
+                        sizes[i] += len(chunk)
+                        if sizes[i] > limit:
+                            self.too_much = i
+                            return
+                        with self._room:  # at most _BACKLOG bytes the sinks have not taken
+                            while self.backlog > _BACKLOG and not self._halt.is_set():
+                                self._room.wait(0.5)
+                            self.backlog += len(chunk)
+                        got.put((i, True, chunk))
+        except BaseException as exc:  # (a closed pipe after stop(): nobody waits for the answer)
+            self.failed = exc
+        finally:
+            got.put(None)
+
+    def stop(self) -> None:
+        """Stop reading (the commands have been killed or have ended) and wait for it."""
+        self._halt.set()
+        with self._room:
+            self._room.notify()
+        self.join(timeout=5)
 
 
 def fcntl_pipe_size(fd: int, size: int) -> None:

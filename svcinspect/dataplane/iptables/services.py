@@ -144,12 +144,15 @@ def build_service_ports(ruleset: Ruleset, only: Iterable[str] | None = None) -> 
         nat = ruleset.table("nat", family)
         filt = ruleset.table("filter", family)
         accs: dict[str, _Acc] = {}
+        # A live table analysed while iptables-save printed it (iptables/early.py): the same answers, earlier.
+        early = getattr(nat.chains, "early", None) if nat is not None and wanted is None else None
         if nat is not None:
-            _scan_nat(nat, accs, wanted)
+            (_scan_nat if early is None else early.scan_nat)(nat, accs, wanted)
         if filt is not None:
             _scan_filter(filt, accs, wanted)
         scan = bulk.scan_nat(nat) if nat is not None and wanted is None else None
-        ports = [_finish(key, family, acc, nat, scan) for key, acc in accs.items()]
+        finish = _finish if early is None else early.finish
+        ports = [finish(key, family, acc, nat, scan) for key, acc in accs.items()]
         if nat is not None and ruleset.gaps:
             ports = excerpt_view(ports, nat, family, wanted)
         if ports and nat is not None and any(c in nat.chains for c in IPVS_CHAINS):

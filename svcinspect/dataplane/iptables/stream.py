@@ -34,15 +34,24 @@ the cut points or the line lengths.
 from __future__ import annotations
 
 import codecs
+import operator
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import replace
+from itertools import islice
 
 from svcinspect.dataplane.iptables import bulk
 from svcinspect.dataplane.iptables import parse as _parse
+from svcinspect.dataplane.iptables.early import EarlyServices
+from svcinspect.dataplane.iptables.early import is_wanted as early_wanted
 from svcinspect.errors import Diagnostic, Severity
 from svcinspect.model.netfilter import Family, Ruleset
 from svcinspect.parse import paste as _paste
 
+_NAME = operator.itemgetter(1)
+_LESS = operator.lt
+# The bulk scan's two regions, as ranges of sorted chain names.
+_RANGES = (("KUBE-SEP-", "seps"), ("KUBE-SVC-", "cascades"), ("KUBE-SVL-", "cascades"), ("KUBE-XLB-", "cascades"))
 PIECE = 1 << 20          # characters per round (a round of 1 MiB takes a few ms)
 _HEAD = 1 << 20          # describe_other_input looks at this much of the start
 _NUL_PROBE = 4096        # parse_iptables_save looks for NUL bytes this far
@@ -247,6 +256,10 @@ class SaveStream:
                 if cur is None:
                     return self._off()
                 chains = cur.chains
+                if cur.name == "nat":
+                    early = self._early_of(cur)
+                    if early is not None:
+                        early.declarations()
                 left = fold_decls(decls, chains, lineno, _parse._NO_COUNTERS) if fold_decls is not None else None
                 if left is None:
                     for i, (name, policy, pk, by) in enumerate(_parse._DECL.findall(decls)):
@@ -281,6 +294,10 @@ class SaveStream:
                     self._diags.append(Diagnostic(Severity.INFO, "the dump says other iptables tables exist on the "
                                                   "node (" + line.lstrip("# ").strip() + ")", self.source, here, other))
             elif line == "COMMIT" and cur is not None:
+                if cur.name == "nat":
+                    early = self._early_of(cur)
+                    if early is not None:
+                        early.commit()
                 cur.committed = True
                 self._cur = None
                 self._recognised += 1
@@ -300,8 +317,36 @@ class SaveStream:
         got = self._prescan.get(tb)
         if got is None:
             got = self._prescan[tb] = _Prescan(bulk._native is not None)
+            if tb.family is not None and early_wanted():
+                got.early = EarlyServices(tb.name, tb.source, tb.family, tb.line, tb.chains,
+                                          got.cascade_map, got.dnat)
         chains = tb.chains
         seps, cascades = got.seps, got.cascades
+        if got.jumps is not None:  # completeness._maybe_missing's pass, run by run (no match spans two blocks)
+            found = bulk.jump_targets([seg[0] for seg in segs[start:end]]) if got.native else None
+            if found is None:
+                got.jumps = None
+            else:  # only the targets that are not chains yet (chains are only ever added)
+                got.jumps.update([name for name in found if name not in chains])
+        if got.ordered:
+            # iptables-save's order: the KUBE chains' runs in strictly increasing
+            # name order, so each is its chain's first run, and the endpoint and
+            # cascade chains are contiguous ranges of the names (no test per block).
+            kube = [seg for seg in segs[start:end] if seg[1].startswith("KUBE-")]
+            names = list(map(_NAME, kube))
+            if names and (names[0] <= got.last or not all(map(_LESS, names, islice(names, 1, None)))):
+                got.unordered()
+            elif names:
+                got.last = names[-1]
+                if got.early is not None:
+                    got.early.last = got.last
+                for prefix, into in _RANGES:
+                    lo = bisect_left(names, prefix)
+                    hi = bisect_left(names, prefix[:-1] + ".", lo)
+                    if lo < hi:
+                        (seps if into == "seps" else cascades).extend(
+                            [(seg[1], chains[seg[1]][3][0][0], seg[0]) for seg in kube[lo:hi]])
+                return
         for i in range(start, end):
             block, chain = segs[i][0], segs[i][1]
             if chain.startswith("KUBE-SEP-"):
@@ -317,6 +362,13 @@ class SaveStream:
     def _prescan_round(self) -> None:
         for got in self._prescan.values():
             got.scan()
+            if got.early is not None:
+                got.early.advance()
+
+    def _early_of(self, tb):
+        """The early service analysis of nat table ``tb`` (None before its first rule run)."""
+        got = self._prescan.get(tb)
+        return None if got is None else got.early
 
     def _attach(self, tb, table):
         """``table`` (built from ``tb``) whose chains carry what bulk.scan_nat
@@ -326,12 +378,22 @@ class SaveStream:
             return table
         got.scan()
         entries = tb.chains
-        for found in (got.dnat, got.cascade_map):
+        for found in (got.dnat, got.cascade_map) if not got.ordered else ():  # (ordered: one run each)
             for name in [n for n in found if len(entries[n][3]) != 1]:
                 del found[name]
         chains = PrescannedChains(tb.name, tb.source, entries)
         chains.nat_scan = (got.native, bulk.NatScan(got.cascade_map, got.dnat, chains.names()))
+        chains.jump_targets = got.jumps if got.native and bulk._native is not None else None
+        early, got.early = got.early, None
+        chains.early = None
+        if early is not None and self._single_nat(tb) and not tb.undeclared and table.family is early.family \
+                and early.attach(chains.nat_scan[1]):
+            chains.early = early  # services.build_service_ports takes what it analysed early
         return replace(table, chains=chains)
+
+    def _single_nat(self, tb) -> bool:
+        """Is ``tb`` the only nat table of its family (no merge of two)?"""
+        return sum(1 for t in self._tables if t.name == tb.name and t.family == tb.family) == 1
 
     def _build(self) -> Ruleset | None:
         """parse_iptables_save's ending, for text that stayed on the fast path;
@@ -372,14 +434,25 @@ class SaveStream:
 class _Prescan:
     """One nat table's ``bulk.scan_nat`` results, built round by round."""
 
-    __slots__ = ("native", "seps", "cascades", "dnat", "cascade_map")
+    __slots__ = ("native", "seps", "cascades", "dnat", "cascade_map", "early", "ordered", "last", "jumps")
 
     def __init__(self, native: bool):
         self.native = native
+        self.early: EarlyServices | None = None
+        self.ordered = True   # the KUBE chains' runs so far in strictly increasing name order
+        self.last = ""        # the last of them
+        # bulk.jump_targets of every rule run, less the names that were chains
+        # when it was read (None: a block not ASCII, or no compiled scanner)
+        self.jumps: set | None = set()
         self.seps: list = []
         self.cascades: list = []
         self.dnat: dict = {}
         self.cascade_map: dict = {}
+
+    def unordered(self) -> None:
+        self.ordered = False
+        if self.early is not None:
+            self.early.ok = False
 
     def scan(self) -> None:
         if self.native and bulk.native_scanner is not None:
@@ -399,7 +472,17 @@ class PrescannedChains(_parse.LazyChains):
     already read while the dump arrived: ``nat_scan`` is ``(compiled scanner
     used, NatScan)``; ``scan_nat`` takes it when the same scanner is in use."""
 
-    __slots__ = ("nat_scan",)
+    __slots__ = ("nat_scan", "early", "jump_targets")
+
+    def take_jump_targets(self) -> set | None:
+        """What ``completeness._maybe_missing`` asks of ``bulk.jump_targets`` of
+        every rule run of the table, read while the dump arrived (None: not
+        read): the targets that were not chains of the table when their rule
+        was read. Chains are only ever added, so a target that is not a chain at
+        the end is among them, and every other one is a chain (a few hundred
+        names, not one per rule). Handed over once."""
+        found, self.jump_targets = self.jump_targets, None
+        return found
 
 
 def parse_pieces(pieces, source: str = "<stdin>", *, strict: bool = False, family: Family | None = None,
