@@ -999,8 +999,10 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
             node_of[cname] = node
             return node
 
-        def entry_rule(cname: str, src: str, kind: ChainKind, i: int, line: int, text: str) -> None:
-            # One rule of a chain that is not collapsed, as the loop below reads it.
+        def entry_rule(cname: str, src: str, kind: ChainKind, i: int, line: int, text: str,
+                       collapse: bool = False) -> None:
+            # One rule's edge (rule i of the chain, on that line); a collapsed chain
+            # draws none to its masquerade mark or its endpoint chains.
             t = raw_target(text)
             if t is False:
                 rt = chains[cname].rules[i].target
@@ -1009,6 +1011,8 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
                 return
             target, goto = t
             if target not in names:
+                return
+            if collapse and (target == _MASQ or classify_chain(target) is ChainKind.SEP):
                 return
             dst = node_for(target)
             if dst == src:
@@ -1095,28 +1099,7 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
                         if "--rcheck" not in text:
                             n_sep += 1
                         continue
-                t = raw_target(text)
-                if t is False:
-                    rt = chains[cname].rules[i].target
-                    t = (rt.name, rt.goto) if rt is not None else None
-                if t is None:
-                    continue
-                target, goto = t
-                if target not in names:
-                    continue
-                if collapse and (target == _MASQ or classify_chain(target) is ChainKind.SEP):
-                    continue
-                dst = node_for(target)
-                if dst == src:
-                    continue
-                g.add_edge(src, dst, line=line, match=match_summary(text), goto=goto, share="", affinity="",
-                           masquerade=False, note="")
-                if kind in (ChainKind.SERVICES, ChainKind.NODEPORTS) and "--comment" in text:
-                    d = nodes[dst]
-                    if d.get("type") == "service" and not d["service"]:
-                        info = parse_comment(raw_comment(text))
-                        if info is not None and info.spn:
-                            d["service"] = d["label"] = info.spn
+                entry_rule(cname, src, kind, i, line, text, collapse)
             if collapse and kind in (ChainKind.SVC, ChainKind.SVL, ChainKind.XLB):
                 attrs["endpoints"] = max(attrs["endpoints"], n_sep)
     return g
