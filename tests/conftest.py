@@ -19,6 +19,22 @@ KP = FIXTURES / "kube-proxy-v1.36.2"
 IPT = KP / "iptables"
 WILD = FIXTURES / "wild"
 GOLDEN = Path(__file__).resolve().parent / "golden"
+# Every rule file among the fixtures (dumps, excerpts, pastes), and the same
+# without the capture's two notes that are not rules (versions, command line).
+ALL_RULE_FILES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules"))
+RULE_FILES = [p for p in ALL_RULE_FILES if p.name not in ("versions.txt", "kube-proxy-cmdline.txt")]
+
+
+@pytest.fixture(params=["native", "python"])
+def in_each_scanner(request):
+    """Run the test twice, inside ``perf.native_scanner``: with the compiled
+    scanner (skipped, saying so, when it is not built) and the pure-Python one."""
+    from svcinspect import perf
+
+    if request.param == "native" and not perf.native_built():
+        pytest.skip("the compiled scanner is not built (setup.py build_ext --inplace)")
+    with perf.native_scanner(request.param == "native"):
+        yield request.param
 
 
 def fixture_text(*parts: str) -> str:

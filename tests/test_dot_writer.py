@@ -11,15 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES
+from conftest import FIXTURES, RULE_FILES
 from svcinspect.errors import SvcinspectError
 from svcinspect.graph import build_graph
 from svcinspect.dataplane import build_service_ports
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
 from svcinspect.render import dot
 
-RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules")
-               and p.name not in ("versions.txt", "kube-proxy-cmdline.txt"))
+RULES = RULE_FILES
 
 
 def _graphs(path):

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import FIXTURES, IPT
+from conftest import FIXTURES, IPT, RULE_FILES
 from svcinspect import graph, perf
 from svcinspect.errors import SvcinspectError
 from svcinspect.dataplane.iptables.parse import parse_dumps
 from svcinspect.sources.files import read_text
 
-RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules")
-               and p.name not in ("versions.txt", "kube-proxy-cmdline.txt"))
+RULES = RULE_FILES
 
 BASE = (IPT / "iptables-save.txt").read_text()
 

@@ -27,8 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, IPT, ROOT, needs_netns
-from svcinspect import perf
+from conftest import FIXTURES, IPT, ROOT, needs_netns, RULE_FILES
 from svcinspect.cli import _decoded_diagnostics
 from svcinspect.completeness import assess_input, render_input_text
 from svcinspect.dataplane import build_service_ports
@@ -41,17 +40,11 @@ from svcinspect.render import json as render_json
 from svcinspect.render import text as render_text
 from svcinspect.sources.command import count_kube
 
-RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules")
-               and p.name not in ("versions.txt", "kube-proxy-cmdline.txt"))
+RULES = RULE_FILES
 REAL = (IPT / "iptables-save.txt").read_text()
 
 
-@pytest.fixture(params=["native", "python"], autouse=True)
-def scanner(request):
-    if request.param == "native" and not perf.native_built():
-        pytest.skip("the compiled scanner is not built (setup.py build_ext --inplace)")
-    with perf.native_scanner(request.param == "native"):
-        yield request.param
+pytestmark = pytest.mark.usefixtures("in_each_scanner")  # (conftest)
 
 
 def family_of(name: str) -> Family:

@@ -13,13 +13,12 @@ compiled scanner and with the pure-Python one, and with the fast paths off.
 from __future__ import annotations
 
 import codecs
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, IPT
+from conftest import FIXTURES, IPT, RULE_FILES
 from svcinspect import perf
 from svcinspect.dataplane.iptables.parse import LazyChains, parse_iptables_save
 from svcinspect.dataplane.iptables.stream import SaveStream, parse_pieces
@@ -27,18 +26,12 @@ from svcinspect.errors import SvcinspectError
 from svcinspect.model.netfilter import Family
 from svcinspect.sources.command import _Tally, count_kube
 
-RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules")
-               and p.name not in ("versions.txt", "kube-proxy-cmdline.txt"))
+RULES = RULE_FILES
 SAVES = [p for p in RULES if p.name.startswith(("iptables-save", "ip6tables-save"))]
 REAL = (IPT / "iptables-save.txt").read_bytes()
 
 
-@pytest.fixture(params=["native", "python"], autouse=True)
-def scanner(request):
-    if request.param == "native" and not perf.native_built():
-        pytest.skip("the compiled scanner is not built (setup.py build_ext --inplace)")
-    with perf.native_scanner(request.param == "native"):
-        yield request.param
+pytestmark = pytest.mark.usefixtures("in_each_scanner")  # (conftest)
 
 
 def shape(ruleset) -> tuple:

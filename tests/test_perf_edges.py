@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, IPT
+from conftest import FIXTURES, IPT, RULE_FILES
 from fuzzlines import LINES, mutate
 from svcinspect import check, graph, perf
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
@@ -41,8 +41,7 @@ def _is_dump(path: Path) -> bool:
     return True
 
 
-RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules")
-               and p.name not in ("versions.txt", "kube-proxy-cmdline.txt") and _is_dump(p))
+RULES = [p for p in RULE_FILES if _is_dump(p)]
 TOKENS = [" -j ", " -g ", " -j", "-j ", " --jump ", " --goto ", "--jump", "KUBE-", "KUBE-SVC-ABCDEFGHIJKLMN23",
           "KUBE-SEP-ABCDEFGHIJKLMN23", " -j KUBE-MARK-MASQ", " -j DNAT --to-destination 10.0.0.1:80", '"', " ", "\t",
           "\x0b", "\r", "é", "-", "j", "g", "jump", "goto", " -j -j ", ":KUBE-X - [0:0]", "-A KUBE-X ", "\n",

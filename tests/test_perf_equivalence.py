@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, IPT, KP
+from conftest import FIXTURES, IPT, KP, RULE_FILES
 from svcinspect import perf
 
-RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules")
-               and p.name not in ("versions.txt", "kube-proxy-cmdline.txt"))
+RULES = RULE_FILES
 
 
 def _variants(tmp: Path) -> list[Path]:

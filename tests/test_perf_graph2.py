@@ -25,15 +25,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, IPT
+from conftest import FIXTURES, IPT, RULE_FILES
 from svcinspect import graph, perf
 from svcinspect.dataplane.iptables.kubeproxy import normalize_spn, parse_comment
 from svcinspect.dataplane.iptables.parse import parse_iptables_save, raw_comment, raw_target
 from svcinspect.errors import SvcinspectError
 from svcinspect.render import dot
 
-RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules")
-               and p.name not in ("versions.txt", "kube-proxy-cmdline.txt"))
+RULES = RULE_FILES
 REAL = (IPT / "iptables-save.txt").read_text()
 SCANNERS = [pytest.param(True, id="native-scanner"), pytest.param(False, id="python-scanner")]
 

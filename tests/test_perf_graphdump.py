@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, IPT, WILD
+from conftest import FIXTURES, IPT, WILD, ALL_RULE_FILES
 from svcinspect import perf
 from svcinspect.dataplane.iptables import bulk
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
@@ -29,7 +29,7 @@ native = getattr(bulk.native_scanner, "dump_shapes", None)
 needs_native = pytest.mark.skipif(native is None, reason="the compiled scanner svcinspect.dataplane.iptables._scan is not "
                                                          "built (no C compiler at install time?): nothing to compare")
 
-RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules"))
+RULES = ALL_RULE_FILES
 REAL = (IPT / "iptables-save.txt").read_text()
 WILD_LINES = [ln for p in sorted(WILD.glob("*.rules")) for ln in p.read_text(errors="replace").splitlines()]
 

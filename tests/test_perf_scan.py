@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, IPT
+from conftest import FIXTURES, IPT, ALL_RULE_FILES
 from fuzzlines import LINES, mutate
 from svcinspect import perf
 from svcinspect.completeness import _JUMP
@@ -35,7 +35,7 @@ native = bulk.native_scanner
 needs_native = pytest.mark.skipif(native is None, reason="the compiled scanner svcinspect.dataplane.iptables._scan is not built "
                                                          "(no C compiler at install time?): nothing to compare")
 
-RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules"))
+RULES = ALL_RULE_FILES
 TOKENS = ["-A ", " -g KUBE-", " -j KUBE-", "KUBE-", " -j", "-j ", ":KUBE-SEP-ABCDEFGHIJKLMN23 - [0:0]", ":X", " [12:34]", ":INPUT ACCEPT [1:2]", "KUBE-SEP-ABCDEFGHIJKLMN23", "KUBE-SVC-ABCDEFGHIJKLMN23", " -j DNAT --to-destination ",
           "10.0.0.1:80", '"', " ", "\t", "\x0b", "\x1c", "\r", "[1:2] ", "[1:2]", ":", "DNAT", "\\",
           " -j KUBE-MARK-MASQ", " -j KUBE-MARK-DROP", "-m statistic --mode random --probability 0.5 ",

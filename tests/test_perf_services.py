@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, IPT
+from conftest import IPT, ALL_RULE_FILES
 from svcinspect import perf
 from svcinspect.dataplane.iptables import bulk, services
 from svcinspect.dataplane.iptables.kubeproxy import hash16
@@ -33,7 +33,7 @@ native = bulk.native_scanner
 needs_native = pytest.mark.skipif(native is None, reason="the compiled scanner svcinspect.dataplane.iptables._scan is not "
                                                          "built (no C compiler at install time?): nothing to compare")
 
-RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules"))
+RULES = ALL_RULE_FILES
 SEP = "KUBE-SEP-ABCDEFGHIJKLMN%02d"
 
 

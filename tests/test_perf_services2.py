@@ -21,13 +21,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, IPT
+from conftest import FIXTURES, IPT, RULE_FILES
 from fuzzlines import LINES, mutate
 from svcinspect import perf
 from svcinspect.completeness import _JUMP
@@ -39,8 +38,7 @@ native = bulk.native_scanner
 needs_native = pytest.mark.skipif(native is None, reason="the compiled scanner svcinspect.dataplane.iptables._scan "
                                                          "is not built (no C compiler at install time?)")
 
-RULES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules")
-               and p.name not in ("versions.txt", "kube-proxy-cmdline.txt"))
+RULES = RULE_FILES
 REAL = (IPT / "iptables-save.txt").read_text()
 CLUSTER = ('-A KUBE-SERVICES -d 10.96.7.7/32 -p tcp -m comment --comment "ns/web:http cluster IP" '
            '-m tcp --dport 80 -j KUBE-SVC-ABCDEFGHIJKLMN23\n')
