@@ -2176,9 +2176,10 @@ static PyObject *scan_kube_runs(PyObject *self, PyObject *args)
 {
     PyObject *segs, *last, *chains;
     Py_ssize_t start, end;
-    if (!PyArg_ParseTuple(args, "O!nnUO!", &PyList_Type, &segs, &start, &end, &last, &PyDict_Type, &chains))
+    if (!PyArg_ParseTuple(args, "OnnOO", &segs, &start, &end, &last, &chains))
         return NULL;
-    if (start < 0 || end > PyList_GET_SIZE(segs) || start > end)
+    if (!PyList_Check(segs) || !PyUnicode_Check(last) || !PyDict_Check(chains)
+        || start < 0 || end > PyList_GET_SIZE(segs) || start > end)
         Py_RETURN_NONE;
     PyObject *prev = last;
     for (Py_ssize_t i = start; i < end; i++) {  /* the order first: nothing is built out of order */
