@@ -252,3 +252,50 @@ def test_the_stream_gives_the_same_ruleset_either_way(native_on):
                                              for t in rs.tables]))
     assert got[0] == got[1]
     assert got[0][0].rules > 10
+
+
+# --- new_jump_targets -------------------------------------------------------------------
+
+def _new_targets_ref(segs, start, end, chains):
+    """The stream's Python: jump_targets of the blocks (its reference, completeness._JUMP),
+    less the names that are chains."""
+    from svcinspect.completeness import _JUMP
+    blocks = [seg[0] for seg in segs[start:end]]
+    if not all(b.isascii() for b in blocks):
+        return None
+    return {name for b in blocks for name in _JUMP.findall(b) if name not in chains}
+
+
+@needs_native
+@pytest.mark.parametrize("path", NAT_SAVES, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_every_fixture_finds_the_same_new_jump_targets(path):
+    segs, chains = _nat_runs(path.read_text(errors="replace"))
+    rng = random.Random(str(path))
+    some = dict(rng.sample(sorted(chains.items()), len(chains) // 2)) if chains else {}
+    for known in ({}, some, chains):
+        for start, end in [(0, len(segs))] + [tuple(sorted((rng.randrange(len(segs) + 1), rng.randrange(len(segs) + 1))))
+                                              for _ in range(10)]:
+            got = native.new_jump_targets(segs, start, end, known)
+            assert got == _new_targets_ref(segs, start, end, known)
+            assert got == (None if got is None else
+                           {n for n in native.jump_targets([s[0] for s in segs[start:end]]) if n not in known})
+
+
+@needs_native
+def test_the_real_dump_has_new_jump_targets():
+    """Not two empty sets: before the chains are known every target is new; after, none is."""
+    segs, chains = _nat_runs((IPT / "iptables-save.txt").read_text())
+    before = native.new_jump_targets(segs, 0, len(segs), {})
+    assert len(before) > 10 and "KUBE-MARK-MASQ" in before
+    assert native.new_jump_targets(segs, 0, len(segs), {n: None for n in before}) == set()
+
+
+@needs_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.sampled_from([" -j KUBE-", " -g KUBE-", "KUBE-", "SEP-A", "SVC-B", "MARK-MASQ", " ", "-j ",
+                                          " -j", "K", "é", "_", ".", "\n", "X"]), max_size=10).map("".join), max_size=8),
+       st.sets(st.sampled_from(["KUBE-SEP-A", "KUBE-SVC-B", "KUBE-MARK-MASQ", "KUBE-X", "KUBE-SEP-ASVC-B"])))
+def test_made_up_blocks_find_the_same_new_jump_targets(blocks, known):
+    segs = [(b, "KUBE-SEP-A", "", "") for b in blocks]
+    chains = dict.fromkeys(known)
+    assert native.new_jump_targets(segs, 0, len(segs), chains) == _new_targets_ref(segs, 0, len(segs), chains)

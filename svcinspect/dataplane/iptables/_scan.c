@@ -2243,6 +2243,76 @@ fail:
     Py_XDECREF(cascades);
     return NULL;
 }
+
+/* new_jump_targets(segs, start, end, chains) -> set, or None
+ *
+ * {name for name in jump_targets([seg[0] for seg in segs[start:end]]) if name
+ * not in chains}: the targets of " -j KUBE-..." / " -g KUBE-..." in the rule
+ * blocks of the round that are not chains (yet), without the set of every
+ * target; None when a block is not ASCII (as jump_targets).
+ */
+static PyObject *scan_new_jump_targets(PyObject *self, PyObject *args)
+{
+    PyObject *segs, *chains;
+    Py_ssize_t start, end;
+    if (!PyArg_ParseTuple(args, "O!nnO!", &PyList_Type, &segs, &start, &end, &PyDict_Type, &chains))
+        return NULL;
+    if (start < 0)
+        start = 0;
+    if (end > PyList_GET_SIZE(segs))
+        end = PyList_GET_SIZE(segs);
+    for (Py_ssize_t c = start; c < end; c++) {
+        PyObject *seg = PyList_GET_ITEM(segs, c);
+        if (!PyTuple_Check(seg) || PyTuple_GET_SIZE(seg) < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(seg, 0))) {
+            PyErr_SetString(PyExc_TypeError, "new_jump_targets() takes a list of tuples starting with a str");
+            return NULL;
+        }
+        if (!PyUnicode_IS_ASCII(PyTuple_GET_ITEM(seg, 0)))
+            Py_RETURN_NONE;
+    }
+    PyObject *out = PySet_New(NULL);
+    if (out == NULL)
+        return NULL;
+    const char *last = NULL;  /* the name looked up last */
+    Py_ssize_t last_len = -1;
+    for (Py_ssize_t c = start; c < end; c++) {
+        PyObject *b = PyTuple_GET_ITEM(PyList_GET_ITEM(segs, c), 0);
+        const char *s = (const char *)PyUnicode_DATA(b);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(b), i = 0;
+        while (i < n) {
+            const char *p = memchr(s + i, 'K', (size_t)(n - i));
+            if (p == NULL)
+                break;
+            Py_ssize_t k = (Py_ssize_t)(p - s) - 3;
+            if (k >= 1 && s[k - 1] == ' ' && s[k] == '-' && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
+                && AT(s, n, k + 3, "KUBE-") && k + 8 < n && is_name_char((unsigned char)s[k + 8])) {
+                Py_ssize_t e = k + 8;
+                while (e < n && is_name_char((unsigned char)s[e]))
+                    e++;
+                i = e;
+                if (e - (k + 3) == last_len && memcmp(s + k + 3, last, (size_t)last_len) == 0)
+                    continue;  /* the same name as the last one: the same answer */
+                last = s + k + 3;
+                last_len = e - (k + 3);
+                PyObject *name = PyUnicode_FromStringAndSize(s + k + 3, e - (k + 3));
+                if (name == NULL)
+                    goto fail;
+                int known = PyDict_Contains(chains, name);
+                if (known < 0 || (!known && PySet_Add(out, name) < 0)) {
+                    Py_DECREF(name);
+                    goto fail;
+                }
+                Py_DECREF(name);
+            } else {
+                i = k + 4;
+            }
+        }
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
 /* --- end of live services round 3 -------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -2264,6 +2334,7 @@ static PyMethodDef methods[] = {
     {"b32_16", scan_b32_16, METH_O, "kubeproxy._b32_16_py(digest): base32 of its first 10 bytes."},
     {"save_tally", scan_save_tally, METH_O, "sources.command._tally_py(piece) for str of 1-byte kind, else None."},
     {"kube_runs", scan_kube_runs, METH_VARARGS, "stream._kube_runs_py(segs, start, end, last, chains) when ordered, else None."},
+    {"new_jump_targets", scan_new_jump_targets, METH_VARARGS, "jump_targets of segs[start:end]'s blocks less the names in chains, or None."},
     {NULL, NULL, 0, NULL},
 };
 

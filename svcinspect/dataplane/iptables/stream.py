@@ -323,11 +323,20 @@ class SaveStream:
         chains = tb.chains
         seps, cascades = got.seps, got.cascades
         if got.jumps is not None:  # completeness._maybe_missing's pass, run by run (no match spans two blocks)
-            found = bulk.jump_targets([seg[0] for seg in segs[start:end]]) if got.native else None
-            if found is None:
-                got.jumps = None
-            else:  # only the targets that are not chains yet (chains are only ever added)
-                got.jumps.update([name for name in found if name not in chains])
+            nat = bulk._native if got.native and bulk.enabled() else None
+            fresh = getattr(nat, "new_jump_targets", None)
+            if fresh is not None:  # the same, in one compiled pass (the set of every target is not built)
+                found = fresh(segs, start, end, chains)
+                if found is None:
+                    got.jumps = None
+                else:
+                    got.jumps.update(found)
+            else:
+                found = bulk.jump_targets([seg[0] for seg in segs[start:end]]) if got.native else None
+                if found is None:
+                    got.jumps = None
+                else:  # only the targets that are not chains yet (chains are only ever added)
+                    got.jumps.update([name for name in found if name not in chains])
         if got.ordered:
             # iptables-save's order: the KUBE chains' runs in strictly increasing
             # name order, so each is its chain's first run (see _kube_runs_py).
