@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 from svcinspect.errors import Diagnostic, EnvironmentProblem, Severity
 from svcinspect.model.netfilter import Family, Ruleset
+from svcinspect.dataplane.iptables import bulk as _bulk
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
 from svcinspect.sources.netns import NetnsRef, nsenter_argv, resolve_netns
 
@@ -245,6 +246,26 @@ def _error_line(err: str) -> str | None:
     return (said or lines or [None])[0]
 
 
+def _tally_py(piece: str, canary: bool = False, kube_proxy: bool = False, tables: bool = False) -> tuple:
+    """What :class:`_Tally` adds for one piece: ``(rules, chains, total, canary,
+    kube_proxy, tables)``, each as ``count_kube`` counts it (str.count, non-overlapping;
+    the flags only looked for when not known yet: a flag already true comes back
+    as given or true). The reference of the compiled ``_scan.save_tally``."""
+    return (piece.count("-A KUBE-"), piece.count("\n:KUBE-") + piece.startswith(":KUBE-"), piece.count("-A "),
+            canary or ":KUBE-PROXY-CANARY " in piece,
+            kube_proxy or ":KUBE-SERVICES " in piece,
+            tables or piece.startswith("*") or "\n*" in piece)
+
+
+_NO_NATIVE_TALLY = False  # tests: True counts with _tally_py even when the scanner is built
+
+
+def bulk_native():
+    """The compiled scanner in use (None: not built, ``SVCINSPECT_NO_NATIVE=1``,
+    or the fast paths off)."""
+    return _bulk._native if _bulk.enabled() else None
+
+
 class _Tally:
     """What ``read_live_dump`` asks of a save's text, counted piece by piece as
     the text arrives (each piece ends at a line break, and no pattern holds
@@ -257,15 +278,20 @@ class _Tally:
         self.canary = self.kube_proxy = self.tables = False
 
     def __call__(self, piece: str) -> None:
-        self.rules += piece.count("-A KUBE-")
-        self.chains += piece.count("\n:KUBE-") + piece.startswith(":KUBE-")
-        self.total += piece.count("-A ")
-        if not self.canary:
-            self.canary = ":KUBE-PROXY-CANARY " in piece
-        if not self.kube_proxy:
-            self.kube_proxy = self.canary or ":KUBE-SERVICES " in piece
-        if not self.tables:
-            self.tables = piece.startswith("*") or "\n*" in piece
+        got = None
+        if not _NO_NATIVE_TALLY:
+            native = getattr(bulk_native(), "save_tally", None)
+            if native is not None:
+                got = native(piece)   # one compiled pass (None: a str it leaves to str.count)
+        if got is None:
+            got = _tally_py(piece, self.canary, self.kube_proxy, self.tables)
+        rules, chains, total, canary, kube_proxy, tables = got
+        self.rules += rules
+        self.chains += chains
+        self.total += total
+        self.canary = self.canary or canary
+        self.kube_proxy = self.kube_proxy or self.canary or kube_proxy
+        self.tables = self.tables or tables
 
     def count(self) -> KubeCount:
         return KubeCount(self.rules, self.chains, self.canary, self.total)

@@ -2094,6 +2094,227 @@ static PyObject *scan_b32_16(PyObject *self, PyObject *digest)
 }
 /* --- end of services round 2 ------------------------------------------------------- */
 
+/* --- live services round 3 --------------------------------------------------------- */
+/* save_tally(piece) -> (rules, chains, total, canary, kube_proxy, tables), or None
+ *
+ * sources.command._tally_py in one pass over a str of 1-byte kind (None for any
+ * other kind: the caller counts with str.count):
+ *   rules      = piece.count("-A KUBE-")      (non-overlapping, as str.count)
+ *   chains     = piece.count("\n:KUBE-") + piece.startswith(":KUBE-")
+ *   total      = piece.count("-A ")
+ *   canary     = ":KUBE-PROXY-CANARY " in piece
+ *   kube_proxy = ":KUBE-SERVICES " in piece
+ *   tables     = piece.startswith("*") or "\n*" in piece
+ * "-A " and "\n:KUBE-" cannot overlap themselves, so every occurrence counts;
+ * "-A KUBE-" can (its last "-" may begin the next), so one counts only from
+ * the end of the previous one.
+ */
+static PyObject *scan_save_tally(PyObject *self, PyObject *piece)
+{
+    if (!PyUnicode_Check(piece)) {
+        PyErr_SetString(PyExc_TypeError, "save_tally() takes a str");
+        return NULL;
+    }
+    if (PyUnicode_KIND(piece) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NONE;
+    const unsigned char *s = PyUnicode_1BYTE_DATA(piece);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(piece);
+    Py_ssize_t rules = 0, chains = 0, total = 0, rules_from = 0;
+    int canary = 0, kube_proxy = 0, tables = n > 0 && s[0] == '*';
+    if (n >= 6 && memcmp(s, ":KUBE-", 6) == 0)
+        chains++;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c == '-') {
+            if (i + 3 <= n && s[i + 1] == 'A' && s[i + 2] == ' ') {
+                total++;
+                if (i >= rules_from && i + 8 <= n && memcmp(s + i + 3, "KUBE-", 5) == 0) {
+                    rules++;
+                    rules_from = i + 8;
+                }
+            }
+        } else if (c == '\n') {
+            if (i + 7 <= n && memcmp(s + i + 1, ":KUBE-", 6) == 0)
+                chains++;
+            else if (i + 1 < n && s[i + 1] == '*')
+                tables = 1;
+        } else if (c == ':' && !(canary && kube_proxy) && i + 15 <= n && memcmp(s + i, ":KUBE-", 6) == 0) {
+            if (!canary && i + 19 <= n && memcmp(s + i + 6, "PROXY-CANARY ", 13) == 0)
+                canary = 1;
+            else if (!kube_proxy && memcmp(s + i + 6, "SERVICES ", 9) == 0)
+                kube_proxy = 1;
+        }
+    }
+    return Py_BuildValue("(nnnOOO)", rules, chains, total, canary ? Py_True : Py_False,
+                         kube_proxy ? Py_True : Py_False, tables ? Py_True : Py_False);
+}
+
+/* lr3_starts(name, prefix): does str ``name`` (any kind) begin with ASCII ``prefix``? */
+static int lr3_starts(PyObject *name, const char *prefix)
+{
+    Py_ssize_t m = (Py_ssize_t)strlen(prefix);
+    if (PyUnicode_GET_LENGTH(name) < m)
+        return 0;
+    int kind = PyUnicode_KIND(name);
+    const void *data = PyUnicode_DATA(name);
+    for (Py_ssize_t k = 0; k < m; k++)
+        if (PyUnicode_READ(kind, data, k) != (Py_UCS4)(unsigned char)prefix[k])
+            return 0;
+    return 1;
+}
+
+/* kube_runs(segs, start, end, last, chains) -> (last, seps, cascades), or None
+ *
+ * stream._kube_runs_py for the ordered case: the rule blocks segs[start:end]
+ * (tuples (block, chain, ...)) whose chain begins "KUBE-", when their names are
+ * strictly increasing and the first is greater than ``last``: the last of them
+ * (``last`` itself if none), and (chain, chains[chain][3][0][0], block) of the
+ * KUBE-SEP- ones and of the KUBE-SVC-/KUBE-SVL-/KUBE-XLB- ones, in order.
+ * None: out of order, or anything of another shape (the Python code decides).
+ */
+static PyObject *scan_kube_runs(PyObject *self, PyObject *args)
+{
+    PyObject *segs, *last, *chains;
+    Py_ssize_t start, end;
+    if (!PyArg_ParseTuple(args, "OnnOO", &segs, &start, &end, &last, &chains))
+        return NULL;
+    if (!PyList_Check(segs) || !PyUnicode_Check(last) || !PyDict_Check(chains)
+        || start < 0 || end > PyList_GET_SIZE(segs) || start > end)
+        Py_RETURN_NONE;
+    PyObject *prev = last;
+    for (Py_ssize_t i = start; i < end; i++) {  /* the order first: nothing is built out of order */
+        PyObject *seg = PyList_GET_ITEM(segs, i);
+        if (!PyTuple_Check(seg) || PyTuple_GET_SIZE(seg) < 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(seg, 1))
+            || !PyUnicode_CheckExact(PyTuple_GET_ITEM(seg, 0)))
+            Py_RETURN_NONE;
+        PyObject *name = PyTuple_GET_ITEM(seg, 1);
+        if (!lr3_starts(name, "KUBE-"))
+            continue;
+        int gt = PyUnicode_Compare(name, prev);
+        if (gt == -1 && PyErr_Occurred())
+            return NULL;
+        if (gt <= 0)
+            Py_RETURN_NONE;
+        prev = name;
+    }
+    PyObject *seps = PyList_New(0), *cascades = PyList_New(0);
+    if (seps == NULL || cascades == NULL)
+        goto fail;
+    for (Py_ssize_t i = start; i < end; i++) {
+        PyObject *seg = PyList_GET_ITEM(segs, i);
+        PyObject *name = PyTuple_GET_ITEM(seg, 1);
+        PyObject *into;
+        if (lr3_starts(name, "KUBE-SEP-"))
+            into = seps;
+        else if (lr3_starts(name, "KUBE-SVC-") || lr3_starts(name, "KUBE-SVL-") || lr3_starts(name, "KUBE-XLB-"))
+            into = cascades;
+        else
+            continue;
+        PyObject *entry = PyDict_GetItemWithError(chains, name);
+        if (entry == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            goto decline;
+        }
+        if (!PyList_Check(entry) || PyList_GET_SIZE(entry) < 4)
+            goto decline;
+        PyObject *runs = PyList_GET_ITEM(entry, 3);
+        if (!PyList_Check(runs) || PyList_GET_SIZE(runs) < 1)
+            goto decline;
+        PyObject *run = PyList_GET_ITEM(runs, 0);
+        if (!PyTuple_Check(run) || PyTuple_GET_SIZE(run) < 1)
+            goto decline;
+        PyObject *item = PyTuple_Pack(3, name, PyTuple_GET_ITEM(run, 0), PyTuple_GET_ITEM(seg, 0));
+        if (item == NULL)
+            goto fail;
+        int bad = PyList_Append(into, item);
+        Py_DECREF(item);
+        if (bad)
+            goto fail;
+    }
+    PyObject *result = Py_BuildValue("(ONN)", prev, seps, cascades);
+    return result;
+decline:
+    Py_DECREF(seps);
+    Py_DECREF(cascades);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(seps);
+    Py_XDECREF(cascades);
+    return NULL;
+}
+
+/* new_jump_targets(segs, start, end, chains) -> set, or None
+ *
+ * {name for name in jump_targets([seg[0] for seg in segs[start:end]]) if name
+ * not in chains}: the targets of " -j KUBE-..." / " -g KUBE-..." in the rule
+ * blocks of the round that are not chains (yet), without the set of every
+ * target; None when a block is not ASCII (as jump_targets).
+ */
+static PyObject *scan_new_jump_targets(PyObject *self, PyObject *args)
+{
+    PyObject *segs, *chains;
+    Py_ssize_t start, end;
+    if (!PyArg_ParseTuple(args, "O!nnO!", &PyList_Type, &segs, &start, &end, &PyDict_Type, &chains))
+        return NULL;
+    if (start < 0)
+        start = 0;
+    if (end > PyList_GET_SIZE(segs))
+        end = PyList_GET_SIZE(segs);
+    for (Py_ssize_t c = start; c < end; c++) {
+        PyObject *seg = PyList_GET_ITEM(segs, c);
+        if (!PyTuple_Check(seg) || PyTuple_GET_SIZE(seg) < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(seg, 0))) {
+            PyErr_SetString(PyExc_TypeError, "new_jump_targets() takes a list of tuples starting with a str");
+            return NULL;
+        }
+        if (!PyUnicode_IS_ASCII(PyTuple_GET_ITEM(seg, 0)))
+            Py_RETURN_NONE;
+    }
+    PyObject *out = PySet_New(NULL);
+    if (out == NULL)
+        return NULL;
+    const char *last = NULL;  /* the name looked up last */
+    Py_ssize_t last_len = -1;
+    for (Py_ssize_t c = start; c < end; c++) {
+        PyObject *b = PyTuple_GET_ITEM(PyList_GET_ITEM(segs, c), 0);
+        const char *s = (const char *)PyUnicode_DATA(b);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(b), i = 0;
+        while (i < n) {
+            const char *p = memchr(s + i, 'K', (size_t)(n - i));
+            if (p == NULL)
+                break;
+            Py_ssize_t k = (Py_ssize_t)(p - s) - 3;
+            if (k >= 1 && s[k - 1] == ' ' && s[k] == '-' && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
+                && AT(s, n, k + 3, "KUBE-") && k + 8 < n && is_name_char((unsigned char)s[k + 8])) {
+                Py_ssize_t e = k + 8;
+                while (e < n && is_name_char((unsigned char)s[e]))
+                    e++;
+                i = e;
+                if (e - (k + 3) == last_len && memcmp(s + k + 3, last, (size_t)last_len) == 0)
+                    continue;  /* the same name as the last one: the same answer */
+                last = s + k + 3;
+                last_len = e - (k + 3);
+                PyObject *name = PyUnicode_FromStringAndSize(s + k + 3, e - (k + 3));
+                if (name == NULL)
+                    goto fail;
+                int known = PyDict_Contains(chains, name);
+                if (known < 0 || (!known && PySet_Add(out, name) < 0)) {
+                    Py_DECREF(name);
+                    goto fail;
+                }
+                Py_DECREF(name);
+            } else {
+                i = k + 4;
+            }
+        }
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+/* --- end of live services round 3 -------------------------------------------------- */
+
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
     {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
@@ -2111,6 +2332,9 @@ static PyMethodDef methods[] = {
     {"single_blocks", scan_single_blocks, METH_VARARGS, "parse.LazyChains._single_blocks_py(entries, prefixes), or None."},
     {"endpoints_text", scan_endpoints_text, METH_VARARGS, "compact JSON of render.json._endpoints_json(endpoints), or None."},
     {"b32_16", scan_b32_16, METH_O, "kubeproxy._b32_16_py(digest): base32 of its first 10 bytes."},
+    {"save_tally", scan_save_tally, METH_O, "sources.command._tally_py(piece) for str of 1-byte kind, else None."},
+    {"kube_runs", scan_kube_runs, METH_VARARGS, "stream._kube_runs_py(segs, start, end, last, chains) when ordered, else None."},
+    {"new_jump_targets", scan_new_jump_targets, METH_VARARGS, "jump_targets of segs[start:end]'s blocks less the names in chains, or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -323,29 +323,39 @@ class SaveStream:
         chains = tb.chains
         seps, cascades = got.seps, got.cascades
         if got.jumps is not None:  # completeness._maybe_missing's pass, run by run (no match spans two blocks)
-            found = bulk.jump_targets([seg[0] for seg in segs[start:end]]) if got.native else None
-            if found is None:
-                got.jumps = None
-            else:  # only the targets that are not chains yet (chains are only ever added)
-                got.jumps.update([name for name in found if name not in chains])
+            nat = bulk._native if got.native and bulk.enabled() else None
+            fresh = getattr(nat, "new_jump_targets", None)
+            if fresh is not None:  # the same, in one compiled pass (the set of every target is not built)
+                found = fresh(segs, start, end, chains)
+                if found is None:
+                    got.jumps = None
+                else:
+                    got.jumps.update(found)
+            else:
+                found = bulk.jump_targets([seg[0] for seg in segs[start:end]]) if got.native else None
+                if found is None:
+                    got.jumps = None
+                else:  # only the targets that are not chains yet (chains are only ever added)
+                    got.jumps.update([name for name in found if name not in chains])
         if got.ordered:
             # iptables-save's order: the KUBE chains' runs in strictly increasing
-            # name order, so each is its chain's first run, and the endpoint and
-            # cascade chains are contiguous ranges of the names (no test per block).
-            kube = [seg for seg in segs[start:end] if seg[1].startswith("KUBE-")]
-            names = list(map(_NAME, kube))
-            if names and (names[0] <= got.last or not all(map(_LESS, names, islice(names, 1, None)))):
+            # name order, so each is its chain's first run (see _kube_runs_py).
+            native = getattr(bulk._native, "kube_runs", None) if got.native else None
+            found = native(segs, start, end, got.last, chains) if native is not None else None
+            if found is None:
+                found = _kube_runs_py(segs, start, end, got.last, chains)
+            if found is None:
                 got.unordered()
-            elif names:
-                got.last = names[-1]
-                if got.early is not None:
-                    got.early.last = got.last
-                for prefix, into in _RANGES:
-                    lo = bisect_left(names, prefix)
-                    hi = bisect_left(names, prefix[:-1] + ".", lo)
-                    if lo < hi:
-                        (seps if into == "seps" else cascades).extend(
-                            [(seg[1], chains[seg[1]][3][0][0], seg[0]) for seg in kube[lo:hi]])
+            else:
+                last, new_seps, new_cascades = found
+                if last is not got.last:
+                    got.last = last
+                    if got.early is not None:
+                        got.early.last = last
+                if new_seps:
+                    seps.extend(new_seps)
+                if new_cascades:
+                    cascades.extend(new_cascades)
                 return
         for i in range(start, end):
             block, chain = segs[i][0], segs[i][1]
@@ -429,6 +439,30 @@ class SaveStream:
         built = _parse._merge_duplicates(built, diags)
         self._tables = []
         return Ruleset(tuple(built), tuple(diags), (self.source,), gaps=tuple(gaps))
+
+
+def _kube_runs_py(segs: list, start: int, end: int, last: str, chains: dict):
+    """The KUBE chains among the rule blocks ``segs[start:end]``, when their
+    names are strictly increasing and the first is greater than ``last`` (as
+    iptables-save prints them; None otherwise): ``(the last name, or last if
+    none; [(chain, its first run's line, block)] of the KUBE-SEP- ones; the same
+    of the KUBE-SVC-/SVL-/XLB- ones)``, in name order. In name order the
+    endpoint and cascade chains are contiguous ranges of the names (no test
+    per block). The reference of the compiled ``_scan.kube_runs``, and its
+    fallback."""
+    kube = [seg for seg in segs[start:end] if seg[1].startswith("KUBE-")]
+    names = list(map(_NAME, kube))
+    if not names:
+        return last, [], []
+    if names[0] <= last or not all(map(_LESS, names, islice(names, 1, None))):
+        return None
+    got: dict = {"seps": [], "cascades": []}
+    for prefix, into in _RANGES:
+        lo = bisect_left(names, prefix)
+        hi = bisect_left(names, prefix[:-1] + ".", lo)
+        if lo < hi:
+            got[into].extend([(seg[1], chains[seg[1]][3][0][0], seg[0]) for seg in kube[lo:hi]])
+    return names[-1], got["seps"], got["cascades"]
 
 
 class _Prescan:
