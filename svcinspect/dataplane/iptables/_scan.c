@@ -876,6 +876,48 @@ static int is_name_char(unsigned char c)
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '_' || c == '.' || c == '-';
 }
 
+/* The targets of " -j KUBE-..." / " -g KUBE-..." in the ASCII block s[0:n], into
+ * the set ``out``: every ``KUBE-[A-Za-z0-9_.-]+`` after " -j " or " -g " (the
+ * regex's matches, which never overlap a name), looking for each "K" (rarer
+ * than the "-" of every option). With ``chains`` (a dict), only the names it
+ * does not hold. A name equal to the one seen just before (``*last``, kept
+ * across blocks: the caller's list keeps them alive) gives the same answer and
+ * is skipped (KUBE-MARK-MASQ in every endpoint chain). 0, or -1 on error. */
+static int add_jump_targets(const char *s, Py_ssize_t n, PyObject *out, PyObject *chains,
+                            const char **last, Py_ssize_t *last_len)
+{
+    Py_ssize_t i = 0;
+    while (i < n) {
+        const char *p = memchr(s + i, 'K', (size_t)(n - i));
+        if (p == NULL)
+            break;
+        Py_ssize_t k = (Py_ssize_t)(p - s) - 3;  /* where the "-" of " -j " would be */
+        if (k >= 1 && s[k - 1] == ' ' && s[k] == '-' && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
+            && AT(s, n, k + 3, "KUBE-") && k + 8 < n && is_name_char((unsigned char)s[k + 8])) {
+            Py_ssize_t e = k + 8;
+            while (e < n && is_name_char((unsigned char)s[e]))
+                e++;
+            i = e;
+            if (e - (k + 3) == *last_len && memcmp(s + k + 3, *last, (size_t)*last_len) == 0)
+                continue;
+            *last = s + k + 3;
+            *last_len = e - (k + 3);
+            PyObject *name = PyUnicode_FromStringAndSize(s + k + 3, e - (k + 3));
+            if (name == NULL)
+                return -1;
+            int known = chains != NULL ? PyDict_Contains(chains, name) : 0;
+            if (known < 0 || (!known && PySet_Add(out, name) < 0)) {
+                Py_DECREF(name);
+                return -1;
+            }
+            Py_DECREF(name);
+        } else {
+            i = k + 4;
+        }
+    }
+    return 0;
+}
+
 /* jump_targets(blocks) -> set, or None
  *
  * ``set(completeness._JUMP.findall(b))`` over the blocks: every
@@ -902,39 +944,14 @@ static PyObject *scan_jump_targets(PyObject *self, PyObject *blocks)
     PyObject *out = PySet_New(NULL);
     if (out == NULL)
         return NULL;
-    const char *last = NULL;  /* the bytes of the name added last (in a block the list keeps) */
+    const char *last = NULL;  /* the name seen last (in a block the list keeps) */
     Py_ssize_t last_len = -1;
     for (Py_ssize_t c = 0; c < count; c++) {
         PyObject *b = PyList_GET_ITEM(blocks, c);
-        const char *s = (const char *)PyUnicode_DATA(b);
-        Py_ssize_t n = PyUnicode_GET_LENGTH(b), i = 0;
-        /* Each "KUBE-" preceded by " -j " or " -g " (a "K" is rarer than the "-" of
-         * every option): the regex's matches, which never overlap a name. */
-        while (i < n) {
-            const char *p = memchr(s + i, 'K', (size_t)(n - i));
-            if (p == NULL)
-                break;
-            Py_ssize_t k = (Py_ssize_t)(p - s) - 3;  /* where the "-" of " -j " would be */
-            if (k >= 1 && s[k - 1] == ' ' && s[k] == '-' && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
-                && AT(s, n, k + 3, "KUBE-") && k + 8 < n && is_name_char((unsigned char)s[k + 8])) {
-                Py_ssize_t e = k + 8;
-                while (e < n && is_name_char((unsigned char)s[e]))
-                    e++;
-                i = e;
-                if (e - (k + 3) == last_len && memcmp(s + k + 3, last, (size_t)last_len) == 0)
-                    continue;  /* the name just added again (KUBE-MARK-MASQ in every endpoint chain) */
-                PyObject *name = PyUnicode_FromStringAndSize(s + k + 3, e - (k + 3));
-                if (name == NULL || PySet_Add(out, name) < 0) {
-                    Py_XDECREF(name);
-                    Py_DECREF(out);
-                    return NULL;
-                }
-                Py_DECREF(name);
-                last = s + k + 3;
-                last_len = e - (k + 3);
-            } else {
-                i = k + 4;
-            }
+        if (add_jump_targets((const char *)PyUnicode_DATA(b), PyUnicode_GET_LENGTH(b), out, NULL,
+                             &last, &last_len) < 0) {
+            Py_DECREF(out);
+            return NULL;
         }
     }
     return out;
@@ -2277,41 +2294,13 @@ static PyObject *scan_new_jump_targets(PyObject *self, PyObject *args)
     Py_ssize_t last_len = -1;
     for (Py_ssize_t c = start; c < end; c++) {
         PyObject *b = PyTuple_GET_ITEM(PyList_GET_ITEM(segs, c), 0);
-        const char *s = (const char *)PyUnicode_DATA(b);
-        Py_ssize_t n = PyUnicode_GET_LENGTH(b), i = 0;
-        while (i < n) {
-            const char *p = memchr(s + i, 'K', (size_t)(n - i));
-            if (p == NULL)
-                break;
-            Py_ssize_t k = (Py_ssize_t)(p - s) - 3;
-            if (k >= 1 && s[k - 1] == ' ' && s[k] == '-' && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
-                && AT(s, n, k + 3, "KUBE-") && k + 8 < n && is_name_char((unsigned char)s[k + 8])) {
-                Py_ssize_t e = k + 8;
-                while (e < n && is_name_char((unsigned char)s[e]))
-                    e++;
-                i = e;
-                if (e - (k + 3) == last_len && memcmp(s + k + 3, last, (size_t)last_len) == 0)
-                    continue;  /* the same name as the last one: the same answer */
-                last = s + k + 3;
-                last_len = e - (k + 3);
-                PyObject *name = PyUnicode_FromStringAndSize(s + k + 3, e - (k + 3));
-                if (name == NULL)
-                    goto fail;
-                int known = PyDict_Contains(chains, name);
-                if (known < 0 || (!known && PySet_Add(out, name) < 0)) {
-                    Py_DECREF(name);
-                    goto fail;
-                }
-                Py_DECREF(name);
-            } else {
-                i = k + 4;
-            }
+        if (add_jump_targets((const char *)PyUnicode_DATA(b), PyUnicode_GET_LENGTH(b), out, chains,
+                             &last, &last_len) < 0) {
+            Py_DECREF(out);
+            return NULL;
         }
     }
     return out;
-fail:
-    Py_DECREF(out);
-    return NULL;
 }
 /* --- end of live services round 3 -------------------------------------------------- */
 
