@@ -683,6 +683,13 @@ def _build_overview_graph(ruleset: Ruleset, expand: bool) -> nx.MultiDiGraph:
     return g
 
 
+def _service_attrs(key: str, family: str, table: str) -> dict:
+    """A new collapsed service node's attributes (in the order they are written),
+    before its chains, endpoints and name are filled in."""
+    return {"type": "service", "label": key, "key": key, "family": family, "table": table, "service": "",
+            "kind": "service", "chains": [], "endpoints": 0, "masquerade": False, "cluster": ""}
+
+
 def _overview_node(g: nx.MultiDiGraph, fam: Family, table: Table, cname: str, expand: bool) -> str:
     kind = classify_chain(cname)
     if expand or not kind.per_service:
@@ -693,8 +700,7 @@ def _overview_node(g: nx.MultiDiGraph, fam: Family, table: Table, cname: str, ex
     key = chain_hash(cname) or cname
     node = f"{_fam(fam)}/service/{key}"
     if node not in g:
-        g.add_node(node, type="service", label=key, key=key, family=_fam(fam), table=table.name, service="",
-                   kind="service", chains=[], endpoints=0, masquerade=False, cluster="")
+        g.add_node(node, **_service_attrs(key, _fam(fam), table.name))
     if kind is not ChainKind.SEP and cname not in g.nodes[node]["chains"]:
         g.nodes[node]["chains"].append(cname)
     return node
@@ -869,9 +875,7 @@ def _overview_run(names: list, start: int, blocks, tally, prefix: str, family: s
         src = prefix + key
         attrs = nodes.get(src)
         if attrs is None:
-            attrs = nodes[src] = {"type": "service", "label": key, "key": key, "family": family,
-                                  "table": tname, "service": "", "kind": "service", "chains": [],
-                                  "endpoints": 0, "masquerade": False, "cluster": ""}
+            attrs = nodes[src] = _service_attrs(key, family, tname)
             succ[src] = {}
         chain_list = attrs["chains"]
         if name not in chain_list:
@@ -990,9 +994,7 @@ def overview_parts(ruleset: Ruleset) -> OverviewParts:
                 node = f"{f}/service/{key}"
                 attrs = nodes.get(node)
                 if attrs is None:
-                    attrs = nodes[node] = {"type": "service", "label": key, "key": key, "family": f,
-                                           "table": tname, "service": "", "kind": "service", "chains": [],
-                                           "endpoints": 0, "masquerade": False, "cluster": ""}
+                    attrs = nodes[node] = _service_attrs(key, f, tname)
                     succ[node] = {}
                 if m.group(1) != "SEP" and cname not in attrs["chains"]:
                     attrs["chains"].append(cname)
