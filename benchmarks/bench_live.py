@@ -43,17 +43,19 @@ from _common import ROOT, Namespace, generate, installed, measure, saved_dump
 
 sys.path.insert(0, str(ROOT))
 
-# svcinspect's own peak RSS: run its CLI in this interpreter and read
-# ru_maxrss of the process itself (wait4's figure is the largest process of the
-# tree, which for a live read is the save command).
-OWN_RSS = ("import resource, sys\n"
-           "from svcinspect.cli import main\n"
+# The CLI run in this interpreter, its output flushed (both wrappers below).
+RUN_CLI = ("from svcinspect.cli import main\n"
            "try:\n"
            "    main(sys.argv[1:])\n"
            "except SystemExit:\n"
            "    pass\n"
-           "sys.stdout.flush()\n"
-           "sys.stderr.write('own-rss %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+           "sys.stdout.flush()\n")
+
+# svcinspect's own peak RSS: run its CLI in this interpreter and read
+# ru_maxrss of the process itself (wait4's figure is the largest process of the
+# tree, which for a live read is the save command).
+OWN_RSS = ("import resource, sys\n" + RUN_CLI
+           + "sys.stderr.write('own-rss %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
 
 
 # What is left after the save's last byte: run the CLI in this interpreter,
@@ -66,14 +68,8 @@ AFTER = ("import sys, time\n"
          "def noted(self):\n"
          "    run(self)\n"
          "    mark['wall'], mark['cpu'] = time.perf_counter(), time.process_time()\n"
-         "limits._Drain.run = noted\n"
-         "from svcinspect.cli import main\n"
-         "try:\n"
-         "    main(sys.argv[1:])\n"
-         "except SystemExit:\n"
-         "    pass\n"
-         "sys.stdout.flush()\n"
-         "sys.stderr.write('after %.3f %.3f\\n' % (time.perf_counter() - mark['wall'], "
+         "limits._Drain.run = noted\n" + RUN_CLI
+         + "sys.stderr.write('after %.3f %.3f\\n' % (time.perf_counter() - mark['wall'], "
          "time.process_time() - mark['cpu']))\n")
 
 
