@@ -522,6 +522,16 @@ _SEGMENTS = re.compile(
 
 
 _NO_COUNTERS = ("0", "0")  # [0:0], on nearly every chain: one tuple for all
+
+
+def _declared(policy: str, pk: str, by: str, line: int) -> list:
+    """The chain map's entry for a declaration ``:NAME POLICY [pk:by]`` on ``line``
+    (as the compiled ``fold_decls`` makes it): [policy, None for "-"; counters,
+    None without; line; the rule runs, none yet; declared]."""
+    return [None if policy in ("-", "") else policy,
+            ((_NO_COUNTERS if pk == by == "0" else (pk, by)) if pk else None), line, [], True]
+
+
 _DECL = re.compile(r"^[ \t]*:(\S*)(?:[ \t]+(\S+))?(?:[ \t]+\[(\d+):(\d+)\])?[^\n]*$", re.M)
 
 
@@ -601,8 +611,7 @@ def parse_iptables_save(text: str, source: str = "<stdin>", *, strict: bool = Fa
                     continue
                 entry = chains.get(name)
                 if entry is None:
-                    chains[name] = [None if policy in ("-", "") else policy,
-                                    ((_NO_COUNTERS if pk == by == "0" else (pk, by)) if pk else None), lineno + i, [], True]
+                    chains[name] = _declared(policy, pk, by, lineno + i)
                 elif entry[4]:
                     diags.append(Diagnostic(Severity.WARNING, f"chain {name} declared twice", source, lineno + i, ":" + name))
                 else:  # rules came first (a hand-made file); the declaration completes it

@@ -265,9 +265,7 @@ class SaveStream:
                     for i, (name, policy, pk, by) in enumerate(_parse._DECL.findall(decls)):
                         if not name or name in chains:
                             return self._off()
-                        chains[name] = [None if policy in ("-", "") else policy,
-                                        ((_parse._NO_COUNTERS if pk == by == "0" else (pk, by)) if pk else None),
-                                        lineno + i, [], True]
+                        chains[name] = _parse._declared(policy, pk, by, lineno + i)
                 elif left:  # an empty name or a chain seen before: the parser's diagnostics
                     return self._off()
                 lineno += decls.count("\n")
