@@ -121,13 +121,13 @@ def _maybe_missing(ruleset: Ruleset) -> bool:
 
         take = getattr(t.chains, "take_jump_targets", None)  # a live table's, read while it printed (iptables.stream)
         targets = take() if take is not None else None
-        every = list(blocks()) if targets is None else []
         if targets is None:
+            every = list(blocks())
             targets = bulk.jump_targets(every)  # the compiled scanner's pass, when built
-        if targets is None:
-            targets = set()
-            for chunk in _batches(every):  # a table's text in ~1 MB pieces, not one 100 MB copy
-                targets.update(_JUMP.findall(chunk))
+            if targets is None:
+                targets = set()
+                for chunk in _batches(every):  # a table's text in ~1 MB pieces, not one 100 MB copy
+                    targets.update(_JUMP.findall(chunk))
         names = getattr(t.chains, "names", None)  # a dict view: membership without a Python call
         if names is not None:
             if not names() >= targets:  # (the view's own subset test: no Python call per target)
