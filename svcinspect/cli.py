@@ -46,7 +46,7 @@ def _print_result(output: str, to_json: Callable[[], dict], to_text: Callable[[]
                   diags: list[Diagnostic]) -> None:
     """A command's result on stdout (JSON document or text), then its diagnostics on stderr."""
     if output == "json":
-        _echo_ascii(render_json.dumps_bytes(to_json(), pretty=_for_a_person()))
+        _write_output(render_json.dumps_bytes(to_json(), pretty=_for_a_person()), None)
     elif output == "yaml":
         import json
 
@@ -62,16 +62,6 @@ def _emit_diagnostics(diags: list[Diagnostic]) -> None:
     text = render_text.render_diagnostics(list(diags), verbose=_State.verbose)
     if text:
         click.echo(_shown(text), err=True)
-
-
-def _echo_ascii(data: bytes) -> None:
-    """ASCII bytes (a JSON document) to stdout: to its binary buffer as they are
-    when it has one, else (a text-only stream such as io.StringIO) decoded."""
-    import io
-    if isinstance(getattr(sys.stdout, "buffer", None), (io.BufferedIOBase, io.RawIOBase)):
-        click.echo(data, nl=False)
-    else:
-        click.echo(data.decode("ascii"), nl=False)
 
 
 def _shown(text: str) -> str:
