@@ -1,4 +1,4 @@
-from svcinspect.cli import main
+from svcinspect.cli import console
 
 if __name__ == "__main__":
-    main()
+    console()

@@ -1174,6 +1174,50 @@ def kubectl_main(argv: list[str] | None = None) -> None:
             gc.enable()
 
 
+def console() -> None:
+    """Entry point of the ``svcinspect`` console script (and ``python -m
+    svcinspect``): :func:`main`, then :func:`leave`."""
+    leave(main)
+
+
+def kubectl_console() -> None:
+    """Entry point of the ``kubectl-svcinspect`` console script: :func:`kubectl_main`, then :func:`leave`."""
+    leave(kubectl_main)
+
+
+def leave(run: Callable[[], None]) -> None:
+    """Run ``run`` (a CLI entry point), then end the process with its exit
+    status without tearing the interpreter down: once the output is written,
+    freeing what a large dump built (~10^6 objects at 10000 services: 0.05-0.1 s)
+    is work the kernel does at once when the process ends. Everything a normal
+    exit does that anybody can see still happens, in the same order: exit
+    handlers (``atexit``) run, and stdout and stderr are flushed. When that
+    cannot be done the same way (another non-daemon thread still runs, a flush
+    fails, the exit status is not a number), the normal exit takes over, as
+    if this function were not there."""
+    import atexit
+    import os
+    import threading
+
+    try:
+        run()
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code is None:
+        code = 0
+    if type(code) is not int or not 0 <= code <= 255 \
+            or any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        raise SystemExit(code)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # (a closed pipe: Python's own exit reports it as it always has)
+        raise SystemExit(code) from None
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, mapping svcinspect errors to one line + exit code."""
     # A short-lived process building ~10^5 objects: the cyclic GC only costs time.
