@@ -553,7 +553,12 @@ def services(rules: tuple[str, ...], strict: bool, output: str, objects_from: Ob
     objects = _object_endpoints(objects_from, ruleset, rules)
     diags = _decoded_diagnostics(ruleset)
     whole = assess_input(ruleset)
-    del ruleset  # the rules are not needed to render: at 20000 services their model is ~300 MB
+    if output == "json":
+        # The rules are not needed to render, and the JSON document would stack on
+        # their model (20000 services: peak 449 MB kept, 390 MB freed). The table
+        # peaks lower than the analysis did, so there they are left to the end of
+        # the process (cli.leave), which frees them for nothing (0.05 s at 10000).
+        del ruleset
     if output == "name":
         click.echo("".join(f"{n}\n" for n in dict.fromkeys((p.name or p.key).split(":")[0] for p in ports)), nl=False)
         _emit_diagnostics(diags)
