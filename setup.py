@@ -9,6 +9,7 @@ edge pass (``_edges``: the chain graph's jumps, for ``check``).
 from setuptools import Extension, setup
 
 setup(ext_modules=[
-    Extension("svcinspect.dataplane.iptables._scan", ["svcinspect/dataplane/iptables/_scan.c"], optional=True),
+    Extension("svcinspect.dataplane.iptables._scan", ["svcinspect/dataplane/iptables/_scan.c",
+                                                         "svcinspect/dataplane/iptables/_rawscan.c"], optional=True),
     Extension("svcinspect.dataplane.iptables._edges", ["svcinspect/dataplane/iptables/_edges.c"], optional=True),
 ])

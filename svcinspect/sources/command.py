@@ -79,14 +79,20 @@ def stream_commands(argvs: Sequence[list[str]], streams: Sequence) -> list[Comma
     return _results(argvs, streams)
 
 
+def _no_reader() -> None:
+    return None
+
+
 def _results(argvs: Sequence[list[str]], streams: Sequence | None) -> list[CommandResult]:
     """``run_streamed``'s answers as :class:`CommandResult`: a command that could
     not start is 127 ("No such file or directory") or 126 ("Permission denied")."""
     from svcinspect.sources.limits import Started, run_streamed
 
     sinks = [None] * len(argvs) if streams is None else [s.feed for s in streams]
+    readers = None if streams is None or _NO_NATIVE_TALLY else \
+        [getattr(s, "drain_reader", _no_reader)() for s in streams]
     out = []
-    for argv, one in zip(argvs, run_streamed([list(a) for a in argvs], sinks)):
+    for argv, one in zip(argvs, run_streamed([list(a) for a in argvs], sinks, readers)):
         if isinstance(one, Started):
             missing = isinstance(one.error, FileNotFoundError)
             out.append(CommandResult(127 if missing else 126, "", f"{argv[0]}: "
@@ -285,6 +291,11 @@ class _Tally:
                 got = native(piece)   # one compiled pass (None: a str it leaves to str.count)
         if got is None:
             got = _tally_py(piece, self.canary, self.kube_proxy, self.tables)
+        self.merge(got)
+
+    def merge(self, got: tuple) -> None:
+        """Add counts ``(rules, chains, total, canary, kube_proxy, tables)`` of
+        the next text (``_tally_py``'s, or a ``RawScan``'s of the bytes)."""
         rules, chains, total, canary, kube_proxy, tables = got
         self.rules += rules
         self.chains += chains

@@ -247,9 +247,12 @@ class Started:
         self.error = error
 
 
-def run_streamed(argvs: list[list[str]], sinks: list) -> list[Completed | Started]:
+def run_streamed(argvs: list[list[str]], sinks: list, readers: list | None = None) -> list[Completed | Started]:
     """Run every ``argv`` at once and hand each one's stdout, as it comes, to its
     sink (``sinks[i](bytes)``; None keeps the output in ``Completed.stdout``).
+    ``readers[i]`` (optional): what the helper thread reads command i's stdout
+    with instead of ``os.read``: ``.read(fd, size)`` with ``os.read``'s
+    contract (the compiled RawScan, which scans what it reads without the GIL).
 
     The same bounds as :func:`run_bounded`, for all of them together: they must
     all finish within ``command_timeout`` seconds and each may print at most
@@ -287,7 +290,7 @@ def run_streamed(argvs: list[list[str]], sinks: list) -> list[Completed | Starte
             procs.append(proc)
         outs: list[list[bytes]] = [[] for _ in argvs]
         errs: list[list[bytes]] = [[] for _ in argvs]
-        drain = _Drain(procs, limit)
+        drain = _Drain(procs, limit, readers)
         drain.start()
         got = drain.got
         while True:
@@ -344,11 +347,12 @@ class _Drain(threading.Thread):
     (or a command printed more than ``limit``: ``too_much`` is its index, and
     the rest is not read)."""
 
-    def __init__(self, procs: list, limit: int) -> None:
+    def __init__(self, procs: list, limit: int, readers: list | None = None) -> None:
         import queue
 
         super().__init__(name="svcinspect-drain", daemon=True)
         self.procs, self.limit = procs, limit
+        self.readers = readers if readers is not None else [None] * len(procs)
         self.got: queue.SimpleQueue = queue.SimpleQueue()
         self.too_much: int | None = None
         self.failed: BaseException | None = None
@@ -377,7 +381,9 @@ class _Drain(threading.Thread):
                 while sel.get_map() and not self._halt.is_set():
                     for key, _ in sel.select(0.5):
                         i, is_out = key.data
-                        chunk = os.read(key.fd, _READ if is_out else _CHUNK)
+                        reader = self.readers[i] if is_out else None
+                        chunk = reader.read(key.fd, _READ) if reader is not None else \
+                            os.read(key.fd, _READ if is_out else _CHUNK)
                         if not chunk:
                             sel.unregister(key.fileobj)
                             continue

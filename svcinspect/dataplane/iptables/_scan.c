@@ -2333,7 +2333,12 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
+int rawscan_add(PyObject *module);  /* _rawscan.c */
+
 PyMODINIT_FUNC PyInit__scan(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && rawscan_add(m) < 0)
+        Py_CLEAR(m);
+    return m;
 }

@@ -98,9 +98,29 @@ class SaveStream:
         # (bulk.scan_nat's two passes; see _prescan)
         self._prescan: dict = {}
         self.size = 0                      # bytes fed
+        # The compiled RawScan that the pipe's drain thread runs on the same
+        # bytes (drain_reader): it keeps the tally (observe) and the nat
+        # table's jump targets off this thread; its answer, at close().
+        self._raw_scan = None
+        self._raw_jumps: tuple | None = None  # (missing targets or None, declared nat chains, nat tables)
         self.prebuilt: bool | None = None  # after finish(): built from the pre-work (or parsed whole)
 
     # --- input ------------------------------------------------------------------
+
+    def drain_reader(self):
+        """What the thread draining the command's pipe reads the bytes with, to
+        be fed here in the same order (``sources.limits.run_streamed``'s
+        ``readers``): the compiled ``RawScan``, which scans each read without
+        the GIL for what this thread would otherwise: ``observe``'s tally (when
+        it takes counts: ``observe.merge``) and the nat table's jump targets
+        (``PrescannedChains.take_jump_targets``). None without the compiled
+        scanner, with the fast paths off, or once bytes have been fed."""
+        native = bulk._native if bulk.enabled() else None
+        maker = getattr(native, "RawScan", None)
+        if maker is None or getattr(self.observe, "merge", None) is None or self._chars or self.size or self._given:
+            return None
+        self._raw_scan = maker()
+        return self._raw_scan
 
     def feed(self, data: bytes) -> None:
         """The next bytes of the output (cut anywhere, even inside a character)."""
@@ -132,7 +152,7 @@ class SaveStream:
         """The next complete lines (or, ``final``, the text after the last line break)."""
         first = self._chars == 0
         self._chars += len(lines)
-        if self.observe is not None:
+        if self.observe is not None and self._raw_scan is None:
             self.observe(lines)
         if self._first_len < _HEAD:
             self._first.append(lines)
@@ -159,6 +179,14 @@ class SaveStream:
         self._decoder, self._partial = None, []
         if rest:
             self._lines(rest, final=True)
+        raw = self._raw_scan
+        if raw is not None:
+            size, tally, missing, declared, nat_tables = raw.result()
+            if size != self.size or tally is None:  # (not the bytes fed, or a line too long for it)
+                self.observe(self.text)
+            else:
+                self.observe.merge(tally)
+                self._raw_jumps = (missing, declared, nat_tables)
 
     def finish(self, strict: bool = False) -> Ruleset:
         """The ruleset of the whole text (raises what ``parse_iptables_save`` raises)."""
@@ -320,7 +348,9 @@ class SaveStream:
                                           got.cascade_map, got.dnat)
         chains = tb.chains
         seps, cascades = got.seps, got.cascades
-        if got.jumps is not None:  # completeness._maybe_missing's pass, run by run (no match spans two blocks)
+        if got.jumps is not None and self._raw_scan is None:
+            # completeness._maybe_missing's pass, run by run (no match spans two
+            # blocks); with a RawScan, the drain thread reads them instead
             nat = bulk._native if got.native and bulk.enabled() else None
             fresh = getattr(nat, "new_jump_targets", None)
             if fresh is not None:  # the same, in one compiled pass (the set of every target is not built)
@@ -391,13 +421,30 @@ class SaveStream:
                 del found[name]
         chains = PrescannedChains(tb.name, tb.source, entries)
         chains.nat_scan = (got.native, bulk.NatScan(got.cascade_map, got.dnat, chains.names()))
-        chains.jump_targets = got.jumps if got.native and bulk._native is not None else None
+        if self._raw_scan is not None:  # (the rounds did not read them: the RawScan's, or none)
+            chains.jump_targets = self._raw_targets(tb)
+        else:
+            chains.jump_targets = got.jumps if got.native and bulk._native is not None else None
         early, got.early = got.early, None
         chains.early = None
         if early is not None and self._single_nat(tb) and not tb.undeclared and table.family is early.family \
                 and early.attach(chains.nat_scan[1]):
             chains.early = early  # services.build_service_ports takes what it analysed early
         return replace(table, chains=chains)
+
+    def _raw_targets(self, tb) -> set | None:
+        """The RawScan's jump targets for nat table ``tb``: the targets of its
+        lines that it does not declare (a superset of those that are not chains
+        at the end, which is what take_jump_targets promises), when the scan
+        and the parse saw the same one nat table with the same declarations;
+        else None (completeness reads them from the blocks)."""
+        if self._raw_jumps is None:
+            return None
+        missing, declared, nat_tables = self._raw_jumps
+        if missing is None or nat_tables != 1 or not self._single_nat(tb) \
+                or declared != len(tb.chains) - len(tb.undeclared):
+            return None
+        return missing
 
     def _single_nat(self, tb) -> bool:
         """Is ``tb`` the only nat table of its family (no merge of two)?"""

@@ -1,0 +1,271 @@
+"""Live `services`, round 4: the compiled ``RawScan`` (``_rawscan.c``) reads a
+save command's bytes in the thread that drains its pipe, without the GIL, for
+two things the stream's thread did per piece before: the backend tally
+(``sources.command._tally_py`` of the whole text) and the nat table's jump
+targets that are not declared chains (what ``completeness._maybe_missing``
+asks of ``PrescannedChains.take_jump_targets``).
+
+- ``RawScan`` against :func:`reference` below (the spec in Python, on the text
+  as the stream decodes it): on every fixture, on hostile lines (overlapping
+  ``-A KUBE-``, patterns inside comments, a second nat table, non-ASCII
+  declarations, invalid UTF-8, ``\\r``, no final line break, lines over its
+  carry bound, more distinct missing names than it keeps), fed whole, in
+  random pieces, byte by byte and through ``read`` from a real pipe; and on
+  hypothesis texts built from the patterns' pieces.
+- The live path with the RawScan gives what it gives without one: the same
+  ruleset, the same backend note (its counts), the same missing-chain
+  findings, on every fixture and on an excerpt whose cascade jumps to a chain
+  that is not there (so a wrong "nothing is missing" would show).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import FIXTURES, IPT
+from svcinspect.dataplane.iptables import bulk
+from svcinspect.dataplane.iptables.stream import SaveStream
+from svcinspect.model.netfilter import Family
+from svcinspect.sources import command
+
+native = bulk.native_scanner
+needs_native = pytest.mark.skipif(native is None or not hasattr(native, "RawScan"),
+                                  reason="the compiled scanner svcinspect.dataplane.iptables._scan is not built "
+                                         "(no C compiler at install time?): there is no RawScan to compare")
+
+SAVES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".txt", ".rules"))
+CARRY_MAX = 1 << 20
+MISSING_MAX = 65536
+_WS = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"  # str.isspace within ASCII
+_JUMP = re.compile(r" -[jg] (KUBE-[A-Za-z0-9_.-]+)")
+
+
+def reference(data: bytes):
+    """What RawScan.result() says of ``data``, in Python."""
+    text = data.decode("utf-8", "replace")
+    lines = text.split("\n")
+    too_long = _longest_line(data) > CARRY_MAX  # (in bytes, as RawScan counts)
+    tally = None if too_long else command._tally_py(text)
+    declared: set[str] = set()
+    missing: set[str] = set()
+    in_nat, nats, ok = False, 0, True
+    for line in lines:
+        s = line.strip(_WS)
+        if s.startswith("*"):
+            in_nat = s[1:].lstrip(_WS) == "nat"
+            if in_nat:
+                nats += 1
+                if nats > 1:
+                    ok = False
+            continue
+        if not in_nat or not ok:
+            continue
+        if s == "COMMIT":
+            in_nat = False
+            continue
+        if s.startswith("#"):
+            continue
+        t = line.lstrip(" \t")
+        if t.startswith(":"):
+            name = re.match(r":([^ \t\n\r\x0b\x0c\x1c-\x1f]*)", t).group(1)
+            if not name.isascii():
+                ok = False
+            elif name:
+                declared.add(name)
+            continue
+        for name in _JUMP.findall(line):
+            if name not in declared:
+                missing.add(name)
+        if len(missing) > MISSING_MAX:
+            ok = False
+    return len(data), tally, (missing if ok and not too_long else None), len(declared), nats
+
+
+def _longest_line(data: bytes) -> int:
+    return max(map(len, data.split(b"\n")))
+
+
+def _result(data: bytes, cuts=None):
+    scan = native.RawScan()
+    if cuts is None:
+        scan.feed(data)
+    else:
+        at = 0
+        for cut in cuts:
+            scan.feed(data[at:cut])
+            at = cut
+        scan.feed(data[at:])
+    return scan.result()
+
+
+def _random_cuts(n: int, seed: int, most: int) -> list[int]:
+    rnd = random.Random(seed)
+    cuts, at = [], 0
+    while True:
+        at += rnd.randint(1, most)
+        if at >= n:
+            return cuts
+        cuts.append(at)
+
+
+HOSTILE = [
+    b"",
+    b"*nat\n:KUBE-A - [0:0]\n-A KUBE-A -j KUBE-B\n-A KUBE-A -g KUBE-A\nCOMMIT\n",
+    b"*nat\n-A KUBE-A -j KUBE-B\n:KUBE-B - [0:0]\nCOMMIT\n",  # declared after the jump: a (safe) false candidate
+    b"*filter\n:KUBE-X - [0:0]\n-A KUBE-X -j KUBE-FORWARD\nCOMMIT\n*nat\n-A KUBE-Y -j KUBE-X\nCOMMIT\n",
+    b"*nat\n-A X -j KUBE-A\nCOMMIT\n*nat\n-A Y -j KUBE-B\nCOMMIT\n",  # two nat tables: no answer
+    b"  *nat  \n  :KUBE-A - [0:0]\n\t-A KUBE-A -j KUBE-B \n COMMIT \n-A Z -j KUBE-C\n",
+    b"*nat\n# -A KUBE-A -j KUBE-COMMENTED\n-A X -m comment --comment \"x -j KUBE-INSIDE\" -j KUBE-OUT\nCOMMIT\n",
+    b"*nat\n:KUB\xc3\x89-A - [0:0]\n-A X -j KUBE-A\nCOMMIT\n",  # a declaration not ASCII: no answer
+    b"*nat\n:KUBE-A\xff - [0:0]\n-A X -j KUBE-A\xff\nCOMMIT\n",
+    b"*nat\n-A X -j KUBE-\n-A X -j KUBE--\n-A X  -j KUBE-A.b_9-c\n-A X -jKUBE-N\n-A X -j  KUBE-N\n",
+    b"*nat\n-A X -j KUBE-A\r\n:KUBE-B\r\n-A X -j KUBE-B\r\nCOMMIT\r\n",
+    b"*nat\n:KUBE-A - [0:0]\n-A KUBE-A -j KUBE-Z",  # no final line break
+    b"-A KUBE-A KUBE-A KUBE-\n-A -A -A \n:KUBE-PROXY-CANARY - [0:0]\n:KUBE-SERVICES - [0:0]\n",
+    b"x:KUBE-PROXY-CANARY :KUBE-SERVICES \n*\n\n*nat\n",
+    b"\xe2\x82-A KUBE-X\n\xff:KUBE-Y\n-\xffA \n-A\xff KUBE-\n",
+    b"*nat\n" + b"-A X -j KUBE-" + b"L" * (CARRY_MAX + 10) + b"\n" + b"-A X -j KUBE-B\nCOMMIT\n",  # over the carry
+    b"*nat\n" + b"".join(b"-A X -j KUBE-M%d\n" % i for i in range(MISSING_MAX + 2)) + b"COMMIT\n",
+]
+
+
+@needs_native
+@pytest.mark.parametrize("path", SAVES, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_fixtures_whole_and_in_pieces(path):
+    data = path.read_bytes()
+    want = reference(data)
+    assert _result(data) == want
+    assert _result(data, _random_cuts(len(data), 7, 4096)) == want
+    assert _result(data, _random_cuts(len(data), 11, 13)) == want
+
+
+@needs_native
+@pytest.mark.parametrize("data", HOSTILE, ids=lambda d: repr(d[:40]))
+def test_hostile_lines(data):
+    want = reference(data)
+    assert _result(data) == want
+    if len(data) < 4096:
+        assert _result(data, list(range(1, len(data)))) == want  # byte by byte
+    assert _result(data, _random_cuts(len(data), 3, 97)) == want
+
+
+@needs_native
+def test_what_the_hostile_lines_say():
+    """The reference is not vacuous: the answers the cases above are about."""
+    assert reference(HOSTILE[1])[2] == {"KUBE-B"}
+    assert reference(HOSTILE[2])[2] == {"KUBE-B"}
+    assert reference(HOSTILE[3])[2] == {"KUBE-X"}  # the filter table's chain is not the nat table's
+    assert reference(HOSTILE[4])[2] is None
+    assert reference(HOSTILE[6])[2] == {"KUBE-INSIDE", "KUBE-OUT"}
+    assert reference(HOSTILE[7])[2] is None
+    assert reference(HOSTILE[15])[1] is None and reference(HOSTILE[15])[2] is None
+    assert reference(HOSTILE[16])[2] is None
+    assert _result(HOSTILE[1])[1] == command._tally_py(HOSTILE[1].decode())
+
+
+@needs_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from([b"-A ", b"-A KUBE-", b"KUBE-", b"-", b"A", b" ", b":", b":KUBE-", b"\n", b"*nat",
+                                 b"*filter", b"COMMIT", b"#", b" -j ", b" -g ", b"KUBE-A", b"KUBE-B", b"\t", b"\r",
+                                 b"PROXY-CANARY ", b"SERVICES ", b"\xc3\xa9", b"\xff", b"x", b"."]), max_size=80),
+       st.integers(1, 9))
+def test_hypothesis_texts(parts, most):
+    data = b"".join(parts)
+    assert _result(data, _random_cuts(len(data), len(data), most)) == reference(data)
+
+
+@needs_native
+def test_read_from_a_pipe():
+    data = (IPT / "iptables-save.txt").read_bytes() * 3
+    r, w = os.pipe()
+    writer = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
+                              stdin=subprocess.PIPE, stdout=w)
+    os.close(w)
+    writer.stdin.write(data)
+    writer.stdin.close()
+    scan, got = native.RawScan(), []
+    while True:
+        chunk = scan.read(r, 1000)
+        if not chunk:
+            break
+        got.append(chunk)
+    os.close(r)
+    writer.wait()
+    assert b"".join(got) == data
+    assert scan.result() == reference(data)
+    with pytest.raises(ValueError):
+        scan.feed(b"more")  # after result(): refused, not silently dropped
+    with pytest.raises(OSError):
+        native.RawScan().read(-1, 10)
+
+
+# --- the live path with and without it ------------------------------------------------------
+
+
+def _stream(data: bytes, raw: bool, piece: int = 1 << 16):
+    tally = command._Tally()
+    stream = SaveStream("live:test", family=Family.V4, observe=tally)
+    reader = stream.drain_reader() if raw else None
+    assert (reader is not None) == raw
+    for at in range(0, len(data), piece):
+        chunk = data[at:at + piece]
+        if reader is not None:
+            reader.feed(chunk)
+        stream.feed(chunk)
+    stream.close()
+    return stream.finish(), tally.count()
+
+
+def _findings(ruleset):
+    from svcinspect.completeness import missing_references
+    return missing_references(ruleset)
+
+
+def _excerpt_missing_a_chain() -> bytes:
+    text = (IPT / "iptables-save.txt").read_text()
+    sep = re.search(r"KUBE-SEP-[A-Z2-7]{16}", text).group(0)
+    return "".join(ln for ln in text.splitlines(keepends=True)
+                   if not ln.startswith((f"-A {sep} ", f":{sep} "))).encode()
+
+
+@needs_native
+@pytest.mark.parametrize("path", [p for p in SAVES if b"*nat" in p.read_bytes()][:40] + ["missing-chain"],
+                         ids=lambda p: p if isinstance(p, str) else str(p.relative_to(FIXTURES)))
+def test_live_stream_same_with_and_without(path):
+    data = _excerpt_missing_a_chain() if path == "missing-chain" else path.read_bytes()
+    with_raw, tally_raw = _stream(data, True)
+    without, tally = _stream(data, False)
+    assert tally_raw == tally == command.count_kube(data.decode("utf-8", "replace"))
+    assert _findings(with_raw) == _findings(without)
+    from svcinspect.dataplane import build_service_ports
+    assert build_service_ports(with_raw) == build_service_ports(without)
+    if path == "missing-chain":
+        assert any("is not in the input" in f for f in _findings(with_raw))
+
+
+@needs_native
+def test_live_stream_uses_the_raw_scan_and_checks_it():
+    """On a real dump the RawScan's answer is the one handed over; a declaration
+    count that does not agree with the parse hands over none."""
+    data = (IPT / "iptables-save.txt").read_bytes()
+    ruleset, _ = _stream(data, True)
+    nat = ruleset.table("nat", Family.V4)
+    assert nat.chains.take_jump_targets() == set()
+    # a stream fed bytes the reader did not see: the tally is counted from the text, no targets handed over
+    tally = command._Tally()
+    stream = SaveStream("live:test", family=Family.V4, observe=tally)
+    reader = stream.drain_reader()
+    reader.feed(data[:100])
+    stream.feed(data)
+    stream.close()
+    nat = stream.finish().table("nat", Family.V4)
+    assert nat.chains.take_jump_targets() is None
+    assert tally.count() == command.count_kube(data.decode())
