@@ -269,3 +269,57 @@ def test_live_stream_uses_the_raw_scan_and_checks_it():
     nat = stream.finish().table("nat", Family.V4)
     assert nat.chains.take_jump_targets() is None
     assert tally.count() == command.count_kube(data.decode())
+
+
+# --- limits.while_waiting: the analysis' imports while the save loads its tables --------------
+
+
+def test_while_waiting_runs_once_before_the_output_in_this_thread():
+    import threading
+
+    from svcinspect.sources.limits import run_streamed, while_waiting
+
+    seen: list = []
+    chunks: list = []
+
+    def work():
+        seen.append(("work", threading.current_thread() is threading.main_thread(), len(chunks)))
+
+    def boom():
+        seen.append("boom")
+        raise RuntimeError("left for the later use")
+
+    argv = [sys.executable, "-c", "import time, sys; time.sleep(0.3); sys.stdout.write('x' * 100000)"]
+    with while_waiting(work):
+        done = run_streamed([argv], [chunks.append])
+    assert seen == [("work", True, 0)]  # once, in the calling thread, before any output was handed on
+    assert b"".join(chunks) == b"x" * 100000 and done[0].returncode == 0
+    with while_waiting(boom):
+        done = run_streamed([argv], [chunks.append])
+    assert seen[-1] == "boom" and done[0].returncode == 0
+    seen.clear()
+    run_streamed([argv], [chunks.append])  # outside the block: nothing is called
+    assert seen == []
+
+
+def test_live_services_imports_the_analysis_while_waiting(monkeypatch):
+    """What cli.services hands to while_waiting imports every module the
+    analysis and the table import on first use: after it, a services run on a
+    dump imports nothing more."""
+    code = ("import sys\n"
+            "import svcinspect.cli as c\n"
+            "from svcinspect.dataplane.iptables import parse\n"
+            "c._analysis_imports()\n"
+            "before = set(sys.modules)\n"
+            "rs = c.load_rules((sys.argv[1],), False)\n"
+            "from svcinspect.dataplane import build_service_ports\n"
+            "from svcinspect.completeness import assess_input\n"
+            "from svcinspect.render.text import render_services\n"
+            "ports = build_service_ports(rs)\n"
+            "render_services(ports)\n"
+            "assess_input(rs)\n"
+            "print(sorted(m for m in set(sys.modules) - before if m.startswith('svcinspect')))\n")
+    p = subprocess.run([sys.executable, "-c", code, str(IPT / "iptables-save.txt")], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"

@@ -17,6 +17,7 @@ reads them from :data:`LIMITS`.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import re
@@ -25,6 +26,8 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from svcinspect.errors import EnvironmentProblem, InputError
@@ -231,6 +234,26 @@ def run_bounded(argv: list[str], *, input: bytes | None = None, timeout: float |
 
 # --- several subprocesses read as they print ------------------------------------------
 
+# What the calling thread may do once while the commands print and it has
+# nothing to read yet (see while_waiting).
+_WHILE_WAITING: contextvars.ContextVar = contextvars.ContextVar("svcinspect_while_waiting", default=None)
+
+
+@contextmanager
+def while_waiting(work: Callable[[], object]):
+    """Within this block, :func:`run_streamed` calls ``work()`` once, in the
+    calling thread, the first time it has nothing to hand to a sink (a save
+    command spends its first second loading the kernel's tables before it
+    prints them). For work that would otherwise be done later on the same
+    thread, such as the imports the analysis makes on first use. An error in it
+    is left for the later use to raise where it belongs."""
+    token = _WHILE_WAITING.set(work)
+    try:
+        yield
+    finally:
+        _WHILE_WAITING.reset(token)
+
+
 _PIPE_SIZE = 1 << 20       # asked for each stdout pipe: the command prints on while we parse
 _READ = 1 << 20
 _BACKLOG = 16 << 20        # read ahead of the sinks at most this much (then the commands wait)
@@ -293,7 +316,14 @@ def run_streamed(argvs: list[list[str]], sinks: list, readers: list | None = Non
         drain = _Drain(procs, limit, readers)
         drain.start()
         got = drain.got
+        idle = _WHILE_WAITING.get()
         while True:
+            if idle is not None and got.empty():
+                work, idle = idle, None
+                try:
+                    work()
+                except Exception:  # (see while_waiting)
+                    pass
             left = deadline - time.monotonic()
             if left <= 0:
                 _timed_out(argvs, procs, timeout)
