@@ -9,11 +9,8 @@ readers run in a forked child that calls ``setns(2)`` (Python 3.11 has no
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import fcntl
 import os
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +87,9 @@ def nsenter_argv(ref: NetnsRef | None, argv: list[str]) -> list[str]:
 
 
 def _setns(path: str) -> None:
+    import ctypes  # (here, not at the top: the live saves start before it would load; ~13 ms with pickle)
+    import ctypes.util
+
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -109,6 +109,8 @@ def call_in_netns(ref: NetnsRef | None, func: Callable[[], Any]) -> Any:
     The child keeps C libraries' global state (and any namespace switch) away
     from the caller; the caller's namespace never changes.
     """
+    import pickle
+
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never return into the caller's code

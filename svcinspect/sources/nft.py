@@ -81,7 +81,6 @@ def read_live_rules(reader: str | None, families: Sequence[Family], netns: str |
     ``NftRuleset`` or the iptables ``Ruleset`` (see the module docstring);
     ``counters``: the iptables rules with their counters (``-c``, for balance);
     ``nft_tables``: what :func:`read_nft_tables` answered already for them."""
-    from svcinspect.dataplane.nftables.parse import parse_nfts
     from svcinspect.sources.command import read_live_dump, parse_live
 
     ref = resolve_netns(netns) if netns else None
@@ -103,6 +102,8 @@ def read_live_rules(reader: str | None, families: Sequence[Family], netns: str |
     if not texts:
         ruleset = parse_live(dump, strict)  # type: ignore[arg-type]
         return ruleset
+    from svcinspect.dataplane.nftables.parse import parse_nfts  # (only now: the saves start sooner without it)
+
     nft = parse_nfts(texts, strict=strict)
     kube_iptables = ipt_chains > (1 if canary else 0) or canary
     if kube_iptables:
