@@ -171,13 +171,15 @@ class EarlyServices:
         queue, i, n = self._queue, self._next, len(self._queue)
         if i >= n or queue[i][0] > last:
             return
-        from svcinspect.dataplane.iptables.services import _finish
+        from svcinspect.dataplane.iptables.services import _finish, _finish_plain
         table, scan, scratch, accs, ports, family = self._table, self._scan, self._scratch, self._accs, self.ports, self.family
         while i < n and queue[i][0] <= last:
-            key = queue[i][1]
+            _, key, present = queue[i]
             i += 1
             acc = accs[key]
-            port = _finish(key, family, acc, table, scan)
+            port = _finish_plain(key, family, acc, scan, present)  # (builds no chain: reads the scan's maps only)
+            if port is None:
+                port = _finish(key, family, acc, table, scan)
             if scratch:
                 scratch.clear()  # it built a chain: finished again at the end (see the module docstring)
                 continue
@@ -195,9 +197,9 @@ class EarlyServices:
         self._accs = accs
         queue = []
         for key in accs:
-            present = [h + key for h in _HEADS if h + key in entries]
+            present = tuple(h + key for h in _HEADS if h + key in entries)
             if present:
-                queue.append((max(present), key))
+                queue.append((max(present), key, present))
         queue.sort()
         self._queue = queue
 

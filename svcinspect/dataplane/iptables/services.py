@@ -568,6 +568,49 @@ def _finish(key: str, family: Family, acc: _Acc, nat: Table | None,
         protocol = protocol or kproto
         warnings.append(f"named by recomputing the chain hash of the well-known service port {known} {kproto}: "
                         f"the rules carry no comment that names it")
+    return _port_rules(key, family, acc, names, protocol, chains, endpoints, local, affinity, ranges, warnings,
+                       cascaded)
+
+
+def _finish_plain(key: str, family: Family, acc: _Acc, scan: bulk.NatScan, present) -> ServicePortRules | None:
+    """``_finish(key, family, acc, nat, scan)`` for the usual service port, with
+    less on the way (the early analysis of a live read finishes ~10^4 of them
+    while the save prints): named, with a protocol, its chains (``present``:
+    those of ``KUBE-{SVC,SVL,EXT,FW,XLB}-<key>`` the table has) a KUBE-SVC
+    chain and at most a KUBE-EXT one, the cascade read by the bulk scan and
+    answered by ``scan.shares`` without a warning. None for any other port
+    (then ``_finish`` decides)."""
+    names = acc.names
+    protocol = acc.protocol
+    if not names or protocol is None:
+        return None
+    svc = ext = None
+    for chain in present:
+        if chain.startswith("KUBE-SVC-"):
+            svc = chain
+        elif chain.startswith("KUBE-EXT-"):
+            ext = chain
+        else:
+            return None
+    if svc is None:
+        return None
+    rows = scan.cascades.get(svc, bulk.UNSURE)
+    if rows is bulk.UNSURE:
+        return None
+    got = scan.shares(rows, scan.dnat, EndpointShare, _CASCADE_SHARES)
+    if got is None or got[0] is None:
+        return None
+    shares, affinity = got
+    chains: dict[str, object] = {"svc": svc, "ext": ext} if ext is not None else {"svc": svc}
+    chains["sep"] = list(dict.fromkeys(map(_SEP_OF, shares)))
+    return _port_rules(key, family, acc, list(names), protocol, chains, shares, None, affinity, (), list(acc.warnings),
+                       True)
+
+
+def _port_rules(key, family, acc, names, protocol, chains, endpoints, local, affinity, ranges, warnings,
+                cascaded) -> ServicePortRules:
+    """The end of ``_finish`` (and of ``_finish_plain``): the name, the naming
+    warnings, the entry points and the object."""
     name = names[0] if names else None
     if len(names) > 1 and len(set(names)) > 1:
         warnings.append(f"comments name different services for the same chains: {', '.join(sorted(set(names)))}")
