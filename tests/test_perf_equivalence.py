@@ -226,7 +226,8 @@ def test_the_direct_table_formatter_prints_what_tabulate_prints():
         tried += 1
     assert tried == 400
     # What it leaves to tabulate: multi-line, wide, non-string cells, uneven rows.
-    for rows in ([["a\nb", "c"]], [["caf\u00e9", "x"]], [[1, "x"]], [["a"]], [["a", "b", "c"]], [["\t", "x"]]):
+    for rows in ([["a\nb", "c"]], [["caf\u00e9", "x"]], [[1, "x"]], [["a"]], [["a", "b", "c"]], [["\t", "x"]],
+                 [["a\x00b", "x"]], [["\x00", "x"]], [["x", "\x00"], ["y", "z"]]):
         assert _simple_table(rows, ["H1", "H2"]) is None
 
 

@@ -38,6 +38,7 @@ def tabulate(rows, **kwargs) -> str:
 
 _direct_tables = os.environ.get("SVCINSPECT_NO_FAST", "") in ("", "0")
 _PLAIN = re.compile(r"[ -~]*")  # printable ASCII: one column per character
+_PLAIN_CELLS = re.compile(r"[ -~\x00]*")  # the same, the cells joined by NUL
 
 
 def _simple_table(rows: list, headers) -> str | None:
@@ -53,11 +54,15 @@ def _simple_table(rows: list, headers) -> str | None:
     cells = [c for row in rows for c in row]
     if any(len(row) != n for row in rows) or (cells and set(map(type, cells)) != {str}):
         return None
-    if not _PLAIN.fullmatch("".join(cells)):
+    joined = "\x00".join(cells)  # (NUL: a separator no printable cell holds)
+    if not _PLAIN_CELLS.fullmatch(joined) or (cells and joined.count("\x00") != len(cells) - 1):
         return None
-    rows = [list(map(str.strip, row)) for row in rows]
-    columns = list(zip(*rows)) if rows else [()] * n
-    widths = [max(len(h) + 2, max(map(len, col), default=0)) for h, col in zip(headers, columns)]
+    # Printable ASCII's only blank is the space: a cell needs strip() only if it
+    # begins or ends with one (rarely: then every cell is stripped, as before).
+    if joined.startswith(" ") or joined.endswith(" ") or " \x00" in joined or "\x00 " in joined:
+        rows = [list(map(str.strip, row)) for row in rows]
+        cells = [c for row in rows for c in row]
+    widths = [max(len(h) + 2, max(map(len, cells[i::n]), default=0)) for i, h in enumerate(headers)]
     pad = [f"{{:<{w}}}" for w in widths]
     fmt = "  ".join(pad)
     lines = [fmt.format(*headers).rstrip(), "  ".join("-" * w for w in widths)]
