@@ -21,7 +21,7 @@ What depends on later input stays for the end: the filter table (its REJECT
 and DROP entries), the per-service chains no dispatch rule reaches (the rest
 of ``_scan_nat``), excerpt gaps, the IPVS leftovers, the other family.
 ``build_service_ports`` then asks :meth:`EarlyServices.scan_nat` and
-:meth:`EarlyServices.finish` (through ``nat.chains.early``) instead of
+:meth:`EarlyServices.finish_all` (through ``nat.chains.early``) instead of
 ``_scan_nat`` and ``_finish``; each hands back the early answer only when it is
 exactly what the call would compute now:
 
@@ -33,7 +33,7 @@ exactly what the call would compute now:
   and attaches nothing otherwise);
 - the service port's accumulator is the very object the early step built, and
   the filter scan added nothing to it (names, protocol, entries, warnings);
-- the nat scan handed to ``finish`` is the stream's (same maps, same scanner);
+- the nat scan handed to ``finish_all`` is the stream's (same maps, same scanner);
 - the early ``_finish`` built no chain object: it read only the bulk scan's
   maps and the chains' raw text. A service port whose finishing had to build
   (and so maybe decode) a chain is finished again at the end, so the chains
@@ -131,10 +131,10 @@ class EarlyServices:
         self._scan = bulk.NatScan(cascades, dnat, entries.keys())
         self._accs: dict | None = None     # the early _scan_nat's accumulators
         self._dispatch_built: dict = {}    # the dispatch chains it built, in order
-        self._queue: list = []             # (last chain name, key) of the ports to finish, in name order
+        self._queue: list = []             # (last chain name, key, its chains) of the ports to finish, in name order
         self._next = 0
         self.ports: dict = {}              # key -> (acc, snapshot, ServicePortRules)
-        self.used = 0                      # how many finish() handed back from the early analysis
+        self.used = 0                      # how many finish_all() handed back from the early analysis
         self._final_scan = None            # the final table's nat scan (attach)
 
     # --- during the stream ---------------------------------------------------------
@@ -237,13 +237,22 @@ class EarlyServices:
         rest._built = built
         _scan_nat(Table(nat.name, nat.family, rest, nat.source, nat.line), accs, None)
 
-    def finish(self, key: str, family: Family, acc, nat: Table | None, scan):
-        """``services._finish(key, family, acc, nat, scan)``, done early when it could be."""
-        got = self.ports.pop(key, None)
-        if (got is not None and got[0] is acc and scan is self._final_scan and scan is not None
-                and family is self.family and nat is not None and getattr(nat.chains, "early", None) is self
-                and got[1] == _snapshot(acc)):
-            self.used += 1
-            return got[2]
+    def finish_all(self, accs: dict, family: Family, nat: Table | None, scan) -> list:
+        """``[services._finish(key, family, acc, nat, scan) for key, acc in
+        accs.items()]``, each one's early answer where it is exactly that (see
+        the module docstring)."""
         from svcinspect.dataplane.iptables.services import _finish
-        return _finish(key, family, acc, nat, scan)
+
+        ports, out = self.ports, []
+        same = (scan is self._final_scan and scan is not None and family is self.family and nat is not None
+                and getattr(nat.chains, "early", None) is self)
+        pop, append, used = ports.pop, out.append, 0
+        for key, acc in accs.items():
+            got = pop(key, None)
+            if same and got is not None and got[0] is acc and got[1] == _snapshot(acc):
+                used += 1
+                append(got[2])
+            else:
+                append(_finish(key, family, acc, nat, scan))
+        self.used += used
+        return out

@@ -151,8 +151,10 @@ def build_service_ports(ruleset: Ruleset, only: Iterable[str] | None = None) -> 
         if filt is not None:
             _scan_filter(filt, accs, wanted)
         scan = bulk.scan_nat(nat) if nat is not None and wanted is None else None
-        finish = _finish if early is None else early.finish
-        ports = [finish(key, family, acc, nat, scan) for key, acc in accs.items()]
+        if early is None:
+            ports = [_finish(key, family, acc, nat, scan) for key, acc in accs.items()]
+        else:
+            ports = early.finish_all(accs, family, nat, scan)
         if nat is not None and ruleset.gaps:
             ports = excerpt_view(ports, nat, family, wanted)
         if ports and nat is not None and any(c in nat.chains for c in IPVS_CHAINS):
