@@ -4,8 +4,9 @@
  * Python and compares the two).
  *
  *   scan = RawScan()
- *   scan.read(fd, size) -> bytes   os.read(fd, size), the bytes scanned in the
- *                                  same GIL-free window as the read
+ *   scan.read(fd, size) -> bytes   os.read(fd, size) and then whatever else the
+ *                                  pipe holds already (up to size), the bytes
+ *                                  scanned in the same GIL-free window
  *   scan.feed(data)                scan bytes got some other way
  *   scan.result() -> (size, tally, missing, declared, nat tables)
  *
@@ -28,6 +29,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -425,6 +427,19 @@ static PyObject *rs_read(RawScan *self, PyObject *args)
         err = errno;
         if (got > 0)
             bad = rs_scan(self, PyBytes_AS_STRING(buf), got);
+        /* Then whatever else the pipe holds already (poll with no wait: never
+         * blocks), up to ``size``: fewer, larger pieces for the caller, each one
+         * a GIL hand-over and a call into the stream less. */
+        while (got > 0 && !bad && got < size) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+                break;
+            Py_ssize_t more = read(fd, PyBytes_AS_STRING(buf) + got, (size_t)(size - got));
+            if (more <= 0)  /* the end, or an error the next call reports */
+                break;
+            bad = rs_scan(self, PyBytes_AS_STRING(buf) + got, more);
+            got += more;
+        }
         Py_END_ALLOW_THREADS
         if (got < 0 && err == EINTR) {
             if (PyErr_CheckSignals() < 0) {
