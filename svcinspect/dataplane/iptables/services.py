@@ -160,8 +160,14 @@ def build_service_ports(ruleset: Ruleset, only: Iterable[str] | None = None) -> 
         if ports and nat is not None and any(c in nat.chains for c in IPVS_CHAINS):
             ports = [replace(sp, warnings=sp.warnings + (IPVS_LEFTOVER,)) for sp in ports]
         out.extend(ports)
-    out.sort(key=lambda s: (s.name is None, s.name or s.key, int(s.family)))
+    if len(ruleset.families) == 1 and None not in map(_NAME_OF, out):
+        out.sort(key=_NAME_OF)  # (the same order: the other two parts of the key are equal throughout)
+    else:
+        out.sort(key=lambda s: (s.name is None, s.name or s.key, int(s.family)))
     return out
+
+
+_NAME_OF = operator.attrgetter("name")
 
 
 def _acc(accs: dict[str, _Acc], key: str) -> _Acc:
