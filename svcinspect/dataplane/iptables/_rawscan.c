@@ -34,6 +34,8 @@
 #include <string.h>
 #include <unistd.h>
 
+Py_ssize_t jump_target_end(const char *s, Py_ssize_t n, Py_ssize_t pos);  /* _scan.c */
+
 #define CARRY_MAX (1 << 20)     /* a longer line: no answer (iptables-save lines are < 4 KiB) */
 #define MISSING_MAX 65536       /* distinct missing targets kept; more: no answer */
 
@@ -67,12 +69,6 @@ typedef struct {
 static int rs_space(unsigned char c)
 {
     return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
-}
-
-static int rs_name_char(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.'
-        || c == '-';
 }
 
 static uint64_t rs_hash(const char *s, Py_ssize_t n)
@@ -236,14 +232,11 @@ static int rs_targets(RawScan *self, const char *s, Py_ssize_t n)
         const char *p = memchr(s + i, 'K', (size_t)(n - i));
         if (p == NULL)
             break;
-        Py_ssize_t k = (Py_ssize_t)(p - s) - 3;  /* where the "-" of " -j " would be */
-        if (k >= 1 && s[k - 1] == ' ' && s[k] == '-' && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
-            && k + 8 <= n && memcmp(s + k + 3, "KUBE-", 5) == 0 && k + 8 < n && rs_name_char((unsigned char)s[k + 8])) {
-            Py_ssize_t e = k + 8;
-            while (e < n && rs_name_char((unsigned char)s[e]))
-                e++;
-            const char *name = s + k + 3;
-            Py_ssize_t len = e - (k + 3);
+        Py_ssize_t at = (Py_ssize_t)(p - s);
+        Py_ssize_t e = jump_target_end(s, n, at);
+        if (e >= 0) {
+            const char *name = s + at;
+            Py_ssize_t len = e - at;
             uint64_t h = rs_hash(name, len);
             if (!ns_has(&self->declared, name, len, h)) {
                 int added = ns_add(self, &self->missing, name, len, h);

@@ -883,6 +883,21 @@ static int is_name_char(unsigned char c)
  * does not hold. A name equal to the one seen just before (``*last``, kept
  * across blocks: the caller's list keeps them alive) gives the same answer and
  * is skipped (KUBE-MARK-MASQ in every endpoint chain). 0, or -1 on error. */
+/* The jump target whose "K" may be s[pos]: the end of the KUBE-[A-Za-z0-9_.-]+
+ * name when " -j " or " -g " comes just before it (the name then begins at
+ * pos), else -1. Shared by add_jump_targets and _rawscan.c's scan. */
+Py_ssize_t jump_target_end(const char *s, Py_ssize_t n, Py_ssize_t pos)
+{
+    Py_ssize_t k = pos - 3;  /* where the "-" of " -j " would be */
+    if (!(k >= 1 && s[k - 1] == ' ' && s[k] == '-' && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
+          && AT(s, n, pos, "KUBE-") && pos + 5 < n && is_name_char((unsigned char)s[pos + 5])))
+        return -1;
+    Py_ssize_t e = pos + 5;
+    while (e < n && is_name_char((unsigned char)s[e]))
+        e++;
+    return e;
+}
+
 static int add_jump_targets(const char *s, Py_ssize_t n, PyObject *out, PyObject *chains,
                             const char **last, Py_ssize_t *last_len)
 {
@@ -891,12 +906,9 @@ static int add_jump_targets(const char *s, Py_ssize_t n, PyObject *out, PyObject
         const char *p = memchr(s + i, 'K', (size_t)(n - i));
         if (p == NULL)
             break;
-        Py_ssize_t k = (Py_ssize_t)(p - s) - 3;  /* where the "-" of " -j " would be */
-        if (k >= 1 && s[k - 1] == ' ' && s[k] == '-' && (s[k + 1] == 'j' || s[k + 1] == 'g') && s[k + 2] == ' '
-            && AT(s, n, k + 3, "KUBE-") && k + 8 < n && is_name_char((unsigned char)s[k + 8])) {
-            Py_ssize_t e = k + 8;
-            while (e < n && is_name_char((unsigned char)s[e]))
-                e++;
+        Py_ssize_t k = (Py_ssize_t)(p - s) - 3;
+        Py_ssize_t e = jump_target_end(s, n, k + 3);
+        if (e >= 0) {
             i = e;
             if (e - (k + 3) == *last_len && memcmp(s + k + 3, *last, (size_t)*last_len) == 0)
                 continue;
