@@ -323,3 +323,49 @@ def test_live_services_imports_the_analysis_while_waiting(monkeypatch):
                        timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
+
+
+# --- _scan.fold with ``last``: kube_runs read in the same pass -----------------------------
+
+
+def _blocks_of(text: str) -> list:
+    segs = native.segments(text)
+    return [seg for seg in segs if seg[0]] if segs is not None else []
+
+
+def _runs_both(blocks: list, last: str):
+    fused_chains, plain_chains = {}, {}
+    fused = native.fold(list(blocks), 0, fused_chains, [], 1, last)
+    plain = native.fold(list(blocks), 0, plain_chains, [], 1)
+    assert fused[:4] == plain and fused_chains == plain_chains  # the fold itself is unchanged
+    return fused[4], native.kube_runs(list(blocks), 0, plain[0], last, plain_chains)
+
+
+@needs_native
+@pytest.mark.parametrize("path", [p for p in SAVES if b"-A KUBE-" in p.read_bytes()][:60],
+                         ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_fold_reads_the_kube_runs_as_kube_runs_does(path):
+    blocks = _blocks_of(path.read_text(errors="replace"))
+    for last in ("", "KUBE-SEP-", "KUBE-ZZZ", "A"):
+        got, want = _runs_both(blocks, last)
+        assert got == want
+        if got is not None:
+            assert got[0] is want[0] or got[0] == want[0]
+    shuffled = list(blocks)
+    random.Random(5).shuffle(shuffled)
+    got, want = _runs_both(shuffled, "")
+    assert got == want
+
+
+@needs_native
+def test_fold_runs_on_edited_orders():
+    text = ("-A KUBE-SEP-AAAAAAAAAAAAAAAA -j DNAT --to-destination 10.0.0.1:80\n"
+            "-A KUBE-SERVICES -j KUBE-SVC-BBBBBBBBBBBBBBBB\n"
+            "-A KUBE-SVC-BBBBBBBBBBBBBBBB -j KUBE-SEP-AAAAAAAAAAAAAAAA\n"
+            "-A OTHER -j ACCEPT\n")
+    blocks = _blocks_of(text)
+    got, want = _runs_both(blocks, "")
+    assert got == want and got[0] == "KUBE-SVC-BBBBBBBBBBBBBBBB" and len(got[1]) == 1 and len(got[2]) == 1
+    twice = blocks + [blocks[0]]  # a chain's second run: out of order
+    assert _runs_both(twice, "") == (None, None)
+    assert _runs_both(blocks[::-1], "")[0] is None

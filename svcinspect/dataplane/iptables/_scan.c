@@ -631,16 +631,33 @@ static Py_ssize_t count_newlines(PyObject *block, PyObject *nl)
  * up to the first item that is not one (``end``): the block goes to its chain's
  * entry in ``chains`` (a new ``[None, None, lineno, [], False]`` entry, noted in
  * ``undeclared``, for a chain not seen yet). */
+static int lr3_starts(PyObject *name, const char *prefix);
+
+/* fold(segments, start, chains, undeclared, lineno, last) -> (end, lineno, rule
+ * lines, blocks, runs): the same fold, and ``runs`` what
+ * ``kube_runs(segments, start, end, last, chains)`` gives after it (read as the
+ * blocks are folded: one look-up of each chain, not two), or None where that
+ * gives None (out of order, or a shape it leaves to Python). */
 static PyObject *scan_fold(PyObject *self, PyObject *args)
 {
-    PyObject *segs, *chains, *undeclared;
+    PyObject *segs, *chains, *undeclared, *last = NULL;
     Py_ssize_t i, lineno, lines = 0, blocks = 0;
-    if (!PyArg_ParseTuple(args, "O!nO!O!n", &PyList_Type, &segs, &i, &PyDict_Type, &chains, &PyList_Type,
-                          &undeclared, &lineno))
+    if (!PyArg_ParseTuple(args, "O!nO!O!n|O", &PyList_Type, &segs, &i, &PyDict_Type, &chains, &PyList_Type,
+                          &undeclared, &lineno, &last))
         return NULL;
+    /* the KUBE runs (with ``last``): in order so far, the last name, the two lists */
+    int ordered = last != NULL && PyUnicode_Check(last);
+    PyObject *prev = ordered ? last : NULL, *seps = NULL, *cascades = NULL;
+    if (ordered && ((seps = PyList_New(0)) == NULL || (cascades = PyList_New(0)) == NULL)) {
+        Py_XDECREF(seps);
+        return NULL;
+    }
     PyObject *nl = PyUnicode_FromStringAndSize("\n", 1);
-    if (nl == NULL)
+    if (nl == NULL) {
+        Py_XDECREF(seps);
+        Py_XDECREF(cascades);
         return NULL;
+    }
     Py_ssize_t n = PyList_GET_SIZE(segs);
     if (i < 0)
         i = 0;
@@ -710,11 +727,49 @@ static PyObject *scan_fold(PyObject *self, PyObject *args)
         lineno += count;
         lines += count;
         blocks++;
+        if (ordered && PyUnicode_CheckExact(chain) && PyUnicode_CheckExact(block) && lr3_starts(chain, "KUBE-")) {
+            /* kube_runs' two passes: the names strictly increasing, then the
+             * endpoint and cascade chains with their first run's line */
+            int gt = PyUnicode_Compare(chain, prev);
+            if (gt == -1 && PyErr_Occurred())
+                goto fail;
+            if (gt <= 0) {
+                ordered = 0;
+                continue;
+            }
+            prev = chain;
+            PyObject *into = NULL;
+            if (lr3_starts(chain, "KUBE-SEP-"))
+                into = seps;
+            else if (lr3_starts(chain, "KUBE-SVC-") || lr3_starts(chain, "KUBE-SVL-") || lr3_starts(chain, "KUBE-XLB-"))
+                into = cascades;
+            if (into != NULL) {
+                PyObject *first = PyList_GET_ITEM(PyList_GET_ITEM(entry, 3), 0);
+                PyObject *item = PyTuple_Pack(3, chain, PyTuple_GET_ITEM(first, 0), block);
+                if (item == NULL)
+                    goto fail;
+                int bad = PyList_Append(into, item);
+                Py_DECREF(item);
+                if (bad)
+                    goto fail;
+            }
+        } else if (ordered && !(PyUnicode_CheckExact(chain) && PyUnicode_CheckExact(block))) {
+            ordered = 0;  /* (kube_runs leaves such segments to Python) */
+        }
     }
     Py_DECREF(nl);
-    return Py_BuildValue("nnnn", i, lineno, lines, blocks);
+    if (last == NULL)
+        return Py_BuildValue("nnnn", i, lineno, lines, blocks);
+    if (!ordered) {
+        Py_XDECREF(seps);
+        Py_XDECREF(cascades);
+        return Py_BuildValue("nnnnO", i, lineno, lines, blocks, Py_None);
+    }
+    return Py_BuildValue("nnnn(ONN)", i, lineno, lines, blocks, prev, seps, cascades);
 fail:
     Py_DECREF(nl);
+    Py_XDECREF(seps);
+    Py_XDECREF(cascades);
     return NULL;
 }
 

@@ -49,6 +49,7 @@ from svcinspect.model.netfilter import Family, Ruleset
 from svcinspect.parse import paste as _paste
 
 _NAME = operator.itemgetter(1)
+_UNREAD = object()  # (SaveStream._note: the compiled fold did not read the KUBE runs)
 _LESS = operator.lt
 # The bulk scan's two regions, as ranges of sorted chain names.
 _RANGES = (("KUBE-SEP-", "seps"), ("KUBE-SVC-", "cascades"), ("KUBE-SVL-", "cascades"), ("KUBE-XLB-", "cascades"))
@@ -265,10 +266,15 @@ class SaveStream:
                 if cur is None:  # rules outside a table: the parser's loose-rules path
                     return self._off()
                 if fold is not None:
-                    skip, lineno, _, count = fold(segs, index, cur.chains, cur.undeclared, lineno)
+                    got = self._prescan_for(cur) if cur.name == "nat" and bulk.enabled() else None
+                    if got is not None and got.ordered and got.native:  # (the KUBE runs read in the same pass)
+                        skip, lineno, _, count, runs = fold(segs, index, cur.chains, cur.undeclared, lineno, got.last)
+                    else:
+                        skip, lineno, _, count = fold(segs, index, cur.chains, cur.undeclared, lineno)
+                        runs = _UNREAD
                     self._recognised += count
                     if cur.name == "nat":
-                        self._note(cur, segs, index, skip)
+                        self._note(cur, segs, index, skip, runs)
                     continue
                 entry = cur.chains.get(chain)
                 if entry is None:
@@ -334,18 +340,25 @@ class SaveStream:
 
     # --- bulk.scan_nat while the text arrives ----------------------------------------
 
-    def _note(self, tb, segs: list, start: int, end: int) -> None:
-        """The endpoint and cascade chains among the rule blocks ``segs[start:end]``
-        of nat table ``tb`` that are their chain's first run (the candidates
-        ``LazyChains.single_blocks`` would give, if no other run follows)."""
-        if not bulk.enabled():
-            return
+    def _prescan_for(self, tb) -> _Prescan:
+        """Nat table ``tb``'s bulk-scan state (made at its first rule block)."""
         got = self._prescan.get(tb)
         if got is None:
             got = self._prescan[tb] = _Prescan(bulk._native is not None)
             if tb.family is not None and early_wanted():
                 got.early = EarlyServices(tb.name, tb.source, tb.family, tb.line, tb.chains,
                                           got.cascade_map, got.dnat)
+        return got
+
+    def _note(self, tb, segs: list, start: int, end: int, runs=_UNREAD) -> None:
+        """The endpoint and cascade chains among the rule blocks ``segs[start:end]``
+        of nat table ``tb`` that are their chain's first run (the candidates
+        ``LazyChains.single_blocks`` would give, if no other run follows).
+        ``runs``: what the compiled fold read of them (``kube_runs``' answer,
+        None where it has none), or _UNREAD."""
+        if not bulk.enabled():
+            return
+        got = self._prescan_for(tb)
         chains = tb.chains
         seps, cascades = got.seps, got.cascades
         if got.jumps is not None and self._raw_scan is None:
@@ -368,8 +381,11 @@ class SaveStream:
         if got.ordered:
             # iptables-save's order: the KUBE chains' runs in strictly increasing
             # name order, so each is its chain's first run (see _kube_runs_py).
-            native = getattr(bulk._native, "kube_runs", None) if got.native else None
-            found = native(segs, start, end, got.last, chains) if native is not None else None
+            if runs is not _UNREAD:
+                found = runs
+            else:
+                native = getattr(bulk._native, "kube_runs", None) if got.native else None
+                found = native(segs, start, end, got.last, chains) if native is not None else None
             if found is None:
                 found = _kube_runs_py(segs, start, end, got.last, chains)
             if found is None:
