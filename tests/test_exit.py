@@ -98,3 +98,31 @@ def test_exit_status_of_a_failing_check_is_kept(tmp_path):
                            timeout=120)
     assert piped.returncode == inproc.exit_code == 1
     assert json.loads(piped.stdout) == json.loads(inproc.stdout)
+
+
+def test_the_rules_model_is_held_until_the_process_ends():
+    """Under the console entry point the ruleset load_rules built is not freed
+    when the command returns (a finalizer on it never runs); in process (tests,
+    an import of the CLI) nothing is held."""
+    code = ("import sys\n"
+            "import svcinspect.cli as c\n"
+            "class Watched(tuple):\n"
+            "    def __del__(self):\n"
+            "        sys.stderr.write('freed\\n')\n"
+            "load = c._load_rules\n"
+            "def watched(*a):\n"
+            "    rs = load(*a)\n"
+            "    object.__setattr__(rs, 'diagnostics', Watched(rs.diagnostics))  # (only the ruleset holds it)\n"
+            "    return rs\n"
+            "c._load_rules = watched\n"
+            "if sys.argv[-1] == 'main':\n"
+            "    c.main(sys.argv[1:-1])\n"
+            "sys.argv = ['svcinspect'] + sys.argv[1:]\n"
+            "c.console()\n")
+    p = _python(code, "services", "--rules", HELLO)
+    assert p.returncode == 0, p.stderr
+    assert "freed" not in p.stderr and "default/hello-world" in p.stdout
+    p = _python(code, "services", "--rules", HELLO, "main")
+    assert "freed" in p.stderr  # (without the console entry it is freed: the check above can fail)
+    import svcinspect.cli as c
+    assert c._KEPT is None and c.keep_until_exit("x") == "x" and c._KEPT is None
