@@ -369,3 +369,18 @@ def test_fold_runs_on_edited_orders():
     twice = blocks + [blocks[0]]  # a chain's second run: out of order
     assert _runs_both(twice, "") == (None, None)
     assert _runs_both(blocks[::-1], "")[0] is None
+
+
+def test_while_waiting_skips_a_call_without_sinks_and_runs_once():
+    """The nft listing before the saves is not held up by the work (no sinks),
+    and two streaming calls in one block run it once."""
+    from svcinspect.sources.limits import run_streamed, while_waiting
+
+    seen: list = []
+    argv = [sys.executable, "-c", "import time; time.sleep(0.2); print('x')"]
+    with while_waiting(lambda: seen.append(1)):
+        run_streamed([argv], [None])
+        assert seen == []
+        run_streamed([argv], [lambda chunk: None])
+        run_streamed([argv], [lambda chunk: None])
+    assert seen == [1]

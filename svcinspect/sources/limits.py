@@ -241,10 +241,10 @@ _WHILE_WAITING: contextvars.ContextVar = contextvars.ContextVar("svcinspect_whil
 
 @contextmanager
 def while_waiting(work: Callable[[], object]):
-    """Within this block, :func:`run_streamed` calls ``work()`` once, in the
-    calling thread, the first time it has nothing to hand to a sink (a save
-    command spends its first second loading the kernel's tables before it
-    prints them). For work that would otherwise be done later on the same
+    """Within this block, the first :func:`run_streamed` that streams output to
+    sinks calls ``work()`` once, in the calling thread, the first time it has
+    nothing to hand to a sink (a save command spends its first second loading
+    the kernel's tables before it prints them). For work that would otherwise be done later on the same
     thread, such as the imports the analysis makes on first use. An error in it
     is left for the later use to raise where it belongs."""
     token = _WHILE_WAITING.set(work)
@@ -316,7 +316,11 @@ def run_streamed(argvs: list[list[str]], sinks: list, readers: list | None = Non
         drain = _Drain(procs, limit, readers)
         drain.start()
         got = drain.got
-        idle = _WHILE_WAITING.get()
+        # (only where output is streamed to sinks: the saves, not a short command
+        # such as the nft listing before them, which this would hold up)
+        idle = _WHILE_WAITING.get() if any(sink is not None for sink in sinks) else None
+        if idle is not None:
+            _WHILE_WAITING.set(None)  # (once per block; its exit restores the value)
         while True:
             if idle is not None and got.empty():
                 work, idle = idle, None
