@@ -384,3 +384,71 @@ def test_while_waiting_skips_a_call_without_sinks_and_runs_once():
         run_streamed([argv], [lambda chunk: None])
         run_streamed([argv], [lambda chunk: None])
     assert seen == [1]
+
+
+# --- _scan.cluster_entry: services._CLUSTER_ENTRY's match in one compiled pass ---------------
+
+_CLUSTER_LINE = ('-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m comment --comment "kube-system/kube-dns:dns cluster IP" '
+                 '-m udp --dport 53 -j KUBE-SVC-TCOU7JCQXEZGVUNU')
+
+
+def _regex_groups(text: str):
+    from svcinspect.dataplane.iptables.services import _CLUSTER_ENTRY
+    m = _CLUSTER_ENTRY.match(text)
+    return m.group("d", "p", "spn", "port", "t", "h") if m is not None else None
+
+
+def _check_cluster(text: str) -> None:
+    got = native.cluster_entry(text)
+    if got is False:
+        assert not text.isascii()
+    else:
+        assert got == _regex_groups(text), text
+
+
+@needs_native
+def test_cluster_entry_on_every_fixture_rule():
+    matched = 0
+    for path in SAVES:
+        for line in path.read_text(errors="replace").splitlines():
+            if "-A " in line:
+                _check_cluster(line)
+                matched += _regex_groups(line) is not None
+    assert matched > 200
+
+
+_CLUSTER_EDITS = [
+    _CLUSTER_LINE, _CLUSTER_LINE + "\n", _CLUSTER_LINE + "\n\n", "[5:300] " + _CLUSTER_LINE, "[5:] " + _CLUSTER_LINE,
+    "[:3] " + _CLUSTER_LINE, "[5:3]" + _CLUSTER_LINE, _CLUSTER_LINE.replace("/32", ""),
+    _CLUSTER_LINE.replace("/32", "/128"), _CLUSTER_LINE.replace("/32", "/24"), _CLUSTER_LINE.replace("/32", "/321"),
+    _CLUSTER_LINE.replace("10.96.0.10", "fd00::a"), _CLUSTER_LINE.replace("10.96.0.10", ""),
+    _CLUSTER_LINE.replace("10.96.0.10", "g.1"), _CLUSTER_LINE.replace("-m udp", "-m tcp"),
+    _CLUSTER_LINE.replace("udp", "UDP"), _CLUSTER_LINE.replace("-p udp", "-p u_d9"),
+    _CLUSTER_LINE.replace("kube-system/", "Kube-system/"), _CLUSTER_LINE.replace("kube-system/", "-kube/"),
+    _CLUSTER_LINE.replace("kube-system/", "kube./"), _CLUSTER_LINE.replace("kube-system/", "a/"),
+    _CLUSTER_LINE.replace("kube-system/", "/"), _CLUSTER_LINE.replace("kube-dns:dns", "kube-dns:"),
+    _CLUSTER_LINE.replace("kube-dns:dns", "kube-dns"), _CLUSTER_LINE.replace("kube-dns:dns", "kube-dns:a:b"),
+    _CLUSTER_LINE.replace("kube-dns:dns", ":dns"), _CLUSTER_LINE.replace("kube-dns:dns", "kube\\\\dns:dns"),
+    _CLUSTER_LINE.replace("kube-dns:dns", 'kube"dns'), _CLUSTER_LINE.replace(" cluster IP", " cluster  IP"),
+    _CLUSTER_LINE.replace(" cluster IP", " external IP"), _CLUSTER_LINE.replace("--dport 53", "--dport "),
+    _CLUSTER_LINE.replace("--dport 53", "--dport 5a3"), _CLUSTER_LINE.replace("KUBE-SVC-", "KUBE-FW-"),
+    _CLUSTER_LINE.replace("KUBE-SVC-", "KUBE-XLB-"), _CLUSTER_LINE.replace("KUBE-SVC-", "KUBE-SEP-"),
+    _CLUSTER_LINE.replace("TCOU7JCQXEZGVUNU", "TCOU7JCQXEZGVUN"), _CLUSTER_LINE.replace("TCOU7JCQXEZGVUNU", "tcou7jcqxezgvunu"),
+    _CLUSTER_LINE + "X", _CLUSTER_LINE + " ", _CLUSTER_LINE.replace("-A KUBE-SERVICES", "-A  KUBE-SERVICES"),
+    _CLUSTER_LINE.replace("-A KUBE-SERVICES", "-A KUBE\u00e9SERVICES"), _CLUSTER_LINE.replace("dns:dns", "dns:d\u0660"),
+    _CLUSTER_LINE.replace("\u0020-d ", "\t-d "), _CLUSTER_LINE.replace("kube-dns:dns", "kube-dns:d\x1fns"),
+]
+
+
+@needs_native
+@pytest.mark.parametrize("text", _CLUSTER_EDITS, ids=range(len(_CLUSTER_EDITS)))
+def test_cluster_entry_on_edited_lines(text):
+    _check_cluster(text)
+
+
+@needs_native
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, len(_CLUSTER_LINE)), st.integers(0, 6),
+       st.text(alphabet=" -/:.\"\\[]0123456789aAfFgz_\n\t\x1fé", max_size=6))
+def test_cluster_entry_on_mutated_lines(at, cut, insert):
+    _check_cluster(_CLUSTER_LINE[:at] + insert + _CLUSTER_LINE[at + cut:])

@@ -2371,6 +2371,151 @@ static PyObject *scan_new_jump_targets(PyObject *self, PyObject *args)
 }
 /* --- end of live services round 3 -------------------------------------------------- */
 
+
+/* --- the cluster-IP dispatch rule (issue 14, live round 4) ---------------------------
+ *
+ *   cluster_entry(text) -> (d, p, spn, port, t, h), or None, or False
+ *
+ * services._CLUSTER_ENTRY.match(text)'s groups "d", "p", "spn", "port", "t", "h"
+ * for an ASCII str; None where it does not match; False for a str that is not
+ * ASCII (the regex decides: its \S, \s, \w and \d are Unicode's). The regex,
+ * read left to right, leaves no choice: each part ends where the next literal
+ * must begin (the lazy address ends at the first character outside its class,
+ * and a "/32" or "/128" must then be followed by " -p "), so one pass decides.
+ */
+static int ce_space(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+static int ce_word(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '_';
+}
+
+static int ce_hex_addr(unsigned char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '.' || c == ':';
+}
+
+static int ce_lower_alnum(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || is_digit(c);
+}
+
+static PyObject *scan_cluster_entry(PyObject *self, PyObject *text)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "cluster_entry() takes a str");
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(text))
+        Py_RETURN_FALSE;
+    const char *s = (const char *)PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0;
+    if (n > 0 && s[n - 1] == '\n')  /* $ matches before a final line break too */
+        n--;
+    if (i < n && s[i] == '[') {  /* (?:\[\d+:\d+\] )? */
+        Py_ssize_t j = i + 1;
+        if (!(j < n && is_digit((unsigned char)s[j])))
+            Py_RETURN_NONE;
+        while (j < n && is_digit((unsigned char)s[j]))
+            j++;
+        if (!(j < n && s[j] == ':'))
+            Py_RETURN_NONE;
+        j++;
+        if (!(j < n && is_digit((unsigned char)s[j])))
+            Py_RETURN_NONE;
+        while (j < n && is_digit((unsigned char)s[j]))
+            j++;
+        if (!AT(s, n, j, "] "))
+            Py_RETURN_NONE;
+        i = j + 2;
+    }
+    if (!AT(s, n, i, "-A "))
+        Py_RETURN_NONE;
+    i += 3;
+    Py_ssize_t c0 = i;  /* \S+ */
+    while (i < n && !ce_space((unsigned char)s[i]))
+        i++;
+    if (i == c0 || !AT(s, n, i, " -d "))
+        Py_RETURN_NONE;
+    i += 4;
+    Py_ssize_t d0 = i;  /* [0-9a-fA-F.:]+? then (?:/(?:32|128))? then " -p " */
+    while (i < n && ce_hex_addr((unsigned char)s[i]))
+        i++;
+    Py_ssize_t d1 = i;
+    if (d1 == d0)
+        Py_RETURN_NONE;
+    if (AT(s, n, i, "/32 -p "))
+        i += 3;
+    else if (AT(s, n, i, "/128 -p "))
+        i += 4;
+    if (!AT(s, n, i, " -p "))
+        Py_RETURN_NONE;
+    i += 4;
+    Py_ssize_t p0 = i;  /* \w+ */
+    while (i < n && ce_word((unsigned char)s[i]))
+        i++;
+    Py_ssize_t p1 = i;
+    if (p1 == p0 || !AT(s, n, i, " -m comment --comment \""))
+        Py_RETURN_NONE;
+    i += LEN(" -m comment --comment \"");
+    Py_ssize_t n0 = i;  /* [a-z0-9](?:[-a-z0-9.]*[a-z0-9])?/ */
+    while (i < n && s[i] != '/') {
+        unsigned char c = (unsigned char)s[i];
+        if (!(ce_lower_alnum(c) || c == '-' || c == '.'))
+            Py_RETURN_NONE;
+        i++;
+    }
+    if (i == n0 || i >= n || !ce_lower_alnum((unsigned char)s[n0]) || !ce_lower_alnum((unsigned char)s[i - 1]))
+        Py_RETURN_NONE;
+    i++;
+    Py_ssize_t m0 = i;  /* [^\s:"\\]+ */
+    while (i < n && !ce_space((unsigned char)s[i]) && s[i] != ':' && s[i] != '"' && s[i] != '\\')
+        i++;
+    if (i == m0)
+        Py_RETURN_NONE;
+    if (i < n && s[i] == ':') {  /* (?::[^\s"\\]*)? */
+        i++;
+        while (i < n && !ce_space((unsigned char)s[i]) && s[i] != '"' && s[i] != '\\')
+            i++;
+    }
+    Py_ssize_t spn1 = i;
+    if (!AT(s, n, i, " cluster IP\" -m "))
+        Py_RETURN_NONE;
+    i += LEN(" cluster IP\" -m ");
+    if (!(n - i >= p1 - p0 && memcmp(s + i, s + p0, (size_t)(p1 - p0)) == 0))  /* (?P=p) */
+        Py_RETURN_NONE;
+    i += p1 - p0;
+    if (!AT(s, n, i, " --dport "))
+        Py_RETURN_NONE;
+    i += LEN(" --dport ");
+    Py_ssize_t o0 = i;  /* \d+ */
+    while (i < n && is_digit((unsigned char)s[i]))
+        i++;
+    Py_ssize_t o1 = i;
+    if (o1 == o0 || !AT(s, n, i, " -j KUBE-"))
+        Py_RETURN_NONE;
+    i += 4;
+    Py_ssize_t t0 = i;
+    i += 5;
+    if (AT(s, n, i, "SVC-") || AT(s, n, i, "SVL-") || AT(s, n, i, "EXT-") || AT(s, n, i, "XLB-"))
+        i += 4;
+    else if (AT(s, n, i, "FW-"))
+        i += 3;
+    else
+        Py_RETURN_NONE;
+    Py_ssize_t h0 = i;
+    for (int k = 0; k < 16; k++, i++)
+        if (!(i < n && is_b32((unsigned char)s[i])))
+            Py_RETURN_NONE;
+    if (i != n)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(s#s#s#s#s#s#)", s + d0, d1 - d0, s + p0, p1 - p0, s + n0 - 0, spn1 - n0, s + o0, o1 - o0,
+                         s + t0, i - t0, s + h0, (Py_ssize_t)16);
+}
+
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
     {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
@@ -2390,6 +2535,7 @@ static PyMethodDef methods[] = {
     {"b32_16", scan_b32_16, METH_O, "kubeproxy._b32_16_py(digest): base32 of its first 10 bytes."},
     {"save_tally", scan_save_tally, METH_O, "sources.command._tally_py(piece) for str of 1-byte kind, else None."},
     {"kube_runs", scan_kube_runs, METH_VARARGS, "stream._kube_runs_py(segs, start, end, last, chains) when ordered, else None."},
+    {"cluster_entry", scan_cluster_entry, METH_O, "services._CLUSTER_ENTRY.match(text)'s six groups, None, or False (not ASCII)."},
     {"new_jump_targets", scan_new_jump_targets, METH_VARARGS, "jump_targets of segs[start:end]'s blocks less the names in chains, or None."},
     {NULL, NULL, 0, NULL},
 };

@@ -337,15 +337,20 @@ def _cluster_entries(accs: dict[str, _Acc]):
     cluster_ip = EntryKind.CLUSTER_IP
     make = bulk.frozen
     fields = _ENTRY_FIELDS
+    # (the compiled matcher: the regex's six groups, None where it does not match, False: the regex decides)
+    native = getattr(bulk._native, "cluster_entry", None) if bulk.enabled() else None
 
     def facts(services: Chain, wanted: None):
         raw = services.rules.raw
         for i, (line, text) in enumerate(raw):
-            m = match(text)
-            if m is None:  # read as before, in its place (the first name and protocol seen win)
+            got = native(text) if native is not None else False
+            if got is False:
+                m = match(text)
+                got = m.group("d", "p", "spn", "port", "t", "h") if m is not None else None
+            if got is None:  # read as before, in its place (the first name and protocol seen win)
                 yield from general(services, None, (i,))
                 continue
-            dst, proto, spn, port, target, key = m.group("d", "p", "spn", "port", "t", "h")
+            dst, proto, spn, port, target, key = got
             acc = accs.get(key)
             if acc is None:
                 acc = accs[key] = _Acc()
