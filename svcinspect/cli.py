@@ -126,10 +126,18 @@ _KEPT: list | None = None
 def keep_until_exit(obj):
     """``obj``, held until the process ends when it ends by :func:`leave`: the
     ~10^6 objects of a 10000-service dump's model (and what is built from it)
-    then cost nothing to free (~0.05 s each time a command returns otherwise)."""
+    then cost nothing to free (~0.05 s each time a command returns otherwise).
+    For one-shot commands only: one that reads in a loop calls hold_nothing()."""
     if _KEPT is not None:
         _KEPT.append(obj)
     return obj
+
+
+def hold_nothing() -> None:
+    """For a command that runs on (the exporter): keep_until_exit holds
+    nothing from now on, so what each round reads is freed after it."""
+    global _KEPT
+    _KEPT = None
 
 
 def let_go(obj) -> None:
@@ -1148,6 +1156,8 @@ def serve(rules, strict, objects_from: ObjectsSource, listen, interval, textfile
     the last good figures and counts an error; it never stops the exporter."""
     import signal
     import threading
+
+    hold_nothing()  # (it reads the rules again every --interval: holding each read would grow without end)
 
     from svcinspect.serve.agent import Agent, Readers, make_server, write_textfile
     from svcinspect.sources.conntrack import load_conntrack_file, read_live_conntrack

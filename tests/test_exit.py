@@ -126,3 +126,29 @@ def test_the_rules_model_is_held_until_the_process_ends():
     assert "freed" in p.stderr  # (without the console entry it is freed: the check above can fail)
     import svcinspect.cli as c
     assert c._KEPT is None and c.keep_until_exit("x") == "x" and c._KEPT is None
+
+
+def test_the_exporter_holds_no_read(tmp_path):
+    """serve re-reads the rules every --interval: under the console entry point
+    nothing it reads may be held until exit (that would grow without end)."""
+    code = ("import sys\n"
+            "import svcinspect.cli as c\n"
+            "held = []\n"
+            "load = c._load_rules\n"
+            "def counted(*a):\n"
+            "    rs = load(*a)\n"
+            "    held.append(c._KEPT is not None)\n"
+            "    return rs\n"
+            "c._load_rules = counted\n"
+            "import atexit\n"
+            "atexit.register(lambda: sys.stderr.write('held %s kept %s\\n' % (held, c._KEPT)))\n"
+            "sys.argv = ['svcinspect'] + sys.argv[1:]\n"
+            "c.console()\n")
+    out = tmp_path / "metrics.prom"
+    p = _python(code, "serve", "--once", "--rules", HELLO, "--textfile", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "held [False] kept None" in p.stderr
+    assert out.read_text().count("svcinspect_") > 5
+    # (a one-shot command under the same entry point does hold its read: the check above can fail)
+    p = _python(code, "services", "--rules", HELLO)
+    assert "held [True]" in p.stderr
