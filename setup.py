@@ -10,6 +10,7 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[
     Extension("svcinspect.dataplane.iptables._scan", ["svcinspect/dataplane/iptables/_scan.c",
-                                                         "svcinspect/dataplane/iptables/_rawscan.c"], optional=True),
+                                                         "svcinspect/dataplane/iptables/_rawscan.c"],
+              depends=["svcinspect/dataplane/iptables/_scan_shared.h"], optional=True),
     Extension("svcinspect.dataplane.iptables._edges", ["svcinspect/dataplane/iptables/_edges.c"], optional=True),
 ])

@@ -37,7 +37,7 @@
 #include <emmintrin.h>
 #endif
 
-Py_ssize_t jump_target_end(const char *s, Py_ssize_t n, Py_ssize_t pos);  /* _scan.c */
+#include "_scan_shared.h"
 
 #define CARRY_MAX (1 << 20)     /* a longer line: no answer (iptables-save lines are < 4 KiB) */
 #define MISSING_MAX 65536       /* distinct missing targets kept; more: no answer */
@@ -58,9 +58,7 @@ typedef struct {
     int carry_broken;           /* a line went over CARRY_MAX: tally and missing unknown */
     Py_ssize_t size;            /* bytes scanned */
     int finished;
-    /* tally */
-    Py_ssize_t rules, chains, total;
-    int canary, kube_proxy, tables;
+    save_tally_t tally;
     /* the nat table */
     int in_nat, nat_tables, jumps_ok;
     nameset declared, missing;
@@ -69,10 +67,6 @@ typedef struct {
     arena_block *blocks;        /* the arena's blocks, newest first (freed with the object) */
 } RawScan;
 
-static int rs_space(unsigned char c)
-{
-    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
-}
 
 static uint64_t rs_hash(const char *s, Py_ssize_t n)
 {
@@ -189,32 +183,12 @@ static void ns_free(nameset *set)
 
 /* sources.command._tally_py's counts for one line (no "\n" in it; every
  * pattern lies within a line, so the sums are the whole text's). */
-/* The tally's step at s[i]: "-A " (and "-A KUBE-" from rules_from on), or ":KUBE-" then a flag's name. */
-static void rs_tally_at(RawScan *self, const char *s, Py_ssize_t n, Py_ssize_t i, Py_ssize_t *rules_from)
-{
-    char c = s[i];
-    if (c == '-') {
-        if (i + 3 <= n && s[i + 1] == 'A' && s[i + 2] == ' ') {
-            self->total++;
-            if (i >= *rules_from && i + 8 <= n && memcmp(s + i + 3, "KUBE-", 5) == 0) {
-                self->rules++;
-                *rules_from = i + 8;
-            }
-        }
-    } else if (c == ':' && !(self->canary && self->kube_proxy) && i + 15 <= n && memcmp(s + i, ":KUBE-", 6) == 0) {
-        if (!self->canary && i + 19 <= n && memcmp(s + i + 6, "PROXY-CANARY ", 13) == 0)
-            self->canary = 1;
-        else if (!self->kube_proxy && memcmp(s + i + 6, "SERVICES ", 9) == 0)
-            self->kube_proxy = 1;
-    }
-}
-
 static void rs_tally(RawScan *self, const char *s, Py_ssize_t n)
 {
     if (n >= 6 && memcmp(s, ":KUBE-", 6) == 0)
-        self->chains++;  /* "\n:KUBE-", or the text's start */
+        self->tally.chains++;  /* "\n:KUBE-", or the text's start */
     if (n >= 1 && s[0] == '*')
-        self->tables = 1;
+        self->tally.tables = 1;
     Py_ssize_t rules_from = 0, i = 0;
 #if defined(__SSE2__)
     /* 16 positions at a time: only where "-A " or ":K" begins can the step do
@@ -227,25 +201,25 @@ static void rs_tally(RawScan *self, const char *s, Py_ssize_t n)
         __m128i v2 = _mm_loadu_si128((const __m128i *)(s + i + 2));
         unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(
             _mm_and_si128(_mm_cmpeq_epi8(v0, dash), _mm_cmpeq_epi8(v1, big_a)), _mm_cmpeq_epi8(v2, blank)));
-        if (!(self->canary && self->kube_proxy))
+        if (!(self->tally.canary && self->tally.kube_proxy))
             m |= (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(v0, colon), _mm_cmpeq_epi8(v1, big_k)));
         while (m) {
-            rs_tally_at(self, s, n, i + __builtin_ctz(m), &rules_from);
+            save_tally_step(&self->tally, s, n, i + __builtin_ctz(m), &rules_from);
             m &= m - 1;
         }
     }
 #endif
     for (; i < n; i++)
-        rs_tally_at(self, s, n, i, &rules_from);
+        save_tally_step(&self->tally, s, n, i, &rules_from);
 }
 
 /* The line without surrounding whitespace (str.strip within ASCII). */
 static void rs_strip(const char *s, Py_ssize_t n, Py_ssize_t *a, Py_ssize_t *e)
 {
     Py_ssize_t i = 0, j = n;
-    while (i < j && rs_space((unsigned char)s[i]))
+    while (i < j && is_space((unsigned char)s[i]))
         i++;
-    while (j > i && rs_space((unsigned char)s[j - 1]))
+    while (j > i && is_space((unsigned char)s[j - 1]))
         j--;
     *a = i;
     *e = j;
@@ -288,7 +262,7 @@ static int rs_line(RawScan *self, const char *s, Py_ssize_t n)
     rs_strip(s, n, &a, &e);
     if (a < e && s[a] == '*') {
         Py_ssize_t na = a + 1, ne = e;
-        while (na < ne && rs_space((unsigned char)s[na]))
+        while (na < ne && is_space((unsigned char)s[na]))
             na++;
         self->in_nat = ne - na == 3 && memcmp(s + na, "nat", 3) == 0;
         if (self->in_nat && ++self->nat_tables > 1)
@@ -308,7 +282,7 @@ static int rs_line(RawScan *self, const char *s, Py_ssize_t n)
         t++;
     if (t < n && s[t] == ':') {  /* a declaration: ^[ \t]*:(\S*) */
         Py_ssize_t b = t + 1, f = t + 1;
-        while (f < n && !rs_space((unsigned char)s[f])) {
+        while (f < n && !is_space((unsigned char)s[f])) {
             if ((unsigned char)s[f] >= 0x80) {
                 self->jumps_ok = 0;
                 return 0;
@@ -496,8 +470,9 @@ static PyObject *rs_result(RawScan *self, PyObject *unused)
     if (self->carry_broken) {
         tally = Py_NewRef(Py_None);
     } else {
-        tally = Py_BuildValue("(nnnOOO)", self->rules, self->chains, self->total, self->canary ? Py_True : Py_False,
-                              self->kube_proxy ? Py_True : Py_False, self->tables ? Py_True : Py_False);
+        const save_tally_t *t = &self->tally;
+        tally = Py_BuildValue("(nnnOOO)", t->rules, t->chains, t->total, t->canary ? Py_True : Py_False,
+                              t->kube_proxy ? Py_True : Py_False, t->tables ? Py_True : Py_False);
         if (tally == NULL)
             return NULL;
     }

@@ -17,14 +17,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include "_scan_shared.h"
 #include <string.h>
 #include <math.h>
 
-/* Python's \s for ASCII text (str.isspace): space, \t \n \v \f \r, \x1c-\x1f. */
-static int is_space(unsigned char c)
-{
-    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
-}
 
 /* bulk._ODD within ASCII: \x0b \x0c \x1c \x1d \x1e. */
 static int is_odd(unsigned char c)
@@ -2203,35 +2199,24 @@ static PyObject *scan_save_tally(PyObject *self, PyObject *piece)
         Py_RETURN_NONE;
     const unsigned char *s = PyUnicode_1BYTE_DATA(piece);
     Py_ssize_t n = PyUnicode_GET_LENGTH(piece);
-    Py_ssize_t rules = 0, chains = 0, total = 0, rules_from = 0;
-    int canary = 0, kube_proxy = 0, tables = n > 0 && s[0] == '*';
+    save_tally_t t = {0, 0, 0, 0, 0, n > 0 && s[0] == '*'};
+    Py_ssize_t rules_from = 0;
     if (n >= 6 && memcmp(s, ":KUBE-", 6) == 0)
-        chains++;
+        t.chains++;
     for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = s[i];
-        if (c == '-') {
-            if (i + 3 <= n && s[i + 1] == 'A' && s[i + 2] == ' ') {
-                total++;
-                if (i >= rules_from && i + 8 <= n && memcmp(s + i + 3, "KUBE-", 5) == 0) {
-                    rules++;
-                    rules_from = i + 8;
-                }
-            }
-        } else if (c == '\n') {
+        if (s[i] == '\n') {
             if (i + 7 <= n && memcmp(s + i + 1, ":KUBE-", 6) == 0)
-                chains++;
+                t.chains++;
             else if (i + 1 < n && s[i + 1] == '*')
-                tables = 1;
-        } else if (c == ':' && !(canary && kube_proxy) && i + 15 <= n && memcmp(s + i, ":KUBE-", 6) == 0) {
-            if (!canary && i + 19 <= n && memcmp(s + i + 6, "PROXY-CANARY ", 13) == 0)
-                canary = 1;
-            else if (!kube_proxy && memcmp(s + i + 6, "SERVICES ", 9) == 0)
-                kube_proxy = 1;
+                t.tables = 1;
+        } else {
+            save_tally_step(&t, (const char *)s, n, i, &rules_from);
         }
     }
-    return Py_BuildValue("(nnnOOO)", rules, chains, total, canary ? Py_True : Py_False,
-                         kube_proxy ? Py_True : Py_False, tables ? Py_True : Py_False);
+    return Py_BuildValue("(nnnOOO)", t.rules, t.chains, t.total, t.canary ? Py_True : Py_False,
+                         t.kube_proxy ? Py_True : Py_False, t.tables ? Py_True : Py_False);
 }
+
 
 /* lr3_starts(name, prefix): does str ``name`` (any kind) begin with ASCII ``prefix``? */
 static int lr3_starts(PyObject *name, const char *prefix)
@@ -2383,11 +2368,6 @@ static PyObject *scan_new_jump_targets(PyObject *self, PyObject *args)
  * must begin (the lazy address ends at the first character outside its class,
  * and a "/32" or "/128" must then be followed by " -p "), so one pass decides.
  */
-static int ce_space(unsigned char c)
-{
-    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
-}
-
 static int ce_word(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '_';
@@ -2412,31 +2392,15 @@ static PyObject *scan_cluster_entry(PyObject *self, PyObject *text)
     if (!PyUnicode_IS_ASCII(text))
         Py_RETURN_FALSE;
     const char *s = (const char *)PyUnicode_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
     if (n > 0 && s[n - 1] == '\n')  /* $ matches before a final line break too */
         n--;
-    if (i < n && s[i] == '[') {  /* (?:\[\d+:\d+\] )? */
-        Py_ssize_t j = i + 1;
-        if (!(j < n && is_digit((unsigned char)s[j])))
-            Py_RETURN_NONE;
-        while (j < n && is_digit((unsigned char)s[j]))
-            j++;
-        if (!(j < n && s[j] == ':'))
-            Py_RETURN_NONE;
-        j++;
-        if (!(j < n && is_digit((unsigned char)s[j])))
-            Py_RETURN_NONE;
-        while (j < n && is_digit((unsigned char)s[j]))
-            j++;
-        if (!AT(s, n, j, "] "))
-            Py_RETURN_NONE;
-        i = j + 2;
-    }
+    Py_ssize_t i = skip_counters(s, n);  /* (?:\[\d+:\d+\] )? (a "[" of another shape: no "-A " at 0, no match) */
     if (!AT(s, n, i, "-A "))
         Py_RETURN_NONE;
     i += 3;
     Py_ssize_t c0 = i;  /* \S+ */
-    while (i < n && !ce_space((unsigned char)s[i]))
+    while (i < n && !is_space((unsigned char)s[i]))
         i++;
     if (i == c0 || !AT(s, n, i, " -d "))
         Py_RETURN_NONE;
@@ -2472,13 +2436,13 @@ static PyObject *scan_cluster_entry(PyObject *self, PyObject *text)
         Py_RETURN_NONE;
     i++;
     Py_ssize_t m0 = i;  /* [^\s:"\\]+ */
-    while (i < n && !ce_space((unsigned char)s[i]) && s[i] != ':' && s[i] != '"' && s[i] != '\\')
+    while (i < n && !is_space((unsigned char)s[i]) && s[i] != ':' && s[i] != '"' && s[i] != '\\')
         i++;
     if (i == m0)
         Py_RETURN_NONE;
     if (i < n && s[i] == ':') {  /* (?::[^\s"\\]*)? */
         i++;
-        while (i < n && !ce_space((unsigned char)s[i]) && s[i] != '"' && s[i] != '\\')
+        while (i < n && !is_space((unsigned char)s[i]) && s[i] != '"' && s[i] != '\\')
             i++;
     }
     Py_ssize_t spn1 = i;
