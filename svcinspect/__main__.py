@@ -1,4 +1,4 @@
-from svcinspect.cli import console
+from svcinspect.entry import console
 
 if __name__ == "__main__":
     console()

@@ -211,9 +211,9 @@ def test_kubectl_plugin_entry_point(capsys):
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     scripts = dict(line.split(" = ") for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines())
-    # kubectl finds kubectl-NAME on PATH; kubectl_console is kubectl_main ended by cli.leave
-    assert scripts["kubectl-svcinspect"] == "svcinspect.cli:kubectl_console"
-    assert scripts["svcinspect"] == "svcinspect.cli:console"
+    # kubectl finds kubectl-NAME on PATH; kubectl_console is kubectl_main ended by cli.leave, after prestart
+    assert scripts["kubectl-svcinspect"] == "svcinspect.entry:kubectl_console"
+    assert scripts["svcinspect"] == "svcinspect.entry:console"
     _State.debug = _State.verbose = False
     with pytest.raises(SystemExit) as exc:
         kubectl_main(["balance", "--help"])

@@ -43,10 +43,11 @@ from svcinspect.errors import Diagnostic, EnvironmentProblem, Severity
 from svcinspect.model.netfilter import Family, Ruleset
 from svcinspect.dataplane.iptables import bulk as _bulk
 from svcinspect.dataplane.iptables.parse import parse_iptables_save
+from svcinspect.sources import prestart
 from svcinspect.sources.netns import NetnsRef, nsenter_argv, resolve_netns
+from svcinspect.sources.prestart import BACKENDS  # (on a tie kube-proxy's wrapper picks nft)
 
 READERS = ("auto", "iptc", "save")
-BACKENDS = ("nft", "legacy")  # on a tie kube-proxy's wrapper picks nft
 INSTALL_IPTABLES = "install iptables (apt-get install iptables)"
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
@@ -130,7 +131,7 @@ class FakeRunner:
 
 
 def save_command(backend: str, family: Family) -> str:
-    return ("iptables" if family is Family.V4 else "ip6tables") + f"-{backend}-save"
+    return prestart.save_name(backend, int(family))
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +319,7 @@ def run_saves(backends: Sequence[str], families: Sequence[Family], netns: NetnsR
     from svcinspect.dataplane.iptables.stream import SaveStream
 
     keys = [(b, f) for b in backends for f in families]
-    argvs = [nsenter_argv(netns, [save_command(b, f)] + (["-c"] if counters else [])) for b, f in keys]
+    argvs = prestart.save_argvs(backends, families, netns.path if netns else None, counters)
     where = netns.label if netns else ""
     streams = []
     for b, f in keys:
@@ -326,13 +327,16 @@ def run_saves(backends: Sequence[str], families: Sequence[Family], netns: NetnsR
         stream.on = stream.on and prework
         streams.append(stream)
     stream_fn = getattr(runner, "stream", None)
-    if stream_fn is not None:
-        results = stream_fn(argvs, streams)
-    else:
-        results = runner(argvs)
-        for stream, result in zip(streams, results):
-            if result.returncode == 0:
-                stream.feed_text(result.stdout)
+    try:
+        if stream_fn is not None:
+            results = stream_fn(argvs, streams)
+        else:
+            results = runner(argvs)
+            for stream, result in zip(streams, results):
+                if result.returncode == 0:
+                    stream.feed_text(result.stdout)
+    finally:
+        prestart.discard()  # (what the console entry point started for this read and it did not take)
     for stream in streams:
         stream.close()
     out: dict = {}

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from svcinspect.errors import EnvironmentProblem, InputError
+from svcinspect.sources import prestart
 
 MiB = 1 << 20
 DEFAULT_MAX_INPUT_SIZE = 256 * MiB
@@ -254,10 +255,8 @@ def while_waiting(work: Callable[[], object]):
         _WHILE_WAITING.reset(token)
 
 
-_PIPE_SIZE = 1 << 20       # asked for each stdout pipe: the command prints on while we parse
 _READ = 1 << 20
 _BACKLOG = 16 << 20        # read ahead of the sinks at most this much (then the commands wait)
-F_SETPIPE_SZ = 1031
 
 
 class Started:
@@ -290,6 +289,10 @@ def run_streamed(argvs: list[list[str]], sinks: list, readers: list | None = Non
     work on one piece often takes longer. The helper reads at most 16 MiB
     ahead of the sinks (``_BACKLOG``; then the commands wait, as they would
     for a full pipe), so memory stays bounded when the sinks are slower.
+
+    A command the console entry point started already for this read
+    (:mod:`~svcinspect.sources.prestart`, the same argv) is taken over
+    instead of started again; the time bound counts from this call.
     """
     import queue
     import time
@@ -300,16 +303,11 @@ def run_streamed(argvs: list[list[str]], sinks: list, readers: list | None = Non
     drain: _Drain | None = None
     try:
         for argv in argvs:
-            try:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, start_new_session=True)
+            try:  # (started already when the console entry point saw this read coming: prestart)
+                proc = prestart.take(argv) or prestart.spawn(argv)
             except (FileNotFoundError, PermissionError) as exc:
                 procs.append(Started(exc))
                 continue
-            try:
-                fcntl_pipe_size(proc.stdout.fileno(), _PIPE_SIZE)
-            except OSError:
-                pass
             procs.append(proc)
         outs: list[list[bytes]] = [[] for _ in argvs]
         errs: list[list[bytes]] = [[] for _ in argvs]
@@ -446,13 +444,6 @@ class _Drain(threading.Thread):
         with self._room:
             self._room.notify()
         self.join(timeout=5)
-
-
-def fcntl_pipe_size(fd: int, size: int) -> None:
-    """Ask for a pipe buffer of ``size`` bytes (Linux; the kernel may give less)."""
-    import fcntl
-
-    fcntl.fcntl(fd, F_SETPIPE_SZ, size)
 
 
 def _kill_all(procs: list) -> None:

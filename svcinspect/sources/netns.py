@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from svcinspect.errors import EnvironmentProblem, SvcinspectError
+from svcinspect.sources.prestart import NETNS_RUN_DIR, in_netns, netns_path
 
 CLONE_NEWNET = 0x40000000
-NETNS_RUN_DIR = "/run/netns"
 NS_GET_NSTYPE = 0xB703  # ioctl on an nsfs file: which kind of namespace (Linux 4.11+)
 _NS_KINDS = {CLONE_NEWNET: "net", 0x00020000: "mount", 0x04000000: "uts", 0x08000000: "ipc",
              0x10000000: "user", 0x20000000: "pid", 0x02000000: "cgroup", 0x00000080: "time"}
@@ -41,10 +41,7 @@ def resolve_netns(spec: str) -> NetnsRef:
     """``NAME`` -> ``/run/netns/NAME``; a path is taken as it is. Checks that it
     exists and is a network namespace; raises :class:`EnvironmentProblem` if not.
     """
-    if "/" in spec:
-        path = spec
-    else:
-        path = os.path.join(NETNS_RUN_DIR, spec)
+    path = netns_path(spec)
     if not os.path.exists(path):
         if "/" in spec:
             raise EnvironmentProblem(f"unknown network namespace {spec}: no such file "
@@ -81,9 +78,7 @@ def _ns_kind(fd: int) -> str | None:
 
 def nsenter_argv(ref: NetnsRef | None, argv: list[str]) -> list[str]:
     """Prefix ``argv`` so that it runs in ``ref`` (unchanged when ``ref`` is None)."""
-    if ref is None:
-        return argv
-    return ["nsenter", f"--net={ref.path}", "--", *argv]
+    return in_netns(ref.path if ref is not None else None, argv)
 
 
 def _setns(path: str) -> None:

@@ -23,9 +23,10 @@ from svcinspect.errors import Diagnostic, EnvironmentProblem, Severity
 from svcinspect.model.netfilter import Family
 from svcinspect.sources.command import CommandResult, Runner, check_privileges, run_commands
 from svcinspect.sources.files import TextSource
-from svcinspect.sources.netns import NetnsRef, nsenter_argv, resolve_netns
+from svcinspect.sources.netns import NetnsRef, resolve_netns
+from svcinspect.sources.prestart import NFT_FAMILY as _NFT_NAMES, nft_argvs
 
-NFT_FAMILY = {Family.V4: "ip", Family.V6: "ip6"}
+NFT_FAMILY = {f: _NFT_NAMES[int(f)] for f in (Family.V4, Family.V6)}
 
 
 def _absent(r: CommandResult) -> bool:
@@ -46,7 +47,7 @@ def read_nft_tables(families: Sequence[Family], ref: NetnsRef | None, runner: Ru
     that asked already hands its answer on (``read_live_rules(nft_tables=...)``)."""
     runner = runner or run_commands
     where = ref.label if ref else ""
-    argvs = [nsenter_argv(ref, ["nft", "list", "table", NFT_FAMILY[f], "kube-proxy"]) for f in families]
+    argvs = nft_argvs(families, ref.path if ref else None)
     try:
         results = runner(argvs)
     except EnvironmentProblem as exc:
