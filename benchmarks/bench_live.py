@@ -43,34 +43,38 @@ from _common import ROOT, Namespace, generate, installed, measure, saved_dump
 
 sys.path.insert(0, str(ROOT))
 
-# The CLI run in this interpreter, its output flushed (both wrappers below).
-RUN_CLI = ("from svcinspect.cli import main\n"
-           "try:\n"
-           "    main(sys.argv[1:])\n"
-           "except SystemExit:\n"
-           "    pass\n"
-           "sys.stdout.flush()\n")
+# The CLI run in this interpreter as the installed `svcinspect` command runs it
+# (svcinspect.entry.console: the read's commands started first, the process
+# ended by cli.leave without teardown), so what the wrappers below report
+# (from an exit handler: leave runs them, then ends the process) is the
+# command's own.
+RUN_CLI = ("sys.argv = ['svcinspect'] + sys.argv[1:]\n"
+           "from svcinspect.entry import console\n"
+           "console()\n")
 
 # svcinspect's own peak RSS: run its CLI in this interpreter and read
 # ru_maxrss of the process itself (wait4's figure is the largest process of the
 # tree, which for a live read is the save command).
-OWN_RSS = ("import resource, sys\n" + RUN_CLI
-           + "sys.stderr.write('own-rss %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+OWN_RSS = ("import atexit, resource, sys\n"
+           "atexit.register(lambda: sys.stderr.write('own-rss %d\\n' % "
+           "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n" + RUN_CLI)
 
 
 # What is left after the save's last byte: run the CLI in this interpreter,
 # note when the runner's helper thread read the save's end (and the process'
 # CPU then), and print the wall and CPU seconds from there to the output's end.
-AFTER = ("import sys, time\n"
+AFTER = ("import atexit, sys, time\n"
+         "from svcinspect.sources import prestart\n"
+         "prestart.start_for(sys.argv[1:])  # (first, as the entry point: the patch below needs limits)\n"
          "from svcinspect.sources import limits\n"
          "mark = {}\n"
          "run = limits._Drain.run\n"
          "def noted(self):\n"
          "    run(self)\n"
          "    mark['wall'], mark['cpu'] = time.perf_counter(), time.process_time()\n"
-         "limits._Drain.run = noted\n" + RUN_CLI
-         + "sys.stderr.write('after %.3f %.3f\\n' % (time.perf_counter() - mark['wall'], "
-         "time.process_time() - mark['cpu']))\n")
+         "limits._Drain.run = noted\n"
+         "atexit.register(lambda: sys.stdout.flush() or sys.stderr.write('after %.3f %.3f\\n' % ("
+         "time.perf_counter() - mark['wall'], time.process_time() - mark['cpu'])))\n" + RUN_CLI)
 
 
 def after_save(python: str, args: list[str], runs: int) -> tuple[list[float], list[float]]:
