@@ -452,3 +452,81 @@ def test_cluster_entry_on_edited_lines(text):
        st.text(alphabet=" -/:.\"\\[]0123456789aAfFgz_\n\t\x1fé", max_size=6))
 def test_cluster_entry_on_mutated_lines(at, cut, insert):
     _check_cluster(_CLUSTER_LINE[:at] + insert + _CLUSTER_LINE[at + cut:])
+
+
+# --- the compiled loop of services._cluster_entries (cluster_entries) -----------------------
+
+class _WithoutLoop:
+    """The compiled scanner without its cluster_entries loop: the reference."""
+
+    def __getattr__(self, name):
+        if name == "cluster_entries":
+            raise AttributeError(name)
+        return getattr(native, name)
+
+
+def _entry_facts(raw: tuple, monkeypatch, loop: bool):
+    from svcinspect.dataplane.iptables import services
+    from svcinspect.dataplane.iptables.parse import decode_chain
+    from svcinspect.model.netfilter import Chain, RuleList
+
+    monkeypatch.setattr(bulk, "_native", native if loop else _WithoutLoop())
+    accs: dict = {}
+    chain = Chain("nat", "KUBE-SERVICES", RuleList("nat", "KUBE-SERVICES", "<test>", raw, decode_chain))
+    facts = list(services._cluster_entries(accs)(chain, None))
+    monkeypatch.undo()
+    return facts, {k: (a.names, a.protocol, a.entries, a.filter_entries, a.warnings) for k, a in accs.items()}
+
+
+def _dispatch_raws():
+    from svcinspect.dataplane.iptables.parse import parse_iptables_save
+
+    for path in SAVES:
+        try:
+            ruleset = parse_iptables_save(path.read_text(errors="replace"), str(path))
+        except Exception:  # (a fixture that is not a dump: nothing to read here)
+            continue
+        for table in ruleset.tables:
+            chain = table.chains.get("KUBE-SERVICES") if table.name == "nat" else None
+            if chain is not None and len(chain.rules.raw):
+                yield path.name, tuple(chain.rules.raw)
+
+
+@needs_native
+def test_cluster_entries_loop_on_every_fixture(monkeypatch):
+    """The compiled loop leaves the accumulators and the yielded facts exactly
+    as the Python loop does, on every fixture's KUBE-SERVICES chain."""
+    seen = read = 0
+    for name, raw in _dispatch_raws():
+        got = _entry_facts(raw, monkeypatch, True)
+        assert got == _entry_facts(raw, monkeypatch, False), name
+        seen += 1
+        read += sum(len(v[2]) for v in got[1].values())
+    assert seen > 20 and read > 200
+
+
+_OTHER_LINES = [
+    '-A KUBE-SERVICES -d 203.0.113.7/32 -p udp -m comment --comment "kube-system/kube-dns:dns external IP" '
+    '-m udp --dport 53 -j KUBE-EXT-TCOU7JCQXEZGVUNU',
+    '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in '
+    'this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS',
+    _CLUSTER_LINE.replace("kube-dns:dns", "kube-dns:"),
+    _CLUSTER_LINE.replace("-p udp", "-p UDP").replace("-m udp", "-m UDP"),
+    _CLUSTER_LINE.replace("10.96.0.10", "10.96.0.11"),
+    _CLUSTER_LINE.replace("kube-dns:dns", "kube-dns:d\u00e9"),
+    _CLUSTER_LINE.replace("TCOU7JCQXEZGVUNU", "ERIFXISQEP7F7OF4").replace("kube-dns:dns", "kube-dns:dns-tcp"),
+    _CLUSTER_LINE.replace("--dport 53", "--dport 0053"),
+    "-A KUBE-SERVICES -j RETURN",
+]
+
+
+@needs_native
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from([_CLUSTER_LINE] + _OTHER_LINES), max_size=12))
+def test_cluster_entries_loop_on_mixed_rules(monkeypatch, lines):
+    """Any mix of kube-proxy's cluster-IP rule, the same port twice, another
+    entry of the same port before or after it, a non-ASCII, upper-case or
+    other rule: the same accumulators (names, protocol and entry order) and
+    facts, in the same order."""
+    raw = tuple((i + 10, text) for i, text in enumerate(lines))
+    assert _entry_facts(raw, monkeypatch, True) == _entry_facts(raw, monkeypatch, False)

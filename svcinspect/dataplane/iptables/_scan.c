@@ -2480,6 +2480,134 @@ static PyObject *scan_cluster_entry(PyObject *self, PyObject *text)
                          s + t0, i - t0, s + h0, (Py_ssize_t)16);
 }
 
+/* --- cluster_entries: services._cluster_entries' loop, compiled (live services, round 5)
+ *
+ *   cluster_entries(raw, start, accs, consts) -> index
+ *
+ * The loop of services._cluster_entries over ``raw`` (KUBE-SERVICES' (line,
+ * text) rules) from ``start``, for the rules it adds to ``accs`` itself:
+ * those cluster_entry() reads whose port has no entry point yet. It stops at
+ * the first other rule (not kube-proxy's cluster-IP shape, not ASCII, or a
+ * port with entries already) and returns its index, for the Python loop to
+ * read in its place; len(raw) at the end. ``consts``: (_Acc, EntryPoint, its
+ * field names, EntryKind.CLUSTER_IP). Each rule: accs[key] made when missing
+ * (``_Acc()``), the name appended (one trailing ":" cut, as
+ * kubeproxy.normalize_spn), the protocol lower-cased and kept when the port
+ * has none, and one EntryPoint appended, built as bulk.frozen builds it.
+ */
+static PyObject *ce_attr[4];  /* "names", "protocol", "entries", "lower" */
+
+static PyObject *scan_cluster_entries(PyObject *self, PyObject *args)
+{
+    PyObject *raw, *accs, *consts;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "O!nO!O!:cluster_entries", &PyTuple_Type, &raw, &start, &PyDict_Type, &accs,
+                          &PyTuple_Type, &consts))
+        return NULL;
+    if (PyTuple_GET_SIZE(consts) != 4 || !PyTuple_Check(PyTuple_GET_ITEM(consts, 2))) {
+        PyErr_SetString(PyExc_TypeError, "cluster_entries() consts are (_Acc, EntryPoint, field names, kind)");
+        return NULL;
+    }
+    static const char *names[4] = {"names", "protocol", "entries", "lower"};
+    for (int k = 0; k < 4; k++)
+        if (ce_attr[k] == NULL && (ce_attr[k] = PyUnicode_InternFromString(names[k])) == NULL)
+            return NULL;
+    static PyObject *nat_str;
+    if (nat_str == NULL && (nat_str = PyUnicode_InternFromString("nat")) == NULL)
+        return NULL;
+    PyObject *acc_cls = PyTuple_GET_ITEM(consts, 0), *entry_cls = PyTuple_GET_ITEM(consts, 1),
+             *fields = PyTuple_GET_ITEM(consts, 2), *cluster_ip = PyTuple_GET_ITEM(consts, 3);
+    Py_ssize_t n = PyTuple_GET_SIZE(raw), i = start < 0 ? 0 : start;
+    for (; i < n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(raw, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(item, 1)))
+            break;
+        PyObject *line = PyTuple_GET_ITEM(item, 0), *text = PyTuple_GET_ITEM(item, 1);
+        PyObject *got = scan_cluster_entry(NULL, text);
+        if (got == NULL)
+            return NULL;
+        if (!PyTuple_Check(got)) {  /* None (another shape) or False (not ASCII): the Python loop reads it */
+            Py_DECREF(got);
+            break;
+        }
+        PyObject *dst = PyTuple_GET_ITEM(got, 0), *proto = PyTuple_GET_ITEM(got, 1), *spn = PyTuple_GET_ITEM(got, 2),
+                 *port_text = PyTuple_GET_ITEM(got, 3), *target = PyTuple_GET_ITEM(got, 4),
+                 *key = PyTuple_GET_ITEM(got, 5);
+        PyObject *acc = PyDict_GetItemWithError(accs, key);  /* borrowed */
+        if (acc == NULL && PyErr_Occurred()) {
+            Py_DECREF(got);
+            return NULL;
+        }
+        PyObject *entries = NULL;
+        if (acc != NULL) {
+            if ((entries = PyObject_GetAttr(acc, ce_attr[2])) == NULL) {
+                Py_DECREF(got);
+                return NULL;
+            }
+            int has = !PyList_Check(entries) || PyList_GET_SIZE(entries) != 0;
+            Py_DECREF(entries);
+            if (has) {  /* entries already: the Python loop compares them */
+                Py_DECREF(got);
+                break;
+            }
+        }
+        PyObject *made = NULL, *acc_names = NULL, *lowered = NULL, *port = NULL, *name = NULL, *have = NULL,
+                 *values = NULL, *entry = NULL;
+        int ok = 0;
+        if (acc == NULL) {
+            if ((made = PyObject_CallNoArgs(acc_cls)) == NULL || PyDict_SetItem(accs, key, made) < 0)
+                goto rule_done;
+            acc = made;
+        }
+        Py_ssize_t len = PyUnicode_GET_LENGTH(spn);
+        name = len > 0 && PyUnicode_READ_CHAR(spn, len - 1) == ':' ? PyUnicode_Substring(spn, 0, len - 1)
+                                                                   : Py_NewRef(spn);
+        if (name == NULL || (acc_names = PyObject_GetAttr(acc, ce_attr[0])) == NULL
+                || PyList_Check(acc_names) == 0 || PyList_Append(acc_names, name) < 0)
+            goto rule_done;
+        if ((lowered = PyObject_CallMethodNoArgs(proto, ce_attr[3])) == NULL
+                || (have = PyObject_GetAttr(acc, ce_attr[1])) == NULL)
+            goto rule_done;
+        {
+            int truthy = PyObject_IsTrue(have);
+            if (truthy < 0 || (!truthy && PyObject_SetAttr(acc, ce_attr[1], lowered) < 0))
+                goto rule_done;
+        }
+        if ((port = PyLong_FromUnicodeObject(port_text, 10)) == NULL
+                || (entries = PyObject_GetAttr(acc, ce_attr[2])) == NULL)
+            goto rule_done;
+        if ((values = PyTuple_Pack(11, cluster_ip, dst, port, lowered, target, nat_str, line, text, Py_None,
+                                   Py_False, Py_None)) == NULL)
+            goto rule_done;
+        {
+            PyObject *call = PyTuple_Pack(3, entry_cls, fields, values);
+            if (call == NULL)
+                goto rule_done;
+            entry = scan_new_frozen(NULL, call);
+            Py_DECREF(call);
+        }
+        if (entry == NULL || !PyList_Check(entries) || PyList_Append(entries, entry) < 0)
+            goto rule_done;
+        ok = 1;
+rule_done:
+        if (!ok && !PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "cluster_entries(): an _Acc of another shape");
+        Py_XDECREF(made);
+        Py_XDECREF(acc_names);
+        Py_XDECREF(lowered);
+        Py_XDECREF(port);
+        Py_XDECREF(name);
+        Py_XDECREF(have);
+        Py_XDECREF(values);
+        Py_XDECREF(entry);
+        Py_XDECREF(entries);
+        Py_DECREF(got);
+        if (!ok)
+            return NULL;
+    }
+    return PyLong_FromSsize_t(i);
+}
+
 static PyMethodDef methods[] = {
     {"dnat", scan_dnat, METH_O, "chain -> DNAT destination of endpoint chains (see parse.bulk._scan_dnat)."},
     {"cascades", scan_cascades, METH_O, "chain -> cascade branches (see parse.bulk._scan_cascades)."},
@@ -2501,6 +2629,7 @@ static PyMethodDef methods[] = {
     {"kube_runs", scan_kube_runs, METH_VARARGS, "stream._kube_runs_py(segs, start, end, last, chains) when ordered, else None."},
     {"cluster_entry", scan_cluster_entry, METH_O, "services._CLUSTER_ENTRY.match(text)'s six groups, None, or False (not ASCII)."},
     {"new_jump_targets", scan_new_jump_targets, METH_VARARGS, "jump_targets of segs[start:end]'s blocks less the names in chains, or None."},
+    {"cluster_entries", scan_cluster_entries, METH_VARARGS, "services._cluster_entries' loop from start, up to the first rule it leaves to Python."},
     {NULL, NULL, 0, NULL},
 };
 

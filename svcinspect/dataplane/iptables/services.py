@@ -339,16 +339,27 @@ def _cluster_entries(accs: dict[str, _Acc]):
     fields = _ENTRY_FIELDS
     # (the compiled matcher: the regex's six groups, None where it does not match, False: the regex decides)
     native = getattr(bulk._native, "cluster_entry", None) if bulk.enabled() else None
+    # (and the compiled loop: the rules below, up to the first it leaves to this one)
+    loop = getattr(bulk._native, "cluster_entries", None) if native is not None else None
+    consts = (_Acc, EntryPoint, fields, cluster_ip)
 
     def facts(services: Chain, wanted: None):
         raw = services.rules.raw
-        for i, (line, text) in enumerate(raw):
+        i, n = 0, len(raw)
+        batch = loop if type(raw) is tuple else None
+        while i < n:
+            if batch is not None:
+                i = batch(raw, i, accs, consts)
+                if i >= n:
+                    break
+            line, text = raw[i]
+            i += 1
             got = native(text) if native is not None else False
             if got is False:
                 m = match(text)
                 got = m.group("d", "p", "spn", "port", "t", "h") if m is not None else None
             if got is None:  # read as before, in its place (the first name and protocol seen win)
-                yield from general(services, None, (i,))
+                yield from general(services, None, (i - 1,))
                 continue
             dst, proto, spn, port, target, key = got
             acc = accs.get(key)
