@@ -14,7 +14,10 @@ what the backend choice needs as the text comes and, for callers that parse
 the whole dump (``prework=True``: ``read_live_rules``), do the parser's first
 stages and ``bulk.scan_nat``'s passes while the save is still printing (and,
 for `services` and `check`, the service analysis: ``dataplane.iptables.early``);
-the result is ``parse_iptables_save``'s, exactly.
+the result is ``parse_iptables_save``'s, exactly. The console entry point
+may have started these commands before the CLI loaded
+(:mod:`svcinspect.sources.prestart`, with the argvs built here): the runner
+takes them over, and ``run_saves`` kills whatever it did not take.
 
 Readers (``--reader``):
 
