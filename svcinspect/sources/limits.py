@@ -449,11 +449,7 @@ class _Drain(threading.Thread):
 def _kill_all(procs: list) -> None:
     for proc in procs:
         if isinstance(proc, subprocess.Popen) and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            proc.wait()
+            prestart.kill_group(proc)
 
 
 def _timed_out(argvs: list[list[str]], procs: list, timeout: float):

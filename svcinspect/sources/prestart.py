@@ -160,16 +160,22 @@ def take(argv: list[str]) -> subprocess.Popen | None:
     return _started.pop(tuple(argv), None) if _started else None
 
 
-def discard() -> None:
-    """Kill and reap every started command nobody took."""
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill the process group of a command started in a session of its own
+    (:func:`spawn`) and reap it (``limits`` stops its commands this way too)."""
     import signal
 
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:  # (it ended already)
+        pass
+    proc.wait()
+
+
+def discard() -> None:
+    """Kill and reap every started command nobody took."""
     while _started:
         _, proc = _started.popitem()
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:  # (it ended already)
-            pass
-        proc.wait()
+        kill_group(proc)
         for pipe in (proc.stdout, proc.stderr):
             pipe.close()
